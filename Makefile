@@ -1,0 +1,37 @@
+# Two commands set everything up: `make run` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+RUN_DIR ?= runs/demo
+CLIENTS ?= 2000
+SEED ?= 42
+
+.PHONY: run test venv bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+## Simulate a cohort, validate it, build landmark features and summarise them.
+run: venv
+	$(BIN)/dropout-risk simulate --clients $(CLIENTS) --seed $(SEED) --out $(RUN_DIR)/data
+	$(BIN)/dropout-risk validate --sessions $(RUN_DIR)/data/sessions.csv --episodes $(RUN_DIR)/data/episodes.csv
+	$(BIN)/dropout-risk features --sessions $(RUN_DIR)/data/sessions.csv --episodes $(RUN_DIR)/data/episodes.csv \
+		--out $(RUN_DIR)/features.parquet
+
+## The whole test suite.
+test: venv
+	$(BIN)/python -m pytest
+
+## Speed figures (see benchmarks/README.md).
+bench: venv
+	$(BIN)/python benchmarks/simulate_speed.py
+	$(BIN)/python benchmarks/features_build.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .hypothesis *.egg-info

@@ -1,0 +1,48 @@
+"""What every command shares: the console, settings loading and clean failure."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+from features.config import ConfigFileError, ProjectSettings, load_settings
+from features.contract import ContractError
+from training.data import DataFileError
+
+console = Console()
+# Problem lines are never wrapped: one problem, one line, greppable.
+err_console = Console(stderr=True, soft_wrap=True)
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", help="TOML config file (default: $DROPOUT_RISK_CONFIG or ./dropout-risk.toml)."),
+]
+
+
+def fail(message: str) -> NoReturn:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code=1)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn the errors a user can fix into a message and exit code 1, without a traceback."""
+    try:
+        yield
+    except (DataFileError, ConfigFileError, ContractError) as exc:
+        fail(str(exc))
+    except ValidationError as exc:
+        # pydantic's default message includes the input value; show where and why only.
+        details = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in exc.errors())
+        fail(f"invalid configuration: {details}")
+
+
+def settings(config: Path | None, cls: type[ProjectSettings] = ProjectSettings) -> ProjectSettings:
+    with user_errors():
+        return load_settings(cls, config)

@@ -1,0 +1,94 @@
+"""Typed configuration: one TOML file plus ``DROPOUT_RISK_`` environment variables.
+
+Each package reads only its own section; ``ProjectSettings`` carries the
+sections every entry point needs (the feature definition and any instruments
+the user declares), and ``training``/``serving`` extend it with their own.
+The file is ``--config F``, else ``$DROPOUT_RISK_CONFIG``, else
+``./dropout-risk.toml`` when present; without one, the defaults below apply.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from features.instruments import Instrument, InstrumentRegistry, default_registry
+
+DEFAULT_CONFIG_FILE = Path("dropout-risk.toml")
+CONFIG_ENV_VAR = "DROPOUT_RISK_CONFIG"
+
+
+class FeatureConfig(BaseModel):
+    """How landmark features are built; stored with every trained model."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_landmark: int = Field(default=8, ge=1, le=52, description="last session k that gets a feature row")
+    off_track_z: float = Field(
+        default=1.0, gt=0,
+        description="a score more than this many residual SDs below its expected trajectory is off track",
+    )
+
+
+class ProjectSettings(BaseSettings):
+    """Settings shared by every entry point."""
+
+    model_config = SettingsConfigDict(env_prefix="DROPOUT_RISK_", env_nested_delimiter="__", extra="forbid")
+
+    features: FeatureConfig = FeatureConfig()
+    # Scales a clinic or trial uses that we do not ship (PANSS, ECBI, BDI-II, ...).
+    instruments: list[Instrument] = Field(default_factory=list)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        toml_file = settings_cls.model_config.get("toml_file")
+        if toml_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        return tuple(sources)
+
+    def registry(self) -> InstrumentRegistry:
+        return default_registry().with_extra(self.instruments)
+
+
+S = TypeVar("S", bound=ProjectSettings)
+
+
+class ConfigFileError(ValueError):
+    pass
+
+
+def resolve_config_file(config_file: Path | None = None) -> Path | None:
+    """The config file to read, or None to run on defaults."""
+    if config_file is None and os.environ.get(CONFIG_ENV_VAR):
+        config_file = Path(os.environ[CONFIG_ENV_VAR])
+    if config_file is not None:
+        if not config_file.is_file():
+            raise ConfigFileError(f"config file {config_file} does not exist")
+        return config_file
+    return DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.is_file() else None
+
+
+def load_settings(settings_cls: type[S] = ProjectSettings, config_file: Path | None = None) -> S:
+    """Read settings once, at the edge, and pass them in from there."""
+    path = resolve_config_file(config_file)
+    bound = type(settings_cls.__name__, (settings_cls,), {
+        "model_config": SettingsConfigDict(**{**settings_cls.model_config, "toml_file": path}),
+    })
+    return bound()
