@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 RUN_DIR ?= runs/demo
-CLIENTS ?= 2000
+CLIENTS ?= 5000
 SEED ?= 42
 
 .PHONY: run test venv bench clean
@@ -17,21 +17,25 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-## Simulate a cohort, validate it, build landmark features and summarise them.
+## Simulate a cohort, validate it, build features, train, register and promote a champion.
 run: venv
 	$(BIN)/dropout-risk simulate --clients $(CLIENTS) --seed $(SEED) --out $(RUN_DIR)/data
 	$(BIN)/dropout-risk validate --sessions $(RUN_DIR)/data/sessions.csv --episodes $(RUN_DIR)/data/episodes.csv
 	$(BIN)/dropout-risk features --sessions $(RUN_DIR)/data/sessions.csv --episodes $(RUN_DIR)/data/episodes.csv \
 		--out $(RUN_DIR)/features.parquet
+	$(BIN)/dropout-risk train --sessions $(RUN_DIR)/data/sessions.csv --episodes $(RUN_DIR)/data/episodes.csv \
+		--truth $(RUN_DIR)/data/truth.csv --report $(RUN_DIR)/report.json --promote
 
-## The whole test suite.
+## Lint, then the whole test suite.
 test: venv
+	$(BIN)/ruff check features training models serving cli tests benchmarks
 	$(BIN)/python -m pytest
 
 ## Speed figures (see benchmarks/README.md).
 bench: venv
 	$(BIN)/python benchmarks/simulate_speed.py
 	$(BIN)/python benchmarks/features_build.py
+	$(BIN)/python benchmarks/train_speed.py
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache .hypothesis *.egg-info
+	rm -rf $(VENV) runs .pytest_cache .hypothesis *.egg-info mlflow.db mlruns

@@ -55,7 +55,7 @@ def features(
     sessions: SessionsOption,
     episodes: EpisodesOption,
     out: Annotated[Path, typer.Option("--out", help="Output table (.parquet or .csv).")],
-    engine: Annotated[str, typer.Option("--engine", help="pandas (Spark arrives with the population-scale work).")] = "pandas",
+    engine: Annotated[str, typer.Option("--engine", help="pandas (the only engine so far).")] = "pandas",
     config: ConfigOption = None,
 ) -> None:
     """Validate, then build the landmark feature table (one row per client and session k)."""

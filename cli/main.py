@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import warnings
+
 import typer
 
-from cli import data, simulate
+from cli import data, simulate, train
+
+# MLflow's own progress bars and INFO lines would drown the command's output.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+logging.getLogger("mlflow").setLevel(logging.WARNING)
+# The pickle warning is about loading models from untrusted sources; ours are our own.
+logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)
+warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted in multiple ways")
 
 app = typer.Typer(
     name="dropout-risk",
@@ -16,6 +27,9 @@ app = typer.Typer(
 app.command("validate")(data.validate)
 app.command("features")(data.features)
 app.command("simulate")(simulate.simulate)
+app.command("train")(train.train_command)
+app.command("promote")(train.promote_command)
+app.command("score")(train.score_command)
 
 if __name__ == "__main__":
     app()

@@ -476,7 +476,7 @@ def _streams(seed: int) -> dict[str, np.random.Generator]:
     names = ["alliance", "outcome", "demographics", "clinics", "length", "attendance",
              "missed", "dates", "outcome_noise", "alliance_noise", "data_cut"]
     children = np.random.SeedSequence(seed).spawn(len(names))
-    return {name: np.random.default_rng(child) for name, child in zip(names, children)}
+    return {name: np.random.default_rng(child) for name, child in zip(names, children, strict=True)}
 
 
 # --------------------------------------------------------------------------------------

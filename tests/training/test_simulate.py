@@ -22,6 +22,7 @@ from training.simulate import (
     MAX_SESSIONS,
     Cohort,
     SimulationConfig,
+    _client_ids,
     calibrate_intercept,
     expected_dropout,
     planned_length_pmf,
@@ -29,7 +30,6 @@ from training.simulate import (
     true_risk_matrix,
     write_cohort,
 )
-from training.simulate import _client_ids
 
 REGISTRY = default_registry()
 SESSION_BASE = ["client_id", "session_number", "session_date", "missed_since_last"]

@@ -1,0 +1,132 @@
+"""``train``, ``promote`` and ``score``: the model lifecycle from the command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from cli.common import ConfigOption, console, fail, settings, user_errors
+from cli.data import EpisodesOption, SessionsOption
+from features.instruments import InstrumentRegistry
+from models.registry import CHAMPION, load_model, model_uri
+from training.promote import Decision, PromotionError, promote
+from training.score import score_file
+from training.settings import TrainingSettings
+from training.splits import TooFewClientsError
+from training.train import TrainingDataError, train
+
+
+def _report_table(report: dict) -> Table:
+    table = Table(title=f"{report['model_name']} v{report['model_version']} ({report['model_kind']}), "
+                        f"{report['test']['n_clients']} test clients")
+    for column in ("model", "ROC AUC (95% CI)", "PR AUC", "Brier", "cal. slope", "ECE"):
+        table.add_column(column)
+    rows = {f"registered ({report['model_kind']})": report["test"], **report["baselines"]}
+    for name, metrics in rows.items():
+        lo, hi = metrics["ci"]["roc_auc"]
+        table.add_row(name, f"{metrics['roc_auc']:.3f} ({lo:.3f}-{hi:.3f})", f"{metrics['pr_auc']:.3f}",
+                      f"{metrics['brier']:.3f}", f"{metrics['calibration_slope']:.2f}", f"{metrics['ece']:.3f}")
+    if "true_risk" in report:
+        table.add_row("true risk", f"{report['true_risk']['roc_auc']:.3f}", "", "", "", "")
+    return table
+
+
+def _print_decision(decision: Decision) -> None:
+    verdict = "[bold green]promoted[/]" if decision.promoted else "[bold yellow]not promoted[/]"
+    console.print(f"version {decision.challenger_version}: {verdict} "
+                  f"(champion was {decision.champion_version or 'none'})")
+    for line in decision.reasons:
+        console.print(f"  - {line}", highlight=False)
+
+
+def train_command(
+    sessions: SessionsOption,
+    episodes: EpisodesOption,
+    truth: Annotated[Path | None, typer.Option("--truth", help="Simulator truth.csv: adds the true-risk AUC.")] = None,
+    config: ConfigOption = None,
+    report: Annotated[Path | None, typer.Option("--report", help="Write the JSON report here.")] = None,
+    do_promote: Annotated[bool, typer.Option("--promote", help="Run the promotion gate afterwards.")] = False,
+    split: Annotated[str, typer.Option("--split", help="Test split: random (by client) or temporal.")] = "random",
+    loco: Annotated[bool, typer.Option("--leave-one-clinic-out",
+                                       help="Also validate the recipe on each clinic held out in turn.")] = False,
+) -> None:
+    """Train, validate by client, register as challenger (and optionally promote)."""
+    if split not in ("random", "temporal"):
+        fail("--split must be random or temporal")
+    project = settings(config, TrainingSettings)
+    with user_errors(), console.status("training") as status:
+        try:
+            outcome = train(sessions, episodes, project, truth_path=truth, split=split, leave_one_clinic_out=loco,
+                            progress=lambda message: status.update(message))
+        except (TrainingDataError, TooFewClientsError) as exc:
+            fail(str(exc))
+    result = outcome.report
+    if do_promote:
+        try:
+            decision = promote(project, version=outcome.model_version)
+        except PromotionError as exc:
+            fail(str(exc))
+        result["promoted"] = decision.promoted
+        result["promotion"] = {"reasons": decision.reasons, "challenger": decision.challenger,
+                               "champion": decision.champion}
+    console.print(_report_table(result))
+    console.print(f"registered as version {outcome.model_version} (alias challenger), run {outcome.run_id}")
+    if do_promote:
+        _print_decision(decision)
+    if report:
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text(json.dumps(result, indent=2, default=str))
+        console.print(f"report: {report}")
+
+
+def promote_command(
+    version: Annotated[str | None, typer.Option("--version", help="Model version (default: the challenger).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Skip the gate (rollback path); needs --reason.")] = False,
+    reason: Annotated[str | None, typer.Option("--reason", help="Why the gate is overridden (logged).")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Make a version the champion if it passes the gate (or by force, with a reason)."""
+    project = settings(config, TrainingSettings)
+    try:
+        decision = promote(project, version=version, force=force, reason=reason)
+    except PromotionError as exc:
+        fail(str(exc))
+    _print_decision(decision)
+    if not decision.promoted:
+        raise typer.Exit(code=1)
+
+
+def _scoring_registry(base: InstrumentRegistry, model) -> InstrumentRegistry:
+    """The config's instruments plus any the model was trained with (declared in another config)."""
+    return base.with_extra([i for i in model.spec.instruments if i.key not in base])
+
+
+def score_command(
+    sessions: SessionsOption,
+    out: Annotated[Path, typer.Option("--out", help="Output file (.csv or .parquet).")],
+    episodes: Annotated[Path | None, typer.Option("--episodes", help="Episodes file (covariates).")] = None,
+    model: Annotated[str, typer.Option("--model", help="Model URI.")] = model_uri(CHAMPION),
+    config: ConfigOption = None,
+) -> None:
+    """Write client_id, session_number, risk for every session of every client."""
+    project = settings(config, TrainingSettings)
+    with console.status(f"loading {model}"):
+        try:
+            packaged = load_model(model)
+        except Exception as exc:  # MLflow raises several types for a missing model or store
+            fail(f"cannot load model {model}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+    registry = _scoring_registry(project.registry(), packaged)
+    progress = Progress(TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TextColumn("clients"),
+                        TimeElapsedColumn(), console=console)
+    with user_errors(), progress:
+        task = progress.add_task("score", total=None)
+        scored = score_file(packaged, sessions, episodes, out, registry,
+                            advance=lambda n: progress.advance(task, n),
+                            on_total=lambda n: progress.update(task, total=n))
+    console.print(f"[bold green]wrote[/] {out}: {len(scored):,} sessions, "
+                  f"{scored['client_id'].nunique():,} clients")

@@ -1,0 +1,47 @@
+"""A small simulated clinic shared by the model tests (built once per session; treat it as read-only)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.config import FeatureConfig
+from features.contract import validate_contract
+from features.instruments import default_registry
+from features.landmarks import build_features
+from features.spec import FeatureSpec, infer_spec
+from features.trajectories import ExpectedTrajectories, fit_expected_trajectories
+from training.simulate import SimulationConfig, simulate_cohort
+
+N_CLIENTS = 400
+SEED = 11
+
+
+@dataclass(frozen=True)
+class Clinic:
+    sessions: pd.DataFrame  # typed, validated; every client (ongoing included)
+    episodes: pd.DataFrame
+    spec: FeatureSpec
+    trajectories: ExpectedTrajectories
+    features: pd.DataFrame  # landmark rows of every client
+    train: pd.DataFrame  # landmark rows of ended episodes (label known), RangeIndex
+    y: np.ndarray  # train labels, int
+
+
+@pytest.fixture(scope="session")
+def clinic() -> Clinic:
+    cohort = simulate_cohort(SimulationConfig(n_clients=N_CLIENTS, seed=SEED))
+    result = validate_contract(cohort.sessions, cohort.episodes, default_registry())
+    assert result.ok, result.problems[:5]
+    sessions, episodes = result.sessions, result.episodes
+    spec = infer_spec(sessions, episodes, default_registry(), FeatureConfig())
+    trajectories = fit_expected_trajectories(sessions, spec)
+    features = build_features(sessions, episodes, spec, trajectories)
+    train = features[features["label"].notna()].reset_index(drop=True)
+    y = train["label"].to_numpy(dtype=int)
+    assert 0 < y.mean() < 1
+    assert spec.categorical_covariates, "the simulated clinic should have a categorical covariate (gender)"
+    return Clinic(sessions, episodes, spec, trajectories, features, train, y)

@@ -1,0 +1,173 @@
+"""Client-clustered bootstrap: clients (not rows) are resampled, intervals are sane and reproducible."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from training.bootstrap import (
+    bootstrap_metric_cis,
+    client_bootstrap,
+    paired_bootstrap_difference,
+    percentile_interval,
+)
+from training.metrics import (
+    brier,
+    calibration_slope_intercept,
+    evaluate,
+    expected_calibration_error,
+    pr_auc,
+    roc_auc,
+)
+
+
+def landmark_frame(n_clients: int, seed: int = 0, max_landmarks: int = 4) -> pd.DataFrame:
+    """Clients with 1..max_landmarks rows; risk and label share a client-level latent."""
+    rng = np.random.default_rng(seed)
+    n_rows = rng.integers(1, max_landmarks + 1, n_clients)
+    client = np.repeat(np.arange(n_clients), n_rows)
+    landmark = np.concatenate([np.arange(1, k + 1) for k in n_rows])
+    latent = rng.normal(size=n_clients)
+    label = (rng.random(n_clients) < 1 / (1 + np.exp(-(latent - 0.8)))).astype(int)
+    risk = 1 / (1 + np.exp(-(latent[client] - 0.8 + 0.5 * rng.normal(size=client.size))))
+    frame = pd.DataFrame({"client_id": [f"c{i:04d}" for i in client], "landmark": landmark,
+                          "risk": risk, "label": label[client]})
+    return frame.sample(frac=1.0, random_state=seed).reset_index(drop=True)  # rows of a client not adjacent
+
+
+def _metrics(frame: pd.DataFrame) -> dict[str, float]:
+    y, p = frame["label"], frame["risk"]
+    return {"roc_auc": roc_auc(y, p), "pr_auc": pr_auc(y, p), "brier": brier(y, p),
+            "calibration_slope": calibration_slope_intercept(y, p)[0],
+            "calibration_intercept": calibration_slope_intercept(y, p)[1],
+            "ece": expected_calibration_error(y, p)}
+
+
+ALL = ("roc_auc", "pr_auc", "brier", "calibration_slope", "calibration_intercept", "ece")
+
+
+def test_duplicating_every_clients_rows_leaves_the_intervals_unchanged():
+    """Resampling clients, a client's 100 identical rows move together: the CI cannot narrow.
+
+    A row bootstrap would treat the 100 copies as independent evidence and shrink the interval
+    about tenfold; the last assertion shows that this design detects exactly that.
+    """
+    once = landmark_frame(150, seed=1, max_landmarks=1)
+    hundred = once.loc[once.index.repeat(100)].reset_index(drop=True)
+
+    fast_once = bootstrap_metric_cis(once, metrics=ALL, n_resamples=60, seed=7)
+    fast_hundred = bootstrap_metric_cis(hundred, metrics=ALL, n_resamples=60, seed=7)
+    for metric in ALL:
+        np.testing.assert_allclose(fast_hundred["pooled"][metric], fast_once["pooled"][metric], rtol=1e-7)
+        np.testing.assert_allclose(fast_hundred["by_landmark"]["1"][metric], fast_once["by_landmark"]["1"][metric],
+                                   rtol=1e-7)
+
+    def stat(frame):
+        return {"brier": brier(frame["label"], frame["risk"]), "prevalence": frame["label"].mean()}
+
+    generic_once = client_bootstrap(once, stat, n_resamples=60, seed=7)
+    generic_hundred = client_bootstrap(hundred, stat, n_resamples=60, seed=7)
+    for metric in ("brier", "prevalence"):
+        np.testing.assert_allclose(generic_hundred[metric], generic_once[metric], rtol=1e-7)
+
+    # the same design catches a row-level bootstrap
+    rng = np.random.default_rng(7)
+    row_level = [hundred["label"].to_numpy()[rng.integers(0, len(hundred), len(hundred))].mean() for _ in range(60)]
+    row_lo, row_hi = percentile_interval(row_level)
+    lo, hi = generic_hundred["prevalence"]
+    assert (row_hi - row_lo) < 0.3 * (hi - lo)
+
+
+def test_fast_path_equals_generic_client_bootstrap_with_the_same_seed():
+    frame = landmark_frame(150, seed=2)
+    fast = bootstrap_metric_cis(frame, metrics=ALL, n_resamples=40, seed=3)
+    generic = client_bootstrap(frame, _metrics, n_resamples=40, seed=3)
+    for metric in ALL:
+        np.testing.assert_allclose(fast["pooled"][metric], generic[metric], rtol=1e-6, err_msg=metric)
+    for landmark in ("1", "4"):
+        # per-landmark intervals come from the same client draws as the pooled ones
+        generic_lm = client_bootstrap(frame, lambda f, k=int(landmark): _metrics(f[f["landmark"] == k]),
+                                      n_resamples=40, seed=3)
+        for metric in ALL:
+            np.testing.assert_allclose(fast["by_landmark"][landmark][metric], generic_lm[metric], rtol=1e-6,
+                                       err_msg=f"{landmark} {metric}")
+
+
+def test_each_drawn_copy_of_a_client_gets_its_own_id():
+    frame = landmark_frame(60, seed=4)
+    seen = client_bootstrap(frame, lambda f: {"clients": f["client_id"].nunique(), "rows": len(f)},
+                            n_resamples=30, seed=0)
+    assert seen["clients"] == (60.0, 60.0)
+    assert seen["rows"][0] < seen["rows"][1]  # rows per resample vary: whole clients are drawn
+
+
+def test_intervals_contain_the_point_estimates():
+    frame = landmark_frame(800, seed=5)
+    cis = bootstrap_metric_cis(frame, metrics=ALL, n_resamples=200, seed=0)
+    point = evaluate(frame)
+    for scope, ci_scope, point_scope in [("pooled", cis["pooled"], point["pooled"])] + [
+        (k, cis["by_landmark"][k], point["by_landmark"][k]) for k in point["by_landmark"]
+    ]:
+        for metric in ALL:
+            lo, hi = ci_scope[metric]
+            assert lo <= point_scope[metric] <= hi, (scope, metric)
+            assert lo < hi, (scope, metric)
+    assert set(cis["by_landmark"]) == {"1", "2", "3", "4"}
+
+
+def test_reproducible_with_seed():
+    frame = landmark_frame(200, seed=6)
+    a = bootstrap_metric_cis(frame, n_resamples=50, seed=11)
+    b = bootstrap_metric_cis(frame, n_resamples=50, seed=11)
+    c = bootstrap_metric_cis(frame, n_resamples=50, seed=12)
+    assert a == b
+    assert a["pooled"]["roc_auc"] != c["pooled"]["roc_auc"]
+    stat = lambda f: roc_auc(f["label"], f["risk"])  # noqa: E731
+    first = client_bootstrap(frame, stat, n_resamples=20, seed=1)
+    assert first == client_bootstrap(frame, stat, n_resamples=20, seed=1)
+
+
+def test_resamples_where_a_metric_is_undefined_are_dropped():
+    frame = landmark_frame(40, seed=8, max_landmarks=1)
+    frame["label"] = 0
+    frame.loc[frame.index[0], "label"] = 1  # one dropout: it is absent from ~37% of resamples
+    cis = bootstrap_metric_cis(frame, metrics=("roc_auc", "brier"), n_resamples=100, seed=0)
+    assert all(np.isfinite(cis["pooled"]["roc_auc"]))
+    assert all(np.isfinite(cis["pooled"]["brier"]))
+
+    frame["label"] = 0  # never defined
+    cis = bootstrap_metric_cis(frame, metrics=("roc_auc",), n_resamples=20, seed=0)
+    assert all(math.isnan(v) for v in cis["pooled"]["roc_auc"])
+    generic = client_bootstrap(frame, lambda f: roc_auc(f["label"], f["risk"]), n_resamples=20, seed=0)
+    assert all(math.isnan(v) for v in generic["value"])
+
+
+def test_unknown_metric_is_refused():
+    with pytest.raises(ValueError):
+        bootstrap_metric_cis(landmark_frame(20), metrics=("accuracy",), n_resamples=5)
+
+
+def test_paired_difference_of_identical_scores_is_zero_with_p_one():
+    frame = landmark_frame(300, seed=9)
+    frame["copy"] = frame["risk"]
+    out = paired_bootstrap_difference(frame, "risk", "copy", n_resamples=200)
+    assert out["delta"] == 0.0
+    assert out["ci"] == [0.0, 0.0]
+    assert out["p_value"] == 1.0
+
+
+def test_paired_difference_detects_a_clearly_better_score():
+    frame = landmark_frame(400, seed=10)
+    rng = np.random.default_rng(10)
+    frame["noisy"] = np.clip(frame["risk"] + rng.normal(0, 0.3, len(frame)), 0, 1)
+    out = paired_bootstrap_difference(frame, "risk", "noisy", n_resamples=500, seed=1)
+    expected = roc_auc(frame["label"], frame["risk"]) - roc_auc(frame["label"], frame["noisy"])
+    assert out["delta"] == pytest.approx(expected)
+    lo, hi = out["ci"]
+    assert 0.0 < lo <= out["delta"] <= hi
+    assert out["p_value"] < 0.01
+    reverse = paired_bootstrap_difference(frame, "noisy", "risk", n_resamples=500, seed=1)
+    assert reverse["ci"][1] < 0.0

@@ -1,0 +1,30 @@
+"""Teams track in PostgreSQL: train, register and promote against a real server."""
+
+from __future__ import annotations
+
+import mlflow
+import pytest
+from mlflow import MlflowClient
+
+from models.registry import CHAMPION, version_for_alias
+from tests.conftest import MlflowStore, active_store
+from tests.training.helpers import cohort, settings_for
+from training.promote import promote
+from training.train import train
+
+
+@pytest.fixture
+def postgres_store(postgres_database, tmp_path):
+    with active_store(MlflowStore(postgres_database, tmp_path / "artifacts")) as store:
+        yield store
+
+
+def test_train_and_promote_on_a_postgresql_backend(postgres_store, tmp_path):
+    paths = cohort(tmp_path / "data", 600, seed=41)
+    settings = settings_for(postgres_store)
+    outcome = train(paths["sessions"], paths["episodes"], settings)
+    assert mlflow.get_tracking_uri().startswith("postgresql+psycopg://")
+    run = MlflowClient().get_run(outcome.run_id)
+    assert run.data.metrics["test_roc_auc"] == pytest.approx(outcome.report["test"]["roc_auc"])
+    assert promote(settings, force=True, reason="postgres backend test").promoted
+    assert str(version_for_alias(CHAMPION).version) == outcome.model_version

@@ -1,0 +1,76 @@
+"""Batch scoring from the registry: a risk per session, equal to the model's own scoring."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from cli.main import app
+from models.registry import load_model
+from tests.training.helpers import cohort, settings_for
+from training.data import load_contract
+from training.promote import promote
+from training.train import train
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def champion(mlflow_store, tmp_path_factory):
+    paths = cohort(tmp_path_factory.mktemp("score"), 800, seed=31)
+    settings = settings_for(mlflow_store)
+    train(paths["sessions"], paths["episodes"], settings)
+    # 800 clients leave ~150 test clients: the gate's calibration bounds are noisy there, and
+    # this module is about scoring, not gating (tests/training/test_gate.py is).
+    assert promote(settings, force=True, reason="scoring test fixture").promoted
+    return paths, settings
+
+
+def test_score_writes_every_session_with_the_champion(champion, tmp_path):
+    paths, settings = champion
+    out = tmp_path / "risk.csv"
+    result = runner.invoke(app, ["score", "--sessions", str(paths["sessions"]), "--episodes", str(paths["episodes"]),
+                                 "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    scored = pd.read_csv(out, dtype={"client_id": str})
+    assert list(scored.columns) == ["client_id", "session_number", "risk"]
+    sessions = pd.read_csv(paths["sessions"], dtype={"client_id": str})
+    assert len(scored) == len(sessions)
+    assert scored["risk"].between(0, 1).all()
+
+    model = load_model("models:/dropout-risk@champion")
+    data = load_contract(paths["sessions"], paths["episodes"], settings.registry())
+    features = model.build_features(data.sessions, data.episodes)
+    direct = features[["client_id", "landmark"]].assign(expected=model.predict_features(features))
+    merged = scored.merge(direct, left_on=["client_id", "session_number"], right_on=["client_id", "landmark"])
+    np.testing.assert_allclose(merged["risk"], merged["expected"], atol=1e-12)
+    # Past the last landmark, the last landmark's risk.
+    last = direct[direct["landmark"] == 8].set_index("client_id")["expected"]
+    late = scored[scored["session_number"] > 8]
+    assert len(late) > 0
+    np.testing.assert_allclose(late["risk"], last.loc[late["client_id"]].to_numpy(), atol=1e-12)
+
+
+def test_score_without_episodes_and_to_parquet(champion, tmp_path):
+    paths, _ = champion
+    out = tmp_path / "risk.parquet"
+    result = runner.invoke(app, ["score", "--sessions", str(paths["sessions"]), "--out", str(out),
+                                 "--model", "models:/dropout-risk/1"])
+    assert result.exit_code == 0, result.output
+    assert len(pd.read_parquet(out)) == len(pd.read_csv(paths["sessions"]))
+
+
+def test_score_rejects_bad_input_and_unknown_models(champion, tmp_path):
+    paths, _ = champion
+    sessions = pd.read_csv(paths["sessions"], dtype=str, keep_default_na=False)
+    sessions.loc[2, "ors"] = "-4"
+    sessions.to_csv(tmp_path / "bad.csv", index=False)
+    result = runner.invoke(app, ["score", "--sessions", str(tmp_path / "bad.csv"), "--out", str(tmp_path / "o.csv")])
+    assert result.exit_code == 1
+    assert "row 3, column ors: must be within 0-40" in " ".join(result.output.split())
+    assert not (tmp_path / "o.csv").exists()
+    result = runner.invoke(app, ["score", "--sessions", str(paths["sessions"]), "--out", str(tmp_path / "o.csv"),
+                                 "--model", "models:/dropout-risk@nonexistent"])
+    assert result.exit_code == 1 and "cannot load model" in result.output

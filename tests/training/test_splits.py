@@ -1,0 +1,82 @@
+"""Every split is by client; folds stratify by outcome; errors say how many, never whom."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from training.splits import (
+    TooFewClientsError,
+    check_enough_clients,
+    grouped_folds,
+    holdout_clients,
+    leave_one_clinic_out,
+)
+
+
+def _rows(n_clients: int = 200, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    sessions = rng.integers(1, 9, n_clients)
+    clients = np.repeat([f"c{i:04d}" for i in range(n_clients)], sessions)
+    labels = np.repeat(rng.binomial(1, 0.25, n_clients).astype(float), sessions)
+    clinic = np.repeat(rng.choice(["a", "b", "c"], n_clients), sessions)
+    return pd.DataFrame({"client_id": clients, "label": labels, "clinic_id": clinic,
+                         "landmark": np.concatenate([np.arange(1, s + 1) for s in sessions])})
+
+
+def _clients(rows: pd.DataFrame) -> pd.DataFrame:
+    first = rows.groupby("client_id")
+    return pd.DataFrame({"client_id": first.size().index, "label": first["label"].first().to_numpy(),
+                         "first_date": pd.date_range("2023-01-01", periods=first.ngroups, freq="D")[::-1]})
+
+
+def test_random_holdout_is_disjoint_and_stratified():
+    clients = _clients(_rows())
+    train, test = holdout_clients(clients, fraction=0.2, seed=3)
+    assert set(train).isdisjoint(test) and len(train) + len(test) == len(clients)
+    rate = clients.set_index("client_id")["label"]
+    assert abs(rate.loc[test].mean() - rate.mean()) < 0.03
+    again = holdout_clients(clients, fraction=0.2, seed=3)
+    assert np.array_equal(again[1], test)
+
+
+def test_temporal_holdout_tests_on_the_latest_intakes():
+    clients = _clients(_rows())
+    train, test = holdout_clients(clients, fraction=0.25, kind="temporal")
+    dates = clients.set_index("client_id")["first_date"]
+    assert dates.loc[test].min() > dates.loc[train].max()
+    assert len(test) == 50
+
+
+def test_grouped_folds_never_split_a_client():
+    rows = _rows()
+    folds = grouped_folds(rows, folds=5, seed=0)
+    seen = []
+    for train_idx, valid_idx in folds:
+        train_clients, valid_clients = set(rows.iloc[train_idx]["client_id"]), set(rows.iloc[valid_idx]["client_id"])
+        assert train_clients.isdisjoint(valid_clients)
+        assert rows.iloc[valid_idx]["label"].nunique() == 2
+        seen.extend(valid_idx)
+    assert sorted(seen) == list(range(len(rows)))
+
+
+def test_leave_one_clinic_out_holds_out_each_clinic_once():
+    rows = _rows().astype({"clinic_id": "object"})
+    rows.loc[rows.index[:3], "clinic_id"] = None  # unknown clinic: always trained on, never held out
+    held = []
+    for clinic, train_idx, test_idx in leave_one_clinic_out(rows):
+        assert (rows.iloc[test_idx]["clinic_id"] == clinic).all()
+        assert not (rows.iloc[train_idx]["clinic_id"] == clinic).any()
+        assert set(rows.index[:3]) <= set(train_idx)
+        held.append(clinic)
+    assert held == ["a", "b", "c"]
+
+
+def test_too_few_clients_says_how_many_without_ids():
+    labels = pd.Series([1.0] * 7 + [0.0] * 40, index=[f"secret{i}" for i in range(47)])
+    with pytest.raises(TooFewClientsError) as caught:
+        check_enough_clients(labels, folds=3, min_per_fold=5, what="training clients")
+    assert str(caught.value) == ("training clients: 7 dropout client(s), but 3 folds need at least 15 "
+                                 "(5 per fold); lower training.folds or add data")
+    check_enough_clients(labels, folds=1, min_per_fold=5, what="x")

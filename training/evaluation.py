@@ -1,0 +1,56 @@
+"""Evaluate scored test rows: the model, its baselines and the truth, with client-bootstrap CIs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+from training.bootstrap import bootstrap_metric_cis
+from training.metrics import evaluate, roc_auc
+from training.subgroups import age_band, subgroup_metrics
+
+CI_METRICS = ("roc_auc", "pr_auc", "brier", "calibration_slope", "calibration_intercept", "ece")
+
+
+def _as_risk(frame: pd.DataFrame, score: str) -> pd.DataFrame:
+    """The frame with ``score`` as its ``risk`` column (the metric functions read ``risk``)."""
+    return frame if score == "risk" else frame.assign(risk=frame[score])
+
+
+def alert_threshold(risk: np.ndarray, top_fraction: float) -> float:
+    """The risk above which the top ``top_fraction`` of rows are flagged."""
+    return float(np.quantile(risk, 1 - top_fraction))
+
+
+def evaluate_scores(frame: pd.DataFrame, score: str, *, n_resamples: int, seed: int,
+                    top_fraction: float) -> dict:
+    """Pooled metrics at the top level, ``ci`` beside them, and ``by_landmark`` with its own CIs."""
+    scored = _as_risk(frame, score)
+    threshold = alert_threshold(scored["risk"].to_numpy(), top_fraction)
+    result = evaluate(scored, alert_threshold=threshold)
+    cis = bootstrap_metric_cis(scored, metrics=CI_METRICS, n_resamples=n_resamples, seed=seed)
+    out = dict(result["pooled"])
+    out["ci"] = cis["pooled"]
+    out["by_landmark"] = {k: {**v, "ci": cis["by_landmark"].get(k, {})} for k, v in result["by_landmark"].items()}
+    return out
+
+
+def true_risk_comparison(frame: pd.DataFrame, model_auc: float, model_by_landmark: Mapping[str, dict]) -> dict:
+    """The AUC of the simulator's true risk on the same test rows, and model/true ratios."""
+    true_auc = roc_auc(frame["label"], frame["true_risk"])
+    by_landmark = {}
+    for landmark, rows in frame.groupby("landmark", sort=True):
+        key = str(int(landmark))
+        truth = roc_auc(rows["label"], rows["true_risk"])
+        model = model_by_landmark.get(key, {}).get("roc_auc", float("nan"))
+        by_landmark[key] = {"roc_auc": truth, "model_roc_auc": model, "ratio": model / truth}
+    return {"roc_auc": true_auc, "ratio": model_auc / true_auc, "by_landmark": by_landmark}
+
+
+def subgroups(frame: pd.DataFrame, score: str) -> dict:
+    scored = _as_risk(frame, score)
+    if "age" in scored:
+        scored = scored.assign(age_band=age_band(scored["age"]))
+    return subgroup_metrics(scored, by=("gender", "age_band", "clinic_id"))

@@ -1,0 +1,113 @@
+"""The model card: the TRIPOD+AI items that apply to a dropout model, as markdown."""
+
+from __future__ import annotations
+
+from features.spec import FeatureSpec
+
+
+def _ci(metrics: dict, name: str) -> str:
+    value = metrics.get(name, float("nan"))
+    lo, hi = metrics.get("ci", {}).get(name, [float("nan"), float("nan")])
+    return f"{value:.3f} ({lo:.3f}-{hi:.3f})"
+
+
+def _row(label: str, metrics: dict) -> str:
+    return (f"| {label} | {_ci(metrics, 'roc_auc')} | {_ci(metrics, 'pr_auc')} | {_ci(metrics, 'brier')} | "
+            f"{_ci(metrics, 'calibration_slope')} | {_ci(metrics, 'ece')} |")
+
+
+def render_model_card(report: dict, spec: FeatureSpec) -> str:
+    data, test, selection = report["data"], report["test"], report["selection"]
+    groups = spec.groups()
+    instruments = ", ".join(f"{i.name} (`{i.key}`, {i.role})" for i in spec.instruments) or "none"
+    lines = [
+        f"# Model card: {report['model_name']} ({report['model_kind']})",
+        "",
+        "Reported following the TRIPOD+AI items that apply (Collins et al., BMJ 2024).",
+        "",
+        "## Intended use",
+        "Estimate, after each attended psychotherapy session, the probability that the client's episode "
+        "ends in dropout (unilateral, premature termination), to prompt the clinician to review alliance, "
+        "goals and engagement with the client. It supports clinical judgement; it does not decide care, "
+        "and it is not validated for populations unlike the training data below.",
+        "",
+        "## Data",
+        f"- Source: sessions file digest `{data['sessions_digest']}`, episodes file digest "
+        f"`{data['episodes_digest']}`.",
+        f"- {data['clients']} clients with an ended episode ({data['ongoing_excluded']} ongoing episodes "
+        f"excluded: their outcome is unknown), {data['sessions']} attended sessions, "
+        f"first session dates {data['first_date']} to {data['last_date']}.",
+        f"- Dropout in {data['dropout_rate']:.1%} of ended episodes.",
+        f"- Instruments: {instruments}.",
+        "",
+        "## Outcome",
+        "The episode's final status as recorded by the clinic: `dropout` = 1, `completed` = 0. Every landmark "
+        "row of a client carries that client's final outcome.",
+        "",
+        "## Predictors",
+        f"One row per client and attended session k = 1..{spec.max_landmark}, computed only from sessions "
+        "up to k (landmarking). Outcome scores are direction-normalised (higher = better) and compared with an "
+        "expected-treatment-response curve fitted on the training clients.",
+        "",
+    ]
+    for group, columns in groups.items():
+        lines.append(f"- **{group}** ({len(columns)}): {', '.join(f'`{c}`' for c in columns) or 'none'}")
+    lines += [
+        "- `landmark` (the session number k) is in every set.",
+        "",
+        "## Missing data",
+        "A score not given at a session is missing, never zero; features built from it are missing until a "
+        "score exists. LightGBM routes missing values natively; the logistic model imputes the training median "
+        "and adds a missing-value indicator. Missed appointments unknown = missing.",
+        "",
+        "## Validation design",
+        f"- Held-out test set of {test['n_clients']} clients ({report['validation']['split']} split by client), "
+        "never used for fitting, selection or calibration.",
+        f"- Model selection on {report['validation']['folds']}-fold cross-validation grouped by client: "
+        + ", ".join(f"{k} AUC {v:.3f}" for k, v in selection["cv_auc"].items())
+        + f"; chosen: **{selection['chosen']}** (a booster must beat logistic by "
+        f"{selection['margin']} AUC).",
+        f"- Calibration: {report['validation']['calibration']} fitted on out-of-fold predictions.",
+        f"- 95% confidence intervals: client-clustered bootstrap ({report['validation']['bootstrap_resamples']} "
+        "resamples of clients).",
+        "",
+        "## Performance on the test clients (95% CI)",
+        "",
+        "| model | ROC AUC | PR AUC | Brier | calibration slope | ECE |",
+        "|---|---|---|---|---|---|",
+        _row(f"**{report['model_kind']}** (registered)", test),
+    ]
+    for name, metrics in report["baselines"].items():
+        lines.append(_row(name, metrics))
+    lines += [
+        "",
+        f"Calibration intercept {_ci(test, 'calibration_intercept')}. With the top 20% of rows flagged: "
+        f"sensitivity {test['sensitivity_top20']:.3f}, precision {test['precision_top20']:.3f}. "
+        f"Dropouts ever alerted (top-20% threshold): {test.get('alerted_share', float('nan')):.1%}, "
+        f"median {test.get('median_lead_sessions', float('nan'))} sessions before their last attended one.",
+        "",
+        "### By landmark session",
+        "",
+        "| session | clients | ROC AUC | Brier | calibration slope |",
+        "|---|---|---|---|---|",
+    ]
+    for landmark, metrics in test["by_landmark"].items():
+        lines.append(f"| {landmark} | {metrics['n_clients']} | {_ci(metrics, 'roc_auc')} | "
+                     f"{_ci(metrics, 'brier')} | {_ci(metrics, 'calibration_slope')} |")
+    if report.get("true_risk"):
+        truth = report["true_risk"]
+        lines += ["", f"Simulated data: the true risk reaches AUC {truth['roc_auc']:.3f} on the same rows; "
+                      f"model/true = {truth['ratio']:.3f}."]
+    lines += [
+        "",
+        "## Limits",
+        "- Trained on one clinic's (or cohort's) records; performance elsewhere must be checked before use "
+        "(leave-one-clinic-out and temporal splits are available).",
+        "- Small datasets give wide intervals: read the CIs, not the point estimates. Results are unstable "
+        "below a few hundred clients (Zantvoort et al. 2024).",
+        "- Subgroup performance (gender, age band, clinic) is in the report; groups with too few clients are "
+        "not estimated.",
+        "- The promotion gate's evaluation stores the held-out clients' records in the tracking store's "
+        "artifacts: protect that store as health data.",
+    ]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,128 @@
+"""The promotion gate: a challenger becomes champion only if it is no worse, and calibrated.
+
+Both models are scored afresh on the challenger's held-out test clients (stored
+with its training run), each with its own feature spec and trajectories, so the
+comparison is on the same clients whatever the two models were trained on.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+from mlflow import MlflowClient
+
+from models.packaged import DropoutRiskModel
+from models.registry import CHALLENGER, CHAMPION, MODEL_NAME, load_model, set_alias, version_for_alias
+from training.metrics import calibration_slope_intercept, expected_calibration_error, roc_auc
+from training.settings import GateConfig, TrainingSettings
+from training.tracking import use_experiment
+from training.train import TEST_DATA_DIR
+
+
+class PromotionError(ValueError):
+    pass
+
+
+@dataclass
+class Decision:
+    promoted: bool
+    challenger_version: str
+    champion_version: str | None
+    reasons: list[str] = field(default_factory=list)
+    challenger: dict = field(default_factory=dict)
+    champion: dict = field(default_factory=dict)
+    forced: bool = False
+
+
+def _test_data(client: MlflowClient, run_id: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(client.download_artifacts(run_id, TEST_DATA_DIR, tmp))
+        return (pd.read_parquet(local / "test_sessions.parquet"), pd.read_parquet(local / "test_episodes.parquet"))
+
+
+def _metrics_on(model: DropoutRiskModel, sessions: pd.DataFrame, episodes: pd.DataFrame, max_landmark: int) -> dict:
+    features = model.build_features(sessions[sessions["session_number"] <= max_landmark], episodes)
+    y, p = features["label"].to_numpy(dtype=int), model.predict_features(features)
+    slope, intercept = calibration_slope_intercept(y, p)
+    return {"roc_auc": roc_auc(y, p), "calibration_slope": slope, "calibration_intercept": intercept,
+            "ece": expected_calibration_error(y, p), "n_rows": int(len(y)),
+            "n_clients": int(features["client_id"].nunique())}
+
+
+def judge(challenger: dict, champion: dict | None, gate: GateConfig) -> list[str]:
+    """Reasons the challenger fails the gate (empty = it passes)."""
+    reasons = []
+    slope = challenger["calibration_slope"]
+    if not gate.slope_min <= slope <= gate.slope_max:
+        reasons.append(f"calibration slope {slope:.3f} outside {gate.slope_min}-{gate.slope_max}")
+    if not challenger["ece"] <= gate.max_ece:
+        reasons.append(f"ECE {challenger['ece']:.3f} above {gate.max_ece}")
+    if champion is not None and not challenger["roc_auc"] >= champion["roc_auc"] - gate.max_auc_drop:
+        reasons.append(f"AUC {challenger['roc_auc']:.3f} is more than {gate.max_auc_drop} below the champion's "
+                       f"{champion['roc_auc']:.3f} on the same test clients")
+    return reasons
+
+
+def promote(settings: TrainingSettings, *, version: str | None = None, force: bool = False,
+            reason: str | None = None) -> Decision:
+    """Run the gate for ``version`` (default: the challenger) and move the champion alias if it passes."""
+    if force and not (reason and reason.strip()):
+        raise PromotionError("--force needs --reason: say why the gate is being overridden")
+    client = MlflowClient()
+    if version is None:
+        current = version_for_alias(CHALLENGER, client=client)
+        if current is None:
+            raise PromotionError(f"model {MODEL_NAME} has no {CHALLENGER} version: train one first")
+        version = str(current.version)
+    try:
+        candidate = client.get_model_version(MODEL_NAME, str(version))
+    except mlflow.exceptions.MlflowException:
+        raise PromotionError(f"model {MODEL_NAME} has no version {version}") from None
+    champion_version = version_for_alias(CHAMPION, client=client)
+    if champion_version is not None and str(champion_version.version) == str(candidate.version):
+        raise PromotionError(f"version {version} is already the {CHAMPION}")
+
+    decision = Decision(promoted=False, challenger_version=str(candidate.version),
+                        champion_version=str(champion_version.version) if champion_version else None,
+                        forced=force)
+    if force:
+        decision.promoted = True
+        decision.reasons = [f"forced: {reason.strip()}"]
+    else:
+        sessions, episodes = _test_data(client, candidate.run_id)
+        challenger_model = load_model(f"models:/{MODEL_NAME}/{candidate.version}")
+        champion_model = load_model(f"models:/{MODEL_NAME}/{champion_version.version}") if champion_version else None
+        max_landmark = min(m.spec.max_landmark for m in (challenger_model, champion_model) if m is not None)
+        decision.challenger = _metrics_on(challenger_model, sessions, episodes, max_landmark)
+        if champion_model is not None:
+            decision.champion = _metrics_on(champion_model, sessions, episodes, max_landmark)
+        decision.reasons = judge(decision.challenger, decision.champion or None, settings.gate)
+        decision.promoted = not decision.reasons
+
+    if decision.promoted:
+        set_alias(CHAMPION, candidate.version, client=client)
+    _log_decision(client, decision, settings, reason)
+    return decision
+
+
+def _log_decision(client: MlflowClient, decision: Decision, settings: TrainingSettings, reason: str | None) -> None:
+    """Record every decision: a run of its own in the experiment, and tags on the version."""
+    use_experiment(settings.training.experiment, settings.training.artifact_location)
+    with mlflow.start_run(run_name=f"promotion-v{decision.challenger_version}"):
+        mlflow.set_tags({"kind": "promotion", "promoted": str(decision.promoted), "forced": str(decision.forced),
+                         "challenger_version": decision.challenger_version,
+                         "champion_version": str(decision.champion_version)})
+        if reason:
+            mlflow.set_tag("reason", reason)
+        mlflow.log_params({f"gate.{k}": v for k, v in settings.gate.model_dump().items()})
+        for role in ("challenger", "champion"):
+            mlflow.log_metrics({f"{role}_{k}": float(v) for k, v in getattr(decision, role).items()})
+        mlflow.log_dict(asdict(decision), "decision.json")
+    client.set_model_version_tag(MODEL_NAME, decision.challenger_version, "gate",
+                                 "promoted" if decision.promoted else "rejected")
+    client.set_model_version_tag(MODEL_NAME, decision.challenger_version, "gate_reasons",
+                                 "; ".join(decision.reasons) or "passed")

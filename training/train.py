@@ -1,0 +1,236 @@
+"""The training job: validated files in, a calibrated model registered as the challenger out.
+
+Nothing touches MLflow until the data have passed every check: bad data stop
+the job before a run, a model or an alias exists.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+
+from features.contract import ContractError
+from features.landmarks import build_features
+from features.spec import infer_spec
+from features.trajectories import fit_expected_trajectories
+from models.clinical_rule import ClinicalRuleClassifier
+from models.packaged import DropoutRiskModel
+from models.registry import CHALLENGER, MODEL_NAME, log_model, set_alias
+from training.clinic_validation import leave_one_clinic_out_metrics, summarise
+from training.data import load_contract, read_table
+from training.evaluation import evaluate_scores, subgroups, true_risk_comparison
+from training.fitting import fit_calibrated, fit_candidates, select
+from training.model_card import render_model_card
+from training.plots import plot_by_landmark, plot_calibration, plot_decision_curve, plot_roc
+from training.settings import TrainingSettings
+from training.splits import SplitKind, check_enough_clients, grouped_folds, holdout_clients
+from training.tracking import log_dataset, log_report_metrics, use_experiment
+
+Progress = Callable[[str], None]
+TEST_DATA_DIR = "evaluation"
+
+
+class TrainingDataError(ValueError):
+    """Data that passed the contract but cannot train a model (one class, too few clients)."""
+
+
+@dataclass
+class TrainOutcome:
+    report: dict
+    run_id: str
+    model_version: str
+
+
+@dataclass
+class _Prepared:
+    sessions: pd.DataFrame
+    episodes: pd.DataFrame
+    train_ids: np.ndarray
+    test_ids: np.ndarray
+    n_ongoing: int
+
+
+def _prepare(sessions_path: Path, episodes_path: Path, settings: TrainingSettings, split: SplitKind) -> _Prepared:
+    data = load_contract(sessions_path, episodes_path, settings.registry())
+    if not data.ok:
+        raise ContractError(data.problems)
+    ended = data.episodes[data.episodes["status"] != "ongoing"]
+    n_ongoing = len(data.episodes) - len(ended)
+    labels = (ended["status"] == "dropout").astype(float)
+    if labels.nunique() < 2:
+        only = "dropout" if labels.iloc[0] == 1 else "completed" if len(labels) else "none"
+        raise TrainingDataError(f"every ended episode has the same status ({only}): a model needs both "
+                                "dropout and completed episodes")
+    config = settings.training
+    # Enough for every fold and for a test set beside them.
+    check_enough_clients(labels, folds=config.folds + 1, min_per_fold=config.min_clients_per_fold,
+                         what="ended episodes")
+    sessions = data.sessions[data.sessions["client_id"].isin(ended["client_id"])].reset_index(drop=True)
+    firsts = sessions.groupby("client_id", sort=True)["session_date"].min()
+    clients = pd.DataFrame({"client_id": firsts.index, "first_date": firsts.to_numpy(),
+                            "label": labels.set_axis(ended["client_id"]).loc[firsts.index].to_numpy()})
+    train_ids, test_ids = holdout_clients(clients, fraction=config.test_fraction, kind=split, seed=config.seed)
+    by_client = clients.set_index("client_id")["label"]
+    check_enough_clients(by_client.loc[train_ids], folds=config.folds, min_per_fold=config.min_clients_per_fold,
+                         what="training clients")
+    check_enough_clients(by_client.loc[test_ids], folds=1, min_per_fold=config.min_clients_per_fold,
+                         what="test clients")
+    return _Prepared(sessions, ended.reset_index(drop=True), train_ids, test_ids, n_ongoing)
+
+
+def _with_last_session(features: pd.DataFrame, sessions: pd.DataFrame) -> pd.DataFrame:
+    last = sessions.groupby("client_id")["session_number"].max().rename("last_session")
+    return features.join(last, on="client_id")
+
+
+def _data_summary(prep: _Prepared, digests: dict[str, str]) -> dict:
+    dates = prep.sessions.groupby("client_id")["session_date"].min()
+    return {
+        "clients": int(len(prep.episodes)),
+        "sessions": int(len(prep.sessions)),
+        "ongoing_excluded": prep.n_ongoing,
+        "dropout_rate": float((prep.episodes["status"] == "dropout").mean()),
+        "train_clients": int(len(prep.train_ids)),
+        "test_clients": int(len(prep.test_ids)),
+        "first_date": str(dates.min().date()),
+        "last_date": str(dates.max().date()),
+        "sessions_digest": digests["sessions"],
+        "episodes_digest": digests["episodes"],
+    }
+
+
+def train(sessions_path: Path, episodes_path: Path, settings: TrainingSettings, *, truth_path: Path | None = None,
+          split: SplitKind = "random", leave_one_clinic_out: bool = False,
+          progress: Progress | None = None) -> TrainOutcome:
+    """Validate, split by client, select, calibrate, evaluate, log and register as challenger."""
+    say = progress or (lambda _message: None)
+    config = settings.training
+    say("validating data")
+    prep = _prepare(sessions_path, episodes_path, settings, split)
+    truth = _read_truth(truth_path) if truth_path else None
+
+    say("building landmark features")
+    train_sessions = prep.sessions[prep.sessions["client_id"].isin(prep.train_ids)]
+    train_episodes = prep.episodes[prep.episodes["client_id"].isin(prep.train_ids)]
+    spec = infer_spec(train_sessions, train_episodes, settings.registry(), settings.features)
+    trajectories = fit_expected_trajectories(train_sessions, spec)
+    features = _with_last_session(build_features(prep.sessions, prep.episodes, spec, trajectories), prep.sessions)
+    is_test = features["client_id"].isin(prep.test_ids).to_numpy()
+    train_rows, test_rows = features[~is_test].reset_index(drop=True), features[is_test].reset_index(drop=True)
+    y_train = train_rows["label"].to_numpy(dtype=int)
+    columns = spec.columns_for(config.feature_groups)
+
+    folds = grouped_folds(train_rows, folds=config.folds, seed=config.seed)
+    candidates = fit_candidates(train_rows, y_train, columns, folds, config, progress=say)
+    chosen = select(candidates, config.candidates, config.selection_margin)
+    say(f"calibrating {chosen.kind} on out-of-fold predictions")
+    estimator, calibrator = fit_calibrated(chosen, train_rows, y_train, config.calibration)
+    model = DropoutRiskModel(spec=spec, trajectories=trajectories, kind=chosen.kind, estimator=estimator,
+                             calibrator=calibrator, columns=columns,
+                             metadata={"chosen": chosen.kind, "params": chosen.params})
+
+    say("evaluating on held-out clients")
+    scored = test_rows.assign(risk=model.predict_features(test_rows))
+    logistic_estimator, logistic_calibrator = fit_calibrated(candidates["logistic"], train_rows, y_train,
+                                                             config.calibration)
+    scored["logistic"] = logistic_calibrator.transform(logistic_estimator.predict_proba(model.prepare(test_rows))[:, 1])
+    rule = ClinicalRuleClassifier(spec.to_dict()).fit(train_rows, y_train)
+    scored["clinical_rule"] = rule.predict_proba(test_rows)[:, 1]
+    evaluation = {"n_resamples": config.bootstrap_resamples, "seed": config.seed,
+                  "top_fraction": config.alert_top_fraction}
+    test_metrics = evaluate_scores(scored, "risk", **evaluation)
+    report = {
+        "model_name": MODEL_NAME,
+        "model_version": None,
+        "model_kind": chosen.kind,
+        "test": test_metrics,
+        "baselines": {name: evaluate_scores(scored, name, **evaluation) for name in ("clinical_rule", "logistic")},
+        "selection": {"cv_auc": {k: r.cv_auc for k, r in candidates.items()}, "chosen": chosen.kind,
+                      "margin": config.selection_margin, "params": chosen.params,
+                      "feature_groups": list(config.feature_groups), "n_features": len(columns)},
+        "validation": {"split": split, "leave_one_clinic_out": leave_one_clinic_out, "folds": config.folds,
+                       "calibration": config.calibration,
+                       "bootstrap_resamples": config.bootstrap_resamples},
+        "subgroups": subgroups(scored, "risk"),
+        "promoted": False,
+    }
+    if leave_one_clinic_out:
+        say("leave-one-clinic-out validation")
+        per_clinic = leave_one_clinic_out_metrics(features, chosen, config)
+        report["leave_one_clinic_out"] = {"summary": summarise(per_clinic), "by_clinic": per_clinic}
+    if truth is not None:
+        scored = scored.merge(truth, left_on=["client_id", "landmark"], right_on=["client_id", "session_number"],
+                              how="left", validate="one_to_one").drop(columns="session_number")
+        if scored["true_risk"].isna().any():
+            raise TrainingDataError("the truth file has no true_risk for some scored sessions")
+        report["true_risk"] = true_risk_comparison(scored, test_metrics["roc_auc"], test_metrics["by_landmark"])
+
+    say("logging to MLflow and registering")
+    use_experiment(config.experiment, config.artifact_location)
+    with mlflow.start_run() as run, tempfile.TemporaryDirectory() as tmp:
+        digests = log_dataset(sessions_path, episodes_path)
+        report["data"] = _data_summary(prep, digests)
+        report["data"]["instruments"] = [i.key for i in spec.instruments]
+        mlflow.log_params({"model_kind": chosen.kind, "split": split, "max_landmark": spec.max_landmark,
+                           **{f"training.{k}": v for k, v in config.model_dump().items()},
+                           **{f"param.{k}": v for k, v in chosen.params.items()}})
+        _log_artifacts(Path(tmp), scored, report, spec, prep)
+        info = log_model(model, input_example=model.example_input(test_rows.head(3)))
+        version = str(info.registered_model_version)
+        set_alias(CHALLENGER, version)
+        report["model_version"] = version
+        report["run_id"] = run.info.run_id
+        log_report_metrics(report)
+        mlflow.log_dict(report, "report.json")
+        mlflow.log_text(render_model_card(report, spec), "model_card.md")
+        mlflow.set_tags({"model_version": version, "model_kind": chosen.kind})
+    return TrainOutcome(report=report, run_id=run.info.run_id, model_version=version)
+
+
+def _read_truth(path: Path) -> pd.DataFrame:
+    truth = read_table(path)
+    missing = {"client_id", "session_number", "true_risk"} - set(truth.columns)
+    if missing:
+        raise TrainingDataError(f"{path}: truth file lacks column(s) {', '.join(sorted(missing))}")
+    return pd.DataFrame({
+        "client_id": truth["client_id"].astype("string"),
+        "session_number": pd.to_numeric(truth["session_number"]).astype("int64"),
+        "true_risk": pd.to_numeric(truth["true_risk"]).astype(float),
+    })
+
+
+def _log_artifacts(tmp: Path, scored: pd.DataFrame, report: dict, spec, prep: _Prepared) -> None:
+    plots = tmp / "plots"
+    plots.mkdir()
+    registered = f"registered ({report['model_kind']})"
+    curves = {registered: (scored["label"], scored["risk"]),
+              "logistic": (scored["label"], scored["logistic"]),
+              "clinical_rule": (scored["label"], scored["clinical_rule"])}
+    if "true_risk" in scored:
+        curves["true risk"] = (scored["label"], scored["true_risk"])
+    plot_roc(curves, plots / "roc.png")
+    plot_calibration(scored["label"], scored["risk"], plots / "calibration.png")
+    plot_decision_curve(curves, plots / "decision_curve.png")
+    by_landmark = {registered: report["test"]["by_landmark"],
+                   **{name: metrics["by_landmark"] for name, metrics in report["baselines"].items()}}
+    cis = {name: {k: v.get("ci", {}) for k, v in metrics.items()} for name, metrics in by_landmark.items()}
+    if "true_risk" in report:
+        by_landmark["true risk"] = report["true_risk"]["by_landmark"]
+    plot_by_landmark(by_landmark, "roc_auc", plots / "auc_by_landmark.png", cis=cis)
+    mlflow.log_artifacts(str(plots), "plots")
+    # The promotion gate re-scores these clients with the champion: "on the same test clients".
+    evaluation = tmp / TEST_DATA_DIR
+    evaluation.mkdir()
+    test = prep.sessions["client_id"].isin(prep.test_ids)
+    prep.sessions[test].to_parquet(evaluation / "test_sessions.parquet", index=False)
+    prep.episodes[prep.episodes["client_id"].isin(prep.test_ids)].to_parquet(
+        evaluation / "test_episodes.parquet", index=False)
+    (evaluation / "feature_spec.json").write_text(json.dumps(spec.to_dict(), indent=2))
+    mlflow.log_artifacts(str(evaluation), TEST_DATA_DIR)
