@@ -6,18 +6,20 @@ STAMP := $(VENV)/.installed-stamp
 RUN_DIR ?= runs/demo
 CLIENTS ?= 5000
 SEED ?= 42
+HOST ?= 127.0.0.1
+PORT ?= 8000
 
 .PHONY: run test venv bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,spark]'
 	touch $(STAMP)
 
 venv: $(STAMP)
 
-## Simulate a cohort, validate it, build features, train, register and promote a champion.
+## Simulate a cohort, validate it, build features, train, register and promote a champion, then serve it.
 run: venv
 	$(BIN)/dropout-risk simulate --clients $(CLIENTS) --seed $(SEED) --out $(RUN_DIR)/data
 	$(BIN)/dropout-risk validate --sessions $(RUN_DIR)/data/sessions.csv --episodes $(RUN_DIR)/data/episodes.csv
@@ -25,6 +27,13 @@ run: venv
 		--out $(RUN_DIR)/features.parquet
 	$(BIN)/dropout-risk train --sessions $(RUN_DIR)/data/sessions.csv --episodes $(RUN_DIR)/data/episodes.csv \
 		--truth $(RUN_DIR)/data/truth.csv --report $(RUN_DIR)/report.json --promote
+	@KEY=$$($(BIN)/dropout-risk keys create --clinic demo-clinic | tail -n 1); \
+	echo; echo "The API is starting on http://$(HOST):$(PORT) (docs at /docs). Try, from another shell:"; \
+	echo "  curl -s -X POST http://$(HOST):$(PORT)/v1/clients/client-001/sessions \\"; \
+	echo "    -H 'Authorization: Bearer $$KEY' -H 'Content-Type: application/json' \\"; \
+	echo "    -d '{\"session_number\": 1, \"session_date\": \"2026-01-05\", \"scores\": {\"ors\": 17, \"srs\": 33}}'"; \
+	echo "  curl -s http://$(HOST):$(PORT)/v1/clients?order=risk -H 'Authorization: Bearer $$KEY'"; echo
+	$(BIN)/dropout-risk serve --host $(HOST) --port $(PORT)
 
 ## Lint, then the whole test suite.
 test: venv

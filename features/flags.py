@@ -14,6 +14,8 @@ reads only feature columns, so it is exactly as time-correct as they are.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import pandas as pd
 
@@ -26,52 +28,60 @@ NO_IMPROVEMENT_FROM_SESSION = 4
 MISSED_TOTAL_THRESHOLD = 2
 
 
-def _column(features: pd.DataFrame, name: str) -> pd.Series:
+def _column(features: Mapping[str, object], name: str, n: int) -> np.ndarray:
     if name in features:
-        return features[name].astype("float64")
-    return pd.Series(np.nan, index=features.index)
+        return np.asarray(features[name], dtype=float)
+    return np.full(n, np.nan)
 
 
-def _any(conditions: list[pd.Series], index: pd.Index) -> pd.Series:
+def _any(conditions: list[np.ndarray], n: int) -> np.ndarray:
     if not conditions:
-        return pd.Series(False, index=index)
-    return pd.concat(conditions, axis=1).any(axis=1)
+        return np.zeros(n, dtype=bool)
+    return np.logical_or.reduce(conditions)
 
 
-def clinical_flags(features: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
-    """One boolean column per flag in ``FLAGS``; a rule with no data to read does not fire."""
-    index = features.index
+def flag_arrays(features: Mapping[str, object], spec: FeatureSpec, n: int) -> dict[str, np.ndarray]:
+    """One boolean array per flag in ``FLAGS`` for ``n`` feature rows (a DataFrame or a dict of arrays).
+
+    A rule with no data to read does not fire (comparisons with NaN are False).
+    """
     alliance = [i for i in spec.instruments if i.role == "alliance"]
     outcome = [i for i in spec.instruments if i.role == "outcome"]
 
     below, drop = [], []
     for instrument in alliance:
-        current = _column(features, f"{instrument.key}_current")
+        current = _column(features, f"{instrument.key}_current", n)
         if instrument.cutoff is not None:
             raw = instrument.normalise(current)  # the reflection is its own inverse
-            below.append(pd.Series(instrument.is_clinical(raw) & current.notna().to_numpy(), index=index))
-        change = _column(features, f"{instrument.key}_change_last")
+            below.append(instrument.is_clinical(raw) & ~np.isnan(current))
+        change = _column(features, f"{instrument.key}_change_last", n)
         threshold = instrument.reliable_change
-        # Same 1e-9 allowance as the features' srs_any_drop: 31.3 - 32.3 is a drop of 1 (PCOMS flags it).
+        # Same rounding margin as the features: SRS is marked in tenths, and 31.3 - 32.3 is a hair
+        # above -1 in floating point, yet it is the drop of 1 that PCOMS flags.
         drop.append(change <= -threshold + ROUNDING_TOLERANCE if threshold is not None else change < 0)
 
     improved, measured = [], []
     for instrument in outcome:
         if instrument.reliable_change is None:
             continue
-        flag = _column(features, f"{instrument.key}_reliable_improvement")
+        flag = _column(features, f"{instrument.key}_reliable_improvement", n)
         improved.append(flag == 1)
-        measured.append(flag.notna())
-    late = _column(features, "landmark") >= NO_IMPROVEMENT_FROM_SESSION
-    no_improvement = late & _any(measured, index) & ~_any(improved, index)
+        measured.append(~np.isnan(flag))
+    late = _column(features, "landmark", n) >= NO_IMPROVEMENT_FROM_SESSION
+    no_improvement = late & _any(measured, n) & ~_any(improved, n)
 
-    off_track = _any([_column(features, f"{i.key}_off_track") == 1 for i in outcome], index)
-    missed = (_column(features, "missed_last") >= 1) | (_column(features, "missed_total") >= MISSED_TOTAL_THRESHOLD)
-
-    return pd.DataFrame({
-        "alliance_below_cutoff": _any(below, index),
-        "alliance_drop": _any(drop, index),
+    off_track = _any([_column(features, f"{i.key}_off_track", n) == 1 for i in outcome], n)
+    missed = ((_column(features, "missed_last", n) >= 1)
+              | (_column(features, "missed_total", n) >= MISSED_TOTAL_THRESHOLD))
+    return {
+        "alliance_below_cutoff": _any(below, n),
+        "alliance_drop": _any(drop, n),
         "no_reliable_improvement": no_improvement,
         "off_track": off_track,
         "missed_appointments": missed,
-    }, index=index)
+    }
+
+
+def clinical_flags(features: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
+    """One boolean column per flag in ``FLAGS``, indexed like ``features``."""
+    return pd.DataFrame(flag_arrays(features, spec, len(features)), index=features.index)

@@ -43,6 +43,7 @@ from features.spec import (
 from features.trajectories import ExpectedTrajectories, fit_expected_trajectories
 
 ROUNDING_TOLERANCE = 1e-9
+NS_PER_DAY = 86_400 * 10**9
 LABELS = {"dropout": 1.0, "completed": 0.0}
 OPTIONAL_EPISODE_IDS = ("clinic_id", "therapist_id")
 
@@ -87,18 +88,81 @@ def build_features(
         "session_date": frame["session_date"],
     }
     columns.update(_episode_columns(episodes, client_ids, clients.codes, spec))
-    columns.update(_attendance_features(frame, clients, session))
-    for instrument in spec.outcome_instruments:
-        raw = _float_column(frame, instrument.key)
-        columns.update(_outcome_features(instrument, raw, clients, session, trajectories, spec.off_track_z))
-    for instrument in spec.alliance_instruments:
-        raw = _float_column(frame, instrument.key)
-        columns.update(_alliance_features(instrument, raw, clients, session))
+    date_ns = frame["session_date"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    columns.update(_session_features(session, date_ns, _float_column(frame, "missed_since_last"),
+                                     {i.key: _float_column(frame, i.key) for i in spec.instruments},
+                                     clients, spec, trajectories))
 
     ids = ["client_id", LANDMARK, "session_date",
            *(c for c in OPTIONAL_EPISODE_IDS if c in episodes.columns), "status", "label"]
     # Every Series here already carries the sorted RangeIndex, so arrays and Series line up.
     return pd.DataFrame({name: columns[name] for name in ids + spec.feature_columns()[1:]})
+
+
+def _session_features(session: np.ndarray, date_ns: np.ndarray, missed: np.ndarray, raw: dict[str, np.ndarray],
+                      clients: _Clients, spec: FeatureSpec, trajectories: ExpectedTrajectories) -> dict:
+    """Every attendance, outcome and alliance feature: the one implementation both paths call."""
+    columns = _attendance_features(date_ns, missed, clients, session)
+    for instrument in spec.outcome_instruments:
+        columns.update(_outcome_features(instrument, raw[instrument.key], clients, session, trajectories,
+                                         spec.off_track_z))
+    for instrument in spec.alliance_instruments:
+        columns.update(_alliance_features(instrument, raw[instrument.key], clients, session))
+    return columns
+
+
+# --- one client, no pandas: the service's path ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClientHistory:
+    """One client's attended sessions as arrays, numbered 1..n in order (validated by the caller).
+
+    ``scores`` maps instrument keys to float arrays (NaN = not given); instruments
+    the spec does not use are ignored, spec instruments absent here are all-NaN.
+    """
+
+    session_number: np.ndarray
+    date_ns: np.ndarray
+    missed: np.ndarray
+    scores: dict[str, np.ndarray]
+    covariates: dict[str, object]
+
+
+def _numeric_covariate(value: object) -> float:
+    """What ``pd.to_numeric(errors="coerce")`` makes of one value."""
+    if value is None or isinstance(value, str) and not value.strip():
+        return np.nan
+    try:
+        return float(pd.to_numeric(value))
+    except (TypeError, ValueError):
+        return np.nan
+
+
+def client_features(history: ClientHistory, spec: FeatureSpec, trajectories: ExpectedTrajectories) -> dict:
+    """The feature columns of ``spec.feature_columns()`` for landmarks 1..min(n, max_landmark).
+
+    Equal to ``build_features``'s rows for the same client (a test holds them to
+    exact equality); categorical covariates come as float level codes (NaN for
+    missing or unseen levels) instead of a Categorical. Built for the service:
+    one client in well under a millisecond.
+    """
+    keep = history.session_number <= spec.max_landmark
+    session = history.session_number[keep].astype(np.int64)
+    n = len(session)
+    clients = _Clients(codes=np.zeros(n, dtype=np.int64), first_row=np.zeros(n, dtype=np.int64))
+    raw = {i.key: np.asarray(history.scores[i.key], dtype=float)[keep] if i.key in history.scores
+           else np.full(n, np.nan) for i in spec.instruments}
+    columns: dict[str, np.ndarray] = {LANDMARK: session.astype(float)}
+    columns.update(_session_features(session, history.date_ns[keep], history.missed[keep], raw, clients, spec,
+                                     trajectories))
+    for name in spec.numeric_covariates:
+        columns[name] = np.full(n, _numeric_covariate(history.covariates.get(name)))
+    for name, levels in spec.categorical_covariates.items():
+        value = history.covariates.get(name)
+        code = levels.index(str(value)) if value is not None and str(value) in levels else np.nan
+        columns[name] = np.full(n, float(code))
+    return {name: np.asarray(columns[name], dtype=float) for name in spec.feature_columns()}
 
 
 # --- the sorted session table and per-client bookkeeping ----------------------------------
@@ -143,13 +207,29 @@ class _Clients:
         running = np.cumsum(mask, dtype=np.int64)
         return running - (running[self.first_row] - mask[self.first_row])
 
+    def _grid(self) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+        """(block, position) of each row in a clients x sessions grid, and the grid's shape."""
+        rows = np.arange(len(self.codes))
+        block = np.cumsum(rows == self.first_row) - 1
+        position = rows - self.first_row
+        shape = (int(block[-1]) + 1, int(position.max()) + 1) if len(rows) else (0, 0)
+        return block, position, shape
+
+    def _accumulate(self, values: np.ndarray, ufunc: np.ufunc, pad: float) -> np.ndarray:
+        # Lay each client's rows out along one grid row and accumulate along it: each client's
+        # running value is summed in session order from its own rows only, exactly as a per-client
+        # loop would (a global cumsum minus an offset would lose precision on large tables).
+        block, position, shape = self._grid()
+        grid = np.full(shape, pad)
+        grid[block, position] = values
+        return ufunc.accumulate(grid, axis=1)[block, position]
+
     def cumsum(self, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Running sums per client (NaN-free input). Grouped, not global-minus-offset, to keep precision."""
-        sums = pd.DataFrame(values).groupby(self.codes, sort=False).cumsum()
-        return {name: sums[name].to_numpy() for name in values}
+        """Running sums per client (NaN-free input)."""
+        return {name: self._accumulate(np.asarray(v, dtype=float), np.add, 0.0) for name, v in values.items()}
 
     def cummin(self, values: np.ndarray) -> np.ndarray:
-        return pd.Series(values).groupby(self.codes, sort=False).cummin().to_numpy()
+        return self._accumulate(np.asarray(values, dtype=float), np.minimum, np.inf)
 
 
 def _take(values: np.ndarray, position: np.ndarray) -> np.ndarray:
@@ -248,12 +328,10 @@ def _level_codes(column: pd.Series, levels: tuple[str, ...]) -> np.ndarray:
 # --- attendance ----------------------------------------------------------------------------
 
 
-def _attendance_features(frame: pd.DataFrame, clients: _Clients, session: np.ndarray) -> dict[str, np.ndarray]:
-    dates = frame["session_date"]
-    since_first = dates - dates.iloc[clients.first_row].array
-    days = (since_first / pd.Timedelta(days=1)).to_numpy(dtype=float, na_value=np.nan)
-    previous_row = clients.previous_position(np.ones(len(frame), dtype=bool))
-    missed = _float_column(frame, "missed_since_last")
+def _attendance_features(date_ns: np.ndarray, missed: np.ndarray, clients: _Clients,
+                         session: np.ndarray) -> dict[str, np.ndarray]:
+    days = (date_ns - date_ns[clients.first_row]) / NS_PER_DAY
+    previous_row = clients.previous_position(np.ones(len(session), dtype=bool))
     known = ~np.isnan(missed)
     missed_total = clients.cumsum({"m": np.where(known, missed, 0.0)})["m"]
     steps = (session - 1).astype(float)

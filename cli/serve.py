@@ -1,0 +1,94 @@
+"""``serve``, ``keys`` and ``export``: run the API and manage what it stores."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from cli.common import ConfigOption, console, fail, settings
+from serving.db import make_engine, session_factory, transaction
+from serving.keys import KeyError_, create_key, list_keys, revoke_key
+from serving.migrate import upgrade
+from serving.settings import ServingSettings
+
+keys_app = typer.Typer(help="Create, list and revoke clinics' API keys.", no_args_is_help=True)
+
+
+def _sessions(config: Path | None):
+    project = settings(config, ServingSettings)
+    engine = make_engine(project.database_url)
+    upgrade(engine)
+    return session_factory(engine)
+
+
+def serve(
+    host: Annotated[str | None, typer.Option("--host", help="Interface to bind (default from settings).")] = None,
+    port: Annotated[int | None, typer.Option("--port", help="Port (default from settings).")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Serve the champion model to clinics (uvicorn)."""
+    import uvicorn
+
+    from serving.app import create_app
+
+    project = settings(config, ServingSettings)
+    # MLflow retries a registry call for minutes by default; the poller should notice an outage quickly
+    # and go on serving the model it has.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = create_app(project)
+    # uvicorn's own access log prints request paths, which carry client identifiers: ours logs route templates.
+    uvicorn.run(app, host=host or project.serving.host, port=port or project.serving.port, access_log=False,
+                log_level="info")
+
+
+@keys_app.command("create")
+def keys_create(clinic: Annotated[str, typer.Option("--clinic", help="Clinic name (created if new).")],
+                config: ConfigOption = None) -> None:
+    """Create a key for a clinic and print it once (only its hash is stored)."""
+    with transaction(_sessions(config)) as db:
+        key, record = create_key(db, clinic)
+    console.print(f"key for clinic [bold]{clinic}[/] (shown once, store it now):", highlight=False)
+    print(key)
+
+
+@keys_app.command("revoke")
+def keys_revoke(prefix: Annotated[str, typer.Argument(help="The key's first 12 characters, as `keys list` shows.")],
+                config: ConfigOption = None) -> None:
+    """Revoke a key: requests with it get 401 from now on."""
+    try:
+        with transaction(_sessions(config)) as db:
+            count = revoke_key(db, prefix)
+    except KeyError_ as exc:
+        fail(str(exc))
+    if not count:
+        fail("no active key with that prefix")
+    console.print(f"revoked {count} key(s)")
+
+
+@keys_app.command("list")
+def keys_list(config: ConfigOption = None) -> None:
+    """List keys: prefix, clinic, created, revoked."""
+    with transaction(_sessions(config)) as db:
+        rows = list_keys(db)
+    table = Table("prefix", "clinic", "created", "revoked")
+    for prefix, clinic, created, revoked in rows:
+        table.add_row(prefix, clinic, str(created), str(revoked or ""))
+    console.print(table)
+
+
+def export(out: Annotated[Path, typer.Option("--out", help="Directory for sessions.csv and episodes.csv.")],
+           clinic: Annotated[str | None, typer.Option("--clinic", help="Only this clinic.")] = None,
+           config: ConfigOption = None) -> None:
+    """Write the stored sessions and episodes as the training data contract."""
+    from serving.export import export_contract
+
+    with transaction(_sessions(config)) as db:
+        paths = export_contract(db, out, clinic)
+    console.print(f"[bold green]wrote[/] {paths['sessions']} and {paths['episodes']}")

@@ -1,0 +1,84 @@
+"""The FastAPI application: create_app(settings) wires storage, the model, routes and errors."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI, Request, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from serving.db import make_engine, session_factory
+from serving.migrate import upgrade
+from serving.model_holder import ModelHolder
+from serving.observability import AccessMiddleware, Metrics, route_template
+from serving.routes import clients, operations, scoring
+from serving.service import Invalid
+from serving.settings import ServingSettings
+
+log = logging.getLogger("dropout_risk.app")
+
+
+def _problems(errors) -> list[dict]:
+    """Validation errors without the input values pydantic would echo (health data)."""
+    return [{"loc": [str(p) if not isinstance(p, int) else p for p in error.get("loc", ())],
+             "msg": error.get("msg", "invalid"), "type": error.get("type", "value_error")} for error in errors]
+
+
+def create_app(settings: ServingSettings, *, holder: ModelHolder | None = None, poll: bool = True) -> FastAPI:
+    engine = make_engine(settings.database_url)
+    reader = make_engine(settings.database_url, writer=False)
+    holder = holder or ModelHolder(settings.serving.model_uri)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await asyncio.to_thread(upgrade, engine)
+        if holder.current is None:
+            await asyncio.to_thread(holder.refresh)
+        task = asyncio.create_task(holder.poll(settings.serving.poll_interval_seconds)) if poll else None
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            engine.dispose()
+            reader.dispose()
+
+    app = FastAPI(
+        title="dropout-risk",
+        version="1",
+        summary="Calibrated, explained psychotherapy dropout risk from session scores.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessions = session_factory(engine)
+    app.state.read_sessions = session_factory(reader)
+    app.state.holder = holder
+    app.state.metrics = Metrics()
+    app.add_middleware(AccessMiddleware)
+    app.include_router(clients.router)
+    app.include_router(scoring.router)
+    app.include_router(operations.router)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": _problems(exc.errors())}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+
+    @app.exception_handler(Invalid)
+    async def _invalid_history(_request: Request, exc: Invalid) -> JSONResponse:
+        detail = [{"loc": list(p.loc), "msg": p.msg, "type": "value_error"} for p in exc.problems]
+        return JSONResponse({"detail": detail}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+
+    @app.exception_handler(Exception)
+    async def _internal(request: Request, exc: Exception) -> JSONResponse:
+        # The type and the route only: a message or traceback could carry client data.
+        log.error("internal error on %s %s: %s", request.method, route_template(request), type(exc).__name__)
+        return JSONResponse({"detail": "internal error"}, status_code=status.HTTP_500_INTERNAL_SERVER_ERROR)
+
+    return app

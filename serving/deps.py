@@ -1,0 +1,79 @@
+"""FastAPI dependencies: settings, database sessions, the model, the caller's clinic."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.concurrency import run_in_threadpool
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
+
+from serving.keys import clinic_for_key
+from serving.model_holder import LoadedModel, ModelHolder
+from serving.settings import ServingSettings
+
+bearer = HTTPBearer(auto_error=False, description="A clinic's API key (dropout-risk keys create --clinic NAME)")
+UNAUTHORIZED = HTTPException(status.HTTP_401_UNAUTHORIZED, "missing, unknown or revoked API key",
+                             headers={"WWW-Authenticate": "Bearer"})
+
+
+# Trivial dependencies are async: FastAPI runs a sync one in the thread pool, a hop per dependency.
+async def get_settings(request: Request) -> ServingSettings:
+    return request.app.state.settings
+
+
+def get_db(request: Request) -> Iterator[Session]:
+    """A read-write transaction (committed when the endpoint returns, rolled back if it raises)."""
+    with request.app.state.sessions() as session, session.begin():
+        yield session
+
+
+def get_read_db(request: Request) -> Iterator[Session]:
+    """A read-only transaction that never waits for a writer (SQLite WAL)."""
+    with request.app.state.read_sessions() as session, session.begin():
+        yield session
+
+
+async def get_holder(request: Request) -> ModelHolder:
+    return request.app.state.holder
+
+
+async def get_model(holder: Annotated[ModelHolder, Depends(get_holder)]) -> LoadedModel:
+    """The model for this request, read once: every part of the response uses this version."""
+    loaded = holder.current
+    if loaded is None:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "no model loaded yet")
+    return loaded
+
+
+def _clinic_for(request: Request, key: str) -> int | None:
+    with request.app.state.read_sessions() as session, session.begin():
+        return clinic_for_key(session, key)
+
+
+async def require_clinic(request: Request,
+                         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> int:
+    """The caller's clinic: one read in a worker thread (a sync dependency chain would cost three hops)."""
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise UNAUTHORIZED
+    clinic_id = await run_in_threadpool(_clinic_for, request, credentials.credentials)
+    if clinic_id is None:
+        raise UNAUTHORIZED
+    return clinic_id
+
+
+async def require_admin(settings: Annotated[ServingSettings, Depends(get_settings)],
+                  credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
+    admin = settings.admin_key.get_secret_value() if settings.admin_key else None
+    if credentials is None or not admin or not hmac.compare_digest(credentials.credentials.encode(), admin.encode()):
+        raise UNAUTHORIZED
+
+
+Db = Annotated[Session, Depends(get_db)]
+ReadDb = Annotated[Session, Depends(get_read_db)]
+Model = Annotated[LoadedModel, Depends(get_model)]
+ClinicId = Annotated[int, Depends(require_clinic)]
+Settings = Annotated[ServingSettings, Depends(get_settings)]

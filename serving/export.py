@@ -1,0 +1,46 @@
+"""Closing the loop: the service's stored sessions and episodes, written as the training contract."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from serving.tables import Client, Clinic, SessionRecord
+
+
+def export_contract(db: Session, out_dir: Path, clinic: str | None = None) -> dict[str, Path]:
+    """Write sessions.csv and episodes.csv (data contract v1) for one clinic or all of them.
+
+    Client identifiers are the clinics' own; where two clinics use the same one,
+    every exported id is prefixed with its clinic name so the file stays unique.
+    """
+    clients_query = select(Client, Clinic.name).join(Clinic, Clinic.id == Client.clinic_id)
+    if clinic is not None:
+        clients_query = clients_query.where(Clinic.name == clinic)
+    clients = db.execute(clients_query.order_by(Clinic.name, Client.external_id)).all()
+    clashes = pd.Series([c.external_id for c, _ in clients]).duplicated().any()
+    export_id = {c.id: (f"{name}/{c.external_id}" if clashes else c.external_id) for c, name in clients}
+
+    episodes = pd.DataFrame([{"client_id": export_id[c.id], "status": c.status, "clinic_id": name,
+                              **(c.covariates or {})} for c, name in clients],
+                            columns=["client_id", "status", "clinic_id"] if not clients else None)
+    records = db.scalars(select(SessionRecord).where(SessionRecord.client_pk.in_(list(export_id)))
+                         .order_by(SessionRecord.client_pk, SessionRecord.session_number)).all()
+    sessions = pd.DataFrame([{"client_id": export_id[r.client_pk], "session_number": r.session_number,
+                              "session_date": r.session_date.isoformat(), "missed_since_last": r.missed_since_last,
+                              **r.scores} for r in records],
+                            columns=["client_id", "session_number", "session_date", "missed_since_last"]
+                            if not records else None)
+    if len(sessions):
+        sessions["missed_since_last"] = sessions["missed_since_last"].astype("Int64")
+        sessions = sessions.sort_values(["client_id", "session_number"], kind="stable")
+    # A client recorded with PUT but no session yet has no place in the contract (every episode needs sessions).
+    episodes = episodes[episodes["client_id"].isin(set(sessions["client_id"]))].sort_values("client_id")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"sessions": out_dir / "sessions.csv", "episodes": out_dir / "episodes.csv"}
+    sessions.to_csv(paths["sessions"], index=False)
+    episodes.to_csv(paths["episodes"], index=False)
+    return paths

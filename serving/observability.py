@@ -1,0 +1,76 @@
+"""Prometheus metrics and an access log that never names a client.
+
+The route *template* is recorded ("/v1/clients/{client_id}/sessions"), never
+the path a request used, which would carry a client identifier.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from starlette.middleware.base import BaseHTTPMiddleware
+from starlette.requests import Request
+from starlette.routing import Match
+
+access_log = logging.getLogger("dropout_risk.access")
+
+
+class Metrics:
+    """One registry per app, so several apps (tests) never share counters."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("dropout_risk_requests_total", "HTTP requests", ["method", "route", "status"],
+                                registry=self.registry)
+        self.latency = Histogram("dropout_risk_request_seconds", "Request latency", ["method", "route"],
+                                 buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+                                 registry=self.registry)
+        self.risks = Histogram("dropout_risk_risks_served", "Risk probabilities served",
+                               buckets=(0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0), registry=self.registry)
+        self.bands = Counter("dropout_risk_risk_bands_total", "Risks served by band", ["band"],
+                             registry=self.registry)
+        self.model_version = Gauge("dropout_risk_model_version", "Model version being served (1 = current)",
+                                   ["name", "version"], registry=self.registry)
+        self._version: tuple[str, str] | None = None
+
+    def observe_risk(self, probability: float, band: str) -> None:
+        self.risks.observe(probability)
+        self.bands.labels(band).inc()
+
+    def set_model(self, name: str, version: str) -> None:
+        if self._version == (name, version):
+            return
+        if self._version is not None:
+            self.model_version.labels(*self._version).set(0)
+        self.model_version.labels(name, version).set(1)
+        self._version = (name, version)
+
+
+def route_template(request: Request) -> str:
+    route = request.scope.get("route")  # set by the router once it has matched
+    if route is not None:
+        return getattr(route, "path", "unmatched")
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match == Match.FULL:
+            return getattr(route, "path", "unmatched")
+    return "unmatched"
+
+
+class AccessMiddleware(BaseHTTPMiddleware):
+    async def dispatch(self, request: Request, call_next):
+        start = time.perf_counter()
+        status = 500
+        try:
+            response = await call_next(request)
+            status = response.status_code
+            return response
+        finally:
+            elapsed = time.perf_counter() - start
+            route = route_template(request)
+            metrics: Metrics = request.app.state.metrics
+            metrics.requests.labels(request.method, route, str(status)).inc()
+            metrics.latency.labels(request.method, route).observe(elapsed)
+            access_log.info("%s %s %d %.1fms", request.method, route, status, elapsed * 1000)

@@ -1,0 +1,61 @@
+"""Health, readiness, metrics and the admin reload: no client data here."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, Response, status
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+
+from serving.deps import require_admin
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz")
+async def healthz() -> dict:
+    """The process is up."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", responses={503: {"description": "Not ready: no model loaded or database unreachable"}})
+def readyz(request: Request, response: Response) -> dict:
+    """Ready when a model is loaded and the database answers; "degraded" when the registry is unreachable."""
+    holder = request.app.state.holder
+    try:
+        with request.app.state.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        database = "ok"
+    except Exception:  # any driver error means not reachable
+        database = "unreachable"
+    loaded = holder.current
+    model = {"loaded": loaded is not None, "version": loaded.version if loaded else None,
+             "registry": "reachable" if holder.registry_reachable else "unreachable"}
+    ready = loaded is not None and database == "ok"
+    if not ready:
+        response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+        state = "not_ready"
+    else:
+        state = "ready" if holder.registry_reachable else "degraded"
+    return {"status": state, "database": database, "model": model}
+
+
+@router.get("/metrics", include_in_schema=False)
+def metrics(request: Request) -> Response:
+    state = request.app.state
+    loaded = state.holder.current
+    if loaded is not None:
+        state.metrics.set_model(loaded.name, loaded.version)
+    return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.post("/v1/admin/reload", tags=["admin"])
+async def reload(request: Request, _admin: Annotated[None, Depends(require_admin)]) -> dict:
+    """Check the registry now and swap to the aliased version if it moved (admin key)."""
+    holder = request.app.state.holder
+    swapped = await asyncio.to_thread(holder.refresh)
+    loaded = holder.current
+    return {"swapped": swapped, "version": loaded.version if loaded else None,
+            "registry": "reachable" if holder.registry_reachable else "unreachable"}

@@ -1,0 +1,154 @@
+"""Request and response bodies of the /v1 API."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Score = Annotated[float, Field(allow_inf_nan=False)]
+Status = Literal["ongoing", "completed", "dropout"]
+Band = Literal["low", "moderate", "high"]
+ClientId = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:@~-]+$")]
+MAX_SESSIONS = 500
+
+
+class SessionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    session_number: int = Field(ge=1, le=MAX_SESSIONS)
+    session_date: dt.date
+    scores: dict[str, Score] = Field(default_factory=dict, description="instrument key -> score")
+    missed_since_last: int | None = Field(default=None, ge=0, le=365)
+
+
+class SessionOut(SessionIn):
+    pass
+
+
+class Factor(BaseModel):
+    feature: str
+    contribution: float
+    effect: Literal["raises", "lowers"]
+    text: str
+
+
+class FlagOut(BaseModel):
+    flag: str
+    text: str
+
+
+class SuggestionOut(BaseModel):
+    flag: str
+    text: str
+    source: str
+
+
+class Risk(BaseModel):
+    probability: float = Field(ge=0, le=1)
+    band: Band
+    model_version: str
+    landmark: int
+    session_number: int
+    factors: list[Factor]
+    flags: list[FlagOut]
+    suggestions: list[SuggestionOut]
+    missing_inputs: list[str] = Field(description="model instruments not given at this session (scored as missing)")
+
+
+class HistoryItem(BaseModel):
+    session_number: int
+    session_date: dt.date
+    probability: float
+    band: Band
+
+
+class RecordedSession(BaseModel):
+    client_id: str
+    session: SessionOut
+    risk: Risk
+
+
+class ClientRisk(BaseModel):
+    client_id: str
+    status: Status
+    risk: Risk | None
+    history: list[HistoryItem]
+
+
+Covariate = str | float | int | bool | None
+
+
+class ClientUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: Status | None = None
+    age: float | None = Field(default=None, ge=0, le=120)
+    gender: str | None = Field(default=None, max_length=50)
+    therapist_id: str | None = Field(default=None, max_length=200)
+    covariates: dict[Annotated[str, Field(max_length=64)], Covariate] = Field(default_factory=dict)
+
+
+class ClientOut(BaseModel):
+    client_id: str
+    status: Status
+    covariates: dict[str, Covariate]
+    sessions: int
+    last_session_date: dt.date | None
+    probability: float | None
+    band: Band | None
+    model_version: str | None
+
+
+class CaseloadItem(BaseModel):
+    client_id: str
+    status: Status
+    probability: float | None
+    band: Band | None
+    model_version: str | None
+    session_number: int | None
+    last_session_date: dt.date | None
+
+
+class Caseload(BaseModel):
+    items: list[CaseloadItem]
+    page: int
+    page_size: int
+    total: int
+    order: Literal["risk", "recent", "client_id"]
+
+
+class ScoreRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sessions: list[SessionIn] = Field(min_length=1, max_length=MAX_SESSIONS)
+    covariates: dict[Annotated[str, Field(max_length=64)], Covariate] = Field(default_factory=dict)
+
+
+class ScoreResponse(BaseModel):
+    risk: Risk
+    history: list[HistoryItem]
+
+
+class ModelInfo(BaseModel):
+    name: str
+    version: str
+    alias: str | None
+    kind: str
+    trained_at: str | None
+    loaded_at: str
+    run_id: str | None
+    max_landmark: int
+    instruments: list[str]
+    metrics: dict[str, float]
+
+
+class Problem(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ErrorBody(BaseModel):
+    detail: str | list[Problem]

@@ -1,0 +1,47 @@
+"""Service settings: the database, the model to serve, risk bands, keys."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+from features.config import ProjectSettings
+from models.registry import CHAMPION, model_uri
+
+
+class RiskBands(BaseModel):
+    """Probability thresholds of the bands: below ``moderate`` is low, from ``high`` on is high."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    moderate: float = Field(default=0.20, gt=0, lt=1)
+    high: float = Field(default=0.40, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RiskBands:
+        if not self.moderate < self.high:
+            raise ValueError("bands.moderate must be below bands.high")
+        return self
+
+    def band(self, probability: float) -> str:
+        if probability >= self.high:
+            return "high"
+        return "moderate" if probability >= self.moderate else "low"
+
+
+class ServingConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model_uri: str = model_uri(CHAMPION)
+    poll_interval_seconds: float = Field(default=30.0, gt=0, description="how often the alias is checked")
+    bands: RiskBands = RiskBands()
+    page_size: int = Field(default=50, ge=1, le=500)
+    max_page_size: int = Field(default=200, ge=1, le=1000)
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+
+
+class ServingSettings(ProjectSettings):
+    # Top level so the environment variables read DROPOUT_RISK_DATABASE_URL and DROPOUT_RISK_ADMIN_KEY.
+    database_url: str = "sqlite:///dropout_risk.db"
+    admin_key: SecretStr | None = None
+    serving: ServingConfig = ServingConfig()

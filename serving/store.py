@@ -1,0 +1,109 @@
+"""Reads and writes of clients and sessions, each inside the caller's transaction.
+
+The per-session hot path (record a session, read a history) uses Core
+statements that select only the columns it needs: the ORM's unit of work and
+decoding every stored risk would cost more than scoring the client.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from serving.schemas import SessionIn
+from serving.scoring import HistoryRow
+from serving.tables import Client, SessionRecord
+
+# Core tables, not ORM entities, on the hot path: ORM-enabled DML costs more than the statement.
+CLIENTS = Client.__table__
+SESSIONS = SessionRecord.__table__
+
+
+@dataclass(frozen=True)
+class ClientRow:
+    id: int
+    status: str
+    covariates: dict
+
+
+@dataclass(frozen=True)
+class StoredSession:
+    session_number: int
+    session_date: object
+    missed_since_last: int | None
+    scores: dict
+    payload_hash: str
+
+    def history_row(self) -> HistoryRow:
+        return HistoryRow(self.session_number, self.session_date, self.scores, self.missed_since_last)
+
+
+def payload_hash(session: SessionIn) -> str:
+    """A canonical digest of a session's payload: equal payloads, equal digests."""
+    canonical = json.dumps({"session_number": session.session_number, "session_date": session.session_date.isoformat(),
+                            "scores": {k: float(v) for k, v in sorted(session.scores.items())},
+                            "missed_since_last": session.missed_since_last}, sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def find_client(db: Session, clinic_id: int, external_id: str) -> Client | None:
+    return db.scalar(select(Client).where(Client.clinic_id == clinic_id, Client.external_id == external_id))
+
+
+def lock_or_create_client(db: Session, clinic_id: int, external_id: str) -> ClientRow:
+    """The client's id, status and covariates, locked for this transaction; created if new.
+
+    INSERT ... ON CONFLICT DO NOTHING makes two first writes for the same client safe;
+    FOR UPDATE then serialises writers of one client on PostgreSQL (SQLite's write
+    lock already serialises everything).
+    """
+    dialect = db.get_bind().dialect.name
+    upsert = pg_insert if dialect == "postgresql" else sqlite_insert
+    db.execute(upsert(CLIENTS).values(clinic_id=clinic_id, external_id=external_id, status="ongoing", covariates={})
+               .on_conflict_do_nothing(index_elements=["clinic_id", "external_id"]))
+    query = select(CLIENTS.c.id, CLIENTS.c.status, CLIENTS.c.covariates).where(
+        CLIENTS.c.clinic_id == clinic_id, CLIENTS.c.external_id == external_id)
+    if dialect == "postgresql":
+        query = query.with_for_update()
+    row = db.execute(query).one()
+    return ClientRow(row.id, row.status, dict(row.covariates or {}))
+
+
+def stored_sessions(db: Session, client_pk: int) -> list[StoredSession]:
+    columns = SESSIONS.c
+    rows = db.execute(select(columns.session_number, columns.session_date, columns.missed_since_last,
+                             columns.scores, columns.payload_hash)
+                      .where(columns.client_pk == client_pk).order_by(columns.session_number))
+    return [StoredSession(*row) for row in rows]
+
+
+def stored_risk(db: Session, client_pk: int, session_number: int) -> dict:
+    return db.scalar(select(SESSIONS.c.risk).where(SESSIONS.c.client_pk == client_pk,
+                                                   SESSIONS.c.session_number == session_number))
+
+
+def insert_session(db: Session, client_pk: int, session: SessionIn, digest: str, risk: dict) -> None:
+    db.execute(insert(SESSIONS).values(
+        client_pk=client_pk, session_number=session.session_number, session_date=session.session_date,
+        missed_since_last=session.missed_since_last, scores=dict(session.scores), payload_hash=digest, risk=risk))
+
+
+def set_current_risk(db: Session, client_pk: int, risk: dict, last_date) -> None:
+    db.execute(update(CLIENTS).where(CLIENTS.c.id == client_pk).values(
+        current_probability=risk["probability"], current_band=risk["band"],
+        current_session=risk["session_number"], current_model_version=risk["model_version"],
+        last_session_date=last_date, updated_at=func.now()))
+
+
+def session_counts(db: Session, client_pks: list[int]) -> dict[int, int]:
+    if not client_pks:
+        return {}
+    rows = db.execute(select(SessionRecord.client_pk, func.count()).where(
+        SessionRecord.client_pk.in_(client_pks)).group_by(SessionRecord.client_pk)).all()
+    return dict(rows)

@@ -1,0 +1,72 @@
+"""The service's tables (SQLAlchemy 2.0 declarative). Migrations live in serving/migrations."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import JSON, Date, DateTime, Float, ForeignKey, Integer, String, UniqueConstraint, func
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Clinic(Base):
+    __tablename__ = "clinics"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ApiKey(Base):
+    """A clinic's key: only its SHA-256 is stored; ``prefix`` identifies it in listings."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    clinic_id: Mapped[int] = mapped_column(ForeignKey("clinics.id"), index=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+    clinic: Mapped[Clinic] = relationship()
+
+
+class Client(Base):
+    """One client of one clinic: the episode (status, covariates) and the risk last served."""
+
+    __tablename__ = "clients"
+    __table_args__ = (UniqueConstraint("clinic_id", "external_id", name="uq_clients_clinic_external"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    clinic_id: Mapped[int] = mapped_column(ForeignKey("clinics.id"), index=True)
+    external_id: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(20), default="ongoing")
+    covariates: Mapped[dict] = mapped_column(JSON, default=dict)
+    current_probability: Mapped[float | None] = mapped_column(Float, index=True)
+    current_band: Mapped[str | None] = mapped_column(String(20))
+    current_session: Mapped[int | None] = mapped_column(Integer)
+    current_model_version: Mapped[str | None] = mapped_column(String(40))
+    last_session_date: Mapped[dt.date | None] = mapped_column(Date)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(),
+                                                    onupdate=func.now())
+
+
+class SessionRecord(Base):
+    """One attended session as the clinic recorded it; ``payload_hash`` makes retries idempotent."""
+
+    __tablename__ = "sessions"
+    __table_args__ = (UniqueConstraint("client_pk", "session_number", name="uq_sessions_client_number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    client_pk: Mapped[int] = mapped_column(ForeignKey("clients.id"), index=True)
+    session_number: Mapped[int] = mapped_column(Integer)
+    session_date: Mapped[dt.date] = mapped_column(Date)
+    missed_since_last: Mapped[int | None] = mapped_column(Integer)
+    scores: Mapped[dict] = mapped_column(JSON, default=dict)
+    payload_hash: Mapped[str] = mapped_column(String(64))
+    risk: Mapped[dict] = mapped_column(JSON, default=dict)  # the risk returned when it was recorded
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -1,0 +1,320 @@
+"""CompiledModel: the numpy scorer gives DropoutRiskModel's risks and contributions to floating-point noise."""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from models.calibration import ProbabilityCalibrator
+from models.clinical_rule import ClinicalRuleClassifier
+from models.compiled import CompiledModel
+from models.estimators import make_candidate
+from models.packaged import DropoutRiskModel
+
+BLANK = "blank"  # a numeric covariate never observed in training
+REFERRAL = "referral"  # a categorical covariate that carries signal
+REFERRAL_LEVELS = ("court", "gp", "school", "self")  # the spec's levels; "school" never occurs in training
+TRAINING_REFERRAL_ORDER = ["self", "gp", "court"]  # the training frame's own categories: other order, no "school"
+N_ROWS = 300
+
+# (kind, calibration, feature subset or None for every column)
+VARIANTS = {
+    "logistic-sigmoid": ("logistic", "sigmoid", None),
+    "logistic-isotonic": ("logistic", "isotonic", None),
+    "lightgbm-sigmoid": ("lightgbm", "sigmoid", None),
+    "lightgbm-isotonic": ("lightgbm", "isotonic", None),
+    "logistic-subset": ("logistic", "sigmoid", ("outcome", "covariates")),
+    "lightgbm-subset": ("lightgbm", "sigmoid", ("outcome", "covariates")),
+}
+
+
+@dataclass(frozen=True)
+class Cohort:
+    spec: object
+    trajectories: object
+    train: pd.DataFrame
+    y: np.ndarray
+    rows: pd.DataFrame  # rows to score: missing values, unseen levels, values never seen in training
+
+
+@pytest.fixture(scope="module")
+def cohort(clinic) -> Cohort:
+    """The simulated clinic plus an all-NaN numeric covariate and an informative referral covariate."""
+    spec = replace(clinic.spec, numeric_covariates=(*clinic.spec.numeric_covariates, BLANK),
+                   categorical_covariates={**clinic.spec.categorical_covariates, REFERRAL: REFERRAL_LEVELS})
+    rng = np.random.default_rng(3)
+    train = clinic.train.copy()
+    y = clinic.y
+    referral = np.where(y == 1, rng.choice(["court", "gp", "self"], len(y), p=[0.6, 0.3, 0.1]),
+                        rng.choice(["court", "gp", "self"], len(y), p=[0.1, 0.3, 0.6])).astype(object)
+    referral[rng.random(len(y)) < 0.1] = None
+    train[REFERRAL] = pd.Categorical(referral, categories=TRAINING_REFERRAL_ORDER)
+    train[BLANK] = np.nan
+    train.loc[rng.random(len(train)) < 0.1, "gender"] = np.nan  # so "missing" is a one-hot level
+
+    rows = clinic.features.sample(N_ROWS, random_state=0).copy()  # shuffled, non-range index
+    rows[REFERRAL] = rng.choice([*REFERRAL_LEVELS, "tribunal", None], N_ROWS)
+    rows[BLANK] = np.where(rng.random(N_ROWS) < 0.3, rng.normal(size=N_ROWS), np.nan)
+    gender = rows["gender"].astype(object).to_numpy(copy=True)
+    gender[rng.random(N_ROWS) < 0.15] = "nonbinary"
+    gender[rng.random(N_ROWS) < 0.15] = None
+    rows["gender"] = gender
+    numeric = [c for c in spec.feature_columns() if c not in spec.categorical_covariates]
+    holes = rng.random((N_ROWS, len(numeric))) < 0.1
+    rows[numeric] = rows[numeric].mask(holes)
+    return Cohort(spec, clinic.trajectories, train, y, rows)
+
+
+def build(cohort: Cohort, kind: str, method: str, groups=None) -> DropoutRiskModel:
+    """Estimator fitted on half the clients, calibrator on the other half (as test_packaged.build_model)."""
+    train = cohort.train
+    clients = np.sort(train["client_id"].unique())
+    fit_rows = train["client_id"].isin(clients[::2]).to_numpy()
+    columns = cohort.spec.feature_columns() if groups is None else cohort.spec.columns_for(groups)[::-1]
+    params = {"n_estimators": 150} if kind == "lightgbm" else {}
+    estimator = make_candidate(kind, train, columns, **params).fit(train[fit_rows], cohort.y[fit_rows])
+    raw = estimator.predict_proba(train[~fit_rows])[:, 1]
+    calibrator = ProbabilityCalibrator(method).fit(raw, cohort.y[~fit_rows])
+    return DropoutRiskModel(spec=cohort.spec, trajectories=cohort.trajectories, kind=kind, estimator=estimator,
+                            calibrator=calibrator, columns=columns)
+
+
+@pytest.fixture(scope="module")
+def models(cohort) -> dict[str, DropoutRiskModel]:
+    return {name: build(cohort, *variant) for name, variant in VARIANTS.items()}
+
+
+@pytest.fixture(params=list(VARIANTS))
+def pair(request, models) -> tuple[DropoutRiskModel, CompiledModel]:
+    model = models[request.param]
+    return model, CompiledModel.from_model(model)
+
+
+def max_abs(a, b) -> float:
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    assert a.shape == b.shape
+    return float(np.max(np.abs(a - b), initial=0.0))
+
+
+# --- equality with the packaged model -------------------------------------------------------------
+
+
+def test_predict_equals_the_packaged_model(cohort, pair):
+    model, compiled = pair
+    expected = model.predict_features(cohort.rows)
+    got = compiled.predict(compiled.matrix(cohort.rows))
+    assert got.shape == (N_ROWS,)
+    assert max_abs(got, expected) <= 1e-12
+    assert expected.std() > 0.01
+    np.testing.assert_allclose(compiled.raw_probability(compiled.matrix(cohort.rows)),
+                               model.raw_probability(cohort.rows), rtol=0, atol=1e-12)
+
+
+def test_contributions_equal_the_packaged_model(cohort, pair):
+    model, compiled = pair
+    expected = model.contributions(cohort.rows)
+    parts, bias = compiled.contributions(compiled.matrix(cohort.rows))
+    assert parts.shape == (N_ROWS, len(compiled.columns)) and bias.shape == (N_ROWS,)
+    assert list(expected.columns) == [*compiled.columns, "bias"]
+    assert max_abs(parts, expected[compiled.columns]) <= 1e-10
+    assert max_abs(bias, expected["bias"]) <= 1e-10
+    # The features really contribute, and the informative covariate among them.
+    assert (np.abs(parts).max(axis=0) > 0).sum() > 5
+    assert np.abs(parts[:, compiled.columns.index(REFERRAL)]).max() > 0.05
+    unused = [j for j, c in enumerate(compiled.columns) if c not in model.estimator.named_steps["select"].columns]
+    assert (parts[:, unused] == 0).all()
+
+
+def test_subset_models_leave_unused_features_at_zero(models):
+    compiled = CompiledModel.from_model(models["lightgbm-subset"])
+    used = set(models["lightgbm-subset"].estimator.named_steps["select"].columns)
+    assert "days_in_treatment" not in used and len(used) < len(compiled.columns)
+
+
+def test_single_rows_equal_the_batch(cohort, pair):
+    model, compiled = pair
+    X = compiled.matrix(cohort.rows)
+    batch, (parts, bias) = compiled.predict(X), compiled.contributions(X)
+    for i in range(0, N_ROWS, 15):
+        one = X[i:i + 1]
+        np.testing.assert_allclose(compiled.predict(one), batch[i:i + 1], rtol=0, atol=1e-12)
+        one_parts, one_bias = compiled.contributions(one)
+        np.testing.assert_allclose(one_parts, parts[i:i + 1], rtol=0, atol=1e-12)
+        np.testing.assert_allclose(one_bias, bias[i:i + 1], rtol=0, atol=1e-12)
+        np.testing.assert_allclose(compiled.predict(one), model.predict_features(cohort.rows.iloc[i:i + 1]),
+                                   rtol=0, atol=1e-12)
+
+
+def test_the_calibrator_is_applied(cohort, models):
+    """The sigmoid and isotonic variants share their estimator's raw output but not their risks."""
+    for kind in ("logistic", "lightgbm"):
+        sigmoid = CompiledModel.from_model(models[f"{kind}-sigmoid"])
+        isotonic = CompiledModel.from_model(models[f"{kind}-isotonic"])
+        X = sigmoid.matrix(cohort.rows)
+        np.testing.assert_array_equal(sigmoid.raw_probability(X), isotonic.raw_probability(X))
+        assert max_abs(sigmoid.predict(X), isotonic.predict(X)) > 0.01
+        assert abs(sigmoid.logit_slope - 1) > 0.01 and isotonic.logit_slope == 1.0
+
+
+@pytest.mark.parametrize("name", ["logistic-sigmoid", "lightgbm-isotonic"])
+def test_calibrate_equals_the_calibrator_at_the_extremes(models, name):
+    compiled = CompiledModel.from_model(models[name])
+    p = np.array([0.0, 1e-12, 1e-7, 1e-6, 0.001, 0.2, 0.5, 0.93, 1 - 1e-7, 1 - 1e-12, 1.0])
+    np.testing.assert_allclose(compiled.calibrate(p), models[name].calibrator.transform(p), rtol=0, atol=1e-12)
+
+
+# --- categorical covariates --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["logistic-sigmoid", "lightgbm-sigmoid"])
+def test_every_category_scores_as_in_pandas(cohort, models, name):
+    """One row under each spec level, an unseen level and a missing value, of both categorical covariates."""
+    model = models[name]
+    compiled = CompiledModel.from_model(model)
+    base = cohort.rows.iloc[[0]]
+    values = [*REFERRAL_LEVELS, "tribunal", None]
+    variants = pd.concat([base.assign(**{REFERRAL: v}) for v in values]
+                         + [base.assign(gender=v) for v in ["F", "M", "other", "nonbinary", None]])
+    X = compiled.matrix(variants)
+    referral = X[:, compiled.columns.index(REFERRAL)]
+    np.testing.assert_array_equal(referral[:len(values)], [0, 1, 2, 3, np.nan, np.nan])
+    expected = model.predict_features(variants)
+    assert max_abs(compiled.predict(X), expected) <= 1e-12
+    assert max_abs(compiled.contributions(X)[0], model.contributions(variants)[compiled.columns]) <= 1e-10
+    court, gp, school, own = expected[:4]
+    assert court - own > 0.02  # referral matters, so a wrong mapping could not go unnoticed
+    if model.kind == "lightgbm":
+        # LightGBM re-codes against the training frame's categories, which differ from the spec's levels.
+        assert model.estimator.named_steps["model"].booster_.pandas_categorical[-1] == TRAINING_REFERRAL_ORDER
+        assert school == expected[len(values) - 1]  # a level it never saw is a missing value to it
+
+
+def test_invalid_codes_are_missing_values(cohort, models):
+    compiled = CompiledModel.from_model(models["lightgbm-sigmoid"])
+    X = compiled.matrix(cohort.rows.head(5))
+    j = compiled.columns.index(REFERRAL)
+    missing = X.copy()
+    missing[:, j] = np.nan
+    for code in (-1.0, 4.0, 1.5, np.inf):
+        odd = X.copy()
+        odd[:, j] = code
+        np.testing.assert_array_equal(compiled.predict(odd), compiled.predict(missing))
+
+
+# --- inputs -----------------------------------------------------------------------------------------------
+
+
+def json_records(rows: pd.DataFrame, columns: list[str], categorical) -> list[dict]:
+    """Rows as a client would POST them: text categories, numbers as numbers or text, None, absent keys."""
+    records = []
+    for n, row in enumerate(rows[columns].to_dict(orient="records")):
+        record = {}
+        for i, (name, value) in enumerate(row.items()):
+            if (i + n) % 11 == 0:
+                continue  # absent
+            if value is None or (isinstance(value, float) and np.isnan(value)):
+                record[name] = None
+            elif name in categorical:
+                record[name] = str(value)
+            elif (i + n) % 3 == 0:
+                record[name] = repr(float(value))
+            elif float(value).is_integer():
+                record[name] = int(value)
+            else:
+                record[name] = float(value)
+        records.append(record)
+    return records
+
+
+def test_matrix_follows_the_spec_columns_and_prepare(cohort, models):
+    model = models["logistic-sigmoid"]
+    compiled = CompiledModel.from_model(model)
+    assert compiled.columns == cohort.spec.feature_columns()
+    X = compiled.matrix(cohort.rows)
+    assert X.shape == (N_ROWS, len(compiled.columns)) and X.dtype == np.float64
+    shuffled = cohort.rows[cohort.rows.columns[::-1]]
+    np.testing.assert_array_equal(compiled.matrix(shuffled), X)
+    # Decoding the matrix gives back exactly what prepare makes of the rows.
+    prepared = model.prepare(cohort.rows)
+    decoded = {}
+    for j, column in enumerate(compiled.columns):
+        levels = cohort.spec.categorical_covariates.get(column)
+        if levels is None:
+            decoded[column] = X[:, j]
+        else:
+            codes = np.where(np.isnan(X[:, j]), -1, X[:, j]).astype(int)
+            decoded[column] = pd.Categorical.from_codes(codes, categories=list(levels))
+    pd.testing.assert_frame_equal(pd.DataFrame(decoded, index=cohort.rows.index), prepared)
+    # JSON-like input gives the same matrix as the typed rows.
+    records = pd.DataFrame.from_records(json_records(cohort.rows, compiled.columns, compiled.levels),
+                                        index=cohort.rows.index)
+    np.testing.assert_array_equal(compiled.matrix(records), compiled.matrix(model.example_input(records)))
+    np.testing.assert_array_equal(compiled.predict(compiled.matrix(records)), model.predict_features(records))
+
+
+def test_row_equals_matrix_of_one_record(cohort, models):
+    compiled = CompiledModel.from_model(models["lightgbm-sigmoid"])
+    records = json_records(cohort.rows.head(40), compiled.columns, compiled.levels)
+    odd = {"age": "n/a", "landmark": " 3 ", "days_in_treatment": "1e2", "mean_gap_days": "1,000",
+           "last_gap_days": True, "missed_total": np.int64(2), "missed_last": "inf", "ors_intake": "",
+           "gender": 7, REFERRAL: "GP", BLANK: pd.NA}
+    for record in [*records, odd, {}]:
+        expected = compiled.matrix(pd.DataFrame([record]))
+        np.testing.assert_array_equal(compiled.row(record), expected)
+
+
+def test_bad_shapes_and_infinity_are_refused(cohort, models):
+    model = models["logistic-sigmoid"]
+    compiled = CompiledModel.from_model(model)
+    X = compiled.matrix(cohort.rows.head(3))
+    with pytest.raises(ValueError, match="columns"):
+        compiled.predict(X[:, 1:])
+    with pytest.raises(ValueError, match="columns"):
+        compiled.contributions(X[0])
+    assert compiled.predict(X[:0]).shape == (0,)
+    infinite = cohort.rows.head(3).assign(age=np.inf)
+    with pytest.raises(ValueError, match="infinity"):
+        model.predict_features(infinite)
+    with pytest.raises(ValueError, match="infinity"):
+        compiled.predict(compiled.matrix(infinite))
+
+
+# --- what compiles --------------------------------------------------------------------------------------
+
+
+def test_a_pickled_model_compiles_to_the_same_scorer(cohort, pair):
+    model, compiled = pair
+    restored = CompiledModel.from_model(pickle.loads(pickle.dumps(model)))
+    X = compiled.matrix(cohort.rows)
+    np.testing.assert_array_equal(restored.predict(X), compiled.predict(X))
+    for got, expected in zip(restored.contributions(X), compiled.contributions(X), strict=True):
+        np.testing.assert_array_equal(got, expected)
+    assert restored.discrepancy(model, cohort.rows)["predict"] <= 1e-12
+
+
+def test_discrepancy_reports_the_differences(cohort, models):
+    compiled = CompiledModel.from_model(models["lightgbm-sigmoid"])
+    assert max(compiled.discrepancy(models["lightgbm-sigmoid"], cohort.rows).values()) <= 1e-10
+    other = compiled.discrepancy(models["lightgbm-isotonic"], cohort.rows)
+    assert other["predict"] > 0.01 and other["contributions"] > 0.001
+
+
+def test_other_models_are_refused(cohort, models):
+    rule = ClinicalRuleClassifier(cohort.spec.to_dict()).fit(cohort.train, cohort.y)
+    template = models["logistic-sigmoid"]
+    clinical = DropoutRiskModel(spec=cohort.spec, trajectories=cohort.trajectories, kind="clinical_rule",
+                                estimator=rule, calibrator=template.calibrator, columns=template.columns)
+    with pytest.raises(ValueError, match="cannot be compiled"):
+        CompiledModel.from_model(clinical)
+    mislabelled = pickle.loads(pickle.dumps(clinical))
+    mislabelled.kind = "logistic"
+    with pytest.raises(ValueError, match="Pipeline"):
+        CompiledModel.from_model(mislabelled)
+    swapped = pickle.loads(pickle.dumps(template))
+    swapped.kind = "lightgbm"
+    with pytest.raises(ValueError, match="LGBMClassifier"):
+        CompiledModel.from_model(swapped)

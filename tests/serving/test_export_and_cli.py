@@ -1,0 +1,49 @@
+"""Keys from the command line, and exporting what clinics recorded as the training contract."""
+
+from __future__ import annotations
+
+import pandas as pd
+from typer.testing import CliRunner
+
+from cli.main import app as cli
+from features.contract import validate_contract
+from features.instruments import default_registry
+from serving.db import transaction
+from serving.export import export_contract
+
+runner = CliRunner()
+S = [{"session_number": n, "session_date": f"2025-04-0{n}", "scores": {"ors": 10.0 + n, "srs": 35.0},
+      "missed_since_last": n % 2} for n in range(1, 4)]
+
+
+def test_keys_create_list_revoke(tmp_path, monkeypatch):
+    monkeypatch.setenv("DROPOUT_RISK_DATABASE_URL", f"sqlite:///{tmp_path}/keys.db")
+    created = runner.invoke(cli, ["keys", "create", "--clinic", "north"])
+    assert created.exit_code == 0, created.output
+    key = created.output.strip().splitlines()[-1]
+    assert key.startswith("drk_") and len(key) > 40
+    listed = runner.invoke(cli, ["keys", "list"])
+    assert key[:12] in listed.output and "north" in listed.output and key not in listed.output
+    assert runner.invoke(cli, ["keys", "revoke", key[:12]]).exit_code == 0
+    again = runner.invoke(cli, ["keys", "revoke", key[:12]])
+    assert again.exit_code == 1 and "no active key" in again.output
+    assert runner.invoke(cli, ["keys", "revoke", "drk_"]).exit_code == 1
+
+
+def test_export_writes_the_training_contract(api, tmp_path):
+    name, headers = api.add_clinic()
+    for client in ("x", "y"):
+        for session in S:
+            assert api.client.post(f"/v1/clients/{client}/sessions", json=session, headers=headers).status_code == 201
+    api.client.put("/v1/clients/x", json={"status": "dropout", "age": 31, "gender": "F"}, headers=headers)
+    api.client.put("/v1/clients/no-sessions", json={"age": 50}, headers=headers)
+    with transaction(api.app.state.sessions) as db:
+        paths = export_contract(db, tmp_path, clinic=name)
+    sessions, episodes = pd.read_csv(paths["sessions"], dtype=str), pd.read_csv(paths["episodes"], dtype=str)
+    assert list(sessions.columns[:4]) == ["client_id", "session_number", "session_date", "missed_since_last"]
+    assert len(sessions) == 6 and set(episodes["client_id"]) == {"x", "y"}
+    result = validate_contract(sessions, episodes, default_registry())
+    assert result.ok, result.problems
+    x = episodes.set_index("client_id").loc["x"]
+    assert (x["status"], float(x["age"]), x["gender"]) == ("dropout", 31.0, "F")
+    assert result.sessions["ors"].tolist() == [11.0, 12.0, 13.0] * 2
