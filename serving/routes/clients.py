@@ -30,7 +30,7 @@ NOT_FOUND = {404: {"model": ErrorBody, "description": "No such client for this c
 @router.post("/{client_id}/sessions", status_code=status.HTTP_201_CREATED, response_model=RecordedSession,
              responses={200: {"model": RecordedSession, "description": "The same session again (idempotent retry)"},
                         409: {"model": ErrorBody, "description": "A different session under this number"},
-                        422: {"model": ErrorBody, "description": "Invalid scores, a numbering gap or a date going back"}})
+                        422: {"model": ErrorBody, "description": "Invalid scores, a gap or a date going back"}})
 def record_session(client_id: ClientPath, payload: SessionIn, clinic: ClinicId, db: Db, model: Model,
                    settings: Settings, request: Request, response: Response) -> RecordedSession:
     """Record one attended session and return the client's updated risk."""
