@@ -45,6 +45,9 @@ bench: venv
 	$(BIN)/python benchmarks/simulate_speed.py
 	$(BIN)/python benchmarks/features_build.py
 	$(BIN)/python benchmarks/train_speed.py
+	$(BIN)/python benchmarks/compare_speed.py
+	$(BIN)/python benchmarks/serving_latency.py
+	$(BIN)/python benchmarks/score_throughput.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .hypothesis *.egg-info mlflow.db mlruns

@@ -8,7 +8,7 @@ import warnings
 
 import typer
 
-from cli import data, serve, simulate, train
+from cli import compare, data, serve, simulate, train
 
 # MLflow's own progress bars and INFO lines would drown the command's output.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -30,6 +30,7 @@ app.command("simulate")(simulate.simulate)
 app.command("train")(train.train_command)
 app.command("promote")(train.promote_command)
 app.command("score")(train.score_command)
+app.command("compare")(compare.compare_command)
 app.command("serve")(serve.serve)
 app.command("export")(serve.export)
 app.add_typer(serve.keys_app, name="keys")

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -39,10 +39,27 @@ class FeatureConfig(BaseModel):
     )
 
 
+# Every top-level key any command reads. One file serves every command, so a command ignores the
+# sections of the others, but a key no command knows is a typo and is refused. Inside a section,
+# each command's own models refuse unknown keys.
+KNOWN_TOP_LEVEL = frozenset({"features", "instruments", "training", "gate", "compare", "serving", "database_url",
+                             "admin_key"})
+
+
 class ProjectSettings(BaseSettings):
     """Settings shared by every entry point."""
 
-    model_config = SettingsConfigDict(env_prefix="DROPOUT_RISK_", env_nested_delimiter="__", extra="forbid")
+    model_config = SettingsConfigDict(env_prefix="DROPOUT_RISK_", env_nested_delimiter="__", extra="ignore")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_sections(cls, data: object) -> object:
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - KNOWN_TOP_LEVEL)
+            if unknown:
+                known = ", ".join(sorted(KNOWN_TOP_LEVEL))
+                raise ValueError(f"unknown setting(s) {', '.join(unknown)}; known: {known}")
+        return data
 
     features: FeatureConfig = FeatureConfig()
     # Scales a clinic or trial uses that we do not ship (PANSS, ECBI, BDI-II, ...).

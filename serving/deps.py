@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
@@ -25,16 +25,26 @@ async def get_settings(request: Request) -> ServingSettings:
     return request.app.state.settings
 
 
-def get_db(request: Request) -> Iterator[Session]:
-    """A read-write transaction (committed when the endpoint returns, rolled back if it raises)."""
-    with request.app.state.sessions() as session, session.begin():
+async def get_db(request: Request) -> AsyncIterator[Session]:
+    """A read-write session; the endpoint commits. Closing without a commit rolls back.
+
+    Async on purpose: the session connects lazily, in the endpoint's worker thread, so
+    this costs no thread hop; only closing (returning the connection) runs here.
+    """
+    session = request.app.state.sessions()
+    try:
         yield session
+    finally:
+        session.close()
 
 
-def get_read_db(request: Request) -> Iterator[Session]:
-    """A read-only transaction that never waits for a writer (SQLite WAL)."""
-    with request.app.state.read_sessions() as session, session.begin():
+async def get_read_db(request: Request) -> AsyncIterator[Session]:
+    """A read-only session that never waits for a writer (SQLite WAL)."""
+    session = request.app.state.read_sessions()
+    try:
         yield session
+    finally:
+        session.close()
 
 
 async def get_holder(request: Request) -> ModelHolder:

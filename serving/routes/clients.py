@@ -39,6 +39,7 @@ def record_session(client_id: ClientPath, payload: SessionIn, clinic: ClinicId, 
                                           settings.serving.bands)
     except service.Conflict as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+    db.commit()
     if not recorded.created:
         response.status_code = status.HTTP_200_OK
     risk = recorded.risk
@@ -54,7 +55,9 @@ def update_client(client_id: ClientPath, update: ClientUpdate, clinic: ClinicId,
     """Create or update the client's covariates and episode status (when treatment ends)."""
     client = service.update_client(db, clinic, client_id, update, request.app.state.holder.current,
                                    settings.serving.bands)
-    return _client_out(db, client)
+    out = _client_out(db, client)
+    db.commit()
+    return out
 
 
 @router.get("/{client_id}", response_model=ClientOut, responses=NOT_FOUND)

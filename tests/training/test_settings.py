@@ -31,3 +31,20 @@ def test_unknown_keys_are_refused(tmp_path):
     (tmp_path / "c.toml").write_text("[training]\nfoldz = 3\n")
     with pytest.raises(ValidationError, match="foldz"):
         load_settings(TrainingSettings, tmp_path / "c.toml")
+
+
+@pytest.mark.parametrize("settings_class", ["training.settings:TrainingSettings",
+                                            "training.compare_settings:CompareSettings",
+                                            "serving.settings:ServingSettings"])
+def test_every_command_reads_the_one_example_file(settings_class):
+    import importlib
+
+    module, name = settings_class.split(":")
+    settings = load_settings(getattr(importlib.import_module(module), name), EXAMPLE)
+    assert settings.features.max_landmark == 8 and "bdi2" in settings.registry()
+
+
+def test_an_unknown_top_level_key_is_refused(tmp_path):
+    (tmp_path / "c.toml").write_text('databse_url = "sqlite:///x.db"\n')
+    with pytest.raises(ValidationError, match="databse_url"):
+        load_settings(TrainingSettings, tmp_path / "c.toml")

@@ -1,0 +1,95 @@
+"""`dropout-risk compare` from the command line: config-defined sets, reports, plots, clean failures."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import typer
+from mlflow import MlflowClient
+from typer.testing import CliRunner
+
+from cli.compare import compare_command
+from tests.training.helpers import cohort
+
+runner = CliRunner()
+app = typer.Typer()
+
+
+@app.callback()
+def _group() -> None:
+    """Keep ``compare`` a subcommand, as in ``dropout-risk``."""
+
+
+app.command("compare")(compare_command)
+
+
+def _config(tmp_path, store, extra: str = "") -> str:
+    path = tmp_path / "c.toml"
+    path.write_text(f'[training]\nartifact_location = "{store.artifacts}"\n'
+                    '[compare]\nfolds = 3\nbootstrap_resamples = 50\npair_resamples = 500\n'
+                    f'experiment = "compare-cli"\n{extra}')
+    return str(path)
+
+
+def _args(paths, config, *more) -> list[str]:
+    return ["compare", "--sessions", str(paths["sessions"]), "--episodes", str(paths["episodes"]),
+            "--config", config, *more]
+
+
+def test_config_defined_sets_with_explicit_features(mlflow_store, tmp_path):
+    paths = cohort(tmp_path / "data", 700, seed=4)
+    config = _config(tmp_path, mlflow_store, '[compare.feature_sets]\nsrs_core = ["srs_current", "srs_min"]\n'
+                                             'scores = ["outcome", "srs_mean"]\n')
+    report = tmp_path / "out" / "compare.json"
+    result = runner.invoke(app, _args(paths, config, "--feature-sets", "srs_core,scores,attendance",
+                                      "--model", "logistic", "--landmarks", "1-4", "--repeats", "2",
+                                      "--report", str(report), "--out", str(tmp_path / "plots")))
+    assert result.exit_code == 0, result.output
+    for title in ("Feature sets", "ROC AUC by landmark session", "Pairs"):
+        assert title in result.output
+    data = json.loads(report.read_text())
+    sets = data["feature_sets"]
+    assert list(sets) == ["srs_core", "scores", "attendance"]
+    assert sets["srs_core"]["columns"] == ["landmark", "srs_current", "srs_min"]
+    assert sets["scores"]["groups"] == ["outcome"] and sets["scores"]["features"] == ["srs_mean"]
+    assert list(sets["srs_core"]["by_landmark"]) == ["1", "2", "3", "4"]
+    assert data["design"]["repeats"] == 2 and data["design"]["landmarks"] == [1, 2, 3, 4]
+    assert len({s["fold_digest"] for s in sets.values()}) == 1
+    assert len(data["pairs"]) == 3
+    assert report.with_suffix(".md").read_text().startswith("# Which scores predict dropout?")
+    assert (tmp_path / "plots" / "auc_by_landmark.png").is_file()
+    assert (tmp_path / "plots" / "roc_srs_core.png").is_file()
+    table = pd.read_csv(MlflowClient().download_artifacts(data["run_id"], "comparison.csv", str(tmp_path)))
+    assert list(table["feature_set"]) == ["srs_core", "scores", "attendance"]
+
+
+def test_bad_set_name_exits_1_without_a_run(mlflow_store, tmp_path):
+    paths = cohort(tmp_path / "data", 200, seed=5)
+    config = _config(tmp_path, mlflow_store, '[compare.feature_sets]\nmine = ["alliance", "srs_latest"]\n')
+    before = _runs()
+    result = runner.invoke(app, _args(paths, config, "--feature-sets", "outcome,aliance"))
+    assert result.exit_code == 1 and "'aliance'" in result.output
+    result = runner.invoke(app, _args(paths, config, "--feature-sets", "outcome,mine"))
+    assert result.exit_code == 1 and "'srs_latest'" in result.output
+    result = runner.invoke(app, _args(paths, config, "--landmarks", "6-1"))
+    assert result.exit_code == 1 and "backwards" in result.output
+    assert _runs() == before
+
+
+def test_bad_data_and_bad_config_exit_1(mlflow_store, tmp_path):
+    paths = cohort(tmp_path / "data", 200, seed=6)
+    episodes = pd.read_csv(paths["episodes"], dtype=str)
+    episodes.loc[0, "status"] = "vanished"
+    episodes.to_csv(paths["episodes"], index=False)
+    result = runner.invoke(app, _args(paths, _config(tmp_path, mlflow_store), "--feature-sets", "outcome,alliance"))
+    assert result.exit_code == 1 and "status" in result.output
+    bad = _config(tmp_path, mlflow_store, '[compare.feature_sets]\n"a+b" = ["outcome"]\n')
+    result = runner.invoke(app, _args(paths, bad))
+    assert result.exit_code == 1 and "invalid configuration" in result.output
+
+
+def _runs() -> int:
+    client = MlflowClient()
+    experiment = client.get_experiment_by_name("compare-cli")
+    return 0 if experiment is None else len(client.search_runs([experiment.experiment_id]))
