@@ -48,6 +48,7 @@ bench: venv
 	$(BIN)/python benchmarks/compare_speed.py
 	$(BIN)/python benchmarks/serving_latency.py
 	$(BIN)/python benchmarks/score_throughput.py
+	$(BIN)/python benchmarks/spark_vs_pandas.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .hypothesis *.egg-info mlflow.db mlruns

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from cli.common import ConfigOption, console, err_console, settings, user_errors
+from cli.common import ConfigOption, console, err_console, fail, settings, user_errors
 from features.contract import ValidationResult
 from features.landmarks import build_features
 from features.spec import infer_spec
@@ -54,14 +54,19 @@ def validate(sessions: SessionsOption, episodes: EpisodesOption, config: ConfigO
 def features(
     sessions: SessionsOption,
     episodes: EpisodesOption,
-    out: Annotated[Path, typer.Option("--out", help="Output table (.parquet or .csv).")],
-    engine: Annotated[str, typer.Option("--engine", help="pandas (the only engine so far).")] = "pandas",
+    out: Annotated[Path, typer.Option("--out", help="Output table (.parquet or .csv; the spark engine: .parquet).")],
+    engine: Annotated[str, typer.Option("--engine", help="pandas (one machine) or spark.")] = "pandas",
+    spark_master: Annotated[str, typer.Option("--spark-master", help="Spark master URL (--engine spark): "
+                                              "local[*], local[N], spark://host:7077, yarn, k8s://...")] = "local[*]",
     config: ConfigOption = None,
 ) -> None:
     """Validate, then build the landmark feature table (one row per client and session k)."""
-    if engine != "pandas":
-        err_console.print(f"[bold red]error:[/] engine {engine!r} is not available; use pandas")
+    if engine not in ("pandas", "spark"):
+        err_console.print(f"[bold red]error:[/] engine {engine!r} is not available; use pandas or spark")
         raise typer.Exit(code=1)
+    if engine == "spark":
+        _features_on_spark(sessions, episodes, out, spark_master, config)
+        return
     result, project = _checked(sessions, episodes, config)
     spec = infer_spec(result.sessions, result.episodes, project.registry(), project.features)
     with console.status("building landmark features"):
@@ -71,4 +76,22 @@ def features(
     console.print(f"[bold green]wrote[/] {out}: {len(table):,} rows "
                   f"({table['client_id'].nunique():,} clients x landmarks 1-{spec.max_landmark})")
     for name, columns in groups.items():
+        console.print(f"  {name:<11} {len(columns):>3} features")
+
+
+def _features_on_spark(sessions: Path, episodes: Path, out: Path, master: str, config: Path | None) -> None:
+    """The same table built by Spark: validated per client bucket, spec and curves from the whole data."""
+    from training.spark_engine import SparkUnavailableError, features_job, spark_for_job
+
+    project = settings(config)
+    try:
+        with user_errors(), spark_for_job(master) as spark, console.status("building landmark features on Spark"):
+            done = features_job(spark, sessions, episodes, out, project.registry(), project.features)
+    except SparkUnavailableError as exc:
+        fail(str(exc))
+    for warning in done.warnings:
+        err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    console.print(f"[bold green]wrote[/] {out}: {done.rows:,} rows "
+                  f"({done.clients:,} clients x landmarks 1-{done.spec.max_landmark}), a Parquet dataset")
+    for name, columns in done.spec.groups().items():
         console.print(f"  {name:<11} {len(columns):>3} features")

@@ -6,9 +6,13 @@ import logging
 import os
 import warnings
 
-import typer
+# Set before the imports below: pandera imports pyspark.pandas when pyspark is installed, which warns
+# about pandas 3 on every command although only the Spark engine uses pyspark (and is tested on it).
+warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")
 
-from cli import compare, data, serve, simulate, train
+import typer  # noqa: E402
+
+from cli import compare, data, serve, simulate, train  # noqa: E402
 
 # MLflow's own progress bars and INFO lines would drown the command's output.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")

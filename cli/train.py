@@ -10,7 +10,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cli.common import ConfigOption, console, fail, settings, user_errors
+from cli.common import ConfigOption, console, err_console, fail, settings, user_errors
 from cli.data import EpisodesOption, SessionsOption
 from features.instruments import InstrumentRegistry
 from models.registry import CHAMPION, load_model, model_uri
@@ -108,12 +108,17 @@ def _scoring_registry(base: InstrumentRegistry, model) -> InstrumentRegistry:
 
 def score_command(
     sessions: SessionsOption,
-    out: Annotated[Path, typer.Option("--out", help="Output file (.csv or .parquet).")],
+    out: Annotated[Path, typer.Option("--out", help="Output file (.csv or .parquet; the spark engine: .parquet).")],
     episodes: Annotated[Path | None, typer.Option("--episodes", help="Episodes file (covariates).")] = None,
     model: Annotated[str, typer.Option("--model", help="Model URI.")] = model_uri(CHAMPION),
+    engine: Annotated[str, typer.Option("--engine", help="pandas (one machine) or spark.")] = "pandas",
+    spark_master: Annotated[str, typer.Option("--spark-master", help="Spark master URL (--engine spark): "
+                                              "local[*], local[N], spark://host:7077, yarn, k8s://...")] = "local[*]",
     config: ConfigOption = None,
 ) -> None:
     """Write client_id, session_number, risk for every session of every client."""
+    if engine not in ("pandas", "spark"):
+        fail(f"engine {engine!r} is not available; use pandas or spark")
     project = settings(config, TrainingSettings)
     with console.status(f"loading {model}"):
         try:
@@ -121,6 +126,9 @@ def score_command(
         except Exception as exc:  # MLflow raises several types for a missing model or store
             fail(f"cannot load model {model}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
     registry = _scoring_registry(project.registry(), packaged)
+    if engine == "spark":
+        _score_on_spark(packaged, sessions, episodes, out, registry, spark_master)
+        return
     progress = Progress(TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TextColumn("clients"),
                         TimeElapsedColumn(), console=console)
     with user_errors(), progress:
@@ -130,3 +138,18 @@ def score_command(
                             on_total=lambda n: progress.update(task, total=n))
     console.print(f"[bold green]wrote[/] {out}: {len(scored):,} sessions, "
                   f"{scored['client_id'].nunique():,} clients")
+
+
+def _score_on_spark(packaged, sessions: Path, episodes: Path | None, out: Path, registry: InstrumentRegistry,
+                    master: str) -> None:
+    """The same risks computed by Spark: the model's score_history on each bucket of clients, Parquet out."""
+    from training.spark_engine import SparkUnavailableError, score_job, spark_for_job
+
+    try:
+        with user_errors(), spark_for_job(master) as spark, console.status("scoring on Spark"):
+            done = score_job(spark, packaged, sessions, episodes, out, registry)
+    except SparkUnavailableError as exc:
+        fail(str(exc))
+    for warning in done.warnings:
+        err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    console.print(f"[bold green]wrote[/] {out}: {done.rows:,} sessions, {done.clients:,} clients, a Parquet dataset")

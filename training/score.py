@@ -28,15 +28,19 @@ def _episodes_or_placeholder(episodes_path: Path | None, sessions: pd.DataFrame)
 def score_sessions(model: DropoutRiskModel, sessions: pd.DataFrame, episodes: pd.DataFrame,
                    advance: Advance | None = None) -> pd.DataFrame:
     """``client_id``, ``session_number``, ``risk`` for typed, validated frames, in chunks of clients."""
-    codes, _ = pd.factorize(sessions["client_id"], sort=True)
+    codes, ids = pd.factorize(sessions["client_id"], sort=True)
     chunk_of_row = codes // CLIENTS_PER_CHUNK
+    # Sort once and slice: selecting each chunk with a mask would rescan every row per chunk.
+    order = np.argsort(chunk_of_row, kind="stable")
+    bounds = np.searchsorted(chunk_of_row[order], np.arange(int(chunk_of_row.max()) + 2 if len(codes) else 0))
+    episode_chunk = pd.Index(ids.astype(object)).get_indexer(episodes["client_id"].astype(object)) // CLIENTS_PER_CHUNK
     parts = []
-    for chunk in range(int(chunk_of_row.max()) + 1 if len(codes) else 0):
-        rows = sessions[chunk_of_row == chunk]
-        part_episodes = episodes[episodes["client_id"].isin(rows["client_id"])]
+    for chunk in range(len(bounds) - 1):
+        rows = sessions.iloc[order[bounds[chunk]:bounds[chunk + 1]]]
+        part_episodes = episodes[episode_chunk == chunk]
         parts.append(model.score_history(rows, part_episodes)[["client_id", "session_number", "risk"]])
         if advance:
-            advance(int(rows["client_id"].nunique()))
+            advance(min(CLIENTS_PER_CHUNK, len(ids) - chunk * CLIENTS_PER_CHUNK))
     if not parts:
         return pd.DataFrame({"client_id": [], "session_number": [], "risk": []})
     scored = pd.concat(parts, ignore_index=True)
