@@ -219,6 +219,8 @@ class _Clients:
         # Lay each client's rows out along one grid row and accumulate along it: each client's
         # running value is summed in session order from its own rows only, exactly as a per-client
         # loop would (a global cumsum minus an offset would lose precision on large tables).
+        if len(values) == 0 or self.first_row[-1] == 0:  # one client (the service's case): no grid needed
+            return ufunc.accumulate(values)
         block, position, shape = self._grid()
         grid = np.full(shape, pad)
         grid[block, position] = values

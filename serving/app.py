@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 
 from serving.db import make_engine, session_factory
 from serving.migrate import upgrade
@@ -18,6 +19,8 @@ from serving.observability import AccessMiddleware, Metrics, route_template
 from serving.routes import clients, operations, scoring
 from serving.service import Invalid
 from serving.settings import ServingSettings
+from serving.ui import STATIC_DIR as UI_STATIC_DIR
+from serving.ui import router as ui_router
 
 log = logging.getLogger("dropout_risk.app")
 
@@ -58,6 +61,7 @@ def create_app(settings: ServingSettings, *, holder: ModelHolder | None = None, 
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessions = session_factory(engine)
+    app.state.reader = reader
     app.state.read_sessions = session_factory(reader)
     app.state.holder = holder
     app.state.metrics = Metrics()
@@ -65,6 +69,8 @@ def create_app(settings: ServingSettings, *, holder: ModelHolder | None = None, 
     app.include_router(clients.router)
     app.include_router(scoring.router)
     app.include_router(operations.router)
+    app.include_router(ui_router)  # the clinician dashboard at /ui
+    app.mount("/ui/static", StaticFiles(directory=UI_STATIC_DIR), name="ui-static")
 
     @app.exception_handler(RequestValidationError)
     async def _invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:

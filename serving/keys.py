@@ -10,7 +10,7 @@ import datetime as dt
 import hashlib
 import secrets
 
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
 from serving.tables import ApiKey, Clinic
@@ -64,9 +64,13 @@ def list_keys(session: Session) -> list[tuple[str, str, dt.datetime, dt.datetime
     return [tuple(row) for row in rows]
 
 
-def clinic_for_key(session: Session, key: str) -> int | None:
+_KEYS = ApiKey.__table__
+
+
+def clinic_for_key(connection: Session | Connection, key: str) -> int | None:
     """The clinic id of an active key, or None (unknown or revoked: the caller cannot tell which)."""
-    row = session.execute(select(ApiKey.clinic_id, ApiKey.revoked_at).where(ApiKey.key_hash == digest(key))).first()
+    row = connection.execute(select(_KEYS.c.clinic_id, _KEYS.c.revoked_at)
+                             .where(_KEYS.c.key_hash == digest(key))).first()
     if row is None or row.revoked_at is not None:
         return None
     return row.clinic_id

@@ -10,9 +10,9 @@ import logging
 import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.requests import Request
 from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 access_log = logging.getLogger("dropout_risk.access")
 
@@ -59,18 +59,32 @@ def route_template(request: Request) -> str:
     return "unmatched"
 
 
-class AccessMiddleware(BaseHTTPMiddleware):
-    async def dispatch(self, request: Request, call_next):
+class AccessMiddleware:
+    """Counts, times and logs every HTTP request (pure ASGI: BaseHTTPMiddleware costs a task per request)."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
         start = time.perf_counter()
         status = 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
         try:
-            response = await call_next(request)
-            status = response.status_code
-            return response
+            await self.app(scope, receive, send_status)
         finally:
             elapsed = time.perf_counter() - start
+            request = Request(scope)
             route = route_template(request)
             metrics: Metrics = request.app.state.metrics
-            metrics.requests.labels(request.method, route, str(status)).inc()
-            metrics.latency.labels(request.method, route).observe(elapsed)
-            access_log.info("%s %s %d %.1fms", request.method, route, status, elapsed * 1000)
+            metrics.requests.labels(scope["method"], route, str(status)).inc()
+            metrics.latency.labels(scope["method"], route).observe(elapsed)
+            access_log.info("%s %s %d %.1fms", scope["method"], route, status, elapsed * 1000)
