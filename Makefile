@@ -9,7 +9,7 @@ SEED ?= 42
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test venv bench clean
+.PHONY: run test venv browser bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,8 +35,13 @@ run: venv
 	echo "  curl -s http://$(HOST):$(PORT)/v1/clients?order=risk -H 'Authorization: Bearer $$KEY'"; echo
 	$(BIN)/dropout-risk serve --host $(HOST) --port $(PORT)
 
+## Debian's Chromium for the dashboard's browser tests (Playwright drives /usr/bin/chromium).
+browser:
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium) \
+		|| echo "warning: could not install chromium (not root?): the browser tests will skip"
+
 ## Lint, then the whole test suite.
-test: venv
+test: venv browser
 	$(BIN)/ruff check features training models serving cli tests benchmarks
 	$(BIN)/python -m pytest
 

@@ -102,6 +102,10 @@ def _blank_to_na(column: pd.Series) -> pd.Series:
 def _parse_numeric(column: pd.Series, *, integer: bool) -> tuple[pd.Series, pd.Series]:
     """(parsed float series, mask of cells that were given but are not valid numbers)."""
     given = _blank_to_na(column)
+    if pd.api.types.is_bool_dtype(given):
+        # A typed (Parquet) true/false column is not a score of 1/0: every given cell is wrong.
+        bad = given.notna().astype(bool)
+        return pd.Series(np.nan, index=column.index, dtype="float64"), bad
     parsed = pd.to_numeric(given, errors="coerce").astype("float64")
     bad = given.notna() & (parsed.isna() | ~np.isfinite(parsed.fillna(0)))
     if integer:

@@ -11,10 +11,12 @@ import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.requests import Request
+from starlette.responses import JSONResponse
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 access_log = logging.getLogger("dropout_risk.access")
+error_log = logging.getLogger("dropout_risk.app")
 
 
 class Metrics:
@@ -71,15 +73,25 @@ class AccessMiddleware:
             return
         start = time.perf_counter()
         status = 500
+        started = False
 
         async def send_status(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, started = message["status"], True
             await send(message)
 
         try:
-            await self.app(scope, receive, send_status)
+            try:
+                await self.app(scope, receive, send_status)
+            except Exception as exc:
+                # Answered and logged here, never re-raised: Starlette re-raises an unhandled error to the
+                # server, which logs its message and traceback (a driver error names the client id and the
+                # scores it was writing), and drops the connection.
+                error_log.error("internal error on %s %s: %s", scope["method"], route_template(Request(scope)),
+                                type(exc).__name__)
+                if not started:
+                    await JSONResponse({"detail": "internal error"}, status_code=500)(scope, receive, send_status)
         finally:
             elapsed = time.perf_counter() - start
             request = Request(scope)

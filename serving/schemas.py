@@ -5,9 +5,22 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict
+from pydantic_core import PydanticCustomError
+
+
+def _date_text(value: object) -> object:
+    # pydantic would read a number as a Unix timestamp (0 -> 1970-01-01); a session date is ISO text.
+    if isinstance(value, dt.date | str):
+        return value
+    raise PydanticCustomError("date_type", "Input should be a valid date (YYYY-MM-DD)")
+
 
 Score = Annotated[float, Field(allow_inf_nan=False)]
+# The JSON API takes JSON numbers only: true is not a score of 1, nor "12" a session number.
+JsonScore = Annotated[float, Strict(), Field(allow_inf_nan=False)]
+JsonInt = Annotated[int, Strict()]
+SessionDate = Annotated[dt.date, BeforeValidator(_date_text)]
 Status = Literal["ongoing", "completed", "dropout"]
 Band = Literal["low", "moderate", "high"]
 ClientId = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:@~-]+$")]
@@ -18,9 +31,17 @@ class SessionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     session_number: int = Field(ge=1, le=MAX_SESSIONS)
-    session_date: dt.date
+    session_date: SessionDate
     scores: dict[str, Score] = Field(default_factory=dict, description="instrument key -> score")
     missed_since_last: int | None = Field(default=None, ge=0, le=365)
+
+
+class SessionBody(SessionIn):
+    """A session as the JSON API takes it: the same fields, numbers as JSON numbers (no lax coercion)."""
+
+    session_number: JsonInt = Field(ge=1, le=MAX_SESSIONS)
+    scores: dict[str, JsonScore] = Field(default_factory=dict, description="instrument key -> score")
+    missed_since_last: JsonInt | None = Field(default=None, ge=0, le=365)
 
 
 class SessionOut(SessionIn):
@@ -84,7 +105,7 @@ class ClientUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     status: Status | None = None
-    age: float | None = Field(default=None, ge=0, le=120)
+    age: Annotated[float, Strict()] | None = Field(default=None, ge=0, le=120)
     gender: str | None = Field(default=None, max_length=50)
     therapist_id: str | None = Field(default=None, max_length=200)
     covariates: dict[Annotated[str, Field(max_length=64)], Covariate] = Field(default_factory=dict)
@@ -122,7 +143,7 @@ class Caseload(BaseModel):
 class ScoreRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    sessions: list[SessionIn] = Field(min_length=1, max_length=MAX_SESSIONS)
+    sessions: list[SessionBody] = Field(min_length=1, max_length=MAX_SESSIONS)
     covariates: dict[Annotated[str, Field(max_length=64)], Covariate] = Field(default_factory=dict)
 
 

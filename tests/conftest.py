@@ -66,11 +66,11 @@ def mlflow_store(tmp_path_factory) -> Iterator[MlflowStore]:
         yield store
 
 
-@pytest.fixture(scope="session")
-def postgres_database() -> Iterator[str]:
-    """A throwaway PostgreSQL database on the local server; its SQLAlchemy URL (psycopg 3)."""
+@contextmanager
+def fresh_postgres_database(prefix: str = "dropout_risk_test") -> Iterator[str]:
+    """A database of its own on the local PostgreSQL server (dropped afterwards); its SQLAlchemy URL."""
     psycopg = pytest.importorskip("psycopg")
-    name = f"dropout_risk_test_{uuid.uuid4().hex[:12]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     try:
         admin = psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=3)
     except psycopg.OperationalError as exc:
@@ -78,6 +78,15 @@ def postgres_database() -> Iterator[str]:
     with admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
-    yield f"{base}/{name}"
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """A throwaway PostgreSQL database for the session (psycopg 3 URL)."""
+    with fresh_postgres_database() as url:
+        yield url

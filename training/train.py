@@ -64,8 +64,10 @@ def _prepare(sessions_path: Path, episodes_path: Path, settings: TrainingSetting
     ended = data.episodes[data.episodes["status"] != "ongoing"]
     n_ongoing = len(data.episodes) - len(ended)
     labels = (ended["status"] == "dropout").astype(float)
+    if labels.empty:  # every episode ongoing: the outcome of none is known yet
+        raise TrainingDataError("no ended episodes: a model needs both dropout and completed episodes")
     if labels.nunique() < 2:
-        only = "dropout" if labels.iloc[0] == 1 else "completed" if len(labels) else "none"
+        only = "dropout" if labels.iloc[0] == 1 else "completed"
         raise TrainingDataError(f"every ended episode has the same status ({only}): a model needs both "
                                 "dropout and completed episodes")
     config = settings.training

@@ -7,7 +7,16 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
 
 from serving import service
-from serving.deps import ClinicId, Db, Model, ReadDb, Settings
+from serving.deps import (
+    BAD_BODY_RESPONSE,
+    NO_MODEL_RESPONSE,
+    UNAUTHORIZED_RESPONSE,
+    ClinicId,
+    Db,
+    Model,
+    ReadDb,
+    Settings,
+)
 from serving.schemas import (
     Caseload,
     CaseloadItem,
@@ -17,12 +26,12 @@ from serving.schemas import (
     ClientUpdate,
     ErrorBody,
     RecordedSession,
-    SessionIn,
+    SessionBody,
     SessionOut,
 )
 from serving.store import session_counts
 
-router = APIRouter(prefix="/v1/clients", tags=["clients"])
+router = APIRouter(prefix="/v1/clients", tags=["clients"], responses=UNAUTHORIZED_RESPONSE)
 ClientPath = Annotated[ClientId, Path(description="The clinic's own identifier for the client")]
 NOT_FOUND = {404: {"model": ErrorBody, "description": "No such client for this clinic"}}
 
@@ -30,8 +39,9 @@ NOT_FOUND = {404: {"model": ErrorBody, "description": "No such client for this c
 @router.post("/{client_id}/sessions", status_code=status.HTTP_201_CREATED, response_model=RecordedSession,
              responses={200: {"model": RecordedSession, "description": "The same session again (idempotent retry)"},
                         409: {"model": ErrorBody, "description": "A different session under this number"},
-                        422: {"model": ErrorBody, "description": "Invalid scores, a gap or a date going back"}})
-def record_session(client_id: ClientPath, payload: SessionIn, clinic: ClinicId, db: Db, model: Model,
+                        422: {"model": ErrorBody, "description": "Invalid scores, a gap or a date going back"},
+                        **BAD_BODY_RESPONSE, **NO_MODEL_RESPONSE})
+def record_session(client_id: ClientPath, payload: SessionBody, clinic: ClinicId, db: Db, model: Model,
                    settings: Settings, request: Request, response: Response) -> RecordedSession:
     """Record one attended session and return the client's updated risk."""
     try:
@@ -49,7 +59,7 @@ def record_session(client_id: ClientPath, payload: SessionIn, clinic: ClinicId, 
     return RecordedSession(client_id=client_id, session=session, risk=risk)
 
 
-@router.put("/{client_id}", response_model=ClientOut)
+@router.put("/{client_id}", response_model=ClientOut, responses=BAD_BODY_RESPONSE)
 def update_client(client_id: ClientPath, update: ClientUpdate, clinic: ClinicId, db: Db, settings: Settings,
                   request: Request) -> ClientOut:
     """Create or update the client's covariates and episode status (when treatment ends)."""
@@ -68,7 +78,7 @@ def get_client(client_id: ClientPath, clinic: ClinicId, db: ReadDb) -> ClientOut
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
 
 
-@router.get("/{client_id}/risk", response_model=ClientRisk, responses=NOT_FOUND)
+@router.get("/{client_id}/risk", response_model=ClientRisk, responses={**NOT_FOUND, **NO_MODEL_RESPONSE})
 def get_risk(client_id: ClientPath, clinic: ClinicId, db: ReadDb, model: Model, settings: Settings,
              request: Request) -> ClientRisk:
     """The client's current risk and the risk after every session, from the model being served."""

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Request, Response, status
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
-from serving.deps import require_admin
+from serving.deps import UNAUTHORIZED_RESPONSE, require_admin
 
 router = APIRouter(tags=["operations"])
 
@@ -51,7 +51,7 @@ def metrics(request: Request) -> Response:
     return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-@router.post("/v1/admin/reload", tags=["admin"])
+@router.post("/v1/admin/reload", tags=["admin"], responses=UNAUTHORIZED_RESPONSE)
 async def reload(request: Request, _admin: Annotated[None, Depends(require_admin)]) -> dict:
     """Check the registry now and swap to the aliased version if it moved (admin key)."""
     holder = request.app.state.holder

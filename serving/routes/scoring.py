@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from serving.deps import ClinicId, Model, Settings
+from serving.deps import BAD_BODY_RESPONSE, NO_MODEL_RESPONSE, UNAUTHORIZED_RESPONSE, ClinicId, Model, Settings
 from serving.schemas import ErrorBody, ModelInfo, ScoreRequest, ScoreResponse
 from serving.scoring import HistoryRow, check_history, score_history
 from serving.service import Invalid
 
-router = APIRouter(prefix="/v1", tags=["scoring"])
+router = APIRouter(prefix="/v1", tags=["scoring"], responses=UNAUTHORIZED_RESPONSE)
 
 
 @router.post("/score", response_model=ScoreResponse,
-             responses={422: {"model": ErrorBody, "description": "Invalid history"}})
+             responses={422: {"model": ErrorBody, "description": "Invalid history"}, **BAD_BODY_RESPONSE,
+                        **NO_MODEL_RESPONSE})
 def score(body: ScoreRequest, _clinic: ClinicId, model: Model, settings: Settings, request: Request) -> ScoreResponse:
     """Score a whole history sent in the body; nothing is stored."""
     history = [HistoryRow(s.session_number, s.session_date, s.scores, s.missed_since_last) for s in body.sessions]
@@ -25,7 +26,7 @@ def score(body: ScoreRequest, _clinic: ClinicId, model: Model, settings: Setting
     return ScoreResponse(risk=risk, history=timeline)
 
 
-@router.get("/model", response_model=ModelInfo)
+@router.get("/model", response_model=ModelInfo, responses=NO_MODEL_RESPONSE)
 def model_info(_clinic: ClinicId, model: Model) -> ModelInfo:
     """The model being served: name, version, alias, when it was trained, its test metrics."""
     return ModelInfo(name=model.name, version=model.version, alias=model.alias, kind=model.model.kind,
