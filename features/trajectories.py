@@ -156,7 +156,15 @@ def _fit_curve(instrument: Instrument, raw: pd.Series, clients: np.ndarray, sess
     score = np.asarray(instrument.normalise(raw.to_numpy(dtype=float, na_value=np.nan)), dtype=float)
     intake = pd.Series(score).groupby(clients, sort=False).transform("first").to_numpy()
     observed = ~np.isnan(score)
-    stats = _ols_by_session(session[observed], intake[observed], score[observed], max_landmark)
+    return curve_from_sums(_sums_by_session(session[observed], intake[observed], score[observed]), max_landmark)
+
+
+def curve_from_sums(sums: pd.DataFrame, max_landmark: int) -> Curve:
+    """The curve from per-k sums (columns n, mx, my, sxx, sxy, syy about each k's means, index k).
+
+    Shared with the Spark engine, which merges the same sums across partitions.
+    """
+    stats = _lines(sums, max_landmark)
     fitted = (stats["n"] >= MIN_CLIENTS) & (stats["sxx"] > 0)
     # Borrow the nearest fitted k below; only a sparse start borrows from above.
     source = stats.index.to_series().where(fitted).ffill().bfill()
@@ -171,8 +179,8 @@ def _fit_curve(instrument: Instrument, raw: pd.Series, clients: np.ndarray, sess
     )
 
 
-def _ols_by_session(session: np.ndarray, x: np.ndarray, y: np.ndarray, max_landmark: int) -> pd.DataFrame:
-    """Per session k: n, Sxx and the OLS line of y on x, indexed 1..max_landmark.
+def _sums_by_session(session: np.ndarray, x: np.ndarray, y: np.ndarray) -> pd.DataFrame:
+    """Per session k: n, the means and the sums of squares and products about them.
 
     Sums are taken about each k's means: at k = 1 (x == y) that makes the fit
     exactly slope 1, intercept 0, residual SD 0 rather than rounding noise.
@@ -184,8 +192,12 @@ def _ols_by_session(session: np.ndarray, x: np.ndarray, y: np.ndarray, max_landm
     data["dxx"] = data["dx"] * data["dx"]
     data["dxy"] = data["dx"] * data["dy"]
     data["dyy"] = data["dy"] * data["dy"]
-    sums = data.groupby("k").agg(n=("x", "size"), mx=("x", "mean"), my=("y", "mean"),
+    return data.groupby("k").agg(n=("x", "size"), mx=("x", "mean"), my=("y", "mean"),
                                  sxx=("dxx", "sum"), sxy=("dxy", "sum"), syy=("dyy", "sum"))
+
+
+def _lines(sums: pd.DataFrame, max_landmark: int) -> pd.DataFrame:
+    """Per k = 1..max_landmark: the OLS line of y on x and its residual SD from the sums."""
     sums = sums.reindex(pd.RangeIndex(1, max_landmark + 1, name="k"))
     sums["n"] = sums["n"].fillna(0)
     sxx = sums["sxx"].where(sums["sxx"] > 0)

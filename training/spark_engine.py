@@ -70,7 +70,7 @@ from features.spec import (
     is_numeric_covariate,
     is_usable_covariate,
 )
-from features.trajectories import MIN_CLIENTS, Curve, ExpectedTrajectories
+from features.trajectories import ExpectedTrajectories, curve_from_sums
 from training.data import CSV_SUFFIXES, PARQUET_SUFFIXES, DataFileError
 
 if TYPE_CHECKING:  # pyspark is an optional extra: imported lazily, see _pyspark()
@@ -572,7 +572,8 @@ class SparkCheck:
             raise ValueError("this check was run without a profile or for another max_landmark")
         sums = self.trajectory_sums
         return ExpectedTrajectories({
-            i.key: _curve(_merged(sums[sums["col"] == i.key]), spec.max_landmark) for i in spec.outcome_instruments
+            i.key: curve_from_sums(_merged(sums[sums["col"] == i.key]), spec.max_landmark)
+            for i in spec.outcome_instruments
         })
 
 
@@ -592,26 +593,6 @@ def _merged(sums: pd.DataFrame) -> pd.DataFrame:
             mx, my, n = (r.mx, r.my, nb) if n == 0 else (mx + dx * nb / total, my + dy * nb / total, total)
         out[int(k)] = {"n": n, "mx": mx, "my": my, "sxx": sxx, "sxy": sxy, "syy": syy}
     return pd.DataFrame.from_dict(out, orient="index", columns=["n", "mx", "my", "sxx", "sxy", "syy"])
-
-
-def _curve(sums: pd.DataFrame, max_landmark: int) -> Curve:
-    """The line per k from merged sums: the arithmetic and the borrowing of features.trajectories."""
-    sums = sums.reindex(pd.RangeIndex(1, max_landmark + 1, name="k"))
-    sums["n"] = sums["n"].fillna(0)
-    sxx = sums["sxx"].where(sums["sxx"] > 0)
-    sums["slope"] = sums["sxy"] / sxx
-    sums["intercept"] = sums["my"] - sums["slope"] * sums["mx"]
-    ssr = (sums["syy"] - sums["slope"] * sums["sxy"]).clip(lower=0)
-    sums["resid_sd"] = np.sqrt(ssr / (sums["n"] - 2).where(sums["n"] > 2))
-    sums["sxx"] = sums["sxx"].fillna(0)
-    fitted = (sums["n"] >= MIN_CLIENTS) & (sums["sxx"] > 0)
-    source = sums.index.to_series().where(fitted).ffill().bfill()
-    if source.isna().all():
-        nan = (float("nan"),) * max_landmark
-        return Curve(nan, nan, nan, (0,) * max_landmark)
-    donor = sums.loc[source.astype(np.int64).to_numpy()]
-    return Curve(intercept=tuple(donor["intercept"]), slope=tuple(donor["slope"]),
-                 resid_sd=tuple(donor["resid_sd"]), n_clients=tuple(sums["n"].astype(np.int64)))
 
 
 def _merge_kinds(found: pd.DataFrame, columns: list[str]) -> dict[str, str]:
