@@ -23,6 +23,15 @@ ConfigOption = Annotated[
     Path | None,
     typer.Option("--config", help="TOML config file (default: $DROPOUT_RISK_CONFIG or ./dropout-risk.toml)."),
 ]
+ENGINES = ("pandas", "spark")
+EngineOption = Annotated[str, typer.Option("--engine", help="pandas (one machine) or spark.")]
+SparkMasterOption = Annotated[str, typer.Option("--spark-master", help="Spark master URL (--engine spark): "
+                                                "local[*], local[N], spark://host:7077, yarn, k8s://...")]
+
+
+def check_engine(engine: str) -> None:
+    if engine not in ENGINES:
+        fail(f"engine {engine!r} is not available; use {' or '.join(ENGINES)}")
 
 
 def fail(message: str) -> NoReturn:

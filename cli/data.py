@@ -8,7 +8,17 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from cli.common import ConfigOption, console, err_console, fail, settings, user_errors
+from cli.common import (
+    ConfigOption,
+    EngineOption,
+    SparkMasterOption,
+    check_engine,
+    console,
+    err_console,
+    fail,
+    settings,
+    user_errors,
+)
 from features.contract import ValidationResult
 from features.landmarks import build_features
 from features.spec import infer_spec
@@ -55,15 +65,12 @@ def features(
     sessions: SessionsOption,
     episodes: EpisodesOption,
     out: Annotated[Path, typer.Option("--out", help="Output table (.parquet or .csv; the spark engine: .parquet).")],
-    engine: Annotated[str, typer.Option("--engine", help="pandas (one machine) or spark.")] = "pandas",
-    spark_master: Annotated[str, typer.Option("--spark-master", help="Spark master URL (--engine spark): "
-                                              "local[*], local[N], spark://host:7077, yarn, k8s://...")] = "local[*]",
+    engine: EngineOption = "pandas",
+    spark_master: SparkMasterOption = "local[*]",
     config: ConfigOption = None,
 ) -> None:
     """Validate, then build the landmark feature table (one row per client and session k)."""
-    if engine not in ("pandas", "spark"):
-        err_console.print(f"[bold red]error:[/] engine {engine!r} is not available; use pandas or spark")
-        raise typer.Exit(code=1)
+    check_engine(engine)
     if engine == "spark":
         _features_on_spark(sessions, episodes, out, spark_master, config)
         return

@@ -10,7 +10,17 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cli.common import ConfigOption, console, err_console, fail, settings, user_errors
+from cli.common import (
+    ConfigOption,
+    EngineOption,
+    SparkMasterOption,
+    check_engine,
+    console,
+    err_console,
+    fail,
+    settings,
+    user_errors,
+)
 from cli.data import EpisodesOption, SessionsOption
 from features.instruments import InstrumentRegistry
 from models.registry import CHAMPION, load_model, model_uri
@@ -111,14 +121,12 @@ def score_command(
     out: Annotated[Path, typer.Option("--out", help="Output file (.csv or .parquet; the spark engine: .parquet).")],
     episodes: Annotated[Path | None, typer.Option("--episodes", help="Episodes file (covariates).")] = None,
     model: Annotated[str, typer.Option("--model", help="Model URI.")] = model_uri(CHAMPION),
-    engine: Annotated[str, typer.Option("--engine", help="pandas (one machine) or spark.")] = "pandas",
-    spark_master: Annotated[str, typer.Option("--spark-master", help="Spark master URL (--engine spark): "
-                                              "local[*], local[N], spark://host:7077, yarn, k8s://...")] = "local[*]",
+    engine: EngineOption = "pandas",
+    spark_master: SparkMasterOption = "local[*]",
     config: ConfigOption = None,
 ) -> None:
     """Write client_id, session_number, risk for every session of every client."""
-    if engine not in ("pandas", "spark"):
-        fail(f"engine {engine!r} is not available; use pandas or spark")
+    check_engine(engine)
     project = settings(config, TrainingSettings)
     with console.status(f"loading {model}"):
         try:
