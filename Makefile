@@ -42,7 +42,7 @@ browser:
 
 ## Lint, then the whole test suite.
 test: venv browser
-	$(BIN)/ruff check features training models serving cli tests benchmarks
+	$(BIN)/ruff check dropout_risk features training models serving cli tests benchmarks
 	$(BIN)/python -m pytest
 
 ## Speed figures (see benchmarks/README.md).

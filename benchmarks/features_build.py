@@ -18,11 +18,11 @@ import time
 import numpy as np
 import pandas as pd
 
-from features.config import FeatureConfig
-from features.instruments import default_registry
-from features.landmarks import build_features
-from features.spec import infer_spec
-from features.trajectories import fit_expected_trajectories
+from dropout_risk.features.config import FeatureConfig
+from dropout_risk.features.instruments import default_registry
+from dropout_risk.features.landmarks import build_features
+from dropout_risk.features.spec import infer_spec
+from dropout_risk.features.trajectories import fit_expected_trajectories
 
 MIN_SESSIONS, MAX_SESSIONS = 4, 12  # mean 8: about 125,000 clients per million rows
 MISSING_SCORE = 0.1

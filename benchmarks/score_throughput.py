@@ -78,11 +78,11 @@ def load(url: str, body: dict, headers: dict, check) -> tuple[float, int]:
 def main() -> None:
     warnings.filterwarnings("ignore")
     logging.getLogger("mlflow").setLevel(logging.ERROR)
-    from models.registry import load_model
-    from training.promote import promote
-    from training.settings import TrainingConfig, TrainingSettings
-    from training.simulate import SimulationConfig, simulate_cohort, write_cohort
-    from training.train import train
+    from dropout_risk.models.registry import load_model
+    from dropout_risk.training.promote import promote
+    from dropout_risk.training.settings import TrainingConfig, TrainingSettings
+    from dropout_risk.training.simulate import SimulationConfig, simulate_cohort, write_cohort
+    from dropout_risk.training.train import train
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -144,8 +144,8 @@ def main() -> None:
 
 
 def _typed(rows, episodes):
-    from features.contract import validate_contract
-    from features.instruments import default_registry
+    from dropout_risk.features.contract import validate_contract
+    from dropout_risk.features.instruments import default_registry
 
     data = validate_contract(rows, episodes, default_registry())
     return data.sessions, data.episodes

@@ -33,15 +33,15 @@ def main() -> None:
     logging.getLogger("mlflow").setLevel(logging.ERROR)
     from fastapi.testclient import TestClient
 
-    from serving.app import create_app
-    from serving.db import transaction
-    from serving.keys import create_key
-    from serving.migrate import upgrade
-    from serving.settings import ServingConfig, ServingSettings
-    from training.promote import promote
-    from training.settings import TrainingConfig, TrainingSettings
-    from training.simulate import SimulationConfig, simulate_cohort, write_cohort
-    from training.train import train
+    from dropout_risk.serving.app import create_app
+    from dropout_risk.serving.db import transaction
+    from dropout_risk.serving.keys import create_key
+    from dropout_risk.serving.migrate import upgrade
+    from dropout_risk.serving.settings import ServingConfig, ServingSettings
+    from dropout_risk.training.promote import promote
+    from dropout_risk.training.settings import TrainingConfig, TrainingSettings
+    from dropout_risk.training.simulate import SimulationConfig, simulate_cohort, write_cohort
+    from dropout_risk.training.train import train
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

@@ -28,15 +28,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.config import FeatureConfig
-from features.instruments import default_registry
-from features.landmarks import build_features
-from features.spec import infer_spec
-from features.trajectories import fit_expected_trajectories
-from training import spark_engine
-from training.data import load_contract, write_table
-from training.score import score_file
-from training.simulate import SimulationConfig, simulate_cohort, write_cohort
+from dropout_risk.features.config import FeatureConfig
+from dropout_risk.features.instruments import default_registry
+from dropout_risk.features.landmarks import build_features
+from dropout_risk.features.spec import infer_spec
+from dropout_risk.features.trajectories import fit_expected_trajectories
+from dropout_risk.training import spark_engine
+from dropout_risk.training.data import load_contract, write_table
+from dropout_risk.training.score import score_file
+from dropout_risk.training.simulate import SimulationConfig, simulate_cohort, write_cohort
 
 SESSIONS_PER_CLIENT = 6.6  # the simulator's mean, to size the cohort
 
@@ -74,9 +74,9 @@ def train_model(directory: Path, seed: int):
     """A small logistic model registered in a throwaway SQLite store (the scoring work does not depend on it)."""
     import mlflow
 
-    from models.registry import load_model
-    from training.settings import TrainingConfig, TrainingSettings
-    from training.train import train
+    from dropout_risk.models.registry import load_model
+    from dropout_risk.training.settings import TrainingConfig, TrainingSettings
+    from dropout_risk.training.train import train
 
     uri = f"sqlite:///{directory}/mlflow.db"
     os.environ["MLFLOW_TRACKING_URI"] = uri

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import mlflow
 
-from training.settings import TrainingConfig, TrainingSettings
-from training.simulate import SimulationConfig, simulate_cohort, write_cohort
-from training.train import train
+from dropout_risk.training.settings import TrainingConfig, TrainingSettings
+from dropout_risk.training.simulate import SimulationConfig, simulate_cohort, write_cohort
+from dropout_risk.training.train import train
 
 CLIENTS = 5_000
 TARGET_SECONDS = 120

@@ -11,9 +11,9 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
-from features.config import ConfigFileError, ProjectSettings, load_settings
-from features.contract import ContractError
-from training.data import DataFileError
+from dropout_risk.features.config import ConfigFileError, ProjectSettings, load_settings
+from dropout_risk.features.contract import ContractError
+from dropout_risk.training.data import DataFileError
 
 console = Console()
 # Problem lines are never wrapped: one problem, one line, greppable.

@@ -9,11 +9,11 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from cli.common import ConfigOption, console, err_console, fail, settings, user_errors
-from cli.data import EpisodesOption, SessionsOption
-from training.compare import DEFAULT_FEATURE_SETS, CompareError, compare, write_reports
-from training.compare_settings import CompareSettings
-from training.splits import TooFewClientsError
+from dropout_risk.cli.common import ConfigOption, console, err_console, fail, settings, user_errors
+from dropout_risk.cli.data import EpisodesOption, SessionsOption
+from dropout_risk.training.compare import DEFAULT_FEATURE_SETS, CompareError, compare, write_reports
+from dropout_risk.training.compare_settings import CompareSettings
+from dropout_risk.training.splits import TooFewClientsError
 
 
 def _num(value, digits: int = 3) -> str:

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from cli.common import (
+from dropout_risk.cli.common import (
     ConfigOption,
     EngineOption,
     SparkMasterOption,
@@ -19,10 +19,10 @@ from cli.common import (
     settings,
     user_errors,
 )
-from features.contract import ValidationResult
-from features.landmarks import build_features
-from features.spec import infer_spec
-from training.data import load_contract, write_table
+from dropout_risk.features.contract import ValidationResult
+from dropout_risk.features.landmarks import build_features
+from dropout_risk.features.spec import infer_spec
+from dropout_risk.training.data import load_contract, write_table
 
 SessionsOption = Annotated[Path, typer.Option("--sessions", help="Sessions file (.csv or .parquet).")]
 EpisodesOption = Annotated[Path, typer.Option("--episodes", help="Episodes file (.csv or .parquet).")]
@@ -88,7 +88,7 @@ def features(
 
 def _features_on_spark(sessions: Path, episodes: Path, out: Path, master: str, config: Path | None) -> None:
     """The same table built by Spark: validated per client bucket, spec and curves from the whole data."""
-    from training.spark_engine import SparkUnavailableError, features_job, spark_for_job
+    from dropout_risk.training.spark_engine import SparkUnavailableError, features_job, spark_for_job
 
     project = settings(config)
     try:

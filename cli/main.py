@@ -12,7 +12,7 @@ warnings.filterwarnings("ignore", message="PySpark does not yet fully support pa
 
 import typer  # noqa: E402
 
-from cli import compare, data, serve, simulate, train  # noqa: E402
+from dropout_risk.cli import compare, data, serve, simulate, train  # noqa: E402
 
 # MLflow's own progress bars and INFO lines would drown the command's output.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")

@@ -10,11 +10,11 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from cli.common import ConfigOption, console, fail, settings
-from serving.db import make_engine, session_factory, transaction
-from serving.keys import KeyError_, create_key, list_keys, revoke_key
-from serving.migrate import upgrade
-from serving.settings import ServingSettings
+from dropout_risk.cli.common import ConfigOption, console, fail, settings
+from dropout_risk.serving.db import make_engine, session_factory, transaction
+from dropout_risk.serving.keys import KeyError_, create_key, list_keys, revoke_key
+from dropout_risk.serving.migrate import upgrade
+from dropout_risk.serving.settings import ServingSettings
 
 keys_app = typer.Typer(help="Create, list and revoke clinics' API keys.", no_args_is_help=True)
 
@@ -34,7 +34,7 @@ def serve(
     """Serve the champion model to clinics (uvicorn)."""
     import uvicorn
 
-    from serving.app import create_app
+    from dropout_risk.serving.app import create_app
 
     project = settings(config, ServingSettings)
     # MLflow retries a registry call for minutes by default; the poller should notice an outage quickly
@@ -87,7 +87,7 @@ def export(out: Annotated[Path, typer.Option("--out", help="Directory for sessio
            clinic: Annotated[str | None, typer.Option("--clinic", help="Only this clinic.")] = None,
            config: ConfigOption = None) -> None:
     """Write the stored sessions and episodes as the training data contract."""
-    from serving.export import export_contract
+    from dropout_risk.serving.export import export_contract
 
     with transaction(_sessions(config)) as db:
         paths = export_contract(db, out, clinic)

@@ -10,7 +10,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cli.common import (
+from dropout_risk.cli.common import (
     ConfigOption,
     EngineOption,
     SparkMasterOption,
@@ -21,14 +21,14 @@ from cli.common import (
     settings,
     user_errors,
 )
-from cli.data import EpisodesOption, SessionsOption
-from features.instruments import InstrumentRegistry
-from models.registry import CHAMPION, load_model, model_uri
-from training.promote import Decision, PromotionError, promote
-from training.score import score_file
-from training.settings import TrainingSettings
-from training.splits import TooFewClientsError
-from training.train import TrainingDataError, train
+from dropout_risk.cli.data import EpisodesOption, SessionsOption
+from dropout_risk.features.instruments import InstrumentRegistry
+from dropout_risk.models.registry import CHAMPION, load_model, model_uri
+from dropout_risk.training.promote import Decision, PromotionError, promote
+from dropout_risk.training.score import score_file
+from dropout_risk.training.settings import TrainingSettings
+from dropout_risk.training.splits import TooFewClientsError
+from dropout_risk.training.train import TrainingDataError, train
 
 
 def _report_table(report: dict) -> Table:
@@ -151,7 +151,7 @@ def score_command(
 def _score_on_spark(packaged, sessions: Path, episodes: Path | None, out: Path, registry: InstrumentRegistry,
                     master: str) -> None:
     """The same risks computed by Spark: the model's score_history on each bucket of clients, Parquet out."""
-    from training.spark_engine import SparkUnavailableError, score_job, spark_for_job
+    from dropout_risk.training.spark_engine import SparkUnavailableError, score_job, spark_for_job
 
     try:
         with user_errors(), spark_for_job(master) as spark, console.status("scoring on Spark"):

@@ -21,7 +21,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from features.instruments import Instrument, InstrumentRegistry, default_registry
+from dropout_risk.features.instruments import Instrument, InstrumentRegistry, default_registry
 
 DEFAULT_CONFIG_FILE = Path("dropout-risk.toml")
 CONFIG_ENV_VAR = "DROPOUT_RISK_CONFIG"

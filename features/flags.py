@@ -19,8 +19,8 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from features.landmarks import ROUNDING_TOLERANCE
-from features.spec import FeatureSpec
+from dropout_risk.features.landmarks import ROUNDING_TOLERANCE
+from dropout_risk.features.spec import FeatureSpec
 
 FLAGS = ("alliance_below_cutoff", "alliance_drop", "no_reliable_improvement", "off_track",
          "missed_appointments")

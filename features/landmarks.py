@@ -30,9 +30,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from features.config import FeatureConfig
-from features.instruments import Instrument, InstrumentRegistry, default_registry
-from features.spec import (
+from dropout_risk.features.config import FeatureConfig
+from dropout_risk.features.instruments import Instrument, InstrumentRegistry, default_registry
+from dropout_risk.features.spec import (
     ALLIANCE_SUFFIXES,
     ATTENDANCE_FEATURES,
     LANDMARK,
@@ -40,7 +40,7 @@ from features.spec import (
     FeatureSpec,
     infer_spec,
 )
-from features.trajectories import ExpectedTrajectories, fit_expected_trajectories
+from dropout_risk.features.trajectories import ExpectedTrajectories, fit_expected_trajectories
 
 ROUNDING_TOLERANCE = 1e-9
 NS_PER_DAY = 86_400 * 10**9

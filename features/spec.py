@@ -21,8 +21,8 @@ from typing import Any
 
 import pandas as pd
 
-from features.config import FeatureConfig
-from features.instruments import Instrument, InstrumentRegistry
+from dropout_risk.features.config import FeatureConfig
+from dropout_risk.features.instruments import Instrument, InstrumentRegistry
 
 LANDMARK = "landmark"
 GROUP_NAMES = ("attendance", "outcome", "alliance", "covariates")

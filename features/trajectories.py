@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.instruments import Instrument
-from features.spec import FeatureSpec
+from dropout_risk.features.instruments import Instrument
+from dropout_risk.features.spec import FeatureSpec
 
 MIN_CLIENTS = 5
 TRAJECTORIES_FORMAT = 1

@@ -13,8 +13,8 @@ import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.isotonic import IsotonicRegression
 
-from features.flags import FLAGS, clinical_flags
-from features.spec import FeatureSpec
+from dropout_risk.features.flags import FLAGS, clinical_flags
+from dropout_risk.features.spec import FeatureSpec
 
 PRIOR_STRENGTH = 10.0  # pseudo-rows pulling a rare count's rate toward the overall rate
 

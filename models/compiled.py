@@ -36,8 +36,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from models.calibration import ProbabilityCalibrator, logit
-from models.estimators import ColumnSelector
+from dropout_risk.models.calibration import ProbabilityCalibrator, logit
+from dropout_risk.models.estimators import ColumnSelector
 
 # A plain decimal literal: float() reads it exactly as pandas.to_numeric does. Anything else
 # (thousands separators, "inf", underscores, ...) goes through pandas.to_numeric itself.

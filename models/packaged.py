@@ -18,11 +18,11 @@ import pandas as pd
 from mlflow.models import ModelSignature
 from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
 
-from features.landmarks import build_features
-from features.spec import FeatureSpec
-from features.trajectories import ExpectedTrajectories
-from models.calibration import ProbabilityCalibrator
-from models.estimators import lightgbm_contributions, logistic_contributions
+from dropout_risk.features.landmarks import build_features
+from dropout_risk.features.spec import FeatureSpec
+from dropout_risk.features.trajectories import ExpectedTrajectories
+from dropout_risk.models.calibration import ProbabilityCalibrator
+from dropout_risk.models.estimators import lightgbm_contributions, logistic_contributions
 
 RISK = "risk"
 CONTRIBUTION_PREFIX = "contrib__"

@@ -9,7 +9,7 @@ from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
-from models.packaged import DropoutRiskModel
+from dropout_risk.models.packaged import DropoutRiskModel
 
 MODEL_NAME = "dropout-risk"
 CHAMPION = "champion"

@@ -12,15 +12,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from serving.db import make_engine, session_factory
-from serving.migrate import upgrade
-from serving.model_holder import ModelHolder
-from serving.observability import AccessMiddleware, Metrics, route_template
-from serving.routes import clients, operations, scoring
-from serving.service import Invalid
-from serving.settings import ServingSettings
-from serving.ui import STATIC_DIR as UI_STATIC_DIR
-from serving.ui import router as ui_router
+from dropout_risk.serving.db import make_engine, session_factory
+from dropout_risk.serving.migrate import upgrade
+from dropout_risk.serving.model_holder import ModelHolder
+from dropout_risk.serving.observability import AccessMiddleware, Metrics, route_template
+from dropout_risk.serving.routes import clients, operations, scoring
+from dropout_risk.serving.service import Invalid
+from dropout_risk.serving.settings import ServingSettings
+from dropout_risk.serving.ui import STATIC_DIR as UI_STATIC_DIR
+from dropout_risk.serving.ui import router as ui_router
 
 log = logging.getLogger("dropout_risk.app")
 

@@ -10,10 +10,10 @@ from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
-from serving.keys import clinic_for_key
-from serving.model_holder import LoadedModel, ModelHolder
-from serving.schemas import ErrorBody
-from serving.settings import ServingSettings
+from dropout_risk.serving.keys import clinic_for_key
+from dropout_risk.serving.model_holder import LoadedModel, ModelHolder
+from dropout_risk.serving.schemas import ErrorBody
+from dropout_risk.serving.settings import ServingSettings
 
 bearer = HTTPBearer(auto_error=False, description="A clinic's API key (dropout-risk keys create --clinic NAME)")
 UNAUTHORIZED = HTTPException(status.HTTP_401_UNAUTHORIZED, "missing, unknown or revoked API key",

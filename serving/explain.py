@@ -19,9 +19,9 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
-from features.flags import FLAGS, NO_IMPROVEMENT_FROM_SESSION
-from features.instruments import Instrument
-from features.spec import LANDMARK, FeatureSpec
+from dropout_risk.features.flags import FLAGS, NO_IMPROVEMENT_FROM_SESSION
+from dropout_risk.features.instruments import Instrument
+from dropout_risk.features.spec import LANDMARK, FeatureSpec
 
 # The intercept column of DropoutRiskModel.contributions: not a feature.
 BIAS = "bias"

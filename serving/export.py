@@ -8,7 +8,7 @@ import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from serving.tables import Client, Clinic, SessionRecord
+from dropout_risk.serving.tables import Client, Clinic, SessionRecord
 
 
 def export_contract(db: Session, out_dir: Path, clinic: str | None = None) -> dict[str, Path]:

@@ -13,7 +13,7 @@ import secrets
 from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
-from serving.tables import ApiKey, Clinic
+from dropout_risk.serving.tables import ApiKey, Clinic
 
 KEY_PREFIX = "drk_"
 PREFIX_LENGTH = 12  # "drk_" + 8 characters: enough to tell keys apart in a listing, useless to an attacker

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 
 from mlflow import MlflowClient
 
-from models.compiled import CompiledModel
-from models.packaged import DropoutRiskModel
-from models.registry import load_model
+from dropout_risk.models.compiled import CompiledModel
+from dropout_risk.models.packaged import DropoutRiskModel
+from dropout_risk.models.registry import load_model
 
 log = logging.getLogger("dropout_risk.model")
 _PER_LANDMARK = re.compile(r"test_l\d+_")

@@ -16,14 +16,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from features.flags import flag_arrays
-from features.instruments import InstrumentRegistry
-from features.landmarks import ClientHistory, client_features
-from features.spec import FeatureSpec
-from serving.explain import describe_flags, factors
-from serving.model_holder import LoadedModel
-from serving.settings import RiskBands
-from serving.suggestions import suggestions_for
+from dropout_risk.features.flags import flag_arrays
+from dropout_risk.features.instruments import InstrumentRegistry
+from dropout_risk.features.landmarks import ClientHistory, client_features
+from dropout_risk.features.spec import FeatureSpec
+from dropout_risk.serving.explain import describe_flags, factors
+from dropout_risk.serving.model_holder import LoadedModel
+from dropout_risk.serving.settings import RiskBands
+from dropout_risk.serving.suggestions import suggestions_for
 
 
 @dataclass(frozen=True)

@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from features.instruments import InstrumentRegistry
-from serving.model_holder import LoadedModel
-from serving.schemas import ClientUpdate, SessionIn
-from serving.scoring import HistoryRow, Problem, check_scores, score_history
-from serving.settings import RiskBands
-from serving.store import (
+from dropout_risk.features.instruments import InstrumentRegistry
+from dropout_risk.serving.model_holder import LoadedModel
+from dropout_risk.serving.schemas import ClientUpdate, SessionIn
+from dropout_risk.serving.scoring import HistoryRow, Problem, check_scores, score_history
+from dropout_risk.serving.settings import RiskBands
+from dropout_risk.serving.store import (
     find_client,
     insert_session,
     lock_or_create_client,
@@ -21,7 +21,7 @@ from serving.store import (
     stored_risk,
     stored_sessions,
 )
-from serving.tables import Client
+from dropout_risk.serving.tables import Client
 
 
 class NotFound(LookupError):

@@ -16,9 +16,9 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from serving.schemas import SessionIn
-from serving.scoring import HistoryRow
-from serving.tables import Client, SessionRecord
+from dropout_risk.serving.schemas import SessionIn
+from dropout_risk.serving.scoring import HistoryRow
+from dropout_risk.serving.tables import Client, SessionRecord
 
 # Core tables, not ORM entities, on the hot path: ORM-enabled DML costs more than the statement.
 CLIENTS = Client.__table__

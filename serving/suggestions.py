@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from features.flags import FLAGS
+from dropout_risk.features.flags import FLAGS
 
 HIGH_RISK = "high_risk"
 BANDS = ("low", "moderate", "high")

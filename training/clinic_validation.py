@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone
 
-from models.calibration import ProbabilityCalibrator
-from training.fitting import CandidateResult, out_of_fold
-from training.metrics import binary_metrics
-from training.settings import TrainingConfig
-from training.splits import grouped_folds, leave_one_clinic_out
+from dropout_risk.models.calibration import ProbabilityCalibrator
+from dropout_risk.training.fitting import CandidateResult, out_of_fold
+from dropout_risk.training.metrics import binary_metrics
+from dropout_risk.training.settings import TrainingConfig
+from dropout_risk.training.splits import grouped_folds, leave_one_clinic_out
 
 INNER_FOLDS = 3
 KEPT = ("roc_auc", "pr_auc", "brier", "calibration_slope", "calibration_intercept", "ece", "prevalence", "n_rows")

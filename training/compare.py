@@ -75,17 +75,17 @@ import pandas as pd
 from joblib import Parallel, delayed
 from scipy import stats
 
-from features.config import FeatureConfig
-from features.contract import ContractError
-from features.landmarks import build_features
-from features.spec import GROUP_NAMES, LANDMARK, FeatureSpec, infer_spec
-from features.trajectories import fit_expected_trajectories
-from models.calibration import ProbabilityCalibrator
-from models.estimators import make_candidate
-from training.bootstrap import bootstrap_metric_cis, paired_bootstrap_difference
-from training.compare_settings import GROUP_JOINER, SET_SEPARATOR, CompareSettings
-from training.data import load_contract
-from training.metrics import (
+from dropout_risk.features.config import FeatureConfig
+from dropout_risk.features.contract import ContractError
+from dropout_risk.features.landmarks import build_features
+from dropout_risk.features.spec import GROUP_NAMES, LANDMARK, FeatureSpec, infer_spec
+from dropout_risk.features.trajectories import fit_expected_trajectories
+from dropout_risk.models.calibration import ProbabilityCalibrator
+from dropout_risk.models.estimators import make_candidate
+from dropout_risk.training.bootstrap import bootstrap_metric_cis, paired_bootstrap_difference
+from dropout_risk.training.compare_settings import GROUP_JOINER, SET_SEPARATOR, CompareSettings
+from dropout_risk.training.data import load_contract
+from dropout_risk.training.metrics import (
     brier,
     calibration_slope_intercept,
     expected_calibration_error,
@@ -93,9 +93,9 @@ from training.metrics import (
     pr_auc,
     roc_auc,
 )
-from training.plots import plot_by_landmark, plot_roc
-from training.splits import check_enough_clients, grouped_folds
-from training.tracking import log_dataset, use_experiment
+from dropout_risk.training.plots import plot_by_landmark, plot_roc
+from dropout_risk.training.splits import check_enough_clients, grouped_folds
+from dropout_risk.training.tracking import log_dataset, use_experiment
 
 Progress = Callable[[str], None]
 

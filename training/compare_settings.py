@@ -27,8 +27,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from features.spec import GROUP_NAMES
-from training.settings import TrainingSettings
+from dropout_risk.features.spec import GROUP_NAMES
+from dropout_risk.training.settings import TrainingSettings
 
 SET_SEPARATOR = ","
 GROUP_JOINER = "+"

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from features.contract import ValidationResult, validate_contract
-from features.instruments import InstrumentRegistry
+from dropout_risk.features.contract import ValidationResult, validate_contract
+from dropout_risk.features.instruments import InstrumentRegistry
 
 CSV_SUFFIXES = (".csv",)
 PARQUET_SUFFIXES = (".parquet", ".pq")

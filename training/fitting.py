@@ -11,9 +11,9 @@ import pandas as pd
 from sklearn.base import clone
 from sklearn.metrics import roc_auc_score
 
-from models.calibration import ProbabilityCalibrator
-from models.estimators import make_candidate
-from training.settings import TrainingConfig
+from dropout_risk.models.calibration import ProbabilityCalibrator
+from dropout_risk.models.estimators import make_candidate
+from dropout_risk.training.settings import TrainingConfig
 
 Progress = Callable[[str], None]
 

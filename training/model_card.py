@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from features.spec import FeatureSpec
+from dropout_risk.features.spec import FeatureSpec
 
 
 def _ci(metrics: dict, name: str) -> str:

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.contract import ContractError, validate_contract
-from features.instruments import InstrumentRegistry
-from models.packaged import DropoutRiskModel
-from training.data import read_table, write_table
+from dropout_risk.features.contract import ContractError, validate_contract
+from dropout_risk.features.instruments import InstrumentRegistry
+from dropout_risk.models.packaged import DropoutRiskModel
+from dropout_risk.training.data import read_table, write_table
 
 CLIENTS_PER_CHUNK = 5_000
 Advance = Callable[[int], None]

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from features.config import ProjectSettings
+from dropout_risk.features.config import ProjectSettings
 
 
 class TrainingConfig(BaseModel):

@@ -65,7 +65,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from features.instruments import Instrument, InstrumentRegistry, default_registry
+from dropout_risk.features.instruments import Instrument, InstrumentRegistry, default_registry
 
 # --------------------------------------------------------------------------------------
 # Calibrated constants.  Tuned on seeds 0-9 at 5,000 clients (and 20,000-50,000 for

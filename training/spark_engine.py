@@ -51,8 +51,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from features.config import FeatureConfig
-from features.contract import (
+from dropout_risk.features.config import FeatureConfig
+from dropout_risk.features.contract import (
     EPISODE_REQUIRED_COLUMNS,
     SESSION_ID_COLUMNS,
     ContractError,
@@ -60,9 +60,9 @@ from features.contract import (
     ValidationResult,
     validate_contract,
 )
-from features.instruments import Instrument, InstrumentRegistry, default_registry
-from features.landmarks import OPTIONAL_EPISODE_IDS, build_features
-from features.spec import (
+from dropout_risk.features.instruments import Instrument, InstrumentRegistry, default_registry
+from dropout_risk.features.landmarks import OPTIONAL_EPISODE_IDS, build_features
+from dropout_risk.features.spec import (
     EPISODE_NON_COVARIATES,
     FeatureSpec,
     categorical_levels,
@@ -70,13 +70,13 @@ from features.spec import (
     is_numeric_covariate,
     is_usable_covariate,
 )
-from features.trajectories import ExpectedTrajectories, curve_from_sums
-from training.data import CSV_SUFFIXES, PARQUET_SUFFIXES, DataFileError
+from dropout_risk.features.trajectories import ExpectedTrajectories, curve_from_sums
+from dropout_risk.training.data import CSV_SUFFIXES, PARQUET_SUFFIXES, DataFileError
 
 if TYPE_CHECKING:  # pyspark is an optional extra: imported lazily, see _pyspark()
     from pyspark.sql import DataFrame, SparkSession
 
-    from models.packaged import DropoutRiskModel
+    from dropout_risk.models.packaged import DropoutRiskModel
 
 INSTALL_HINT = "install the spark extra: pip install '.[spark]' (and Java 17)"
 DEFAULT_MASTER = "local[*]"
@@ -777,7 +777,7 @@ def score_spark(spark: SparkSession, model: str | DropoutRiskModel, sessions: Da
     defaults to the built-in instruments plus the model's.
     """
     if isinstance(model, str):
-        from models.registry import load_model
+        from dropout_risk.models.registry import load_model
 
         model = load_model(model)
     inputs = SparkInputs(spark, sessions, episodes, registry or scoring_registry(model), cache=False, names=names)

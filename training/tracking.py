@@ -8,7 +8,7 @@ from pathlib import Path
 import mlflow
 import mlflow.data
 
-from training.data import read_table
+from dropout_risk.training.data import read_table
 
 _POOLED = ("roc_auc", "pr_auc", "brier", "calibration_slope", "calibration_intercept", "ece",
            "sensitivity_top10", "precision_top10", "sensitivity_top20", "precision_top20",

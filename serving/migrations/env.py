@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
-from serving.tables import Base
+from dropout_risk.serving.tables import Base
 
 target_metadata = Base.metadata
 

@@ -6,8 +6,8 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
 
-from serving import service
-from serving.deps import (
+from dropout_risk.serving import service
+from dropout_risk.serving.deps import (
     BAD_BODY_RESPONSE,
     NO_MODEL_RESPONSE,
     UNAUTHORIZED_RESPONSE,
@@ -17,7 +17,7 @@ from serving.deps import (
     ReadDb,
     Settings,
 )
-from serving.schemas import (
+from dropout_risk.serving.schemas import (
     Caseload,
     CaseloadItem,
     ClientId,
@@ -29,7 +29,7 @@ from serving.schemas import (
     SessionBody,
     SessionOut,
 )
-from serving.store import session_counts
+from dropout_risk.serving.store import session_counts
 
 router = APIRouter(prefix="/v1/clients", tags=["clients"], responses=UNAUTHORIZED_RESPONSE)
 ClientPath = Annotated[ClientId, Path(description="The clinic's own identifier for the client")]

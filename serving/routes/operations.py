@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Request, Response, status
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
-from serving.deps import UNAUTHORIZED_RESPONSE, require_admin
+from dropout_risk.serving.deps import UNAUTHORIZED_RESPONSE, require_admin
 
 router = APIRouter(tags=["operations"])
 

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from serving.deps import BAD_BODY_RESPONSE, NO_MODEL_RESPONSE, UNAUTHORIZED_RESPONSE, ClinicId, Model, Settings
-from serving.schemas import ErrorBody, ModelInfo, ScoreRequest, ScoreResponse
-from serving.scoring import HistoryRow, check_history, score_history
-from serving.service import Invalid
+from dropout_risk.serving.deps import (
+    BAD_BODY_RESPONSE,
+    NO_MODEL_RESPONSE,
+    UNAUTHORIZED_RESPONSE,
+    ClinicId,
+    Model,
+    Settings,
+)
+from dropout_risk.serving.schemas import ErrorBody, ModelInfo, ScoreRequest, ScoreResponse
+from dropout_risk.serving.scoring import HistoryRow, check_history, score_history
+from dropout_risk.serving.service import Invalid
 
 router = APIRouter(prefix="/v1", tags=["scoring"], responses=UNAUTHORIZED_RESPONSE)
 

@@ -4,6 +4,6 @@
 mounts at /ui/static (nothing is loaded from a CDN).
 """
 
-from serving.ui.routes import STATIC_DIR, router
+from dropout_risk.serving.ui.routes import STATIC_DIR, router
 
 __all__ = ["STATIC_DIR", "router"]

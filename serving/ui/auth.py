@@ -30,8 +30,8 @@ from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import Response
 
-from serving.keys import clinic_for_key, digest
-from serving.tables import ApiKey, Clinic
+from dropout_risk.serving.keys import clinic_for_key, digest
+from dropout_risk.serving.tables import ApiKey, Clinic
 
 COOKIE = "drk_ui"
 COOKIE_PATH = "/ui"

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from features.instruments import Instrument
-from features.trajectories import ExpectedTrajectories
+from dropout_risk.features.instruments import Instrument
+from dropout_risk.features.trajectories import ExpectedTrajectories
 
 # Colours. Lines and markers need 3:1 against white (WCAG 1.4.11), text 4.5:1 (1.4.3);
 # tests/serving/test_charts.py checks every pair.

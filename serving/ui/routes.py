@@ -29,15 +29,15 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from features.instruments import Instrument
-from serving import service
-from serving.explain import instrument_label
-from serving.model_holder import LoadedModel
-from serving.schemas import SessionIn
-from serving.scoring import check_scores
-from serving.settings import ServingSettings
-from serving.store import SESSIONS, find_client, stored_sessions
-from serving.ui import auth, charts
+from dropout_risk.features.instruments import Instrument
+from dropout_risk.serving import service
+from dropout_risk.serving.explain import instrument_label
+from dropout_risk.serving.model_holder import LoadedModel
+from dropout_risk.serving.schemas import SessionIn
+from dropout_risk.serving.scoring import check_scores
+from dropout_risk.serving.settings import ServingSettings
+from dropout_risk.serving.store import SESSIONS, find_client, stored_sessions
+from dropout_risk.serving.ui import auth, charts
 
 HERE = Path(__file__).resolve().parent
 TEMPLATES_DIR = HERE / "templates"

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from cli.main import app
+from dropout_risk.cli.main import app
 
 runner = CliRunner()
 

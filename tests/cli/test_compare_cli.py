@@ -9,7 +9,7 @@ import typer
 from mlflow import MlflowClient
 from typer.testing import CliRunner
 
-from cli.compare import compare_command
+from dropout_risk.cli.compare import compare_command
 from tests.training.helpers import cohort
 
 runner = CliRunner()

@@ -6,7 +6,7 @@ import json
 
 from typer.testing import CliRunner
 
-from cli.main import app
+from dropout_risk.cli.main import app
 from tests.training.helpers import cohort
 
 runner = CliRunner()

@@ -6,13 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.config import FeatureConfig
-from features.contract import validate_contract
-from features.instruments import default_registry
-from features.landmarks import ClientHistory, build_features, client_features
-from features.spec import infer_spec
-from features.trajectories import fit_expected_trajectories
-from training.simulate import SimulationConfig, simulate_cohort
+from dropout_risk.features.config import FeatureConfig
+from dropout_risk.features.contract import validate_contract
+from dropout_risk.features.instruments import default_registry
+from dropout_risk.features.landmarks import ClientHistory, build_features, client_features
+from dropout_risk.features.spec import infer_spec
+from dropout_risk.features.trajectories import fit_expected_trajectories
+from dropout_risk.training.simulate import SimulationConfig, simulate_cohort
 
 
 def history_of(sessions: pd.DataFrame, covariates: dict) -> ClientHistory:

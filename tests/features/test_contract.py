@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from features.contract import ContractError, Problem, require_valid, validate_contract
-from features.instruments import Instrument, default_registry
+from dropout_risk.features.contract import ContractError, Problem, require_valid, validate_contract
+from dropout_risk.features.instruments import Instrument, default_registry
 
 REGISTRY = default_registry()
 

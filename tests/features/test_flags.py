@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.flags import FLAGS, clinical_flags
-from features.instruments import Instrument, default_registry
-from features.landmarks import build_features
-from features.spec import FeatureSpec
-from features.trajectories import Curve, ExpectedTrajectories
+from dropout_risk.features.flags import FLAGS, clinical_flags
+from dropout_risk.features.instruments import Instrument, default_registry
+from dropout_risk.features.landmarks import build_features
+from dropout_risk.features.spec import FeatureSpec
+from dropout_risk.features.trajectories import Curve, ExpectedTrajectories
 
 nan = np.nan
 REG = default_registry()

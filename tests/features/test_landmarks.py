@@ -14,11 +14,11 @@ import pandas as pd
 import pandas.testing as tm
 import pytest
 
-from features.config import FeatureConfig
-from features.instruments import default_registry
-from features.landmarks import build_features
-from features.spec import FeatureSpec, infer_spec
-from features.trajectories import Curve, ExpectedTrajectories
+from dropout_risk.features.config import FeatureConfig
+from dropout_risk.features.instruments import default_registry
+from dropout_risk.features.landmarks import build_features
+from dropout_risk.features.spec import FeatureSpec, infer_spec
+from dropout_risk.features.trajectories import Curve, ExpectedTrajectories
 
 nan = np.nan
 REG = default_registry()

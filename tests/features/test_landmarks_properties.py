@@ -15,10 +15,10 @@ import pandas.testing as tm
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from features.instruments import default_registry
-from features.landmarks import build_features
-from features.spec import ALLIANCE_SUFFIXES, OUTCOME_SUFFIXES, FeatureSpec
-from features.trajectories import Curve, ExpectedTrajectories
+from dropout_risk.features.instruments import default_registry
+from dropout_risk.features.landmarks import build_features
+from dropout_risk.features.spec import ALLIANCE_SUFFIXES, OUTCOME_SUFFIXES, FeatureSpec
+from dropout_risk.features.trajectories import Curve, ExpectedTrajectories
 
 REG = default_registry()
 MAX_LANDMARK = 6

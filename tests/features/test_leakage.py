@@ -13,10 +13,10 @@ import pandas as pd
 import pandas.testing as tm
 import pytest
 
-from features.instruments import default_registry
-from features.landmarks import build_features
-from features.spec import FeatureSpec
-from features.trajectories import fit_expected_trajectories
+from dropout_risk.features.instruments import default_registry
+from dropout_risk.features.landmarks import build_features
+from dropout_risk.features.spec import FeatureSpec
+from dropout_risk.features.trajectories import fit_expected_trajectories
 
 REG = default_registry()
 SPEC = FeatureSpec(

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
-from features.config import FeatureConfig
-from features.instruments import default_registry
-from features.landmarks import build_features
-from features.spec import infer_spec
-from training.data import load_contract
+from dropout_risk.features.config import FeatureConfig
+from dropout_risk.features.instruments import default_registry
+from dropout_risk.features.landmarks import build_features
+from dropout_risk.features.spec import infer_spec
+from dropout_risk.training.data import load_contract
 
 
 def test_trial_validates_and_builds_features_without_special_casing(trial_dir: Path):

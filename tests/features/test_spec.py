@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.config import FeatureConfig
-from features.instruments import Instrument, default_registry
-from features.landmarks import build_features
-from features.spec import FeatureSpec, infer_spec
-from features.trajectories import ExpectedTrajectories, fit_expected_trajectories
+from dropout_risk.features.config import FeatureConfig
+from dropout_risk.features.instruments import Instrument, default_registry
+from dropout_risk.features.landmarks import build_features
+from dropout_risk.features.spec import FeatureSpec, infer_spec
+from dropout_risk.features.trajectories import ExpectedTrajectories, fit_expected_trajectories
 
 REG = default_registry()
 

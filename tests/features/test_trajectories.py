@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.instruments import default_registry
-from features.spec import FeatureSpec
-from features.trajectories import MIN_CLIENTS, Curve, ExpectedTrajectories, fit_expected_trajectories
+from dropout_risk.features.instruments import default_registry
+from dropout_risk.features.spec import FeatureSpec
+from dropout_risk.features.trajectories import MIN_CLIENTS, Curve, ExpectedTrajectories, fit_expected_trajectories
 
 REG = default_registry()
 nan = np.nan

@@ -9,10 +9,10 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import cross_val_score
 
-from features.flags import FLAGS, clinical_flags
-from features.instruments import default_registry
-from features.spec import FeatureSpec
-from models.clinical_rule import ClinicalRuleClassifier
+from dropout_risk.features.flags import FLAGS, clinical_flags
+from dropout_risk.features.instruments import default_registry
+from dropout_risk.features.spec import FeatureSpec
+from dropout_risk.models.clinical_rule import ClinicalRuleClassifier
 
 REG = default_registry()
 SPEC = FeatureSpec(max_landmark=8, off_track_z=1.0, instruments=(REG["ors"], REG["srs"])).to_dict()

@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.calibration import ProbabilityCalibrator
-from models.clinical_rule import ClinicalRuleClassifier
-from models.compiled import CompiledModel
-from models.estimators import make_candidate
-from models.packaged import DropoutRiskModel
+from dropout_risk.models.calibration import ProbabilityCalibrator
+from dropout_risk.models.clinical_rule import ClinicalRuleClassifier
+from dropout_risk.models.compiled import CompiledModel
+from dropout_risk.models.estimators import make_candidate
+from dropout_risk.models.packaged import DropoutRiskModel
 
 BLANK = "blank"  # a numeric covariate never observed in training
 REFERRAL = "referral"  # a categorical covariate that carries signal

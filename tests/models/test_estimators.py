@@ -9,7 +9,7 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.metrics import roc_auc_score
 
-from models.estimators import (
+from dropout_risk.models.estimators import (
     ColumnSelector,
     lightgbm_contributions,
     logistic_contributions,

@@ -12,10 +12,10 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.types import DataType
 
-from models.calibration import ProbabilityCalibrator
-from models.estimators import make_candidate
-from models.packaged import BIAS, CONTRIBUTION_PREFIX, RISK, DropoutRiskModel
-from models.registry import MODEL_NAME, load_model, log_model, model_uri, set_alias, version_for_alias
+from dropout_risk.models.calibration import ProbabilityCalibrator
+from dropout_risk.models.estimators import make_candidate
+from dropout_risk.models.packaged import BIAS, CONTRIBUTION_PREFIX, RISK, DropoutRiskModel
+from dropout_risk.models.registry import MODEL_NAME, load_model, log_model, model_uri, set_alias, version_for_alias
 
 KINDS = ("logistic", "lightgbm")
 

@@ -11,14 +11,14 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from serving.app import create_app
-from serving.db import transaction
-from serving.keys import create_key
-from serving.settings import ServingConfig, ServingSettings
+from dropout_risk.serving.app import create_app
+from dropout_risk.serving.db import transaction
+from dropout_risk.serving.keys import create_key
+from dropout_risk.serving.settings import ServingConfig, ServingSettings
+from dropout_risk.training.promote import promote
+from dropout_risk.training.train import train
 from tests.conftest import MlflowStore, active_store
 from tests.training.helpers import cohort, settings_for
-from training.promote import promote
-from training.train import train
 
 ADMIN_KEY = "admin-test-key"
 _clinics = itertools.count()
@@ -78,7 +78,7 @@ def api(request, champion, tmp_path_factory) -> Iterator[Api]:
         with TestClient(app) as client:
             yield Api(client, app, request.param)
         if request.param == "postgresql":  # the session-wide database is shared by modules
-            from serving.db import make_engine
+            from dropout_risk.serving.db import make_engine
 
             engine = make_engine(url)
             with engine.begin() as connection:

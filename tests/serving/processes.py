@@ -300,8 +300,8 @@ def stored_sessions(database_url: str) -> dict[tuple[str, int], list[dict]]:
     """Every stored session, read from the database itself: (client id, number) -> its rows (one, if all is well)."""
     from sqlalchemy import select
 
-    from serving.db import make_engine
-    from serving.tables import Client, SessionRecord
+    from dropout_risk.serving.db import make_engine
+    from dropout_risk.serving.tables import Client, SessionRecord
 
     engine = make_engine(database_url, writer=False)
     try:

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from features.instruments import default_registry
-from features.trajectories import Curve, ExpectedTrajectories
-from serving.ui import charts
+from dropout_risk.features.instruments import default_registry
+from dropout_risk.features.trajectories import Curve, ExpectedTrajectories
+from dropout_risk.serving.ui import charts
 
 SVG = "{http://www.w3.org/2000/svg}"
 REGISTRY = default_registry()

@@ -220,8 +220,8 @@ def _read_back(server: ApiServer, key: str, run: Run) -> tuple[list[str], Tally]
 
 MIGRATE_AT_ONCE = """
 import sys, time
-from serving.db import make_engine
-from serving.migrate import upgrade
+from dropout_risk.serving.db import make_engine
+from dropout_risk.serving.migrate import upgrade
 engine = make_engine(sys.argv[1])
 time.sleep(max(0.0, float(sys.argv[2]) - time.time()))
 upgrade(engine)

@@ -28,10 +28,10 @@ import pandas as pd
 import pytest
 import uvicorn
 
-from serving.app import create_app
-from serving.db import transaction
-from serving.keys import create_key, revoke_key
-from serving.ui import auth
+from dropout_risk.serving.app import create_app
+from dropout_risk.serving.db import transaction
+from dropout_risk.serving.keys import create_key, revoke_key
+from dropout_risk.serving.ui import auth
 from tests.conftest import active_store
 from tests.serving.conftest import serving_settings
 

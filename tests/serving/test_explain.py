@@ -14,13 +14,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.flags import FLAGS
-from features.instruments import Instrument, default_registry
-from features.landmarks import build_features
-from features.spec import FeatureSpec
-from features.trajectories import Curve, ExpectedTrajectories
-from serving.explain import FLAG_LABELS, SHORT_LABELS, describe_flags, factors, feature_text
-from serving.suggestions import HIGH_RISK, SUGGESTIONS, Suggestion, suggestions_for
+from dropout_risk.features.flags import FLAGS
+from dropout_risk.features.instruments import Instrument, default_registry
+from dropout_risk.features.landmarks import build_features
+from dropout_risk.features.spec import FeatureSpec
+from dropout_risk.features.trajectories import Curve, ExpectedTrajectories
+from dropout_risk.serving.explain import FLAG_LABELS, SHORT_LABELS, describe_flags, factors, feature_text
+from dropout_risk.serving.suggestions import HIGH_RISK, SUGGESTIONS, Suggestion, suggestions_for
 
 nan = math.nan
 REG = default_registry()

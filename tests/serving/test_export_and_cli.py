@@ -5,11 +5,11 @@ from __future__ import annotations
 import pandas as pd
 from typer.testing import CliRunner
 
-from cli.main import app as cli
-from features.contract import validate_contract
-from features.instruments import default_registry
-from serving.db import transaction
-from serving.export import export_contract
+from dropout_risk.cli.main import app as cli
+from dropout_risk.features.contract import validate_contract
+from dropout_risk.features.instruments import default_registry
+from dropout_risk.serving.db import transaction
+from dropout_risk.serving.export import export_contract
 
 runner = CliRunner()
 S = [{"session_number": n, "session_date": f"2025-04-0{n}", "scores": {"ors": 10.0 + n, "srs": 35.0},

@@ -40,10 +40,10 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from features.instruments import default_registry
-from serving.app import create_app
-from serving.db import transaction
-from serving.keys import create_key
+from dropout_risk.features.instruments import default_registry
+from dropout_risk.serving.app import create_app
+from dropout_risk.serving.db import transaction
+from dropout_risk.serving.keys import create_key
 from tests.conftest import active_store
 from tests.serving.conftest import ADMIN_KEY, serving_settings
 

@@ -16,9 +16,9 @@ import hashlib
 import pytest
 from sqlalchemy import func, select
 
-from serving.db import transaction
-from serving.keys import revoke_key
-from serving.tables import Client, Clinic, SessionRecord
+from dropout_risk.serving.db import transaction
+from dropout_risk.serving.keys import revoke_key
+from dropout_risk.serving.tables import Client, Clinic, SessionRecord
 from tests.serving.conftest import ADMIN_KEY
 
 S1 = {"session_number": 1, "session_date": "2025-03-03", "scores": {"ors": 14.5, "srs": 33.0}}

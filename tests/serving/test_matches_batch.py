@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 from typer.testing import CliRunner
 
-from cli.main import app as cli
+from dropout_risk.cli.main import app as cli
 
 runner = CliRunner()
 

@@ -7,12 +7,12 @@ import logging
 import pytest
 from fastapi.testclient import TestClient
 
-from serving.app import create_app
+from dropout_risk.serving.app import create_app
+from dropout_risk.training.promote import promote
+from dropout_risk.training.train import train
 from tests.conftest import MlflowStore, active_store
 from tests.serving.conftest import ADMIN_KEY, serving_settings
 from tests.training.helpers import cohort, settings_for
-from training.promote import promote
-from training.train import train
 
 S1 = {"session_number": 1, "session_date": "2025-03-03", "scores": {"ors": 14.5, "srs": 33.0}}
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
@@ -48,8 +48,8 @@ def test_registry_outage_keeps_serving_and_reports_degraded(champion, tmp_path, 
                 assert reload == {"swapped": False, "version": champion.version, "registry": "unreachable"}
                 ready = client.get("/readyz")
                 assert ready.status_code == 200 and ready.json()["status"] == "degraded"
-                from serving.db import transaction
-                from serving.keys import create_key
+                from dropout_risk.serving.db import transaction
+                from dropout_risk.serving.keys import create_key
                 with transaction(app.state.sessions) as db:
                     key, _ = create_key(db, "outage-clinic")
                 response = client.post("/v1/clients/o/sessions", json=S1,
@@ -67,8 +67,8 @@ def test_a_newly_promoted_champion_is_swapped_in(mlflow_store, tmp_path):
     promote(settings, force=True, reason="lifecycle test")
     app = create_app(serving_settings(f"sqlite:///{tmp_path}/api.db"), poll=False)
     with TestClient(app) as client:
-        from serving.db import transaction
-        from serving.keys import create_key
+        from dropout_risk.serving.db import transaction
+        from dropout_risk.serving.keys import create_key
         with transaction(app.state.sessions) as db:
             key, _ = create_key(db, "swap-clinic")
         headers = {"Authorization": f"Bearer {key}"}

@@ -31,10 +31,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from serving import service
-from serving.db import make_engine, session_factory, transaction
-from serving.keys import create_key, revoke_key
-from serving.migrate import upgrade
+from dropout_risk.serving import service
+from dropout_risk.serving.db import make_engine, session_factory, transaction
+from dropout_risk.serving.keys import create_key, revoke_key
+from dropout_risk.serving.migrate import upgrade
 
 CANARY = "PRIVACY-CANARY-77"  # every client id below starts with it
 ID, OTHER = "PRIVACY-CANARY-7731", "PRIVACY-CANARY-7732"

@@ -24,12 +24,12 @@ import httpx
 import mlflow
 from mlflow import MlflowClient
 
-from models.registry import MODEL_NAME
+from dropout_risk.models.registry import MODEL_NAME
+from dropout_risk.training.promote import promote
+from dropout_risk.training.train import train
 from tests.conftest import MlflowStore, active_store
 from tests.serving.processes import ApiServer, MlflowServer, Tally, report, session_payload, start_with_key
 from tests.training.helpers import cohort, settings_for
-from training.promote import promote
-from training.train import train
 
 CLIENTS = 2
 POLL_SECONDS = 0.5

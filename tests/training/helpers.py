@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from training.settings import TrainingConfig, TrainingSettings
-from training.simulate import SimulationConfig, simulate_cohort, write_cohort
+from dropout_risk.training.settings import TrainingConfig, TrainingSettings
+from dropout_risk.training.simulate import SimulationConfig, simulate_cohort, write_cohort
 
 
 def settings_for(store, **training) -> TrainingSettings:

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import pytest
 
+from dropout_risk.training.train import train
 from tests.training.helpers import cohort, settings_for
-from training.train import train
 
 
 @pytest.mark.slow

@@ -21,8 +21,8 @@ import pytest
 from mlflow import MlflowClient
 from typer.testing import CliRunner
 
-from cli.main import app
-from training.simulate import SimulationConfig, simulate_cohort, write_cohort
+from dropout_risk.cli.main import app
+from dropout_risk.training.simulate import SimulationConfig, simulate_cohort, write_cohort
 
 runner = CliRunner()
 CLIENT_ID = re.compile(r"C\d{5}")  # the simulator's identifiers: none may reach the terminal

@@ -7,10 +7,9 @@ import json
 import pytest
 from mlflow import MlflowClient
 
-from features.instruments import default_registry
-from features.spec import FeatureSpec
-from tests.training.helpers import cohort
-from training.compare import (
+from dropout_risk.features.instruments import default_registry
+from dropout_risk.features.spec import FeatureSpec
+from dropout_risk.training.compare import (
     DEFAULT_FEATURE_SETS,
     CompareError,
     FeatureSetError,
@@ -21,8 +20,9 @@ from training.compare import (
     render_markdown,
     resolve_feature_sets,
 )
-from training.compare_settings import CompareConfig, CompareSettings
-from training.settings import TrainingConfig
+from dropout_risk.training.compare_settings import CompareConfig, CompareSettings
+from dropout_risk.training.settings import TrainingConfig
+from tests.training.helpers import cohort
 
 SETS = "outcome,alliance,outcome+alliance"
 LANDMARKS = [str(k) for k in range(1, 9)]

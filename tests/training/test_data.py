@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from features.instruments import default_registry
-from training.data import DataFileError, load_contract, read_table, write_table
+from dropout_risk.features.instruments import default_registry
+from dropout_risk.training.data import DataFileError, load_contract, read_table, write_table
 
 REGISTRY = default_registry()
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.fitting import CandidateResult, fit_candidates, select
-from training.settings import TrainingConfig
+from dropout_risk.training.fitting import CandidateResult, fit_candidates, select
+from dropout_risk.training.settings import TrainingConfig
 
 
 def _result(kind: str, auc: float) -> CandidateResult:
@@ -50,7 +50,7 @@ def test_tuning_budget_runs_optuna_on_the_same_folds(model_frame):
 def model_frame():
     import pandas as pd
 
-    from training.splits import grouped_folds
+    from dropout_risk.training.splits import grouped_folds
 
     rng = np.random.default_rng(7)
     n_clients, per_client = 300, 4

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from mlflow import MlflowClient
 
-from models.registry import CHAMPION, MODEL_NAME, version_for_alias
+from dropout_risk.models.registry import CHAMPION, MODEL_NAME, version_for_alias
+from dropout_risk.training.promote import PromotionError, judge, promote
+from dropout_risk.training.settings import GateConfig
+from dropout_risk.training.train import train
 from tests.training.helpers import cohort, settings_for
-from training.promote import PromotionError, judge, promote
-from training.settings import GateConfig
-from training.train import train
 
 
 def test_judge_bounds():

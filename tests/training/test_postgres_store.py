@@ -6,11 +6,11 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 
-from models.registry import CHAMPION, version_for_alias
+from dropout_risk.models.registry import CHAMPION, version_for_alias
+from dropout_risk.training.promote import promote
+from dropout_risk.training.train import train
 from tests.conftest import MlflowStore, active_store
 from tests.training.helpers import cohort, settings_for
-from training.promote import promote
-from training.train import train
 
 
 @pytest.fixture

@@ -7,12 +7,12 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from cli.main import app
-from models.registry import load_model
+from dropout_risk.cli.main import app
+from dropout_risk.models.registry import load_model
+from dropout_risk.training.data import load_contract
+from dropout_risk.training.promote import promote
+from dropout_risk.training.train import train
 from tests.training.helpers import cohort, settings_for
-from training.data import load_contract
-from training.promote import promote
-from training.train import train
 
 runner = CliRunner()
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from features.config import load_settings
-from training.settings import TrainingConfig, TrainingSettings
+from dropout_risk.features.config import load_settings
+from dropout_risk.training.settings import TrainingConfig, TrainingSettings
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "dropout-risk.example.toml"
 
@@ -33,9 +33,9 @@ def test_unknown_keys_are_refused(tmp_path):
         load_settings(TrainingSettings, tmp_path / "c.toml")
 
 
-@pytest.mark.parametrize("settings_class", ["training.settings:TrainingSettings",
-                                            "training.compare_settings:CompareSettings",
-                                            "serving.settings:ServingSettings"])
+@pytest.mark.parametrize("settings_class", ["dropout_risk.training.settings:TrainingSettings",
+                                            "dropout_risk.training.compare_settings:CompareSettings",
+                                            "dropout_risk.serving.settings:ServingSettings"])
 def test_every_command_reads_the_one_example_file(settings_class):
     import importlib
 

@@ -17,8 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from features.instruments import Instrument, InstrumentRegistry, default_registry
-from training.simulate import (
+from dropout_risk.features.instruments import Instrument, InstrumentRegistry, default_registry
+from dropout_risk.training.simulate import (
     MAX_SESSIONS,
     Cohort,
     SimulationConfig,

@@ -41,8 +41,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.instruments import default_registry
-from training.simulate import Cohort, SimulationConfig, simulate_cohort
+from dropout_risk.features.instruments import default_registry
+from dropout_risk.training.simulate import Cohort, SimulationConfig, simulate_cohort
 
 pytestmark = pytest.mark.slow
 

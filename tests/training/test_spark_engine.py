@@ -16,19 +16,19 @@ from typer.testing import CliRunner
 
 pytest.importorskip("pyspark", reason="the Spark engine is the optional extra: pip install '.[spark]'")
 
-from cli.main import app  # noqa: E402
-from features.config import FeatureConfig  # noqa: E402
-from features.contract import ContractError  # noqa: E402
-from features.instruments import default_registry  # noqa: E402
-from features.landmarks import build_features  # noqa: E402
-from features.spec import infer_spec  # noqa: E402
-from features.trajectories import fit_expected_trajectories  # noqa: E402
-from models.registry import load_model  # noqa: E402
+from dropout_risk.cli.main import app  # noqa: E402
+from dropout_risk.features.config import FeatureConfig  # noqa: E402
+from dropout_risk.features.contract import ContractError  # noqa: E402
+from dropout_risk.features.instruments import default_registry  # noqa: E402
+from dropout_risk.features.landmarks import build_features  # noqa: E402
+from dropout_risk.features.spec import infer_spec  # noqa: E402
+from dropout_risk.features.trajectories import fit_expected_trajectories  # noqa: E402
+from dropout_risk.models.registry import load_model  # noqa: E402
+from dropout_risk.training import spark_engine  # noqa: E402
+from dropout_risk.training.data import DataFileError, load_contract, read_table  # noqa: E402
+from dropout_risk.training.score import score_sessions  # noqa: E402
+from dropout_risk.training.train import train  # noqa: E402
 from tests.training.helpers import cohort, settings_for  # noqa: E402
-from training import spark_engine  # noqa: E402
-from training.data import DataFileError, load_contract, read_table  # noqa: E402
-from training.score import score_sessions  # noqa: E402
-from training.train import train  # noqa: E402
 
 runner = CliRunner()
 # pyspark 4 on pandas 3: its version notice and its own astype(copy=False); what we use is tested here.

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.splits import (
+from dropout_risk.training.splits import (
     TooFewClientsError,
     check_enough_clients,
     grouped_folds,

@@ -8,10 +8,10 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.models import get_model_info
 
-from models.registry import CHALLENGER, MODEL_NAME, load_model, model_uri, version_for_alias
+from dropout_risk.models.registry import CHALLENGER, MODEL_NAME, load_model, model_uri, version_for_alias
+from dropout_risk.training.data import load_contract
+from dropout_risk.training.train import train
 from tests.training.helpers import cohort, settings_for
-from training.data import load_contract
-from training.train import train
 
 LANDMARKS = [str(k) for k in range(1, 9)]
 

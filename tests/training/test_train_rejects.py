@@ -9,7 +9,7 @@ import pytest
 from mlflow import MlflowClient
 from typer.testing import CliRunner
 
-from cli.main import app
+from dropout_risk.cli.main import app
 from tests.training.helpers import cohort
 
 runner = CliRunner()
