@@ -35,22 +35,35 @@ def main() -> None:
         settings = CompareSettings(training=TrainingConfig(artifact_location=str(root / "artifacts")))
         stages: list[tuple[float, str]] = []
         start = time.perf_counter()
-        report = compare(paths["sessions"], paths["episodes"], settings, list(DEFAULT_FEATURE_SETS),
-                         model="lightgbm", folds=5, out_dir=root / "plots",
-                         progress=lambda message: stages.append((time.perf_counter() - start, message)))
+        report = compare(
+            paths["sessions"],
+            paths["episodes"],
+            settings,
+            list(DEFAULT_FEATURE_SETS),
+            model="lightgbm",
+            folds=5,
+            out_dir=root / "plots",
+            progress=lambda message: stages.append((time.perf_counter() - start, message)),
+        )
         seconds = time.perf_counter() - start
     fitted = next(t for t, m in stages if m.startswith("bootstrap CIs"))
-    print(f"clients={CLIENTS} sets={len(report['feature_sets'])} folds={report['design']['folds']} "
-          f"model={report['model']} rows={report['data']['rows']}")
+    print(
+        f"clients={CLIENTS} sets={len(report['feature_sets'])} folds={report['design']['folds']} "
+        f"model={report['model']} rows={report['data']['rows']}"
+    )
     print(f"compare_seconds={seconds:.1f} target_seconds={TARGET_SECONDS} (fitting done at {fitted:.1f} s)")
     for name, metrics in report["feature_sets"].items():
         lo, hi = metrics["roc_auc_ci"]
-        print(f"  {name}: roc_auc={metrics['roc_auc']:.3f} ({lo:.3f}-{hi:.3f}) brier={metrics['brier']:.4f} "
-              f"slope={metrics['calibration_slope']:.2f}")
+        print(
+            f"  {name}: roc_auc={metrics['roc_auc']:.3f} ({lo:.3f}-{hi:.3f}) brier={metrics['brier']:.4f} "
+            f"slope={metrics['calibration_slope']:.2f}"
+        )
     for pair in report["pairs"]:
         lo, hi = pair["ci"]
-        print(f"  {pair['a']} - {pair['b']}: {pair['delta_auc']:+.3f} ({lo:+.3f} to {hi:+.3f}) "
-              f"p={pair['p_value']:.4f} holm={pair['p_value_holm']:.4f} marked={pair['marked']}")
+        print(
+            f"  {pair['a']} - {pair['b']}: {pair['delta_auc']:+.3f} ({lo:+.3f} to {hi:+.3f}) "
+            f"p={pair['p_value']:.4f} holm={pair['p_value_holm']:.4f} marked={pair['marked']}"
+        )
 
 
 if __name__ == "__main__":

@@ -57,23 +57,28 @@ def synthetic_clinic(rows: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     missed = rng.poisson(0.2, size=rows).astype(float)
 
     ids = pd.Series(np.arange(n_clients)).astype(str).str.zfill(7).radd("c").astype("string")
-    sessions = pd.DataFrame({
-        "client_id": ids.take(client).reset_index(drop=True),
-        "session_number": session.astype(np.int64),
-        "session_date": dates,
-        "missed_since_last": np.where(rng.random(rows) < MISSING_MISSED, np.nan, missed),
-        "ors": np.where(rng.random(rows) < MISSING_SCORE, np.nan, ors),
-        "srs": np.where(rng.random(rows) < MISSING_SCORE, np.nan, srs),
-    })
+    sessions = pd.DataFrame(
+        {
+            "client_id": ids.take(client).reset_index(drop=True),
+            "session_number": session.astype(np.int64),
+            "session_date": dates,
+            "missed_since_last": np.where(rng.random(rows) < MISSING_MISSED, np.nan, missed),
+            "ors": np.where(rng.random(rows) < MISSING_SCORE, np.nan, ors),
+            "srs": np.where(rng.random(rows) < MISSING_SCORE, np.nan, srs),
+        }
+    )
     status = rng.choice(np.array(["dropout", "completed", "ongoing"]), size=n_clients, p=[0.25, 0.65, 0.10])
-    episodes = pd.DataFrame({
-        "client_id": ids,
-        "status": pd.array(status, dtype="string"),
-        "clinic_id": pd.array(np.char.add("k", rng.integers(0, 20, n_clients).astype(str)), dtype="string"),
-        "age": rng.integers(18, 80, size=n_clients).astype(float),
-        "gender": pd.array(rng.choice(np.array(["f", "m", "nb"]), size=n_clients, p=[0.6, 0.38, 0.02]),
-                           dtype="string"),
-    })
+    episodes = pd.DataFrame(
+        {
+            "client_id": ids,
+            "status": pd.array(status, dtype="string"),
+            "clinic_id": pd.array(np.char.add("k", rng.integers(0, 20, n_clients).astype(str)), dtype="string"),
+            "age": rng.integers(18, 80, size=n_clients).astype(float),
+            "gender": pd.array(
+                rng.choice(np.array(["f", "m", "nb"]), size=n_clients, p=[0.6, 0.38, 0.02]), dtype="string"
+            ),
+        }
+    )
     return sessions, episodes
 
 
@@ -97,8 +102,10 @@ def main() -> None:
     print(f"fit_expected_trajectories: {seconds:.2f} s ({len(sessions) / seconds:,.0f} session rows/s)")
 
     features, seconds = timed(build_features, sessions, episodes, spec, trajectories)
-    print(f"build_features: {seconds:.2f} s ({len(sessions) / seconds:,.0f} session rows/s; "
-          f"{len(features):,} feature rows x {features.shape[1]} columns)")
+    print(
+        f"build_features: {seconds:.2f} s ({len(sessions) / seconds:,.0f} session rows/s; "
+        f"{len(features):,} feature rows x {features.shape[1]} columns)"
+    )
 
 
 if __name__ == "__main__":

@@ -87,15 +87,19 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         # `mlflow models serve` execs `uvicorn` from PATH: make it this environment's.
-        env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-               "MLFLOW_TRACKING_URI": f"sqlite:///{root}/mlflow.db",
-               "DROPOUT_RISK_DATABASE_URL": f"sqlite:///{root}/api.db"}
+        env = {
+            **os.environ,
+            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+            "MLFLOW_TRACKING_URI": f"sqlite:///{root}/mlflow.db",
+            "DROPOUT_RISK_DATABASE_URL": f"sqlite:///{root}/api.db",
+        }
         os.environ.update(env)
         mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
         cohort = simulate_cohort(SimulationConfig(n_clients=2000, seed=6))
         paths = write_cohort(cohort, root / "data")
-        settings = TrainingSettings(training=TrainingConfig(artifact_location=str(root / "artifacts"),
-                                                            bootstrap_resamples=20, folds=3))
+        settings = TrainingSettings(
+            training=TrainingConfig(artifact_location=str(root / "artifacts"), bootstrap_resamples=20, folds=3)
+        )
         outcome = train(paths["sessions"], paths["episodes"], settings)
         promote(settings, force=True, reason="benchmark")
         model = load_model(f"models:/dropout-risk/{outcome.model_version}")
@@ -104,36 +108,76 @@ def main() -> None:
         sessions = cohort.sessions
         client_id = sessions.groupby("client_id").size().loc[lambda n: n >= 5].index[0]
         rows = sessions[(sessions["client_id"] == client_id) & (sessions["session_number"] <= 5)]
-        history = [{"session_number": int(r.session_number), "session_date": r.session_date,
-                    "scores": {"ors": float(r.ors), "srs": float(r.srs)},
-                    "missed_since_last": int(r.missed_since_last)} for r in rows.itertuples()]
-        features = model.build_features(
-            *_typed(rows, cohort.episodes[cohort.episodes["client_id"] == client_id]))
+        history = [
+            {
+                "session_number": int(r.session_number),
+                "session_date": r.session_date,
+                "scores": {"ors": float(r.ors), "srs": float(r.srs)},
+                "missed_since_last": int(r.missed_since_last),
+            }
+            for r in rows.itertuples()
+        ]
+        features = model.build_features(*_typed(rows, cohort.episodes[cohort.episodes["client_id"] == client_id]))
         example = model.example_input(features.tail(1))
         row = json.loads(example.to_json(orient="split", index=False))
         mlflow_body = {"dataframe_split": row}
         expected = float(model.predict_features(features.tail(1))[0])
 
         ours_port, mlflow_port = free_port(), free_port()
-        key = subprocess.run([str(BIN / "dropout-risk"), "keys", "create", "--clinic", "bench"], env=env,
-                             capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+        key = (
+            subprocess.run(
+                [str(BIN / "dropout-risk"), "keys", "create", "--clinic", "bench"],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            .stdout.strip()
+            .splitlines()[-1]
+        )
         servers = [
-            subprocess.Popen([str(BIN / "dropout-risk"), "serve", "--port", str(ours_port)], env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
-            subprocess.Popen([str(BIN / "mlflow"), "models", "serve", "-m",
-                              f"models:/dropout-risk/{outcome.model_version}", "--env-manager", "local",
-                              "--port", str(mlflow_port), "--host", "127.0.0.1", "--workers", "1"], env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+            subprocess.Popen(
+                [str(BIN / "dropout-risk"), "serve", "--port", str(ours_port)],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            ),
+            subprocess.Popen(
+                [
+                    str(BIN / "mlflow"),
+                    "models",
+                    "serve",
+                    "-m",
+                    f"models:/dropout-risk/{outcome.model_version}",
+                    "--env-manager",
+                    "local",
+                    "--port",
+                    str(mlflow_port),
+                    "--host",
+                    "127.0.0.1",
+                    "--workers",
+                    "1",
+                ],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            ),
         ]
         try:
             wait_ready(f"http://127.0.0.1:{ours_port}/readyz", servers[0])
             wait_ready(f"http://127.0.0.1:{mlflow_port}/ping", servers[1])
             ours_rps, ours_n = load(
-                f"http://127.0.0.1:{ours_port}/v1/score", {"sessions": history},
-                {"Authorization": f"Bearer {key}"}, lambda body: 0 <= body["risk"]["probability"] <= 1)
+                f"http://127.0.0.1:{ours_port}/v1/score",
+                {"sessions": history},
+                {"Authorization": f"Bearer {key}"},
+                lambda body: 0 <= body["risk"]["probability"] <= 1,
+            )
             mlflow_rps, mlflow_n = load(
-                f"http://127.0.0.1:{mlflow_port}/invocations", mlflow_body, {},
-                lambda body: abs(body["predictions"][0]["risk"] - expected) < 1e-9)
+                f"http://127.0.0.1:{mlflow_port}/invocations",
+                mlflow_body,
+                {},
+                lambda body: abs(body["predictions"][0]["risk"] - expected) < 1e-9,
+            )
         finally:
             for server in servers:
                 server.terminate()

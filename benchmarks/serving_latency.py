@@ -48,35 +48,47 @@ def main() -> None:
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root}/mlflow.db"
         mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
         paths = write_cohort(simulate_cohort(SimulationConfig(n_clients=2000, seed=4)), root / "data")
-        settings = TrainingSettings(training=TrainingConfig(artifact_location=str(root / "artifacts"),
-                                                            bootstrap_resamples=20, folds=3))
+        settings = TrainingSettings(
+            training=TrainingConfig(artifact_location=str(root / "artifacts"), bootstrap_resamples=20, folds=3)
+        )
         outcome = train(paths["sessions"], paths["episodes"], settings)
         promote(settings, force=True, reason="benchmark")
-        app = create_app(ServingSettings(database_url=f"sqlite:///{root}/api.db",
-                                         serving=ServingConfig(poll_interval_seconds=3600)), poll=False)
+        app = create_app(
+            ServingSettings(database_url=f"sqlite:///{root}/api.db", serving=ServingConfig(poll_interval_seconds=3600)),
+            poll=False,
+        )
         upgrade(app.state.engine)  # the key needs the tables before the app's lifespan creates them
         with transaction(app.state.sessions) as db:
             key, _ = create_key(db, "bench")
         headers = {"Authorization": f"Bearer {key}"}
         asgi = asyncio.run(_asgi_latencies(app, headers, prefix="asgi"))
         with TestClient(app) as client:
-            portal = [_timed(lambda b, c=c: client.post(f"/v1/clients/tc{c}/sessions", json=b, headers=headers), body)
-                      for c, body in _bodies()]
+            portal = [
+                _timed(lambda b, c=c: client.post(f"/v1/clients/tc{c}/sessions", json=b, headers=headers), body)
+                for c, body in _bodies()
+            ]
     print(f"model={outcome.report['model_kind']} requests={len(asgi)} (clients={CLIENTS} x sessions={SESSIONS})")
     for name, seconds in (("asgi", asgi), ("testclient", portal)):
         ms = np.array(seconds) * 1000
-        print(f"{name}: p50_ms={np.percentile(ms, 50):.2f} p90_ms={np.percentile(ms, 90):.2f} "
-              f"p99_ms={np.percentile(ms, 99):.2f} mean_ms={statistics.fmean(ms):.2f} target p50<=5 p99<=25")
+        print(
+            f"{name}: p50_ms={np.percentile(ms, 50):.2f} p90_ms={np.percentile(ms, 90):.2f} "
+            f"p99_ms={np.percentile(ms, 99):.2f} mean_ms={statistics.fmean(ms):.2f} target p50<=5 p99<=25"
+        )
 
 
 def _bodies():
     rng = np.random.default_rng(0)
     for c in range(CLIENTS):
         for n in range(1, SESSIONS + 1):
-            yield c, {"session_number": n, "session_date": f"2025-{1 + n:02d}-{1 + c % 27:02d}",
-                      "scores": {"ors": round(float(rng.uniform(5, 35)), 1),
-                                 "srs": round(float(rng.uniform(25, 40)), 1)},
-                      "missed_since_last": int(rng.poisson(0.3))}
+            yield (
+                c,
+                {
+                    "session_number": n,
+                    "session_date": f"2025-{1 + n:02d}-{1 + c % 27:02d}",
+                    "scores": {"ors": round(float(rng.uniform(5, 35)), 1), "srs": round(float(rng.uniform(25, 40)), 1)},
+                    "missed_since_last": int(rng.poisson(0.3)),
+                },
+            )
 
 
 def _timed(call, body) -> float:

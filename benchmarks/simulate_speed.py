@@ -28,8 +28,10 @@ def main(n_clients: int = 20_000) -> float:
     written = time.perf_counter()
     total = written - start
     print(f"clients={n_clients} session_rows={len(cohort.sessions)}")
-    print(f"simulate_seconds={simulated - start:.2f} write_seconds={written - simulated:.2f} "
-          f"total_seconds={total:.2f} target_seconds={TARGET_SECONDS:.0f}")
+    print(
+        f"simulate_seconds={simulated - start:.2f} write_seconds={written - simulated:.2f} "
+        f"total_seconds={total:.2f} target_seconds={TARGET_SECONDS:.0f}"
+    )
     return total
 
 

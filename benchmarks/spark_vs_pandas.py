@@ -66,8 +66,12 @@ def pandas_features(paths: dict[str, Path], out: Path) -> dict[str, float]:
     built = time.perf_counter()
     write_table(table, out)
     done = time.perf_counter()
-    return {"total": done - start, "read+validate": validated - start, "features": built - validated,
-            "write": done - built}
+    return {
+        "total": done - start,
+        "read+validate": validated - start,
+        "features": built - validated,
+        "write": done - built,
+    }
 
 
 def train_model(directory: Path, seed: int):
@@ -82,8 +86,11 @@ def train_model(directory: Path, seed: int):
     os.environ["MLFLOW_TRACKING_URI"] = uri
     mlflow.set_tracking_uri(uri)
     paths = write_cohort(simulate_cohort(SimulationConfig(n_clients=3000, seed=seed + 1)), directory / "train")
-    settings = TrainingSettings(training=TrainingConfig(folds=3, candidates=["logistic"], bootstrap_resamples=20,
-                                                        artifact_location=str(directory / "artifacts")))
+    settings = TrainingSettings(
+        training=TrainingConfig(
+            folds=3, candidates=["logistic"], bootstrap_resamples=20, artifact_location=str(directory / "artifacts")
+        )
+    )
     outcome = train(paths["sessions"], paths["episodes"], settings)
     return load_model(f"models:/dropout-risk/{outcome.model_version}")
 
@@ -120,35 +127,72 @@ def main() -> None:
         model, seconds = timed(train_model, directory, args.seed)
         print(f"model: {model.kind}, trained and registered in {seconds:.1f} s")
 
-        spark, seconds = timed(spark_engine.spark_session, args.master, "dropout-risk-bench",
-                               {"spark.driver.memory": args.driver_memory})
-        print(f"spark: {args.master}, {spark.conf.get('spark.sql.shuffle.partitions')} shuffle partitions, "
-              f"session started in {seconds:.1f} s")
+        spark, seconds = timed(
+            spark_engine.spark_session, args.master, "dropout-risk-bench", {"spark.driver.memory": args.driver_memory}
+        )
+        print(
+            f"spark: {args.master}, {spark.conf.get('spark.sql.shuffle.partitions')} shuffle partitions, "
+            f"session started in {seconds:.1f} s"
+        )
         (directory / "warm").mkdir()
         warm = cohort_parquet(20_000, args.seed + 2, directory / "warm")
-        _, seconds = timed(spark_engine.features_job, spark, warm["sessions"], warm["episodes"],
-                           directory / "warm" / "features.parquet", registry, FeatureConfig())
-        _, more = timed(spark_engine.score_job, spark, model, warm["sessions"], warm["episodes"],
-                        directory / "warm" / "risk.parquet", registry)
-        print(f"spark warm-up (features and scoring of 20,000 rows; the Python workers import pandas, pandera, "
-              f"MLflow): {seconds + more:.1f} s")
+        _, seconds = timed(
+            spark_engine.features_job,
+            spark,
+            warm["sessions"],
+            warm["episodes"],
+            directory / "warm" / "features.parquet",
+            registry,
+            FeatureConfig(),
+        )
+        _, more = timed(
+            spark_engine.score_job,
+            spark,
+            model,
+            warm["sessions"],
+            warm["episodes"],
+            directory / "warm" / "risk.parquet",
+            registry,
+        )
+        print(
+            f"spark warm-up (features and scoring of 20,000 rows; the Python workers import pandas, pandera, "
+            f"MLflow): {seconds + more:.1f} s"
+        )
 
         print(f"\nfeatures ({args.rows:,} session rows, Parquet in and out); load average {load()}")
         stages = pandas_features(paths, directory / "pandas_features.parquet")
-        print(f"  pandas        {rate(args.rows, stages['total'])}   ("
-              + ", ".join(f"{k} {v:.1f} s" for k, v in stages.items() if k != "total") + ")")
-        job, spark_seconds = timed(spark_engine.features_job, spark, paths["sessions"], paths["episodes"],
-                                   directory / "spark_features.parquet", registry, FeatureConfig())
+        print(
+            f"  pandas        {rate(args.rows, stages['total'])}   ("
+            + ", ".join(f"{k} {v:.1f} s" for k, v in stages.items() if k != "total")
+            + ")"
+        )
+        job, spark_seconds = timed(
+            spark_engine.features_job,
+            spark,
+            paths["sessions"],
+            paths["episodes"],
+            directory / "spark_features.parquet",
+            registry,
+            FeatureConfig(),
+        )
         print(f"  spark         {rate(args.rows, spark_seconds)}   ({args.master}: {stages_text(job)})")
         print(f"  spark/pandas  {stages['total'] / spark_seconds:.2f}x the pandas rate")
         same_features(directory / "pandas_features.parquet", directory / "spark_features.parquet")
 
         print(f"\nscoring ({args.rows:,} session rows, Parquet in and out); load average {load()}")
-        _, pandas_seconds = timed(score_file, model, paths["sessions"], paths["episodes"],
-                                  directory / "pandas_risk.parquet", registry)
+        _, pandas_seconds = timed(
+            score_file, model, paths["sessions"], paths["episodes"], directory / "pandas_risk.parquet", registry
+        )
         print(f"  pandas        {rate(args.rows, pandas_seconds)}")
-        job, spark_seconds = timed(spark_engine.score_job, spark, model, paths["sessions"], paths["episodes"],
-                                   directory / "spark_risk.parquet", registry)
+        job, spark_seconds = timed(
+            spark_engine.score_job,
+            spark,
+            model,
+            paths["sessions"],
+            paths["episodes"],
+            directory / "spark_risk.parquet",
+            registry,
+        )
         print(f"  spark         {rate(args.rows, spark_seconds)}   ({args.master}: {stages_text(job)})")
         print(f"  spark/pandas  {pandas_seconds / spark_seconds:.2f}x the pandas rate")
         same_risks(directory / "pandas_risk.parquet", directory / "spark_risk.parquet")

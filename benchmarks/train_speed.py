@@ -36,9 +36,11 @@ def main() -> None:
     report = outcome.report
     print(f"clients={CLIENTS} model={report['model_kind']} version={outcome.model_version}")
     print(f"train_to_registered_seconds={seconds:.1f} target_seconds={TARGET_SECONDS}")
-    print(f"test_roc_auc={report['test']['roc_auc']:.3f} true_risk_roc_auc={report['true_risk']['roc_auc']:.3f} "
-          f"ratio={report['true_risk']['ratio']:.3f} slope={report['test']['calibration_slope']:.3f} "
-          f"ece={report['test']['ece']:.4f}")
+    print(
+        f"test_roc_auc={report['test']['roc_auc']:.3f} true_risk_roc_auc={report['true_risk']['roc_auc']:.3f} "
+        f"ratio={report['true_risk']['ratio']:.3f} slope={report['test']['calibration_slope']:.3f} "
+        f"ece={report['test']['ece']:.4f}"
+    )
 
 
 if __name__ == "__main__":

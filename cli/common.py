@@ -25,8 +25,13 @@ ConfigOption = Annotated[
 ]
 ENGINES = ("pandas", "spark")
 EngineOption = Annotated[str, typer.Option("--engine", help="pandas (one machine) or spark.")]
-SparkMasterOption = Annotated[str, typer.Option("--spark-master", help="Spark master URL (--engine spark): "
-                                                "local[*], local[N], spark://host:7077, yarn, k8s://...")]
+SparkMasterOption = Annotated[
+    str,
+    typer.Option(
+        "--spark-master",
+        help="Spark master URL (--engine spark): local[*], local[N], spark://host:7077, yarn, k8s://...",
+    ),
+]
 
 
 def check_engine(engine: str) -> None:

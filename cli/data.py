@@ -33,8 +33,10 @@ def _print_summary(summary: dict) -> None:
     table.add_row("clients", f"{summary['clients']:,}")
     table.add_row("sessions", f"{summary['sessions']:,}")
     table.add_row("instruments", ", ".join(summary["instruments"]) or "none")
-    table.add_row("episodes", f"{summary['dropout']:,} dropout, {summary['completed']:,} completed, "
-                              f"{summary['ongoing']:,} ongoing")
+    table.add_row(
+        "episodes",
+        f"{summary['dropout']:,} dropout, {summary['completed']:,} completed, {summary['ongoing']:,} ongoing",
+    )
     table.add_row("dropout rate", f"{summary['dropout_rate']:.1%} of ended episodes")
     console.print(table)
 
@@ -80,8 +82,10 @@ def features(
         table = build_features(result.sessions, result.episodes, spec)
     write_table(table, out)
     groups = spec.groups()
-    console.print(f"[bold green]wrote[/] {out}: {len(table):,} rows "
-                  f"({table['client_id'].nunique():,} clients x landmarks 1-{spec.max_landmark})")
+    console.print(
+        f"[bold green]wrote[/] {out}: {len(table):,} rows "
+        f"({table['client_id'].nunique():,} clients x landmarks 1-{spec.max_landmark})"
+    )
     for name, columns in groups.items():
         console.print(f"  {name:<11} {len(columns):>3} features")
 
@@ -98,7 +102,9 @@ def _features_on_spark(sessions: Path, episodes: Path, out: Path, master: str, c
         fail(str(exc))
     for warning in done.warnings:
         err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
-    console.print(f"[bold green]wrote[/] {out}: {done.rows:,} rows "
-                  f"({done.clients:,} clients x landmarks 1-{done.spec.max_landmark}), a Parquet dataset")
+    console.print(
+        f"[bold green]wrote[/] {out}: {done.rows:,} rows "
+        f"({done.clients:,} clients x landmarks 1-{done.spec.max_landmark}), a Parquet dataset"
+    )
     for name, columns in done.spec.groups().items():
         console.print(f"  {name:<11} {len(columns):>3} features")

@@ -44,13 +44,15 @@ def serve(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(project)
     # uvicorn's own access log prints request paths, which carry client identifiers: ours logs route templates.
-    uvicorn.run(app, host=host or project.serving.host, port=port or project.serving.port, access_log=False,
-                log_level="info")
+    uvicorn.run(
+        app, host=host or project.serving.host, port=port or project.serving.port, access_log=False, log_level="info"
+    )
 
 
 @keys_app.command("create")
-def keys_create(clinic: Annotated[str, typer.Option("--clinic", help="Clinic name (created if new).")],
-                config: ConfigOption = None) -> None:
+def keys_create(
+    clinic: Annotated[str, typer.Option("--clinic", help="Clinic name (created if new).")], config: ConfigOption = None
+) -> None:
     """Create a key for a clinic and print it once (only its hash is stored)."""
     with transaction(_sessions(config)) as db:
         key, record = create_key(db, clinic)
@@ -59,8 +61,10 @@ def keys_create(clinic: Annotated[str, typer.Option("--clinic", help="Clinic nam
 
 
 @keys_app.command("revoke")
-def keys_revoke(prefix: Annotated[str, typer.Argument(help="The key's first 12 characters, as `keys list` shows.")],
-                config: ConfigOption = None) -> None:
+def keys_revoke(
+    prefix: Annotated[str, typer.Argument(help="The key's first 12 characters, as `keys list` shows.")],
+    config: ConfigOption = None,
+) -> None:
     """Revoke a key: requests with it get 401 from now on."""
     try:
         with transaction(_sessions(config)) as db:
@@ -83,9 +87,11 @@ def keys_list(config: ConfigOption = None) -> None:
     console.print(table)
 
 
-def export(out: Annotated[Path, typer.Option("--out", help="Directory for sessions.csv and episodes.csv.")],
-           clinic: Annotated[str | None, typer.Option("--clinic", help="Only this clinic.")] = None,
-           config: ConfigOption = None) -> None:
+def export(
+    out: Annotated[Path, typer.Option("--out", help="Directory for sessions.csv and episodes.csv.")],
+    clinic: Annotated[str | None, typer.Option("--clinic", help="Only this clinic.")] = None,
+    config: ConfigOption = None,
+) -> None:
     """Write the stored sessions and episodes as the training data contract."""
     from dropout_risk.serving.export import export_contract
 

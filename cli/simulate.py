@@ -19,18 +19,30 @@ def simulate(
     outcome: Annotated[Literal["ors", "phq9", "oq45", "core10"], typer.Option("--outcome")] = "ors",
     alliance: Annotated[Literal["srs", "wai_sr", "none"], typer.Option("--alliance")] = "srs",
     clinics: Annotated[int, typer.Option("--clinics", min=1)] = 5,
-    alliance_effect: Annotated[float, typer.Option(
-        "--alliance-effect", min=0, help="How strongly alliance drives dropout (0 = not at all, 1 = default).")] = 1.0,
-    outcome_effect: Annotated[float, typer.Option(
-        "--outcome-effect", min=0, help="How strongly outcome progress drives dropout (0 = not at all).")] = 1.0,
+    alliance_effect: Annotated[
+        float,
+        typer.Option(
+            "--alliance-effect", min=0, help="How strongly alliance drives dropout (0 = not at all, 1 = default)."
+        ),
+    ] = 1.0,
+    outcome_effect: Annotated[
+        float,
+        typer.Option("--outcome-effect", min=0, help="How strongly outcome progress drives dropout (0 = not at all)."),
+    ] = 1.0,
     config: ConfigOption = None,
 ) -> None:
     """Simulate a cohort reproducing the published dropout statistics (domain.md section 6)."""
     registry = settings(config).registry()
     with user_errors():
         sim = SimulationConfig(
-            n_clients=clients, seed=seed, dropout_rate=dropout_rate, outcome=outcome, alliance=alliance,
-            n_clinics=clinics, alliance_effect=alliance_effect, outcome_effect=outcome_effect,
+            n_clients=clients,
+            seed=seed,
+            dropout_rate=dropout_rate,
+            outcome=outcome,
+            alliance=alliance,
+            n_clinics=clinics,
+            alliance_effect=alliance_effect,
+            outcome_effect=outcome_effect,
         )
     with console.status(f"simulating {clients:,} clients"):
         cohort = simulate_cohort(sim, registry)
@@ -38,5 +50,7 @@ def simulate(
     status = cohort.episodes["status"].value_counts()
     ended = status.get("dropout", 0) + status.get("completed", 0)
     console.print(f"[bold green]wrote[/] {', '.join(str(p) for p in paths.values())}")
-    console.print(f"  {clients:,} clients, {len(cohort.sessions):,} sessions, "
-                  f"dropout {status.get('dropout', 0) / max(ended, 1):.1%} of ended episodes")
+    console.print(
+        f"  {clients:,} clients, {len(cohort.sessions):,} sessions, "
+        f"dropout {status.get('dropout', 0) / max(ended, 1):.1%} of ended episodes"
+    )

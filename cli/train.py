@@ -32,15 +32,23 @@ from dropout_risk.training.train import TrainingDataError, train
 
 
 def _report_table(report: dict) -> Table:
-    table = Table(title=f"{report['model_name']} v{report['model_version']} ({report['model_kind']}), "
-                        f"{report['test']['n_clients']} test clients")
+    table = Table(
+        title=f"{report['model_name']} v{report['model_version']} ({report['model_kind']}), "
+        f"{report['test']['n_clients']} test clients"
+    )
     for column in ("model", "ROC AUC (95% CI)", "PR AUC", "Brier", "cal. slope", "ECE"):
         table.add_column(column)
     rows = {f"registered ({report['model_kind']})": report["test"], **report["baselines"]}
     for name, metrics in rows.items():
         lo, hi = metrics["ci"]["roc_auc"]
-        table.add_row(name, f"{metrics['roc_auc']:.3f} ({lo:.3f}-{hi:.3f})", f"{metrics['pr_auc']:.3f}",
-                      f"{metrics['brier']:.3f}", f"{metrics['calibration_slope']:.2f}", f"{metrics['ece']:.3f}")
+        table.add_row(
+            name,
+            f"{metrics['roc_auc']:.3f} ({lo:.3f}-{hi:.3f})",
+            f"{metrics['pr_auc']:.3f}",
+            f"{metrics['brier']:.3f}",
+            f"{metrics['calibration_slope']:.2f}",
+            f"{metrics['ece']:.3f}",
+        )
     if "true_risk" in report:
         table.add_row("true risk", f"{report['true_risk']['roc_auc']:.3f}", "", "", "", "")
     return table
@@ -48,8 +56,9 @@ def _report_table(report: dict) -> Table:
 
 def _print_decision(decision: Decision) -> None:
     verdict = "[bold green]promoted[/]" if decision.promoted else "[bold yellow]not promoted[/]"
-    console.print(f"version {decision.challenger_version}: {verdict} "
-                  f"(champion was {decision.champion_version or 'none'})")
+    console.print(
+        f"version {decision.challenger_version}: {verdict} (champion was {decision.champion_version or 'none'})"
+    )
     for line in decision.reasons:
         console.print(f"  - {line}", highlight=False)
 
@@ -62,8 +71,9 @@ def train_command(
     report: Annotated[Path | None, typer.Option("--report", help="Write the JSON report here.")] = None,
     do_promote: Annotated[bool, typer.Option("--promote", help="Run the promotion gate afterwards.")] = False,
     split: Annotated[str, typer.Option("--split", help="Test split: random (by client) or temporal.")] = "random",
-    loco: Annotated[bool, typer.Option("--leave-one-clinic-out",
-                                       help="Also validate the recipe on each clinic held out in turn.")] = False,
+    loco: Annotated[
+        bool, typer.Option("--leave-one-clinic-out", help="Also validate the recipe on each clinic held out in turn.")
+    ] = False,
 ) -> None:
     """Train, validate by client, register as challenger (and optionally promote)."""
     if split not in ("random", "temporal"):
@@ -71,8 +81,15 @@ def train_command(
     project = settings(config, TrainingSettings)
     with user_errors(), console.status("training") as status:
         try:
-            outcome = train(sessions, episodes, project, truth_path=truth, split=split, leave_one_clinic_out=loco,
-                            progress=lambda message: status.update(message))
+            outcome = train(
+                sessions,
+                episodes,
+                project,
+                truth_path=truth,
+                split=split,
+                leave_one_clinic_out=loco,
+                progress=lambda message: status.update(message),
+            )
         except (TrainingDataError, TooFewClientsError) as exc:
             fail(str(exc))
     result = outcome.report
@@ -82,8 +99,11 @@ def train_command(
         except PromotionError as exc:
             fail(str(exc))
         result["promoted"] = decision.promoted
-        result["promotion"] = {"reasons": decision.reasons, "challenger": decision.challenger,
-                               "champion": decision.champion}
+        result["promotion"] = {
+            "reasons": decision.reasons,
+            "challenger": decision.challenger,
+            "champion": decision.champion,
+        }
     console.print(_report_table(result))
     console.print(f"registered as version {outcome.model_version} (alias challenger), run {outcome.run_id}")
     if do_promote:
@@ -137,19 +157,31 @@ def score_command(
     if engine == "spark":
         _score_on_spark(packaged, sessions, episodes, out, registry, spark_master)
         return
-    progress = Progress(TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TextColumn("clients"),
-                        TimeElapsedColumn(), console=console)
+    progress = Progress(
+        TextColumn("scoring"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("clients"),
+        TimeElapsedColumn(),
+        console=console,
+    )
     with user_errors(), progress:
         task = progress.add_task("score", total=None)
-        scored = score_file(packaged, sessions, episodes, out, registry,
-                            advance=lambda n: progress.advance(task, n),
-                            on_total=lambda n: progress.update(task, total=n))
-    console.print(f"[bold green]wrote[/] {out}: {len(scored):,} sessions, "
-                  f"{scored['client_id'].nunique():,} clients")
+        scored = score_file(
+            packaged,
+            sessions,
+            episodes,
+            out,
+            registry,
+            advance=lambda n: progress.advance(task, n),
+            on_total=lambda n: progress.update(task, total=n),
+        )
+    console.print(f"[bold green]wrote[/] {out}: {len(scored):,} sessions, {scored['client_id'].nunique():,} clients")
 
 
-def _score_on_spark(packaged, sessions: Path, episodes: Path | None, out: Path, registry: InstrumentRegistry,
-                    master: str) -> None:
+def _score_on_spark(
+    packaged, sessions: Path, episodes: Path | None, out: Path, registry: InstrumentRegistry, master: str
+) -> None:
     """The same risks computed by Spark: the model's score_history on each bucket of clients, Parquet out."""
     from dropout_risk.training.spark_engine import SparkUnavailableError, score_job, spark_for_job
 

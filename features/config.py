@@ -34,7 +34,8 @@ class FeatureConfig(BaseModel):
 
     max_landmark: int = Field(default=8, ge=1, le=52, description="last session k that gets a feature row")
     off_track_z: float = Field(
-        default=1.0, gt=0,
+        default=1.0,
+        gt=0,
         description="a score more than this many residual SDs below its expected trajectory is off track",
     )
 
@@ -42,8 +43,9 @@ class FeatureConfig(BaseModel):
 # Every top-level key any command reads. One file serves every command, so a command ignores the
 # sections of the others, but a key no command knows is a typo and is refused. Inside a section,
 # each command's own models refuse unknown keys.
-KNOWN_TOP_LEVEL = frozenset({"features", "instruments", "training", "gate", "compare", "serving", "database_url",
-                             "admin_key"})
+KNOWN_TOP_LEVEL = frozenset(
+    {"features", "instruments", "training", "gate", "compare", "serving", "database_url", "admin_key"}
+)
 
 
 class ProjectSettings(BaseSettings):
@@ -105,7 +107,11 @@ def resolve_config_file(config_file: Path | None = None) -> Path | None:
 def load_settings(settings_cls: type[S] = ProjectSettings, config_file: Path | None = None) -> S:
     """Read settings once, at the edge, and pass them in from there."""
     path = resolve_config_file(config_file)
-    bound = type(settings_cls.__name__, (settings_cls,), {
-        "model_config": SettingsConfigDict(**{**settings_cls.model_config, "toml_file": path}),
-    })
+    bound = type(
+        settings_cls.__name__,
+        (settings_cls,),
+        {
+            "model_config": SettingsConfigDict(**{**settings_cls.model_config, "toml_file": path}),
+        },
+    )
     return bound()

@@ -70,8 +70,9 @@ class ValidationResult:
         return {
             "clients": int(self.episodes["client_id"].nunique()),
             "sessions": len(self.sessions),
-            "instruments": [i.key for i in registry.present_in(self.sessions.columns)
-                            if self.sessions[i.key].notna().any()],
+            "instruments": [
+                i.key for i in registry.present_in(self.sessions.columns) if self.sessions[i.key].notna().any()
+            ],
             "dropout": int(status.get("dropout", 0)),
             "completed": int(status.get("completed", 0)),
             "ongoing": int(status.get("ongoing", 0)),
@@ -178,27 +179,38 @@ def sessions_schema(registry: InstrumentRegistry) -> pa.DataFrameSchema:
         "client_id": pa.Column("string", nullable=False),
         "session_number": pa.Column(float, pa.Check.ge(1, error="must be >= 1"), nullable=False),
         "session_date": pa.Column("datetime64[ns]", nullable=False),
-        "missed_since_last": pa.Column(float, pa.Check.ge(0, error="must be >= 0"),
-                                       nullable=True, required=False),
+        "missed_since_last": pa.Column(float, pa.Check.ge(0, error="must be >= 0"), nullable=True, required=False),
     }
     for instrument in registry.values():
         columns[instrument.key] = pa.Column(
             float,
-            pa.Check.in_range(instrument.min, instrument.max,
-                              error=f"must be within {instrument.min:g}-{instrument.max:g} ({instrument.name})"),
-            nullable=True, required=False,
+            pa.Check.in_range(
+                instrument.min,
+                instrument.max,
+                error=f"must be within {instrument.min:g}-{instrument.max:g} ({instrument.name})",
+            ),
+            nullable=True,
+            required=False,
         )
     return pa.DataFrameSchema(columns, strict=False)
 
 
 def episodes_schema() -> pa.DataFrameSchema:
-    return pa.DataFrameSchema({
-        "client_id": pa.Column("string", nullable=False, unique=True, report_duplicates="exclude_first"),
-        "status": pa.Column("string", pa.Check.isin(STATUSES, error=f"must be one of {', '.join(STATUSES)}"),
-                            nullable=False),
-        "age": pa.Column(float, pa.Check.in_range(*AGE_RANGE, error=f"must be within {AGE_RANGE[0]}-{AGE_RANGE[1]}"),
-                         nullable=True, required=False),
-    }, strict=False)
+    return pa.DataFrameSchema(
+        {
+            "client_id": pa.Column("string", nullable=False, unique=True, report_duplicates="exclude_first"),
+            "status": pa.Column(
+                "string", pa.Check.isin(STATUSES, error=f"must be one of {', '.join(STATUSES)}"), nullable=False
+            ),
+            "age": pa.Column(
+                float,
+                pa.Check.in_range(*AGE_RANGE, error=f"must be within {AGE_RANGE[0]}-{AGE_RANGE[1]}"),
+                nullable=True,
+                required=False,
+            ),
+        },
+        strict=False,
+    )
 
 
 def _schema_problems(file: str, schema: pa.DataFrameSchema, frame: pd.DataFrame) -> list[Problem]:
@@ -223,23 +235,35 @@ def _session_order_problems(sessions: pd.DataFrame) -> list[Problem]:
     problems: list[Problem] = []
 
     duplicated = ordered.duplicated(["client_id", "session_number"], keep="first")
-    problems += [Problem("sessions", int(i) + 1, "session_number",
-                         "duplicate session_number for this client") for i in ordered.index[duplicated]]
+    problems += [
+        Problem("sessions", int(i) + 1, "session_number", "duplicate session_number for this client")
+        for i in ordered.index[duplicated]
+    ]
 
     distinct = ordered[~duplicated]
     previous = distinct.groupby("client_id", sort=False)["session_number"].shift()
     first_wrong = previous.isna() & (distinct["session_number"] != 1)
     gap = previous.notna() & (distinct["session_number"] != previous + 1)
-    problems += [Problem("sessions", int(i) + 1, "session_number",
-                         "numbering must start at 1 for each client") for i in distinct.index[first_wrong]]
-    problems += [Problem("sessions", int(i) + 1, "session_number",
-                         "numbering gap: the previous session number for this client is missing")
-                 for i in distinct.index[gap]]
+    problems += [
+        Problem("sessions", int(i) + 1, "session_number", "numbering must start at 1 for each client")
+        for i in distinct.index[first_wrong]
+    ]
+    problems += [
+        Problem(
+            "sessions",
+            int(i) + 1,
+            "session_number",
+            "numbering gap: the previous session number for this client is missing",
+        )
+        for i in distinct.index[gap]
+    ]
 
     previous_date = by_client["session_date"].shift()
     back = ordered["session_date"].notna() & previous_date.notna() & (ordered["session_date"] < previous_date)
-    problems += [Problem("sessions", int(i) + 1, "session_date",
-                         "date is earlier than this client's previous session") for i in ordered.index[back]]
+    problems += [
+        Problem("sessions", int(i) + 1, "session_date", "date is earlier than this client's previous session")
+        for i in ordered.index[back]
+    ]
     return problems
 
 
@@ -249,11 +273,13 @@ def _cross_file_problems(sessions: pd.DataFrame, episodes: pd.DataFrame) -> list
     episode_clients = episodes["client_id"].dropna().astype(object)
     orphan_sessions = session_clients[~session_clients.isin(pd.unique(episode_clients.to_numpy()))]
     first_rows = orphan_sessions.index[~orphan_sessions.duplicated()]
-    problems = [Problem("sessions", int(i) + 1, "client_id", "client has sessions but no row in episodes")
-                for i in first_rows]
+    problems = [
+        Problem("sessions", int(i) + 1, "client_id", "client has sessions but no row in episodes") for i in first_rows
+    ]
     no_sessions = episode_clients[~episode_clients.isin(pd.unique(session_clients.to_numpy()))]
-    problems += [Problem("episodes", int(i) + 1, "client_id", "client has an episode but no sessions")
-                 for i in no_sessions.index]
+    problems += [
+        Problem("episodes", int(i) + 1, "client_id", "client has an episode but no sessions") for i in no_sessions.index
+    ]
     return problems
 
 
@@ -261,8 +287,7 @@ def _missing_columns(file: str, frame: pd.DataFrame, required: tuple[str, ...]) 
     return [Problem(file, None, c, "required column is missing") for c in required if c not in frame.columns]
 
 
-def validate_contract(sessions: pd.DataFrame, episodes: pd.DataFrame,
-                      registry: InstrumentRegistry) -> ValidationResult:
+def validate_contract(sessions: pd.DataFrame, episodes: pd.DataFrame, registry: InstrumentRegistry) -> ValidationResult:
     """Check raw sessions and episodes frames against data contract v1.
 
     Accepts frames as read from CSV (all text) or Parquet (typed). Returns the
@@ -281,13 +306,16 @@ def validate_contract(sessions: pd.DataFrame, episodes: pd.DataFrame,
     warnings = []
     instruments = registry.present_in(sessions.columns)
     if not instruments:
-        problems.append(Problem("sessions", None, None,
-                                f"no instrument column found (expected one of: {', '.join(registry)})"))
+        problems.append(
+            Problem("sessions", None, None, f"no instrument column found (expected one of: {', '.join(registry)})")
+        )
     known = {*SESSION_ID_COLUMNS, *SESSION_OPTIONAL_COLUMNS, *registry}
     unknown = [c for c in sessions.columns if c not in known]
     if unknown:
-        warnings.append(f"sessions: columns ignored (not in the contract nor declared as instruments): "
-                        f"{', '.join(map(str, unknown))}")
+        warnings.append(
+            f"sessions: columns ignored (not in the contract nor declared as instruments): "
+            f"{', '.join(map(str, unknown))}"
+        )
 
     typed_sessions, parse_problems = _parse_sessions(sessions, registry)
     typed_episodes, episode_parse_problems = _parse_episodes(episodes)
@@ -329,8 +357,7 @@ def _unique_cells(problems: list[Problem]) -> list[Problem]:
     return sorted(unique, key=_order)
 
 
-def require_valid(sessions: pd.DataFrame, episodes: pd.DataFrame,
-                  registry: InstrumentRegistry) -> ValidationResult:
+def require_valid(sessions: pd.DataFrame, episodes: pd.DataFrame, registry: InstrumentRegistry) -> ValidationResult:
     """``validate_contract`` that raises ``ContractError`` unless the data are clean."""
     result = validate_contract(sessions, episodes, registry)
     if not result.ok:

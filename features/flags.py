@@ -22,8 +22,7 @@ import pandas as pd
 from dropout_risk.features.landmarks import ROUNDING_TOLERANCE
 from dropout_risk.features.spec import FeatureSpec
 
-FLAGS = ("alliance_below_cutoff", "alliance_drop", "no_reliable_improvement", "off_track",
-         "missed_appointments")
+FLAGS = ("alliance_below_cutoff", "alliance_drop", "no_reliable_improvement", "off_track", "missed_appointments")
 NO_IMPROVEMENT_FROM_SESSION = 4
 MISSED_TOTAL_THRESHOLD = 2
 
@@ -71,8 +70,9 @@ def flag_arrays(features: Mapping[str, object], spec: FeatureSpec, n: int) -> di
     no_improvement = late & _any(measured, n) & ~_any(improved, n)
 
     off_track = _any([_column(features, f"{i.key}_off_track", n) == 1 for i in outcome], n)
-    missed = ((_column(features, "missed_last", n) >= 1)
-              | (_column(features, "missed_total", n) >= MISSED_TOTAL_THRESHOLD))
+    missed = (_column(features, "missed_last", n) >= 1) | (
+        _column(features, "missed_total", n) >= MISSED_TOTAL_THRESHOLD
+    )
     return {
         "alliance_below_cutoff": _any(below, n),
         "alliance_drop": _any(drop, n),

@@ -89,23 +89,45 @@ def build_features(
     }
     columns.update(_episode_columns(episodes, client_ids, clients.codes, spec))
     date_ns = frame["session_date"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
-    columns.update(_session_features(session, date_ns, _float_column(frame, "missed_since_last"),
-                                     {i.key: _float_column(frame, i.key) for i in spec.instruments},
-                                     clients, spec, trajectories))
+    columns.update(
+        _session_features(
+            session,
+            date_ns,
+            _float_column(frame, "missed_since_last"),
+            {i.key: _float_column(frame, i.key) for i in spec.instruments},
+            clients,
+            spec,
+            trajectories,
+        )
+    )
 
-    ids = ["client_id", LANDMARK, "session_date",
-           *(c for c in OPTIONAL_EPISODE_IDS if c in episodes.columns), "status", "label"]
+    ids = [
+        "client_id",
+        LANDMARK,
+        "session_date",
+        *(c for c in OPTIONAL_EPISODE_IDS if c in episodes.columns),
+        "status",
+        "label",
+    ]
     # Every Series here already carries the sorted RangeIndex, so arrays and Series line up.
     return pd.DataFrame({name: columns[name] for name in ids + spec.feature_columns()[1:]})
 
 
-def _session_features(session: np.ndarray, date_ns: np.ndarray, missed: np.ndarray, raw: dict[str, np.ndarray],
-                      clients: _Clients, spec: FeatureSpec, trajectories: ExpectedTrajectories) -> dict:
+def _session_features(
+    session: np.ndarray,
+    date_ns: np.ndarray,
+    missed: np.ndarray,
+    raw: dict[str, np.ndarray],
+    clients: _Clients,
+    spec: FeatureSpec,
+    trajectories: ExpectedTrajectories,
+) -> dict:
     """Every attendance, outcome and alliance feature: the one implementation both paths call."""
     columns = _attendance_features(date_ns, missed, clients, session)
     for instrument in spec.outcome_instruments:
-        columns.update(_outcome_features(instrument, raw[instrument.key], clients, session, trajectories,
-                                         spec.off_track_z))
+        columns.update(
+            _outcome_features(instrument, raw[instrument.key], clients, session, trajectories, spec.off_track_z)
+        )
     for instrument in spec.alliance_instruments:
         columns.update(_alliance_features(instrument, raw[instrument.key], clients, session))
     return columns
@@ -151,11 +173,14 @@ def client_features(history: ClientHistory, spec: FeatureSpec, trajectories: Exp
     session = history.session_number[keep].astype(np.int64)
     n = len(session)
     clients = _Clients(codes=np.zeros(n, dtype=np.int64), first_row=np.zeros(n, dtype=np.int64))
-    raw = {i.key: np.asarray(history.scores[i.key], dtype=float)[keep] if i.key in history.scores
-           else np.full(n, np.nan) for i in spec.instruments}
+    raw = {
+        i.key: np.asarray(history.scores[i.key], dtype=float)[keep] if i.key in history.scores else np.full(n, np.nan)
+        for i in spec.instruments
+    }
     columns: dict[str, np.ndarray] = {LANDMARK: session.astype(float)}
-    columns.update(_session_features(session, history.date_ns[keep], history.missed[keep], raw, clients, spec,
-                                     trajectories))
+    columns.update(
+        _session_features(session, history.date_ns[keep], history.missed[keep], raw, clients, spec, trajectories)
+    )
     for name in spec.numeric_covariates:
         columns[name] = np.full(n, _numeric_covariate(history.covariates.get(name)))
     for name, levels in spec.categorical_covariates.items():
@@ -281,8 +306,9 @@ def _normalised(instrument: Instrument, raw: np.ndarray) -> np.ndarray:
 # --- episode columns: ids, status, label, covariates ---------------------------------------
 
 
-def _episode_columns(episodes: pd.DataFrame, client_ids: pd.Index, codes: np.ndarray,
-                     spec: FeatureSpec) -> dict[str, object]:
+def _episode_columns(
+    episodes: pd.DataFrame, client_ids: pd.Index, codes: np.ndarray, spec: FeatureSpec
+) -> dict[str, object]:
     """Per-row episode values, looked up once per client then spread over its rows."""
     if episodes["client_id"].duplicated().any():
         raise ValueError("episodes: a client has more than one episode row")
@@ -296,12 +322,14 @@ def _episode_columns(episodes: pd.DataFrame, client_ids: pd.Index, codes: np.nda
     out["status"] = _take_episode(episodes["status"], row)
     out["label"] = _take(_labels(episodes["status"]), row)
     for name in spec.numeric_covariates:
-        values = pd.to_numeric(episodes[name], errors="coerce").to_numpy(dtype=float, na_value=np.nan) \
-            if name in episodes.columns else np.full(len(episodes), np.nan)
+        values = (
+            pd.to_numeric(episodes[name], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+            if name in episodes.columns
+            else np.full(len(episodes), np.nan)
+        )
         out[name] = _take(values, row)
     for name, levels in spec.categorical_covariates.items():
-        level_codes = _level_codes(episodes[name], levels) if name in episodes.columns \
-            else np.full(len(episodes), -1)
+        level_codes = _level_codes(episodes[name], levels) if name in episodes.columns else np.full(len(episodes), -1)
         # With no episode rows at all, every row is -1 already (and there is nothing to index).
         per_row = np.where(row >= 0, level_codes[np.maximum(row, 0)], -1) if len(episodes) else row
         out[name] = pd.Categorical.from_codes(per_row, categories=pd.Index(levels, dtype=str))
@@ -330,8 +358,9 @@ def _level_codes(column: pd.Series, levels: tuple[str, ...]) -> np.ndarray:
 # --- attendance ----------------------------------------------------------------------------
 
 
-def _attendance_features(date_ns: np.ndarray, missed: np.ndarray, clients: _Clients,
-                         session: np.ndarray) -> dict[str, np.ndarray]:
+def _attendance_features(
+    date_ns: np.ndarray, missed: np.ndarray, clients: _Clients, session: np.ndarray
+) -> dict[str, np.ndarray]:
     days = (date_ns - date_ns[clients.first_row]) / NS_PER_DAY
     previous_row = clients.previous_position(np.ones(len(session), dtype=bool))
     known = ~np.isnan(missed)
@@ -396,8 +425,14 @@ def _ols_slope(n: np.ndarray, sums: dict[str, np.ndarray]) -> np.ndarray:
 # --- outcome ----------------------------------------------------------------------------------
 
 
-def _outcome_features(instrument: Instrument, raw: np.ndarray, clients: _Clients, session: np.ndarray,
-                      trajectories: ExpectedTrajectories, off_track_z: float) -> dict[str, np.ndarray]:
+def _outcome_features(
+    instrument: Instrument,
+    raw: np.ndarray,
+    clients: _Clients,
+    session: np.ndarray,
+    trajectories: ExpectedTrajectories,
+    off_track_z: float,
+) -> dict[str, np.ndarray]:
     score = _normalised(instrument, raw)
     run = _running(score, clients, session)
     change_intake = np.where(run.n >= 2, run.current - run.first, np.nan)
@@ -438,8 +473,9 @@ def _outcome_features(instrument: Instrument, raw: np.ndarray, clients: _Clients
 # --- alliance -------------------------------------------------------------------------------
 
 
-def _alliance_features(instrument: Instrument, raw: np.ndarray, clients: _Clients,
-                       session: np.ndarray) -> dict[str, np.ndarray]:
+def _alliance_features(
+    instrument: Instrument, raw: np.ndarray, clients: _Clients, session: np.ndarray
+) -> dict[str, np.ndarray]:
     score = _normalised(instrument, raw)
     run = _running(score, clients, session)
     observed = ~np.isnan(score)

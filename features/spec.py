@@ -29,8 +29,17 @@ GROUP_NAMES = ("attendance", "outcome", "alliance", "covariates")
 
 ATTENDANCE_FEATURES = ("days_in_treatment", "mean_gap_days", "last_gap_days", "missed_total", "missed_last")
 OUTCOME_SUFFIXES = (
-    "intake", "current", "sessions_since_obs", "change_intake", "change_last", "slope",
-    "reliable_improvement", "reliable_deterioration", "dist_cutoff", "expected_dev", "off_track",
+    "intake",
+    "current",
+    "sessions_since_obs",
+    "change_intake",
+    "change_last",
+    "slope",
+    "reliable_improvement",
+    "reliable_deterioration",
+    "dist_cutoff",
+    "expected_dev",
+    "off_track",
 )
 ALLIANCE_SUFFIXES = ("current", "min", "mean", "change_first", "change_last", "n_below_cutoff", "any_drop")
 
@@ -69,8 +78,11 @@ class FeatureSpec:
         # Normalise containers so specs built by hand, from JSON or by infer_spec compare equal.
         object.__setattr__(self, "instruments", tuple(self.instruments))
         object.__setattr__(self, "numeric_covariates", tuple(self.numeric_covariates))
-        object.__setattr__(self, "categorical_covariates",
-                           {str(k): tuple(str(level) for level in v) for k, v in self.categorical_covariates.items()})
+        object.__setattr__(
+            self,
+            "categorical_covariates",
+            {str(k): tuple(str(level) for level in v) for k, v in self.categorical_covariates.items()},
+        )
         if self.max_landmark < 1:
             raise ValueError("max_landmark must be >= 1")
         if not self.off_track_z > 0:
@@ -128,8 +140,9 @@ class FeatureSpec:
         by_group = self.groups()
         unknown = [g for g in wanted if g not in by_group]
         if unknown:
-            raise ValueError(f"unknown feature group(s): {', '.join(map(str, unknown))} "
-                             f"(known: {', '.join(GROUP_NAMES)})")
+            raise ValueError(
+                f"unknown feature group(s): {', '.join(map(str, unknown))} (known: {', '.join(GROUP_NAMES)})"
+            )
         chosen = {c for g in wanted for c in by_group[g]}
         return [c for c in self.feature_columns() if c == LANDMARK or c in chosen]
 
@@ -184,8 +197,9 @@ def categorical_levels(column: pd.Series) -> tuple[str, ...]:
     return tuple(sorted(column.dropna().astype(str).unique()))
 
 
-def infer_spec(sessions: pd.DataFrame, episodes: pd.DataFrame, registry: InstrumentRegistry,
-               config: FeatureConfig) -> FeatureSpec:
+def infer_spec(
+    sessions: pd.DataFrame, episodes: pd.DataFrame, registry: InstrumentRegistry, config: FeatureConfig
+) -> FeatureSpec:
     """The spec a training run fits: instruments with data, covariates from the episode columns.
 
     Covariates are the episode columns other than ``client_id``, ``status``,

@@ -151,8 +151,9 @@ def _unfitted_curve(max_landmark: int) -> Curve:
     return Curve(nan, nan, nan, (0,) * max_landmark)
 
 
-def _fit_curve(instrument: Instrument, raw: pd.Series, clients: np.ndarray, session: np.ndarray,
-               max_landmark: int) -> Curve:
+def _fit_curve(
+    instrument: Instrument, raw: pd.Series, clients: np.ndarray, session: np.ndarray, max_landmark: int
+) -> Curve:
     score = np.asarray(instrument.normalise(raw.to_numpy(dtype=float, na_value=np.nan)), dtype=float)
     intake = pd.Series(score).groupby(clients, sort=False).transform("first").to_numpy()
     observed = ~np.isnan(score)
@@ -192,8 +193,9 @@ def _sums_by_session(session: np.ndarray, x: np.ndarray, y: np.ndarray) -> pd.Da
     data["dxx"] = data["dx"] * data["dx"]
     data["dxy"] = data["dx"] * data["dy"]
     data["dyy"] = data["dy"] * data["dy"]
-    return data.groupby("k").agg(n=("x", "size"), mx=("x", "mean"), my=("y", "mean"),
-                                 sxx=("dxx", "sum"), sxy=("dxy", "sum"), syy=("dyy", "sum"))
+    return data.groupby("k").agg(
+        n=("x", "size"), mx=("x", "mean"), my=("y", "mean"), sxx=("dxx", "sum"), sxy=("dxy", "sum"), syy=("dyy", "sum")
+    )
 
 
 def _lines(sums: pd.DataFrame, max_landmark: int) -> pd.DataFrame:

@@ -68,8 +68,9 @@ class _LogisticScorer:
         prep = pipeline.named_steps.get("prep")
         model = pipeline.named_steps.get("model")
         if not isinstance(prep, ColumnTransformer) or not isinstance(model, LogisticRegression):
-            raise ValueError("a logistic model must be Pipeline[select, prep: ColumnTransformer, model: "
-                             "LogisticRegression]")
+            raise ValueError(
+                "a logistic model must be Pipeline[select, prep: ColumnTransformer, model: LogisticRegression]"
+            )
         if len(model.classes_) != 2 or model.coef_.shape[0] != 1:
             raise ValueError("only a binary logistic regression can be compiled")
         if getattr(prep, "sparse_output_", False):
@@ -101,11 +102,15 @@ class _LogisticScorer:
                 if len(rest) != 1 or imputer.add_indicator:
                     raise ValueError(f"categorical block {block!r} must be SimpleImputer -> OneHotEncoder")
                 encoder: OneHotEncoder = rest[0]
-                if (encoder.drop_idx_ is not None or getattr(encoder, "_infrequent_enabled", False)
-                        or encoder.handle_unknown != "ignore"):
+                if (
+                    encoder.drop_idx_ is not None
+                    or getattr(encoder, "_infrequent_enabled", False)
+                    or encoder.handle_unknown != "ignore"
+                ):
                     raise ValueError("only OneHotEncoder(handle_unknown='ignore') without drop/infrequent levels")
-                for column, fill, categories in zip(block_columns, imputer.statistics_, encoder.categories_,
-                                                    strict=True):
+                for column, fill, categories in zip(
+                    block_columns, imputer.statistics_, encoder.categories_, strict=True
+                ):
                     if column not in levels:
                         raise ValueError(f"{column!r} is one-hot encoded but is not a categorical covariate")
                     where = {category: len(sources) + i for i, category in enumerate(categories)}
@@ -260,8 +265,15 @@ class CompiledModel:
 
     columns: list[str]  # == model.spec.feature_columns(), the order of the input matrix
 
-    def __init__(self, *, kind: str, columns: list[str], levels: dict[str, tuple[str, ...]],
-                 scorer: _LogisticScorer | _LightGBMScorer, calibrator: ProbabilityCalibrator):
+    def __init__(
+        self,
+        *,
+        kind: str,
+        columns: list[str],
+        levels: dict[str, tuple[str, ...]],
+        scorer: _LogisticScorer | _LightGBMScorer,
+        calibrator: ProbabilityCalibrator,
+    ):
         self.kind = kind
         self.columns = list(columns)
         self.levels = {c: tuple(v) for c, v in levels.items()}
@@ -291,8 +303,13 @@ class CompiledModel:
         spec = model.spec
         columns = spec.feature_columns()
         levels = dict(spec.categorical_covariates)
-        return cls(kind=model.kind, columns=columns, levels=levels,
-                   scorer=scorer_type(model.estimator, columns, levels), calibrator=calibrator)
+        return cls(
+            kind=model.kind,
+            columns=columns,
+            levels=levels,
+            scorer=scorer_type(model.estimator, columns, levels),
+            calibrator=calibrator,
+        )
 
     # -- inputs --------------------------------------------------------------------------------
     def matrix(self, features: pd.DataFrame) -> np.ndarray:

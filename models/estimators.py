@@ -52,8 +52,11 @@ class ColumnSelector(TransformerMixin, BaseEstimator):
 
 
 def _split_kinds(X: pd.DataFrame, columns: Sequence[str]) -> tuple[list[str], list[str]]:
-    categorical = [c for c in columns if isinstance(X[c].dtype, pd.CategoricalDtype) or X[c].dtype == object
-                   or pd.api.types.is_string_dtype(X[c])]
+    categorical = [
+        c
+        for c in columns
+        if isinstance(X[c].dtype, pd.CategoricalDtype) or X[c].dtype == object or pd.api.types.is_string_dtype(X[c])
+    ]
     return [c for c in columns if c not in categorical], categorical
 
 
@@ -63,26 +66,43 @@ def make_logistic(numeric: Sequence[str], categorical: Sequence[str], C: float =
     Missingness is informative here (an outcome measure not given, an alliance
     never recorded), hence ``add_indicator``.
     """
-    transformers = [("num", make_pipeline(SimpleImputer(strategy="median", add_indicator=True,
-                                                        keep_empty_features=True), StandardScaler()),
-                     list(numeric))]
+    transformers = [
+        (
+            "num",
+            make_pipeline(
+                SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True), StandardScaler()
+            ),
+            list(numeric),
+        )
+    ]
     if categorical:
-        transformers.append(("cat", make_pipeline(
-            SimpleImputer(strategy="constant", fill_value="missing", keep_empty_features=True),
-            OneHotEncoder(handle_unknown="ignore")), list(categorical)))
-    return Pipeline([
-        ("select", ColumnSelector([*numeric, *categorical])),
-        ("prep", ColumnTransformer(transformers, verbose_feature_names_out=False)),
-        ("model", LogisticRegression(C=C, max_iter=5000)),
-    ])
+        transformers.append(
+            (
+                "cat",
+                make_pipeline(
+                    SimpleImputer(strategy="constant", fill_value="missing", keep_empty_features=True),
+                    OneHotEncoder(handle_unknown="ignore"),
+                ),
+                list(categorical),
+            )
+        )
+    return Pipeline(
+        [
+            ("select", ColumnSelector([*numeric, *categorical])),
+            ("prep", ColumnTransformer(transformers, verbose_feature_names_out=False)),
+            ("model", LogisticRegression(C=C, max_iter=5000)),
+        ]
+    )
 
 
 def make_lightgbm(columns: Sequence[str], **params) -> Pipeline:
     """LightGBM on the raw columns: it handles NaN and pandas categoricals natively."""
-    return Pipeline([
-        ("select", ColumnSelector(list(columns))),
-        ("model", LGBMClassifier(**{**LIGHTGBM_DEFAULTS, **params})),
-    ])
+    return Pipeline(
+        [
+            ("select", ColumnSelector(list(columns))),
+            ("model", LGBMClassifier(**{**LIGHTGBM_DEFAULTS, **params})),
+        ]
+    )
 
 
 def make_candidate(kind: str, X: pd.DataFrame, columns: Sequence[str], **params) -> Pipeline:

@@ -32,9 +32,17 @@ BIAS = f"{CONTRIBUTION_PREFIX}bias"
 class DropoutRiskModel(mlflow.pyfunc.PythonModel):
     """A calibrated dropout-risk model with its own feature definition."""
 
-    def __init__(self, *, spec: FeatureSpec, trajectories: ExpectedTrajectories, kind: str,
-                 estimator: Any, calibrator: ProbabilityCalibrator, columns: list[str],
-                 metadata: dict | None = None):
+    def __init__(
+        self,
+        *,
+        spec: FeatureSpec,
+        trajectories: ExpectedTrajectories,
+        kind: str,
+        estimator: Any,
+        calibrator: ProbabilityCalibrator,
+        columns: list[str],
+        metadata: dict | None = None,
+    ):
         # Plain dicts survive pickling across versions of the dataclasses.
         self.spec_dict = spec.to_dict()
         self.trajectories_dict = trajectories.to_dict()
@@ -62,10 +70,17 @@ class DropoutRiskModel(mlflow.pyfunc.PythonModel):
 
     def signature(self) -> ModelSignature:
         categorical = set(self.spec.categorical_covariates)
-        inputs = Schema([ColSpec("string" if c in categorical else "double", c, required=False)
-                         for c in self.spec.feature_columns()])
-        return ModelSignature(inputs=inputs, outputs=Schema([ColSpec("double", RISK)]),
-                              params=ParamSchema([ParamSpec("contributions", "boolean", False)]))
+        inputs = Schema(
+            [
+                ColSpec("string" if c in categorical else "double", c, required=False)
+                for c in self.spec.feature_columns()
+            ]
+        )
+        return ModelSignature(
+            inputs=inputs,
+            outputs=Schema([ColSpec("double", RISK)]),
+            params=ParamSchema([ParamSpec("contributions", "boolean", False)]),
+        )
 
     def example_input(self, features: pd.DataFrame) -> pd.DataFrame:
         """Feature rows as a client would send them in JSON (categories as text)."""
@@ -146,4 +161,3 @@ class DropoutRiskModel(mlflow.pyfunc.PythonModel):
         keys["landmark"] = np.minimum(keys["session_number"].to_numpy(), self.spec.max_landmark)
         scored = keys.merge(risk, on=["client_id", "landmark"], how="left", validate="many_to_one")
         return scored[["client_id", "session_number", "landmark", "risk"]]
-

@@ -27,8 +27,14 @@ log = logging.getLogger("dropout_risk.app")
 
 def _problems(errors) -> list[dict]:
     """Validation errors without the input values pydantic would echo (health data)."""
-    return [{"loc": [str(p) if not isinstance(p, int) else p for p in error.get("loc", ())],
-             "msg": error.get("msg", "invalid"), "type": error.get("type", "value_error")} for error in errors]
+    return [
+        {
+            "loc": [str(p) if not isinstance(p, int) else p for p in error.get("loc", ())],
+            "msg": error.get("msg", "invalid"),
+            "type": error.get("type", "value_error"),
+        }
+        for error in errors
+    ]
 
 
 def create_app(settings: ServingSettings, *, holder: ModelHolder | None = None, poll: bool = True) -> FastAPI:

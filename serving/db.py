@@ -28,8 +28,9 @@ def make_engine(url: str, *, writer: bool = True) -> Engine:
         url = url.replace("postgresql://", "postgresql+psycopg://", 1)  # psycopg 3, not psycopg2
     if not _is_sqlite(url):
         return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10, hide_parameters=True)
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
-                           hide_parameters=True)
+    engine = create_engine(
+        url, connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, hide_parameters=True
+    )
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record):

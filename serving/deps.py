@@ -16,8 +16,9 @@ from dropout_risk.serving.schemas import ErrorBody
 from dropout_risk.serving.settings import ServingSettings
 
 bearer = HTTPBearer(auto_error=False, description="A clinic's API key (dropout-risk keys create --clinic NAME)")
-UNAUTHORIZED = HTTPException(status.HTTP_401_UNAUTHORIZED, "missing, unknown or revoked API key",
-                             headers={"WWW-Authenticate": "Bearer"})
+UNAUTHORIZED = HTTPException(
+    status.HTTP_401_UNAUTHORIZED, "missing, unknown or revoked API key", headers={"WWW-Authenticate": "Bearer"}
+)
 # The answers the dependencies and body parsing give, documented on the routes that can give them.
 UNAUTHORIZED_RESPONSE = {401: {"model": ErrorBody, "description": "Missing, unknown or revoked API key"}}
 NO_MODEL_RESPONSE = {503: {"model": ErrorBody, "description": "No model loaded yet"}}
@@ -68,8 +69,9 @@ def _clinic_for(request: Request, key: str) -> int | None:
         return clinic_for_key(connection, key)
 
 
-async def require_clinic(request: Request,
-                         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> int:
+async def require_clinic(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+) -> int:
     """The caller's clinic, from one indexed read of the key's digest.
 
     Run on the event loop on purpose: the lookup takes a fraction of a millisecond
@@ -84,8 +86,10 @@ async def require_clinic(request: Request,
     return clinic_id
 
 
-async def require_admin(settings: Annotated[ServingSettings, Depends(get_settings)],
-                  credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
+async def require_admin(
+    settings: Annotated[ServingSettings, Depends(get_settings)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> None:
     admin = settings.admin_key.get_secret_value() if settings.admin_key else None
     if credentials is None or not admin or not hmac.compare_digest(credentials.credentials.encode(), admin.encode()):
         raise UNAUTHORIZED

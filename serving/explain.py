@@ -59,8 +59,15 @@ def describe_flags(flags_row: Mapping[str, Any]) -> list[dict]:
 # --- factors -----------------------------------------------------------------------------
 
 
-def factors(features_row: Mapping[str, Any], contributions: Mapping[str, Any], spec: FeatureSpec, *,
-            top: int = 5, minimum: int = 3, min_abs: float = 0.0) -> list[dict]:
+def factors(
+    features_row: Mapping[str, Any],
+    contributions: Mapping[str, Any],
+    spec: FeatureSpec,
+    *,
+    top: int = 5,
+    minimum: int = 3,
+    min_abs: float = 0.0,
+) -> list[dict]:
     """The largest contributions, in plain words.
 
     Returns ``[{"feature", "contribution", "effect", "text"}]`` ordered by
@@ -210,6 +217,7 @@ def _categorical_covariate(name: str, value: Any) -> str:
 
 # attendance
 
+
 def _missed_total(n: float) -> str:
     if _num(n) == "0":
         return "no missed appointments so far"
@@ -232,6 +240,7 @@ _ATTENDANCE: dict[str, Callable[[float], str]] = {
 
 
 # shared by outcome and alliance
+
 
 def _subject(instrument: Instrument) -> str:
     label = instrument_label(instrument)
@@ -269,6 +278,7 @@ def _current(instrument: Instrument, value: float) -> str:
 
 # outcome
 
+
 def _intake(instrument: Instrument, value: float) -> str:
     return f"{_subject(instrument)} at intake was {_raw(instrument, value)}"
 
@@ -301,8 +311,9 @@ def _reliable_deterioration(instrument: Instrument, value: float) -> str:
 def _dist_cutoff(instrument: Instrument, distance: float) -> str:
     """Normalised current minus normalised cutoff: positive is the healthy side."""
     label = _subject(instrument)
-    cutoff = f"the clinical cutoff of {_num(instrument.cutoff)}" if instrument.cutoff is not None \
-        else "the clinical cutoff"
+    cutoff = (
+        f"the clinical cutoff of {_num(instrument.cutoff)}" if instrument.cutoff is not None else "the clinical cutoff"
+    )
     if _num(abs(distance)) == "0":
         return f"{label} is at {cutoff}"
     size = _points(abs(distance))
@@ -346,6 +357,7 @@ _OUTCOME: dict[str, Callable[[Instrument, float], str]] = {
 
 
 # alliance
+
 
 def _min(instrument: Instrument, value: float) -> str:
     word = "lowest" if instrument.higher_is_better else "worst"

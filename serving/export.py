@@ -24,16 +24,31 @@ def export_contract(db: Session, out_dir: Path, clinic: str | None = None) -> di
     clashes = pd.Series([c.external_id for c, _ in clients]).duplicated().any()
     export_id = {c.id: (f"{name}/{c.external_id}" if clashes else c.external_id) for c, name in clients}
 
-    episodes = pd.DataFrame([{"client_id": export_id[c.id], "status": c.status, "clinic_id": name,
-                              **(c.covariates or {})} for c, name in clients],
-                            columns=["client_id", "status", "clinic_id"] if not clients else None)
-    records = db.scalars(select(SessionRecord).where(SessionRecord.client_pk.in_(list(export_id)))
-                         .order_by(SessionRecord.client_pk, SessionRecord.session_number)).all()
-    sessions = pd.DataFrame([{"client_id": export_id[r.client_pk], "session_number": r.session_number,
-                              "session_date": r.session_date.isoformat(), "missed_since_last": r.missed_since_last,
-                              **r.scores} for r in records],
-                            columns=["client_id", "session_number", "session_date", "missed_since_last"]
-                            if not records else None)
+    episodes = pd.DataFrame(
+        [
+            {"client_id": export_id[c.id], "status": c.status, "clinic_id": name, **(c.covariates or {})}
+            for c, name in clients
+        ],
+        columns=["client_id", "status", "clinic_id"] if not clients else None,
+    )
+    records = db.scalars(
+        select(SessionRecord)
+        .where(SessionRecord.client_pk.in_(list(export_id)))
+        .order_by(SessionRecord.client_pk, SessionRecord.session_number)
+    ).all()
+    sessions = pd.DataFrame(
+        [
+            {
+                "client_id": export_id[r.client_pk],
+                "session_number": r.session_number,
+                "session_date": r.session_date.isoformat(),
+                "missed_since_last": r.missed_since_last,
+                **r.scores,
+            }
+            for r in records
+        ],
+        columns=["client_id", "session_number", "session_date", "missed_since_last"] if not records else None,
+    )
     if len(sessions):
         sessions["missed_since_last"] = sessions["missed_since_last"].astype("Int64")
         sessions = sessions.sort_values(["client_id", "session_number"], kind="stable")

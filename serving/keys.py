@@ -50,8 +50,9 @@ def revoke_key(session: Session, prefix: str) -> int:
     """Revoke every active key starting with ``prefix``; returns how many."""
     if len(prefix) < PREFIX_LENGTH:
         raise KeyError_(f"give the key's first {PREFIX_LENGTH} characters (as `keys list` shows them)")
-    keys = session.scalars(select(ApiKey).where(ApiKey.prefix == prefix[:PREFIX_LENGTH],
-                                                ApiKey.revoked_at.is_(None))).all()
+    keys = session.scalars(
+        select(ApiKey).where(ApiKey.prefix == prefix[:PREFIX_LENGTH], ApiKey.revoked_at.is_(None))
+    ).all()
     now = dt.datetime.now(dt.UTC)
     for key in keys:
         key.revoked_at = now
@@ -59,8 +60,11 @@ def revoke_key(session: Session, prefix: str) -> int:
 
 
 def list_keys(session: Session) -> list[tuple[str, str, dt.datetime, dt.datetime | None]]:
-    rows = session.execute(select(ApiKey.prefix, Clinic.name, ApiKey.created_at, ApiKey.revoked_at)
-                           .join(Clinic, Clinic.id == ApiKey.clinic_id).order_by(ApiKey.id)).all()
+    rows = session.execute(
+        select(ApiKey.prefix, Clinic.name, ApiKey.created_at, ApiKey.revoked_at)
+        .join(Clinic, Clinic.id == ApiKey.clinic_id)
+        .order_by(ApiKey.id)
+    ).all()
     return [tuple(row) for row in rows]
 
 
@@ -69,8 +73,9 @@ _KEYS = ApiKey.__table__
 
 def clinic_for_key(connection: Session | Connection, key: str) -> int | None:
     """The clinic id of an active key, or None (unknown or revoked: the caller cannot tell which)."""
-    row = connection.execute(select(_KEYS.c.clinic_id, _KEYS.c.revoked_at)
-                             .where(_KEYS.c.key_hash == digest(key))).first()
+    row = connection.execute(
+        select(_KEYS.c.clinic_id, _KEYS.c.revoked_at).where(_KEYS.c.key_hash == digest(key))
+    ).first()
     if row is None or row.revoked_at is not None:
         return None
     return row.clinic_id

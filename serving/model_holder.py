@@ -84,11 +84,15 @@ class ModelHolder:
                 self.registry_reachable = False
                 self.last_error = type(exc).__name__
                 if self._current is None:
-                    log.error("model registry unreachable or model %s missing (%s): not ready", self.uri,
-                              type(exc).__name__)
+                    log.error(
+                        "model registry unreachable or model %s missing (%s): not ready", self.uri, type(exc).__name__
+                    )
                 else:
-                    log.warning("model registry unreachable (%s): still serving version %s",
-                                type(exc).__name__, self._current.version)
+                    log.warning(
+                        "model registry unreachable (%s): still serving version %s",
+                        type(exc).__name__,
+                        self._current.version,
+                    )
                 return False
             previous = self._current.version if self._current else None
             self._current = loaded
@@ -100,17 +104,29 @@ class ModelHolder:
         model = load_model(f"models:/{self.name}/{version}")
         model_version = client.get_model_version(self.name, version)
         run = client.get_run(model_version.run_id) if model_version.run_id else None
-        metrics = {k.removeprefix("test_"): v for k, v in (run.data.metrics.items() if run else ())
-                   if k.startswith("test_") and not _PER_LANDMARK.match(k)}
-        trained_at = (dt.datetime.fromtimestamp(run.info.start_time / 1000, dt.UTC).isoformat()
-                      if run and run.info.start_time else None)
-        return LoadedModel(name=self.name, version=version, alias=self.alias, model=model,
-                           compiled=CompiledModel.from_model(model),
-                           run_id=model_version.run_id, trained_at=trained_at, metrics=metrics)
+        metrics = {
+            k.removeprefix("test_"): v
+            for k, v in (run.data.metrics.items() if run else ())
+            if k.startswith("test_") and not _PER_LANDMARK.match(k)
+        }
+        trained_at = (
+            dt.datetime.fromtimestamp(run.info.start_time / 1000, dt.UTC).isoformat()
+            if run and run.info.start_time
+            else None
+        )
+        return LoadedModel(
+            name=self.name,
+            version=version,
+            alias=self.alias,
+            model=model,
+            compiled=CompiledModel.from_model(model),
+            run_id=model_version.run_id,
+            trained_at=trained_at,
+            metrics=metrics,
+        )
 
     async def poll(self, interval: float) -> None:
         """Refresh every ``interval`` seconds until cancelled (loading runs in a worker thread)."""
         while True:
             await asyncio.sleep(interval)
             await asyncio.to_thread(self.refresh)
-

@@ -24,17 +24,29 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.requests = Counter("dropout_risk_requests_total", "HTTP requests", ["method", "route", "status"],
-                                registry=self.registry)
-        self.latency = Histogram("dropout_risk_request_seconds", "Request latency", ["method", "route"],
-                                 buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
-                                 registry=self.registry)
-        self.risks = Histogram("dropout_risk_risks_served", "Risk probabilities served",
-                               buckets=(0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0), registry=self.registry)
-        self.bands = Counter("dropout_risk_risk_bands_total", "Risks served by band", ["band"],
-                             registry=self.registry)
-        self.model_version = Gauge("dropout_risk_model_version", "Model version being served (1 = current)",
-                                   ["name", "version"], registry=self.registry)
+        self.requests = Counter(
+            "dropout_risk_requests_total", "HTTP requests", ["method", "route", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "dropout_risk_request_seconds",
+            "Request latency",
+            ["method", "route"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=self.registry,
+        )
+        self.risks = Histogram(
+            "dropout_risk_risks_served",
+            "Risk probabilities served",
+            buckets=(0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0),
+            registry=self.registry,
+        )
+        self.bands = Counter("dropout_risk_risk_bands_total", "Risks served by band", ["band"], registry=self.registry)
+        self.model_version = Gauge(
+            "dropout_risk_model_version",
+            "Model version being served (1 = current)",
+            ["name", "version"],
+            registry=self.registry,
+        )
         self._version: tuple[str, str] | None = None
 
     def observe_risk(self, probability: float, band: str) -> None:
@@ -88,8 +100,9 @@ class AccessMiddleware:
                 # Answered and logged here, never re-raised: Starlette re-raises an unhandled error to the
                 # server, which logs its message and traceback (a driver error names the client id and the
                 # scores it was writing), and drops the connection.
-                error_log.error("internal error on %s %s: %s", scope["method"], route_template(Request(scope)),
-                                type(exc).__name__)
+                error_log.error(
+                    "internal error on %s %s: %s", scope["method"], route_template(Request(scope)), type(exc).__name__
+                )
                 if not started:
                     await JSONResponse({"detail": "internal error"}, status_code=500)(scope, receive, send_status)
         finally:

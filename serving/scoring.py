@@ -47,8 +47,11 @@ def check_scores(scores: Mapping[str, float], registry: InstrumentRegistry, loc:
         if instrument is None:
             problems.append(Problem((*loc, "scores", key), "unknown instrument: not in the instrument registry"))
         elif not instrument.min <= value <= instrument.max:
-            problems.append(Problem((*loc, "scores", key),
-                                    f"must be within {instrument.min:g}-{instrument.max:g} ({instrument.name})"))
+            problems.append(
+                Problem(
+                    (*loc, "scores", key), f"must be within {instrument.min:g}-{instrument.max:g} ({instrument.name})"
+                )
+            )
     return problems
 
 
@@ -58,8 +61,9 @@ def check_history(history: Sequence[HistoryRow], registry: InstrumentRegistry) -
     for position, row in enumerate(history):
         loc = ("body", "sessions", position)
         if row.session_number != position + 1:
-            problems.append(Problem((*loc, "session_number"),
-                                    "sessions must be numbered 1, 2, 3, ... in order, without gaps"))
+            problems.append(
+                Problem((*loc, "session_number"), "sessions must be numbered 1, 2, 3, ... in order, without gaps")
+            )
         if position and row.session_date < history[position - 1].session_date:
             problems.append(Problem((*loc, "session_date"), "date is earlier than the previous session"))
         problems += check_scores(row.scores, registry, loc)
@@ -72,10 +76,10 @@ def client_history(history: Sequence[HistoryRow], covariates: Mapping[str, objec
     return ClientHistory(
         session_number=np.array([row.session_number for row in history], dtype=np.int64),
         date_ns=np.array([row.session_date for row in history], dtype="datetime64[ns]").astype(np.int64),
-        missed=np.array([np.nan if row.missed_since_last is None else float(row.missed_since_last)
-                         for row in history], dtype=float),
-        scores={key: np.array([float(row.scores.get(key, np.nan)) for row in history], dtype=float)
-                for key in keys},
+        missed=np.array(
+            [np.nan if row.missed_since_last is None else float(row.missed_since_last) for row in history], dtype=float
+        ),
+        scores={key: np.array([float(row.scores.get(key, np.nan)) for row in history], dtype=float) for key in keys},
         covariates=dict(covariates),
     )
 
@@ -89,8 +93,9 @@ def _explained_row(features: dict[str, np.ndarray], spec: FeatureSpec, row: int)
     return values
 
 
-def score_history(loaded: LoadedModel, history: Sequence[HistoryRow], covariates: Mapping[str, object],
-                  status: str, bands: RiskBands) -> tuple[dict, list[dict]]:
+def score_history(
+    loaded: LoadedModel, history: Sequence[HistoryRow], covariates: Mapping[str, object], status: str, bands: RiskBands
+) -> tuple[dict, list[dict]]:
     """(risk after the latest session, risk after every session) for one client's history.
 
     ``status`` is the episode's; it labels training rows but never changes a risk.
@@ -101,18 +106,24 @@ def score_history(loaded: LoadedModel, history: Sequence[HistoryRow], covariates
     matrix = np.column_stack([features[c] for c in compiled.columns])
     probabilities = compiled.predict(matrix)
     landmark_of = np.minimum([row.session_number for row in history], spec.max_landmark)
-    timeline = [{"session_number": row.session_number, "session_date": row.session_date,
-                 "probability": float(probabilities[k - 1]), "band": bands.band(float(probabilities[k - 1]))}
-                for row, k in zip(history, landmark_of, strict=True)]
+    timeline = [
+        {
+            "session_number": row.session_number,
+            "session_date": row.session_date,
+            "probability": float(probabilities[k - 1]),
+            "band": bands.band(float(probabilities[k - 1])),
+        }
+        for row, k in zip(history, landmark_of, strict=True)
+    ]
 
     latest = history[-1]
     k = int(landmark_of[-1])
     probability = float(probabilities[k - 1])
     band = bands.band(probability)
-    last = {name: column[k - 1:k] for name, column in features.items()}
+    last = {name: column[k - 1 : k] for name, column in features.items()}
     fired = {name: bool(value[0]) for name, value in flag_arrays(last, spec, 1).items()}
     flags = describe_flags(fired)
-    parts, _bias = compiled.contributions(matrix[k - 1:k])
+    parts, _bias = compiled.contributions(matrix[k - 1 : k])
     contributions = dict(zip(compiled.columns, parts[0].tolist(), strict=True))
     risk = {
         "probability": probability,

@@ -44,8 +44,15 @@ class Recorded:
     risk: dict
 
 
-def record_session(db: Session, clinic_id: int, external_id: str, payload: SessionIn, loaded: LoadedModel,
-                   registry: InstrumentRegistry, bands: RiskBands) -> Recorded:
+def record_session(
+    db: Session,
+    clinic_id: int,
+    external_id: str,
+    payload: SessionIn,
+    loaded: LoadedModel,
+    registry: InstrumentRegistry,
+    bands: RiskBands,
+) -> Recorded:
     """Store one session and its risk; a retry of the same payload returns what was stored.
 
     Raises Invalid (scores, numbering, dates), Conflict (a different payload for a stored number).
@@ -63,21 +70,25 @@ def record_session(db: Session, clinic_id: int, external_id: str, payload: Sessi
         raise Conflict("a different session is already stored under this session_number")
     expected = len(sessions) + 1
     if payload.session_number != expected:
-        raise Invalid([Problem(("body", "session_number"),
-                               f"next session for this client must be number {expected}: no gaps")])
+        raise Invalid(
+            [Problem(("body", "session_number"), f"next session for this client must be number {expected}: no gaps")]
+        )
     if sessions and payload.session_date < sessions[-1].session_date:
         raise Invalid([Problem(("body", "session_date"), "date is earlier than this client's previous session")])
 
-    history = [*(s.history_row() for s in sessions),
-               HistoryRow(payload.session_number, payload.session_date, payload.scores, payload.missed_since_last)]
+    history = [
+        *(s.history_row() for s in sessions),
+        HistoryRow(payload.session_number, payload.session_date, payload.scores, payload.missed_since_last),
+    ]
     risk, _ = score_history(loaded, history, client.covariates, client.status, bands)
     insert_session(db, client.id, payload, digest, risk)
     set_current_risk(db, client.id, risk, payload.session_date)
     return Recorded(created=True, risk=risk)
 
 
-def update_client(db: Session, clinic_id: int, external_id: str, update: ClientUpdate, loaded: LoadedModel | None,
-                  bands: RiskBands) -> Client:
+def update_client(
+    db: Session, clinic_id: int, external_id: str, update: ClientUpdate, loaded: LoadedModel | None, bands: RiskBands
+) -> Client:
     """Create or update a client's episode status and covariates; rescore if they change the inputs."""
     row = lock_or_create_client(db, clinic_id, external_id)
     client = db.get(Client, row.id)
@@ -98,14 +109,16 @@ def update_client(db: Session, clinic_id: int, external_id: str, update: ClientU
     return client
 
 
-def client_risk(db: Session, clinic_id: int, external_id: str, loaded: LoadedModel,
-                bands: RiskBands) -> tuple[Client, dict | None, list[dict]]:
+def client_risk(
+    db: Session, clinic_id: int, external_id: str, loaded: LoadedModel, bands: RiskBands
+) -> tuple[Client, dict | None, list[dict]]:
     client = get_client(db, clinic_id, external_id)
     sessions = stored_sessions(db, client.id)
     if not sessions:
         return client, None, []
-    risk, timeline = score_history(loaded, [s.history_row() for s in sessions], dict(client.covariates or {}),
-                                   client.status, bands)
+    risk, timeline = score_history(
+        loaded, [s.history_row() for s in sessions], dict(client.covariates or {}), client.status, bands
+    )
     return client, risk, timeline
 
 

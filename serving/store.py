@@ -46,9 +46,15 @@ class StoredSession:
 
 def payload_hash(session: SessionIn) -> str:
     """A canonical digest of a session's payload: equal payloads, equal digests."""
-    canonical = json.dumps({"session_number": session.session_number, "session_date": session.session_date.isoformat(),
-                            "scores": {k: float(v) for k, v in sorted(session.scores.items())},
-                            "missed_since_last": session.missed_since_last}, sort_keys=True)
+    canonical = json.dumps(
+        {
+            "session_number": session.session_number,
+            "session_date": session.session_date.isoformat(),
+            "scores": {k: float(v) for k, v in sorted(session.scores.items())},
+            "missed_since_last": session.missed_since_last,
+        },
+        sort_keys=True,
+    )
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -65,10 +71,14 @@ def lock_or_create_client(db: Session, clinic_id: int, external_id: str) -> Clie
     """
     dialect = db.get_bind().dialect.name
     upsert = pg_insert if dialect == "postgresql" else sqlite_insert
-    db.execute(upsert(CLIENTS).values(clinic_id=clinic_id, external_id=external_id, status="ongoing", covariates={})
-               .on_conflict_do_nothing(index_elements=["clinic_id", "external_id"]))
+    db.execute(
+        upsert(CLIENTS)
+        .values(clinic_id=clinic_id, external_id=external_id, status="ongoing", covariates={})
+        .on_conflict_do_nothing(index_elements=["clinic_id", "external_id"])
+    )
     query = select(CLIENTS.c.id, CLIENTS.c.status, CLIENTS.c.covariates).where(
-        CLIENTS.c.clinic_id == clinic_id, CLIENTS.c.external_id == external_id)
+        CLIENTS.c.clinic_id == clinic_id, CLIENTS.c.external_id == external_id
+    )
     if dialect == "postgresql":
         query = query.with_for_update()
     row = db.execute(query).one()
@@ -77,33 +87,61 @@ def lock_or_create_client(db: Session, clinic_id: int, external_id: str) -> Clie
 
 def stored_sessions(db: Session, client_pk: int) -> list[StoredSession]:
     columns = SESSIONS.c
-    rows = db.execute(select(columns.session_number, columns.session_date, columns.missed_since_last,
-                             columns.scores, columns.payload_hash)
-                      .where(columns.client_pk == client_pk).order_by(columns.session_number))
+    rows = db.execute(
+        select(
+            columns.session_number,
+            columns.session_date,
+            columns.missed_since_last,
+            columns.scores,
+            columns.payload_hash,
+        )
+        .where(columns.client_pk == client_pk)
+        .order_by(columns.session_number)
+    )
     return [StoredSession(*row) for row in rows]
 
 
 def stored_risk(db: Session, client_pk: int, session_number: int) -> dict:
-    return db.scalar(select(SESSIONS.c.risk).where(SESSIONS.c.client_pk == client_pk,
-                                                   SESSIONS.c.session_number == session_number))
+    return db.scalar(
+        select(SESSIONS.c.risk).where(SESSIONS.c.client_pk == client_pk, SESSIONS.c.session_number == session_number)
+    )
 
 
 def insert_session(db: Session, client_pk: int, session: SessionIn, digest: str, risk: dict) -> None:
-    db.execute(insert(SESSIONS).values(
-        client_pk=client_pk, session_number=session.session_number, session_date=session.session_date,
-        missed_since_last=session.missed_since_last, scores=dict(session.scores), payload_hash=digest, risk=risk))
+    db.execute(
+        insert(SESSIONS).values(
+            client_pk=client_pk,
+            session_number=session.session_number,
+            session_date=session.session_date,
+            missed_since_last=session.missed_since_last,
+            scores=dict(session.scores),
+            payload_hash=digest,
+            risk=risk,
+        )
+    )
 
 
 def set_current_risk(db: Session, client_pk: int, risk: dict, last_date) -> None:
-    db.execute(update(CLIENTS).where(CLIENTS.c.id == client_pk).values(
-        current_probability=risk["probability"], current_band=risk["band"],
-        current_session=risk["session_number"], current_model_version=risk["model_version"],
-        last_session_date=last_date, updated_at=func.now()))
+    db.execute(
+        update(CLIENTS)
+        .where(CLIENTS.c.id == client_pk)
+        .values(
+            current_probability=risk["probability"],
+            current_band=risk["band"],
+            current_session=risk["session_number"],
+            current_model_version=risk["model_version"],
+            last_session_date=last_date,
+            updated_at=func.now(),
+        )
+    )
 
 
 def session_counts(db: Session, client_pks: list[int]) -> dict[int, int]:
     if not client_pks:
         return {}
-    rows = db.execute(select(SessionRecord.client_pk, func.count()).where(
-        SessionRecord.client_pk.in_(client_pks)).group_by(SessionRecord.client_pk)).all()
+    rows = db.execute(
+        select(SessionRecord.client_pk, func.count())
+        .where(SessionRecord.client_pk.in_(client_pks))
+        .group_by(SessionRecord.client_pk)
+    ).all()
     return dict(rows)

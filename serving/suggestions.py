@@ -25,23 +25,38 @@ HIGH_RISK = "high_risk"
 BANDS = ("low", "moderate", "high")
 HIGH_BAND = "high"
 
-_PCOMS_SRS = ("Duncan, Miller et al. (2003), The Session Rating Scale: preliminary psychometric properties "
-              "of a 'working' alliance measure, Journal of Brief Therapy 3(1):3-12")
-_PCOMS_FEEDBACK = ("Miller, Duncan, Brown, Sorrell & Chalk (2006), Using formal client feedback to improve "
-                   "retention and outcome, Journal of Brief Therapy 5(1):5-22")
-_PCOMS_SYSTEM = ("Duncan (2012), The Partners for Change Outcome Management System (PCOMS), "
-                 "Canadian Psychology 53(2):93-104")
-_OQ_CST = ("OQ-Analyst Clinical Support Tools (Lambert et al.): Whipple et al. (2003), Journal of Counseling "
-           "Psychology 50(1):59-68; Harmon et al. (2007), Psychotherapy Research 17(4):379-392")
-_OQ_SIGNAL = ("OQ-Analyst not-on-track feedback: Lambert et al. (2001), Psychotherapy Research 11(1):49-68; "
-              "Shimokawa, Lambert & Smart (2010), Journal of Consulting and Clinical Psychology 78(3):298-311")
-_REMINDERS = ("Gurol-Urganci et al. (2013), Mobile phone messaging reminders for attendance at healthcare "
-              "appointments, Cochrane Database of Systematic Reviews CD007458")
-_ENGAGEMENT = ("Swift & Greenberg (2015), Premature Termination in Psychotherapy: Strategies for Engaging "
-               "Clients and Improving Outcomes, American Psychological Association")
-_ROM_FEEDBACK = ("de Jong et al. (2021), Using progress feedback to improve outcomes and reduce drop-out, "
-                 "treatment duration, and deterioration: a multilevel meta-analysis, "
-                 "Clinical Psychology Review 85:102002")
+_PCOMS_SRS = (
+    "Duncan, Miller et al. (2003), The Session Rating Scale: preliminary psychometric properties "
+    "of a 'working' alliance measure, Journal of Brief Therapy 3(1):3-12"
+)
+_PCOMS_FEEDBACK = (
+    "Miller, Duncan, Brown, Sorrell & Chalk (2006), Using formal client feedback to improve "
+    "retention and outcome, Journal of Brief Therapy 5(1):5-22"
+)
+_PCOMS_SYSTEM = (
+    "Duncan (2012), The Partners for Change Outcome Management System (PCOMS), Canadian Psychology 53(2):93-104"
+)
+_OQ_CST = (
+    "OQ-Analyst Clinical Support Tools (Lambert et al.): Whipple et al. (2003), Journal of Counseling "
+    "Psychology 50(1):59-68; Harmon et al. (2007), Psychotherapy Research 17(4):379-392"
+)
+_OQ_SIGNAL = (
+    "OQ-Analyst not-on-track feedback: Lambert et al. (2001), Psychotherapy Research 11(1):49-68; "
+    "Shimokawa, Lambert & Smart (2010), Journal of Consulting and Clinical Psychology 78(3):298-311"
+)
+_REMINDERS = (
+    "Gurol-Urganci et al. (2013), Mobile phone messaging reminders for attendance at healthcare "
+    "appointments, Cochrane Database of Systematic Reviews CD007458"
+)
+_ENGAGEMENT = (
+    "Swift & Greenberg (2015), Premature Termination in Psychotherapy: Strategies for Engaging "
+    "Clients and Improving Outcomes, American Psychological Association"
+)
+_ROM_FEEDBACK = (
+    "de Jong et al. (2021), Using progress feedback to improve outcomes and reduce drop-out, "
+    "treatment duration, and deterioration: a multilevel meta-analysis, "
+    "Clinical Psychology Review 85:102002"
+)
 
 
 @dataclass(frozen=True)

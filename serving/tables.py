@@ -51,8 +51,9 @@ class Client(Base):
     current_session: Mapped[int | None] = mapped_column(Integer)
     current_model_version: Mapped[str | None] = mapped_column(String(40))
     last_session_date: Mapped[dt.date | None] = mapped_column(Date)
-    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(),
-                                                    onupdate=func.now())
+    updated_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
 
 
 class SessionRecord(Base):

@@ -77,9 +77,15 @@ def _as_metric_dict(value) -> dict[str, float]:
     return {"value": float(value)}
 
 
-def client_bootstrap(frame: pd.DataFrame, statistic: Callable[[pd.DataFrame], dict[str, float] | float], *,
-                     client: str = "client_id", n_resamples: int = 200, confidence: float = 0.95,
-                     seed: int | None = 0) -> dict[str, tuple[float, float]]:
+def client_bootstrap(
+    frame: pd.DataFrame,
+    statistic: Callable[[pd.DataFrame], dict[str, float] | float],
+    *,
+    client: str = "client_id",
+    n_resamples: int = 200,
+    confidence: float = 0.95,
+    seed: int | None = 0,
+) -> dict[str, tuple[float, float]]:
     """Percentile CI of each metric ``statistic`` returns, resampling clients with replacement.
 
     ``statistic`` gets a resampled frame (index reset; the client column holds one integer id
@@ -119,10 +125,18 @@ def _check_metrics(metrics: Sequence[str], allowed: Sequence[str]) -> None:
         raise ValueError(f"no bootstrap for metric(s) {unknown}; choose from {sorted(allowed)}")
 
 
-def bootstrap_metric_cis(frame: pd.DataFrame, *, score: str = "risk", label: str = "label",
-                         client: str = "client_id", landmark: str = "landmark",
-                         metrics: Sequence[str] = DEFAULT_METRICS, n_resamples: int = 200,
-                         confidence: float = 0.95, seed: int | None = 0) -> dict:
+def bootstrap_metric_cis(
+    frame: pd.DataFrame,
+    *,
+    score: str = "risk",
+    label: str = "label",
+    client: str = "client_id",
+    landmark: str = "landmark",
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    n_resamples: int = 200,
+    confidence: float = 0.95,
+    seed: int | None = 0,
+) -> dict:
     """Client-bootstrap CIs of row-level metrics, pooled and per landmark, from the same resamples.
 
     ``{"pooled": {metric: [lo, hi]}, "by_landmark": {"1": {metric: [lo, hi]}, ...}}``.
@@ -157,9 +171,18 @@ def bootstrap_metric_cis(frame: pd.DataFrame, *, score: str = "risk", label: str
     return {"pooled": cis("pooled"), "by_landmark": {g: cis(g) for g in groups if g != "pooled"}}
 
 
-def paired_bootstrap_difference(frame: pd.DataFrame, score_a: str, score_b: str, *, label: str = "label",
-                                client: str = "client_id", n_resamples: int = 1000, seed: int | None = 0,
-                                confidence: float = 0.95, metric: str = "roc_auc") -> dict:
+def paired_bootstrap_difference(
+    frame: pd.DataFrame,
+    score_a: str,
+    score_b: str,
+    *,
+    label: str = "label",
+    client: str = "client_id",
+    n_resamples: int = 1000,
+    seed: int | None = 0,
+    confidence: float = 0.95,
+    metric: str = "roc_auc",
+) -> dict:
     """metric(score_a) - metric(score_b) on the same resampled clients (default: ROC AUC).
 
     Returns {"delta": point estimate, "ci": [lo, hi] (percentile), "p_value": two-sided
@@ -188,5 +211,9 @@ def paired_bootstrap_difference(frame: pd.DataFrame, score_a: str, score_b: str,
         return {"delta": delta, "ci": [math.nan, math.nan], "p_value": math.nan, "n_resamples_used": 0}
     tail = min(np.sum(finite <= 0.0), np.sum(finite >= 0.0))
     p_value = min(1.0, 2.0 * (tail + 1) / (finite.size + 1))
-    return {"delta": delta, "ci": list(percentile_interval(finite, confidence)), "p_value": float(p_value),
-            "n_resamples_used": int(finite.size)}
+    return {
+        "delta": delta,
+        "ci": list(percentile_interval(finite, confidence)),
+        "p_value": float(p_value),
+        "n_resamples_used": int(finite.size),
+    }

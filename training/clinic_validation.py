@@ -40,5 +40,8 @@ def leave_one_clinic_out_metrics(features: pd.DataFrame, recipe: CandidateResult
 
 def summarise(per_clinic: dict) -> dict:
     aucs = np.array([m["roc_auc"] for m in per_clinic.values()], dtype=float)
-    return {"clinics": len(per_clinic), "roc_auc_min": float(np.nanmin(aucs)) if len(aucs) else float("nan"),
-            "roc_auc_median": float(np.nanmedian(aucs)) if len(aucs) else float("nan")}
+    return {
+        "clinics": len(per_clinic),
+        "roc_auc_min": float(np.nanmin(aucs)) if len(aucs) else float("nan"),
+        "roc_auc_median": float(np.nanmedian(aucs)) if len(aucs) else float("nan"),
+    }

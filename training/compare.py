@@ -129,9 +129,9 @@ class CompareDataError(CompareError):
 @dataclass(frozen=True)
 class FeatureSet:
     name: str
-    groups: tuple[str, ...]     # feature groups named
-    features: tuple[str, ...]   # feature columns named explicitly
-    columns: tuple[str, ...]    # the model inputs: landmark + the union, in feature_columns order
+    groups: tuple[str, ...]  # feature groups named
+    features: tuple[str, ...]  # feature columns named explicitly
+    columns: tuple[str, ...]  # the model inputs: landmark + the union, in feature_columns order
 
 
 def split_set_names(text: str | Sequence[str] | None) -> list[str] | None:
@@ -170,8 +170,9 @@ def parse_landmarks(text: str | Sequence[int] | None) -> tuple[int, ...] | None:
     return tuple(sorted(set(values)))
 
 
-def resolve_feature_sets(names: Sequence[str], spec: FeatureSpec,
-                         defined: Mapping[str, Sequence[str]]) -> tuple[list[FeatureSet], list[str]]:
+def resolve_feature_sets(
+    names: Sequence[str], spec: FeatureSpec, defined: Mapping[str, Sequence[str]]
+) -> tuple[list[FeatureSet], list[str]]:
     """The sets named (config-defined first, else groups/features joined by ``+``), and warnings.
 
     Raises ``FeatureSetError`` naming the first unknown name, a duplicate, or a set
@@ -193,7 +194,8 @@ def resolve_feature_sets(names: Sequence[str], spec: FeatureSpec,
             what = "feature set, group or feature" if name == unknown[0] else "group or feature"
             raise FeatureSetError(
                 f"unknown {what} {unknown[0]!r} in feature set {name!r} (groups: {', '.join(GROUP_NAMES)}; "
-                f"sets in the config: {known_sets}; or a feature column of the landmark table)")
+                f"sets in the config: {known_sets}; or a feature column of the landmark table)"
+            )
         named_groups = tuple(dict.fromkeys(e for e in entries if e in groups))
         features = tuple(dict.fromkeys(e for e in entries if e not in groups))
         for group in named_groups:
@@ -202,8 +204,10 @@ def resolve_feature_sets(names: Sequence[str], spec: FeatureSpec,
         chosen = {c for g in named_groups for c in groups[g]} | set(features)
         columns = tuple(c for c in all_columns if c == LANDMARK or c in chosen)
         if len(columns) == 1 and LANDMARK not in features:
-            raise FeatureSetError(f"feature set {name!r} has no features in these data (its groups are empty: "
-                                  f"no instrument or covariate of that kind has data)")
+            raise FeatureSetError(
+                f"feature set {name!r} has no features in these data (its groups are empty: "
+                f"no instrument or covariate of that kind has data)"
+            )
         sets.append(FeatureSet(name, named_groups, features, columns))
     return sets, warnings
 
@@ -213,25 +217,31 @@ def resolve_feature_sets(names: Sequence[str], spec: FeatureSpec,
 
 @dataclass
 class _Data:
-    sessions: pd.DataFrame      # sessions of ended episodes
-    episodes: pd.DataFrame      # ended episodes
+    sessions: pd.DataFrame  # sessions of ended episodes
+    episodes: pd.DataFrame  # ended episodes
     n_ongoing: int
     spec: FeatureSpec
-    keep: np.ndarray            # rows of build_features(...) at the chosen landmarks
-    rows: pd.DataFrame          # client_id, landmark, label of the kept rows (RangeIndex)
+    keep: np.ndarray  # rows of build_features(...) at the chosen landmarks
+    rows: pd.DataFrame  # client_id, landmark, label of the kept rows (RangeIndex)
     landmarks: tuple[int, ...]
 
 
-def _load(sessions_path: Path, episodes_path: Path, settings: CompareSettings,
-          landmarks: tuple[int, ...] | None, warnings: list[str]) -> _Data:
+def _load(
+    sessions_path: Path,
+    episodes_path: Path,
+    settings: CompareSettings,
+    landmarks: tuple[int, ...] | None,
+    warnings: list[str],
+) -> _Data:
     data = load_contract(sessions_path, episodes_path, settings.registry())
     if not data.ok:
         raise ContractError(data.problems)
     ended = data.episodes[data.episodes["status"] != "ongoing"].reset_index(drop=True)
     n_ongoing = len(data.episodes) - len(ended)
     if (ended["status"] == "dropout").nunique() < 2:
-        raise CompareDataError("every ended episode has the same status: comparing predictors needs both "
-                               "dropout and completed episodes")
+        raise CompareDataError(
+            "every ended episode has the same status: comparing predictors needs both dropout and completed episodes"
+        )
     sessions = data.sessions[data.sessions["client_id"].isin(ended["client_id"])].reset_index(drop=True)
     max_landmark = max(landmarks) if landmarks else settings.features.max_landmark
     # Row k's features use sessions <= k only, so building up to the last landmark asked for is exact.
@@ -285,18 +295,23 @@ def fold_digest(client_ids: np.ndarray, assignment: np.ndarray) -> str:
 class _Fold:
     repeat: int
     fold: int
-    train: np.ndarray            # row positions of the training clients
-    valid: np.ndarray            # row positions of the held-out clients
-    frame: pd.DataFrame          # features with this fold's trajectories
+    train: np.ndarray  # row positions of the training clients
+    valid: np.ndarray  # row positions of the held-out clients
+    frame: pd.DataFrame  # features with this fold's trajectories
 
 
 def _make_folds(data: _Data, settings: CompareSettings, folds: int, repeats: int) -> list[_Fold]:
-    check_enough_clients(_client_labels(data.rows), folds=folds, min_per_fold=settings.training.min_clients_per_fold,
-                         what="clients with a landmark row")
+    check_enough_clients(
+        _client_labels(data.rows),
+        folds=folds,
+        min_per_fold=settings.training.min_clients_per_fold,
+        what="clients with a landmark row",
+    )
     out = []
     for repeat in range(repeats):
-        for fold, (train, valid) in enumerate(grouped_folds(data.rows, folds=folds,
-                                                            seed=settings.compare.seed + repeat)):
+        for fold, (train, valid) in enumerate(
+            grouped_folds(data.rows, folds=folds, seed=settings.compare.seed + repeat)
+        ):
             frame = _fold_frame(data, data.rows["client_id"].iloc[train].unique())
             out.append(_Fold(repeat, fold, train, valid, frame))
     return out
@@ -332,8 +347,15 @@ def calibrate_out_of_fold(raw: np.ndarray, folds: list[_Fold], y: np.ndarray, me
     return out
 
 
-def _out_of_fold_risks(sets: list[FeatureSet], folds: list[_Fold], kind: str, settings: CompareSettings,
-                       n_rows: int, repeats: int, say: Progress) -> tuple[np.ndarray, np.ndarray]:
+def _out_of_fold_risks(
+    sets: list[FeatureSet],
+    folds: list[_Fold],
+    kind: str,
+    settings: CompareSettings,
+    n_rows: int,
+    repeats: int,
+    say: Progress,
+) -> tuple[np.ndarray, np.ndarray]:
     """(risks: sets x repeats x rows; assignment: sets x repeats x rows, the fold each row was held out in)."""
     risks = np.full((len(sets), repeats, n_rows), np.nan)
     assignment = np.full((len(sets), repeats, n_rows), -1, dtype=np.int64)
@@ -349,8 +371,10 @@ def _out_of_fold_risks(sets: list[FeatureSet], folds: list[_Fold], kind: str, se
         fold = folds[f]
         risks[s, fold.repeat, fold.valid] = risk
         assignment[s, fold.repeat, fold.valid] = fold.fold
-        say(f"fitted {done}/{len(tasks)}: {sets[s].name} (repeat {fold.repeat + 1}/{repeats}, "
-            f"fold {fold.fold + 1}/{n_folds})")
+        say(
+            f"fitted {done}/{len(tasks)}: {sets[s].name} (repeat {fold.repeat + 1}/{repeats}, "
+            f"fold {fold.fold + 1}/{n_folds})"
+        )
     if np.isnan(risks).any():
         raise RuntimeError("some rows got no out-of-fold prediction")
     return risks, assignment
@@ -366,9 +390,14 @@ def _finite_or_none(value: float) -> float | None:
 
 def _point_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     slope, intercept = calibration_slope_intercept(y, p)
-    return {"roc_auc": roc_auc(y, p), "pr_auc": pr_auc(y, p), "brier": brier(y, p),
-            "calibration_slope": slope, "calibration_intercept": intercept,
-            "ece": expected_calibration_error(y, p)}
+    return {
+        "roc_auc": roc_auc(y, p),
+        "pr_auc": pr_auc(y, p),
+        "brier": brier(y, p),
+        "calibration_slope": slope,
+        "calibration_intercept": intercept,
+        "ece": expected_calibration_error(y, p),
+    }
 
 
 def _with_cis(frame: pd.DataFrame, cis: Mapping[str, Sequence[float]]) -> dict:
@@ -378,8 +407,14 @@ def _with_cis(frame: pd.DataFrame, cis: Mapping[str, Sequence[float]]) -> dict:
         out[metric] = value
         if metric in CI_METRICS:
             out[f"{metric}_ci"] = list(cis.get(metric, [math.nan, math.nan]))
-    out.update({"n_rows": int(len(frame)), "n_clients": int(frame["client_id"].nunique()),
-                "n_events": int(y.sum()), "prevalence": float(y.mean()) if len(y) else math.nan})
+    out.update(
+        {
+            "n_rows": int(len(frame)),
+            "n_clients": int(frame["client_id"].nunique()),
+            "n_events": int(y.sum()),
+            "prevalence": float(y.mean()) if len(y) else math.nan,
+        }
+    )
     return out
 
 
@@ -397,19 +432,21 @@ def informative_from(by_landmark: Mapping[str, dict]) -> int | None:
 
 def set_metrics(frame: pd.DataFrame, *, n_resamples: int, seed: int) -> dict:
     """Pooled and per-landmark metrics of ``frame`` (client_id, landmark, label, risk) with CIs."""
-    cis = bootstrap_metric_cis(frame, metrics=CI_METRICS, n_resamples=n_resamples, seed=seed,
-                               confidence=CONFIDENCE)
+    cis = bootstrap_metric_cis(frame, metrics=CI_METRICS, n_resamples=n_resamples, seed=seed, confidence=CONFIDENCE)
     out = _with_cis(frame, cis["pooled"])
-    out["by_landmark"] = {landmark_key(k): _with_cis(rows, cis["by_landmark"].get(landmark_key(k), {}))
-                          for k, rows in frame.groupby(LANDMARK, sort=True)}
+    out["by_landmark"] = {
+        landmark_key(k): _with_cis(rows, cis["by_landmark"].get(landmark_key(k), {}))
+        for k, rows in frame.groupby(LANDMARK, sort=True)
+    }
     out["informative_from"] = informative_from(out["by_landmark"])
     return out
 
 
 def _fold_aucs(by_repeat: np.ndarray, folds: list[_Fold], y: np.ndarray) -> np.ndarray:
     """ROC AUC of every set on every held-out fold (sets x folds), from that repeat's predictions."""
-    return np.array([[roc_auc(y[f.valid], by_repeat[s, f.repeat, f.valid]) for f in folds]
-                     for s in range(by_repeat.shape[0])])
+    return np.array(
+        [[roc_auc(y[f.valid], by_repeat[s, f.repeat, f.valid]) for f in folds] for s in range(by_repeat.shape[0])]
+    )
 
 
 def _test_train_ratio(folds: list[_Fold], rows: pd.DataFrame) -> float:
@@ -429,8 +466,13 @@ def corrected_cv_test(deltas: np.ndarray, test_train_ratio: float) -> dict:
     deltas = deltas[np.isfinite(deltas)]
     n = deltas.size
     if n < 2:
-        return {"mean_delta_auc": _finite_or_none(deltas.mean()) if n else None, "ci": [None, None],
-                "p_value": None, "df": max(n - 1, 0), "n_folds": int(n)}
+        return {
+            "mean_delta_auc": _finite_or_none(deltas.mean()) if n else None,
+            "ci": [None, None],
+            "p_value": None,
+            "df": max(n - 1, 0),
+            "n_folds": int(n),
+        }
     mean = float(deltas.mean())
     se = math.sqrt((1.0 / n + test_train_ratio) * float(deltas.var(ddof=1)))
     df = n - 1
@@ -457,24 +499,47 @@ def holm(p_values: Sequence[float]) -> list[float]:
     return adjusted.tolist()
 
 
-def _pair(scored: pd.DataFrame, i: int, j: int, *, n_resamples: int, landmark_resamples: int, seed: int,
-          fold_deltas: np.ndarray, test_train_ratio: float) -> dict:
+def _pair(
+    scored: pd.DataFrame,
+    i: int,
+    j: int,
+    *,
+    n_resamples: int,
+    landmark_resamples: int,
+    seed: int,
+    fold_deltas: np.ndarray,
+    test_train_ratio: float,
+) -> dict:
     a, b = f"risk_{i}", f"risk_{j}"
     result = paired_bootstrap_difference(scored, a, b, n_resamples=n_resamples, seed=seed, confidence=CONFIDENCE)
     by_landmark = {}
     for k, rows in scored.groupby(LANDMARK, sort=True):
-        per = paired_bootstrap_difference(rows, a, b, n_resamples=landmark_resamples, seed=seed,
-                                          confidence=CONFIDENCE)
+        per = paired_bootstrap_difference(rows, a, b, n_resamples=landmark_resamples, seed=seed, confidence=CONFIDENCE)
         by_landmark[landmark_key(k)] = {"delta_auc": per["delta"], "ci": per["ci"], "p_value": per["p_value"]}
     lo, hi = result["ci"]
-    return {"delta_auc": result["delta"], "ci": result["ci"], "p_value": result["p_value"],
-            "ci_excludes_zero": bool(lo > 0 or hi < 0), "n_resamples": result["n_resamples_used"],
-            "cv_test": corrected_cv_test(fold_deltas, test_train_ratio), "by_landmark": by_landmark}
+    return {
+        "delta_auc": result["delta"],
+        "ci": result["ci"],
+        "p_value": result["p_value"],
+        "ci_excludes_zero": bool(lo > 0 or hi < 0),
+        "n_resamples": result["n_resamples_used"],
+        "cv_test": corrected_cv_test(fold_deltas, test_train_ratio),
+        "by_landmark": by_landmark,
+    }
 
 
-def compare_pairs(scored: pd.DataFrame, names: Sequence[str], fold_aucs: np.ndarray, test_train_ratio: float, *,
-                  n_resamples: int, landmark_resamples: int, seed: int, n_jobs: int = 1,
-                  say: Progress | None = None) -> list[dict]:
+def compare_pairs(
+    scored: pd.DataFrame,
+    names: Sequence[str],
+    fold_aucs: np.ndarray,
+    test_train_ratio: float,
+    *,
+    n_resamples: int,
+    landmark_resamples: int,
+    seed: int,
+    n_jobs: int = 1,
+    say: Progress | None = None,
+) -> list[dict]:
     """AUC(a) - AUC(b) for every pair (a before b in ``names``) on the same resampled clients.
 
     ``scored`` holds client_id, landmark, label and one risk column per set, named ``risk_<i>``;
@@ -485,8 +550,16 @@ def compare_pairs(scored: pd.DataFrame, names: Sequence[str], fold_aucs: np.ndar
 
     def run(n: int):
         i, j = index_pairs[n]
-        return n, _pair(scored, i, j, n_resamples=n_resamples, landmark_resamples=landmark_resamples, seed=seed,
-                        fold_deltas=fold_aucs[i] - fold_aucs[j], test_train_ratio=test_train_ratio)
+        return n, _pair(
+            scored,
+            i,
+            j,
+            n_resamples=n_resamples,
+            landmark_resamples=landmark_resamples,
+            seed=seed,
+            fold_deltas=fold_aucs[i] - fold_aucs[j],
+            test_train_ratio=test_train_ratio,
+        )
 
     results: dict[int, dict] = {}
     runner = Parallel(n_jobs=n_jobs, prefer="threads", return_as="generator_unordered")
@@ -501,8 +574,15 @@ def compare_pairs(scored: pd.DataFrame, names: Sequence[str], fold_aucs: np.ndar
     return pairs
 
 
-def all_set_metrics(scored: pd.DataFrame, names: Sequence[str], *, n_resamples: int, seed: int, n_jobs: int = 1,
-                    say: Progress | None = None) -> list[dict]:
+def all_set_metrics(
+    scored: pd.DataFrame,
+    names: Sequence[str],
+    *,
+    n_resamples: int,
+    seed: int,
+    n_jobs: int = 1,
+    say: Progress | None = None,
+) -> list[dict]:
     """``set_metrics`` for every ``risk_<i>`` column of ``scored`` (threads; the same resamples for each)."""
     say = say or (lambda _message: None)
 
@@ -521,10 +601,18 @@ def all_set_metrics(scored: pd.DataFrame, names: Sequence[str], *, n_resamples: 
 # --- the job ----------------------------------------------------------------------------------
 
 
-def compare(sessions_path: Path, episodes_path: Path, settings: CompareSettings,
-            feature_sets: str | Sequence[str] | None = None, model: str | None = None,
-            landmarks: str | Sequence[int] | None = None, folds: int | None = None, repeats: int | None = None,
-            out_dir: Path | None = None, progress: Progress | None = None) -> dict:
+def compare(
+    sessions_path: Path,
+    episodes_path: Path,
+    settings: CompareSettings,
+    feature_sets: str | Sequence[str] | None = None,
+    model: str | None = None,
+    landmarks: str | Sequence[int] | None = None,
+    folds: int | None = None,
+    repeats: int | None = None,
+    out_dir: Path | None = None,
+    progress: Progress | None = None,
+) -> dict:
     """Validate, fit every feature set on the same folds, compare them, log to MLflow; the report.
 
     ``feature_sets``: names (a list, or one comma-separated string); default the config's
@@ -563,23 +651,39 @@ def compare(sessions_path: Path, episodes_path: Path, settings: CompareSettings,
 
     by_repeat, used = _out_of_fold_risks(sets, fold_list, kind, settings, len(data.rows), repeats, say)
     if config.calibrate:
-        by_repeat = calibrate_out_of_fold(by_repeat, fold_list, data.rows["label"].to_numpy(),
-                                          settings.training.calibration)
+        by_repeat = calibrate_out_of_fold(
+            by_repeat, fold_list, data.rows["label"].to_numpy(), settings.training.calibration
+        )
     risks = by_repeat.mean(axis=1)  # one risk per row: the average over repeats
     scored = data.rows.assign(**{f"risk_{i}": risks[i] for i in range(len(sets))})
 
     names = [s.name for s in sets]
-    metrics = all_set_metrics(scored, names, n_resamples=config.bootstrap_resamples, seed=config.seed,
-                              n_jobs=config.n_jobs, say=say)
+    metrics = all_set_metrics(
+        scored, names, n_resamples=config.bootstrap_resamples, seed=config.seed, n_jobs=config.n_jobs, say=say
+    )
     per_set = {
-        feature_set.name: {"groups": list(feature_set.groups), "features": list(feature_set.features),
-                           "columns": list(feature_set.columns), "n_features": len(feature_set.columns),
-                           "fold_digest": fold_digest(client_ids, used[i]), **metrics[i]}
-        for i, feature_set in enumerate(sets)}
+        feature_set.name: {
+            "groups": list(feature_set.groups),
+            "features": list(feature_set.features),
+            "columns": list(feature_set.columns),
+            "n_features": len(feature_set.columns),
+            "fold_digest": fold_digest(client_ids, used[i]),
+            **metrics[i],
+        }
+        for i, feature_set in enumerate(sets)
+    }
     fold_aucs = _fold_aucs(by_repeat, fold_list, data.rows["label"].to_numpy(dtype=float))
-    pairs = compare_pairs(scored, names, fold_aucs, _test_train_ratio(fold_list, data.rows),
-                          n_resamples=config.pair_resamples, landmark_resamples=config.bootstrap_resamples,
-                          seed=config.seed, n_jobs=config.n_jobs, say=say)
+    pairs = compare_pairs(
+        scored,
+        names,
+        fold_aucs,
+        _test_train_ratio(fold_list, data.rows),
+        n_resamples=config.pair_resamples,
+        landmark_resamples=config.bootstrap_resamples,
+        seed=config.seed,
+        n_jobs=config.n_jobs,
+        say=say,
+    )
 
     labels = _client_labels(data.rows)
     report = {
@@ -587,20 +691,35 @@ def compare(sessions_path: Path, episodes_path: Path, settings: CompareSettings,
         "run_id": None,
         "model": kind,
         "design": {
-            "folds": folds, "repeats": repeats, "seed": config.seed, "landmarks": list(data.landmarks),
+            "folds": folds,
+            "repeats": repeats,
+            "seed": config.seed,
+            "landmarks": list(data.landmarks),
             "fold_digest": design_digest,
-            "fold_clients": [int(n) for n in pd.Series(design_assignment[0]).groupby(
-                data.rows["client_id"].to_numpy()).first().value_counts().sort_index()],
+            "fold_clients": [
+                int(n)
+                for n in pd.Series(design_assignment[0])
+                .groupby(data.rows["client_id"].to_numpy())
+                .first()
+                .value_counts()
+                .sort_index()
+            ],
             "calibration": settings.training.calibration if config.calibrate else "none",
             "trajectories": "refitted on each outer fold's training clients",
             "hyperparameters": "models.estimators defaults, the same for every set (no tuning)",
-            "bootstrap_resamples": config.bootstrap_resamples, "pair_resamples": config.pair_resamples,
-            "confidence": CONFIDENCE, "multiple_comparisons": "holm", "alpha": ALPHA,
+            "bootstrap_resamples": config.bootstrap_resamples,
+            "pair_resamples": config.pair_resamples,
+            "confidence": CONFIDENCE,
+            "multiple_comparisons": "holm",
+            "alpha": ALPHA,
         },
         "data": {
-            "clients": int(len(data.episodes)), "ongoing_excluded": data.n_ongoing,
-            "sessions": int(len(data.sessions)), "clients_evaluated": int(len(labels)),
-            "rows": int(len(data.rows)), "dropout_rate": float(labels.mean()),
+            "clients": int(len(data.episodes)),
+            "ongoing_excluded": data.n_ongoing,
+            "sessions": int(len(data.sessions)),
+            "clients_evaluated": int(len(labels)),
+            "rows": int(len(data.rows)),
+            "dropout_rate": float(labels.mean()),
             "instruments": [i.key for i in data.spec.instruments],
             "covariates": [*data.spec.numeric_covariates, *data.spec.categorical_covariates],
         },
@@ -665,8 +784,9 @@ def _truncate(text: str, limit: int = 500) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _log_to_mlflow(report: dict, files: dict[str, Path], sessions_path: Path, episodes_path: Path,
-                   settings: CompareSettings) -> None:
+def _log_to_mlflow(
+    report: dict, files: dict[str, Path], sessions_path: Path, episodes_path: Path, settings: CompareSettings
+) -> None:
     """One parent run (table, report, figures) with one nested run per feature set."""
     names = list(report["feature_sets"])
     slug = slugs(names)
@@ -674,27 +794,41 @@ def _log_to_mlflow(report: dict, files: dict[str, Path], sessions_path: Path, ep
     with mlflow.start_run(run_name="compare feature sets") as parent:
         report["run_id"] = parent.info.run_id
         digests = log_dataset(sessions_path, episodes_path)
-        report["data"]["sessions_digest"], report["data"]["episodes_digest"] = digests["sessions"], \
-            digests["episodes"]
+        report["data"]["sessions_digest"], report["data"]["episodes_digest"] = digests["sessions"], digests["episodes"]
         design = report["design"]
         mlflow.set_tags({"kind": REPORT_KIND, "model_kind": report["model"]})
-        mlflow.log_params({
-            "model_kind": report["model"], "feature_sets": _truncate(",".join(names)),
-            "folds": design["folds"], "repeats": design["repeats"], "seed": design["seed"],
-            "landmarks": _truncate(",".join(map(str, design["landmarks"]))), "fold_digest": design["fold_digest"],
-            "calibration": design["calibration"],
-            "bootstrap_resamples": design["bootstrap_resamples"], "pair_resamples": design["pair_resamples"],
-            "max_landmark": max(design["landmarks"]),
-        })
+        mlflow.log_params(
+            {
+                "model_kind": report["model"],
+                "feature_sets": _truncate(",".join(names)),
+                "folds": design["folds"],
+                "repeats": design["repeats"],
+                "seed": design["seed"],
+                "landmarks": _truncate(",".join(map(str, design["landmarks"]))),
+                "fold_digest": design["fold_digest"],
+                "calibration": design["calibration"],
+                "bootstrap_resamples": design["bootstrap_resamples"],
+                "pair_resamples": design["pair_resamples"],
+                "max_landmark": max(design["landmarks"]),
+            }
+        )
         for name in names:
             metrics = report["feature_sets"][name]
             with mlflow.start_run(run_name=name, nested=True) as child:
                 metrics["run_id"] = child.info.run_id
                 mlflow.set_tags({"kind": REPORT_KIND, "feature_set": name, "model_kind": report["model"]})
-                mlflow.log_params({"feature_set": _truncate(name), "model_kind": report["model"],
-                                   "groups": _truncate(",".join(metrics["groups"]) or "-"),
-                                   "n_features": metrics["n_features"], "fold_digest": metrics["fold_digest"],
-                                   "folds": design["folds"], "repeats": design["repeats"], "seed": design["seed"]})
+                mlflow.log_params(
+                    {
+                        "feature_set": _truncate(name),
+                        "model_kind": report["model"],
+                        "groups": _truncate(",".join(metrics["groups"]) or "-"),
+                        "n_features": metrics["n_features"],
+                        "fold_digest": metrics["fold_digest"],
+                        "folds": design["folds"],
+                        "repeats": design["repeats"],
+                        "seed": design["seed"],
+                    }
+                )
                 mlflow.log_metrics(_flat_metrics("", metrics))
                 mlflow.log_dict(json_safe({"name": name, **metrics}), "feature_set.json")
                 mlflow.log_artifact(str(files[f"roc:{name}"]), "plots")
@@ -704,8 +838,15 @@ def _log_to_mlflow(report: dict, files: dict[str, Path], sessions_path: Path, ep
         for pair in report["pairs"]:
             key = f"delta_auc.{slug[pair['a']]}.vs.{slug[pair['b']]}"
             lo, hi = pair["ci"]
-            flat.update({key: pair["delta_auc"], f"{key}.ci_lo": lo, f"{key}.ci_hi": hi,
-                         f"{key}.p_value": pair["p_value"], f"{key}.p_value_holm": pair["p_value_holm"]})
+            flat.update(
+                {
+                    key: pair["delta_auc"],
+                    f"{key}.ci_lo": lo,
+                    f"{key}.ci_hi": hi,
+                    f"{key}.p_value": pair["p_value"],
+                    f"{key}.p_value_holm": pair["p_value_holm"],
+                }
+            )
         mlflow.log_metrics({k: float(v) for k, v in flat.items() if v is not None and math.isfinite(v)})
         mlflow.log_text(render_tables(report), "comparison.md")
         mlflow.log_text(pooled_table(report).to_csv(index=False), "comparison.csv")
@@ -771,22 +912,66 @@ def render_tables(report: dict) -> str:
     """The per-set, by-landmark and pairwise tables in markdown."""
     sets = report["feature_sets"]
     pooled = _md_table(
-        ["feature set", "features", "ROC AUC (95% CI)", "PR AUC (95% CI)", "Brier (95% CI)",
-         "calibration slope (95% CI)", "AUC > 0.5 from session"],
-        [[name, m["n_features"], _with_ci(m["roc_auc"], m["roc_auc_ci"]), _with_ci(m["pr_auc"], m["pr_auc_ci"]),
-          _with_ci(m["brier"], m["brier_ci"]), _with_ci(m["calibration_slope"], m["calibration_slope_ci"], 2),
-          m.get("informative_from") or "never"] for name, m in sets.items()])
+        [
+            "feature set",
+            "features",
+            "ROC AUC (95% CI)",
+            "PR AUC (95% CI)",
+            "Brier (95% CI)",
+            "calibration slope (95% CI)",
+            "AUC > 0.5 from session",
+        ],
+        [
+            [
+                name,
+                m["n_features"],
+                _with_ci(m["roc_auc"], m["roc_auc_ci"]),
+                _with_ci(m["pr_auc"], m["pr_auc_ci"]),
+                _with_ci(m["brier"], m["brier_ci"]),
+                _with_ci(m["calibration_slope"], m["calibration_slope_ci"], 2),
+                m.get("informative_from") or "never",
+            ]
+            for name, m in sets.items()
+        ],
+    )
     landmarks = sorted({k for m in sets.values() for k in m["by_landmark"]}, key=int)
     by_landmark = _md_table(
         ["feature set", *(f"session {k}" for k in landmarks)],
-        [[name, *(_with_ci(m["by_landmark"][k]["roc_auc"], m["by_landmark"][k]["roc_auc_ci"])
-                  if k in m["by_landmark"] else "" for k in landmarks)] for name, m in sets.items()])
+        [
+            [
+                name,
+                *(
+                    _with_ci(m["by_landmark"][k]["roc_auc"], m["by_landmark"][k]["roc_auc_ci"])
+                    if k in m["by_landmark"]
+                    else ""
+                    for k in landmarks
+                ),
+            ]
+            for name, m in sets.items()
+        ],
+    )
     pairs = _md_table(
         ["a", "b", "AUC(a) - AUC(b) (95% CI)", "p", "p (Holm)", "marked"],
-        [[p["a"], p["b"], _with_ci(p["delta_auc"], p["ci"]), _p(p["p_value"]), _p(p["p_value_holm"]),
-          f"**yes: {p['better']} better**" if p["marked"] else "no"] for p in report["pairs"]])
-    parts = ["## Pooled over landmark sessions", pooled, "## ROC AUC by landmark session", by_landmark,
-             "## Pairs of feature sets", pairs if report["pairs"] else "(one feature set: no pairs)"]
+        [
+            [
+                p["a"],
+                p["b"],
+                _with_ci(p["delta_auc"], p["ci"]),
+                _p(p["p_value"]),
+                _p(p["p_value_holm"]),
+                f"**yes: {p['better']} better**" if p["marked"] else "no",
+            ]
+            for p in report["pairs"]
+        ],
+    )
+    parts = [
+        "## Pooled over landmark sessions",
+        pooled,
+        "## ROC AUC by landmark session",
+        by_landmark,
+        "## Pairs of feature sets",
+        pairs if report["pairs"] else "(one feature set: no pairs)",
+    ]
     return "\n\n".join(parts) + "\n"
 
 
@@ -794,11 +979,17 @@ def render_markdown(report: dict) -> str:
     """The human-readable report: design, data, tables, and how to read them."""
     d, data = report["design"], report["data"]
     landmarks = d["landmarks"]
-    span = f"{landmarks[0]}-{landmarks[-1]}" if landmarks == list(range(landmarks[0], landmarks[-1] + 1)) \
+    span = (
+        f"{landmarks[0]}-{landmarks[-1]}"
+        if landmarks == list(range(landmarks[0], landmarks[-1] + 1))
         else ", ".join(map(str, landmarks))
-    calibration = (f"{d['calibration']} calibrator for each held-out fold, fitted on the out-of-fold "
-                   "predictions of that fold's training clients (never on the fold's own labels)"
-                   if d["calibration"] != "none" else "none: the model's own probabilities (uncalibrated)")
+    )
+    calibration = (
+        f"{d['calibration']} calibrator for each held-out fold, fitted on the out-of-fold "
+        "predictions of that fold's training clients (never on the fold's own labels)"
+        if d["calibration"] != "none"
+        else "none: the model's own probabilities (uncalibrated)"
+    )
     lines = [
         "# Which scores predict dropout? A feature-set comparison",
         "",
@@ -819,7 +1010,7 @@ def render_markdown(report: dict) -> str:
         "p-value.",
         f"- A pair is **marked** when its 95% CI excludes 0 and its Holm-adjusted p-value (over all "
         f"{len(report['pairs'])} pairs) is below {d['alpha']:.2f}; the raw p-value is shown beside it. "
-        "Per-landmark differences and the \"AUC > 0.5 from session\" column (first session from which the "
+        'Per-landmark differences and the "AUC > 0.5 from session" column (first session from which the '
         "lower CI bound stays above 0.5) are descriptive, not adjusted for multiplicity.",
         "- The landmark session number is an input of every set. CIs are conditional on the fitted models: "
         "they resample clients, not refits.",
@@ -828,15 +1019,31 @@ def render_markdown(report: dict) -> str:
     ]
     if any(p["by_landmark"] for p in report["pairs"]):
         landmarks_seen = sorted({k for p in report["pairs"] for k in p["by_landmark"]}, key=int)
-        rows = [[f"{p['a']} - {p['b']}", *(_with_ci(p["by_landmark"][k]["delta_auc"], p["by_landmark"][k]["ci"])
-                                           if k in p["by_landmark"] else "" for k in landmarks_seen)]
-                for p in report["pairs"]]
-        lines += ["", "## AUC differences by landmark session (descriptive)", "",
-                  _md_table(["pair", *(f"session {k}" for k in landmarks_seen)], rows)]
+        rows = [
+            [
+                f"{p['a']} - {p['b']}",
+                *(
+                    _with_ci(p["by_landmark"][k]["delta_auc"], p["by_landmark"][k]["ci"])
+                    if k in p["by_landmark"]
+                    else ""
+                    for k in landmarks_seen
+                ),
+            ]
+            for p in report["pairs"]
+        ]
+        lines += [
+            "",
+            "## AUC differences by landmark session (descriptive)",
+            "",
+            _md_table(["pair", *(f"session {k}" for k in landmarks_seen)], rows),
+        ]
     if report.get("warnings"):
         lines += ["", "## Warnings", "", *(f"- {w}" for w in report["warnings"])]
-    lines += ["", "Figures: `roc.png` (every set), `roc_<set>.png` (one per set), `auc_by_landmark.png` "
-                  "(AUC by landmark session with 95% CIs, every set on one plot)."]
+    lines += [
+        "",
+        "Figures: `roc.png` (every set), `roc_<set>.png` (one per set), `auc_by_landmark.png` "
+        "(AUC by landmark session with 95% CIs, every set on one plot).",
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -38,17 +38,20 @@ class CompareConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     feature_sets: dict[str, list[str]] = Field(
-        default_factory=dict,
-        description="named feature sets: lists of feature group names and/or feature column names")
+        default_factory=dict, description="named feature sets: lists of feature group names and/or feature column names"
+    )
     folds: int = Field(default=5, ge=2, le=20, description="client-grouped outer CV folds")
     repeats: int = Field(default=1, ge=1, le=50, description="repeats of the grouped CV (OOF risks averaged)")
     bootstrap_resamples: int = Field(default=200, ge=20, description="client-bootstrap resamples for CIs")
     pair_resamples: int = Field(
-        default=2000, ge=100,
-        description="paired client-bootstrap resamples per pair of sets (enough for Holm-adjusted p-values)")
+        default=2000,
+        ge=100,
+        description="paired client-bootstrap resamples per pair of sets (enough for Holm-adjusted p-values)",
+    )
     calibrate: bool = Field(
         default=True,
-        description="recalibrate each held-out fold (training.calibration) on its training rows' OOF predictions")
+        description="recalibrate each held-out fold (training.calibration) on its training rows' OOF predictions",
+    )
     model: Literal["lightgbm", "logistic"] = "lightgbm"
     n_jobs: int = Field(default=-1, description="threads fitting folds in parallel (-1 = every core)")
     seed: int = 0

@@ -51,8 +51,7 @@ def read_table(path: Path) -> pd.DataFrame:
     try:
         # Text first, types later: validation reports each unparsable cell by row instead of
         # letting the reader guess a dtype for the whole column.
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8",
-                            engine="c")
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8", engine="c")
     except UnicodeDecodeError:
         raise DataFileError(f"{path}: line {_first_undecodable_line(path)} is not valid UTF-8 text") from None
     except pd.errors.EmptyDataError:

@@ -24,8 +24,7 @@ def alert_threshold(risk: np.ndarray, top_fraction: float) -> float:
     return float(np.quantile(risk, 1 - top_fraction))
 
 
-def evaluate_scores(frame: pd.DataFrame, score: str, *, n_resamples: int, seed: int,
-                    top_fraction: float) -> dict:
+def evaluate_scores(frame: pd.DataFrame, score: str, *, n_resamples: int, seed: int, top_fraction: float) -> dict:
     """Pooled metrics at the top level, ``ci`` beside them, and ``by_landmark`` with its own CIs."""
     scored = _as_risk(frame, score)
     threshold = alert_threshold(scored["risk"].to_numpy(), top_fraction)

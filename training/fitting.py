@@ -21,8 +21,8 @@ Progress = Callable[[str], None]
 @dataclass
 class CandidateResult:
     kind: str
-    estimator: object            # unfitted template with the chosen parameters
-    oof: np.ndarray              # out-of-fold uncalibrated probabilities, row-aligned with the training frame
+    estimator: object  # unfitted template with the chosen parameters
+    oof: np.ndarray  # out-of-fold uncalibrated probabilities, row-aligned with the training frame
     cv_auc: float
     fold_aucs: list[float]
     params: dict = field(default_factory=dict)
@@ -62,8 +62,14 @@ def _tune_lightgbm(X, y, columns, folds, config: TrainingConfig) -> dict:
     return dict(study.best_params)
 
 
-def fit_candidates(X: pd.DataFrame, y: np.ndarray, columns: Sequence[str], folds, config: TrainingConfig,
-                   progress: Progress | None = None) -> dict[str, CandidateResult]:
+def fit_candidates(
+    X: pd.DataFrame,
+    y: np.ndarray,
+    columns: Sequence[str],
+    folds,
+    config: TrainingConfig,
+    progress: Progress | None = None,
+) -> dict[str, CandidateResult]:
     results = {}
     for kind in dict.fromkeys(["logistic", *config.candidates]):  # logistic is always the baseline
         if progress:
@@ -82,8 +88,12 @@ def select(results: dict[str, CandidateResult], candidates: Sequence[str], margi
     eligible = [results[k] for k in candidates]
     best = max(eligible, key=lambda r: r.cv_auc)
     logistic = results.get("logistic")
-    if logistic is not None and "logistic" in candidates and best.kind != "logistic" \
-            and best.cv_auc < logistic.cv_auc + margin:
+    if (
+        logistic is not None
+        and "logistic" in candidates
+        and best.kind != "logistic"
+        and best.cv_auc < logistic.cv_auc + margin
+    ):
         return logistic
     return best
 

@@ -148,8 +148,9 @@ class ResampleWeights:
 
         Shape (n_columns, n_resamples), C-ordered: group-wise cumulative sums run down axis 0.
         """
-        per_client = sparse.csr_matrix((values, (column, self.codes)),
-                                       shape=(n_columns, self.counts.shape[1]))  # duplicates add up
+        per_client = sparse.csr_matrix(
+            (values, (column, self.codes)), shape=(n_columns, self.counts.shape[1])
+        )  # duplicates add up
         return np.asarray(per_client @ self.counts_t)
 
 
@@ -252,8 +253,7 @@ def _log_likelihood(a: np.ndarray, b: np.ndarray, x: np.ndarray, y: np.ndarray, 
         return (w * (y[None, :] * eta - np.logaddexp(0.0, eta))).sum(axis=1)
 
 
-def _newton_logistic(x: np.ndarray, y: np.ndarray, w: np.ndarray, start: np.ndarray,
-                     fit_slope: bool) -> np.ndarray:
+def _newton_logistic(x: np.ndarray, y: np.ndarray, w: np.ndarray, start: np.ndarray, fit_slope: bool) -> np.ndarray:
     """Unpenalised weighted logistic fits logit P(y) = a + b x, one per row of w.
 
     fit_slope=False fixes b = 1 (x is an offset). ``start`` is (a, b). Returns (n, 2) with NaN
@@ -464,9 +464,16 @@ def top_fraction_metrics(y, p, fractions: Sequence[float] = DEFAULT_FRACTIONS) -
     return out
 
 
-def alert_lead_time(frame: pd.DataFrame, threshold: float, *, client: str = "client_id",
-                    landmark: str = "landmark", score: str = "risk", label: str = "label",
-                    last_session: str = "last_session") -> dict:
+def alert_lead_time(
+    frame: pd.DataFrame,
+    threshold: float,
+    *,
+    client: str = "client_id",
+    landmark: str = "landmark",
+    score: str = "risk",
+    label: str = "label",
+    last_session: str = "last_session",
+) -> dict:
     """How early dropouts were first alerted.
 
     For each dropout (label 1), the first landmark whose score >= threshold; its lead is
@@ -494,8 +501,14 @@ def alert_lead_time(frame: pd.DataFrame, threshold: float, *, client: str = "cli
     }
 
 
-def binary_metrics(y, p, *, thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
-                   fractions: Sequence[float] = DEFAULT_FRACTIONS, n_bins: int = 10) -> dict[str, float | dict]:
+def binary_metrics(
+    y,
+    p,
+    *,
+    thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+    fractions: Sequence[float] = DEFAULT_FRACTIONS,
+    n_bins: int = 10,
+) -> dict[str, float | dict]:
     """All row-level metrics of one sample, JSON-ready (str keys, Python floats)."""
     y, p = check_pair(y, p)
     slope, intercept = calibration_slope_intercept(y, p)
@@ -524,9 +537,17 @@ def landmark_key(value) -> str:
     return str(value)
 
 
-def evaluate(frame: pd.DataFrame, *, score: str = "risk", label: str = "label", client: str = "client_id",
-             landmark: str = "landmark", alert_threshold: float | None = None,
-             last_session: str = "last_session", thresholds: Sequence[float] = DEFAULT_THRESHOLDS) -> dict:
+def evaluate(
+    frame: pd.DataFrame,
+    *,
+    score: str = "risk",
+    label: str = "label",
+    client: str = "client_id",
+    landmark: str = "landmark",
+    alert_threshold: float | None = None,
+    last_session: str = "last_session",
+    thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+) -> dict:
     """Pooled and per-landmark metrics of a scored landmark frame (one row per client and landmark).
 
     ``{"pooled": {...binary_metrics, n_clients[, alert lead time]}, "by_landmark": {"1": {...}, ...}}``.
@@ -541,8 +562,17 @@ def evaluate(frame: pd.DataFrame, *, score: str = "risk", label: str = "label", 
     pooled["n_clients"] = int(frame[client].nunique())
     if alert_threshold is not None and last_session in frame.columns:
         pooled["alert_threshold"] = float(alert_threshold)
-        pooled.update(alert_lead_time(frame, alert_threshold, client=client, landmark=landmark, score=score,
-                                      label=label, last_session=last_session))
+        pooled.update(
+            alert_lead_time(
+                frame,
+                alert_threshold,
+                client=client,
+                landmark=landmark,
+                score=score,
+                label=label,
+                last_session=last_session,
+            )
+        )
     by_landmark: dict[str, dict] = {}
     for value, rows in frame.groupby(landmark, sort=True):
         metrics = binary_metrics(rows[label], rows[score], thresholds=thresholds)

@@ -12,8 +12,10 @@ def _ci(metrics: dict, name: str) -> str:
 
 
 def _row(label: str, metrics: dict) -> str:
-    return (f"| {label} | {_ci(metrics, 'roc_auc')} | {_ci(metrics, 'pr_auc')} | {_ci(metrics, 'brier')} | "
-            f"{_ci(metrics, 'calibration_slope')} | {_ci(metrics, 'ece')} |")
+    return (
+        f"| {label} | {_ci(metrics, 'roc_auc')} | {_ci(metrics, 'pr_auc')} | {_ci(metrics, 'brier')} | "
+        f"{_ci(metrics, 'calibration_slope')} | {_ci(metrics, 'ece')} |"
+    )
 
 
 def render_model_card(report: dict, spec: FeatureSpec) -> str:
@@ -92,12 +94,17 @@ def render_model_card(report: dict, spec: FeatureSpec) -> str:
         "|---|---|---|---|---|",
     ]
     for landmark, metrics in test["by_landmark"].items():
-        lines.append(f"| {landmark} | {metrics['n_clients']} | {_ci(metrics, 'roc_auc')} | "
-                     f"{_ci(metrics, 'brier')} | {_ci(metrics, 'calibration_slope')} |")
+        lines.append(
+            f"| {landmark} | {metrics['n_clients']} | {_ci(metrics, 'roc_auc')} | "
+            f"{_ci(metrics, 'brier')} | {_ci(metrics, 'calibration_slope')} |"
+        )
     if report.get("true_risk"):
         truth = report["true_risk"]
-        lines += ["", f"Simulated data: the true risk reaches AUC {truth['roc_auc']:.3f} on the same rows; "
-                      f"model/true = {truth['ratio']:.3f}."]
+        lines += [
+            "",
+            f"Simulated data: the true risk reaches AUC {truth['roc_auc']:.3f} on the same rows; "
+            f"model/true = {truth['ratio']:.3f}.",
+        ]
     lines += [
         "",
         "## Limits",

@@ -50,8 +50,13 @@ def plot_roc(curves: Mapping[str, tuple], path) -> Path:
             ax.plot(fpr, tpr, label=f"{name} (AUC {_fmt(auc)})")
         else:
             ax.plot([], [], label=f"{name} (AUC n/a)")
-    ax.set(xlabel="False positive rate (1 - specificity)", ylabel="True positive rate (sensitivity)",
-           xlim=(0, 1), ylim=(0, 1.01), title="ROC curve")
+    ax.set(
+        xlabel="False positive rate (1 - specificity)",
+        ylabel="True positive rate (sensitivity)",
+        xlim=(0, 1),
+        ylim=(0, 1.01),
+        title="ROC curve",
+    )
     ax.set_aspect("equal")
     ax.legend(loc="lower right", fontsize="small")
     return _save(fig, path)
@@ -66,8 +71,9 @@ def plot_calibration(y, p, path, n_bins: int = 10) -> Path:
     if y.size:
         observed, predicted = calibration_curve(y, p, n_bins=n_bins, strategy="uniform")
         slope, intercept = calibration_slope_intercept(y, p)
-        top.plot(predicted, observed, marker="o",
-                 label=f"model (slope {_fmt(slope, 2)}, intercept {_fmt(intercept, 2)})")
+        top.plot(
+            predicted, observed, marker="o", label=f"model (slope {_fmt(slope, 2)}, intercept {_fmt(intercept, 2)})"
+        )
     top.set(ylabel="Observed dropout rate", xlim=(0, 1), ylim=(0, 1), title="Calibration")
     top.legend(loc="upper left", fontsize="small")
     bottom.hist(p, bins=np.linspace(0.0, 1.0, 2 * n_bins + 1), color="tab:blue", alpha=0.7)
@@ -81,6 +87,7 @@ def _landmark_order(keys) -> list[str]:
             return (0, float(k), str(k))
         except (TypeError, ValueError):
             return (1, 0.0, str(k))
+
     return sorted(keys, key=key)
 
 
@@ -133,7 +140,12 @@ def plot_decision_curve(curves: Mapping[str, tuple], path, thresholds=None) -> P
     ax.axhline(0.0, color="black", linewidth=1, label="treat none")
     top = top if top > 0 else 0.05
     # treat-all plunges at high thresholds: keep the interesting range visible
-    ax.set(xlabel="Threshold probability", ylabel="Net benefit", title="Decision curve",
-           ylim=(-0.25 * top, 1.1 * top), xlim=(thresholds.min(), thresholds.max()) if thresholds.size else None)
+    ax.set(
+        xlabel="Threshold probability",
+        ylabel="Net benefit",
+        title="Decision curve",
+        ylim=(-0.25 * top, 1.1 * top),
+        xlim=(thresholds.min(), thresholds.max()) if thresholds.size else None,
+    )
     ax.legend(fontsize="small")
     return _save(fig, path)

@@ -48,9 +48,14 @@ def _metrics_on(model: DropoutRiskModel, sessions: pd.DataFrame, episodes: pd.Da
     features = model.build_features(sessions[sessions["session_number"] <= max_landmark], episodes)
     y, p = features["label"].to_numpy(dtype=int), model.predict_features(features)
     slope, intercept = calibration_slope_intercept(y, p)
-    return {"roc_auc": roc_auc(y, p), "calibration_slope": slope, "calibration_intercept": intercept,
-            "ece": expected_calibration_error(y, p), "n_rows": int(len(y)),
-            "n_clients": int(features["client_id"].nunique())}
+    return {
+        "roc_auc": roc_auc(y, p),
+        "calibration_slope": slope,
+        "calibration_intercept": intercept,
+        "ece": expected_calibration_error(y, p),
+        "n_rows": int(len(y)),
+        "n_clients": int(features["client_id"].nunique()),
+    }
 
 
 def judge(challenger: dict, champion: dict | None, gate: GateConfig) -> list[str]:
@@ -62,13 +67,16 @@ def judge(challenger: dict, champion: dict | None, gate: GateConfig) -> list[str
     if not challenger["ece"] <= gate.max_ece:
         reasons.append(f"ECE {challenger['ece']:.3f} above {gate.max_ece}")
     if champion is not None and not challenger["roc_auc"] >= champion["roc_auc"] - gate.max_auc_drop:
-        reasons.append(f"AUC {challenger['roc_auc']:.3f} is more than {gate.max_auc_drop} below the champion's "
-                       f"{champion['roc_auc']:.3f} on the same test clients")
+        reasons.append(
+            f"AUC {challenger['roc_auc']:.3f} is more than {gate.max_auc_drop} below the champion's "
+            f"{champion['roc_auc']:.3f} on the same test clients"
+        )
     return reasons
 
 
-def promote(settings: TrainingSettings, *, version: str | None = None, force: bool = False,
-            reason: str | None = None) -> Decision:
+def promote(
+    settings: TrainingSettings, *, version: str | None = None, force: bool = False, reason: str | None = None
+) -> Decision:
     """Run the gate for ``version`` (default: the challenger) and move the champion alias if it passes."""
     if force and not (reason and reason.strip()):
         raise PromotionError("--force needs --reason: say why the gate is being overridden")
@@ -86,9 +94,12 @@ def promote(settings: TrainingSettings, *, version: str | None = None, force: bo
     if champion_version is not None and str(champion_version.version) == str(candidate.version):
         raise PromotionError(f"version {version} is already the {CHAMPION}")
 
-    decision = Decision(promoted=False, challenger_version=str(candidate.version),
-                        champion_version=str(champion_version.version) if champion_version else None,
-                        forced=force)
+    decision = Decision(
+        promoted=False,
+        challenger_version=str(candidate.version),
+        champion_version=str(champion_version.version) if champion_version else None,
+        forced=force,
+    )
     if force:
         decision.promoted = True
         decision.reasons = [f"forced: {reason.strip()}"]
@@ -113,16 +124,24 @@ def _log_decision(client: MlflowClient, decision: Decision, settings: TrainingSe
     """Record every decision: a run of its own in the experiment, and tags on the version."""
     use_experiment(settings.training.experiment, settings.training.artifact_location)
     with mlflow.start_run(run_name=f"promotion-v{decision.challenger_version}"):
-        mlflow.set_tags({"kind": "promotion", "promoted": str(decision.promoted), "forced": str(decision.forced),
-                         "challenger_version": decision.challenger_version,
-                         "champion_version": str(decision.champion_version)})
+        mlflow.set_tags(
+            {
+                "kind": "promotion",
+                "promoted": str(decision.promoted),
+                "forced": str(decision.forced),
+                "challenger_version": decision.challenger_version,
+                "champion_version": str(decision.champion_version),
+            }
+        )
         if reason:
             mlflow.set_tag("reason", reason)
         mlflow.log_params({f"gate.{k}": v for k, v in settings.gate.model_dump().items()})
         for role in ("challenger", "champion"):
             mlflow.log_metrics({f"{role}_{k}": float(v) for k, v in getattr(decision, role).items()})
         mlflow.log_dict(asdict(decision), "decision.json")
-    client.set_model_version_tag(MODEL_NAME, decision.challenger_version, "gate",
-                                 "promoted" if decision.promoted else "rejected")
-    client.set_model_version_tag(MODEL_NAME, decision.challenger_version, "gate_reasons",
-                                 "; ".join(decision.reasons) or "passed")
+    client.set_model_version_tag(
+        MODEL_NAME, decision.challenger_version, "gate", "promoted" if decision.promoted else "rejected"
+    )
+    client.set_model_version_tag(
+        MODEL_NAME, decision.challenger_version, "gate_reasons", "; ".join(decision.reasons) or "passed"
+    )

@@ -25,8 +25,9 @@ def _episodes_or_placeholder(episodes_path: Path | None, sessions: pd.DataFrame)
     return pd.DataFrame({"client_id": ids, "status": "ongoing"})
 
 
-def score_sessions(model: DropoutRiskModel, sessions: pd.DataFrame, episodes: pd.DataFrame,
-                   advance: Advance | None = None) -> pd.DataFrame:
+def score_sessions(
+    model: DropoutRiskModel, sessions: pd.DataFrame, episodes: pd.DataFrame, advance: Advance | None = None
+) -> pd.DataFrame:
     """``client_id``, ``session_number``, ``risk`` for typed, validated frames, in chunks of clients."""
     codes, ids = pd.factorize(sessions["client_id"], sort=True)
     chunk_of_row = codes // CLIENTS_PER_CHUNK
@@ -36,7 +37,7 @@ def score_sessions(model: DropoutRiskModel, sessions: pd.DataFrame, episodes: pd
     episode_chunk = pd.Index(ids.astype(object)).get_indexer(episodes["client_id"].astype(object)) // CLIENTS_PER_CHUNK
     parts = []
     for chunk in range(len(bounds) - 1):
-        rows = sessions.iloc[order[bounds[chunk]:bounds[chunk + 1]]]
+        rows = sessions.iloc[order[bounds[chunk] : bounds[chunk + 1]]]
         part_episodes = episodes[episode_chunk == chunk]
         parts.append(model.score_history(rows, part_episodes)[["client_id", "session_number", "risk"]])
         if advance:
@@ -47,9 +48,15 @@ def score_sessions(model: DropoutRiskModel, sessions: pd.DataFrame, episodes: pd
     return scored.sort_values(["client_id", "session_number"], kind="stable").reset_index(drop=True)
 
 
-def score_file(model: DropoutRiskModel, sessions_path: Path, episodes_path: Path | None, out: Path,
-               registry: InstrumentRegistry, advance: Advance | None = None,
-               on_total: Callable[[int], None] | None = None) -> pd.DataFrame:
+def score_file(
+    model: DropoutRiskModel,
+    sessions_path: Path,
+    episodes_path: Path | None,
+    out: Path,
+    registry: InstrumentRegistry,
+    advance: Advance | None = None,
+    on_total: Callable[[int], None] | None = None,
+) -> pd.DataFrame:
     raw_sessions = read_table(sessions_path)
     raw_episodes = _episodes_or_placeholder(episodes_path, raw_sessions)
     data = validate_contract(raw_sessions, raw_episodes, registry)

@@ -19,7 +19,11 @@ class TrainingConfig(BaseModel):
     candidates: list[Literal["logistic", "lightgbm"]] = ["logistic", "lightgbm"]
     # Which feature groups the model may use (e.g. drop "covariates" to keep age and gender out).
     feature_groups: list[Literal["attendance", "outcome", "alliance", "covariates"]] = [
-        "attendance", "outcome", "alliance", "covariates"]
+        "attendance",
+        "outcome",
+        "alliance",
+        "covariates",
+    ]
     # A booster must beat the regularised logistic model by this much CV AUC to be chosen:
     # on small clinic datasets the simpler model generalises better, and ties go to it.
     selection_margin: float = Field(default=0.005, ge=0)
@@ -27,8 +31,9 @@ class TrainingConfig(BaseModel):
     logistic_c: float = Field(default=0.1, gt=0)
     calibration: Literal["sigmoid", "isotonic"] = "sigmoid"
     bootstrap_resamples: int = Field(default=200, ge=20)
-    alert_top_fraction: float = Field(default=0.2, gt=0, lt=1,
-                                      description="alert lead time: the threshold flags this share of test rows")
+    alert_top_fraction: float = Field(
+        default=0.2, gt=0, lt=1, description="alert lead time: the threshold flags this share of test rows"
+    )
     experiment: str = "dropout-risk"
     # Where a new experiment keeps its artifacts (None: MLflow's default, ./mlruns beside the store).
     artifact_location: str | None = None

@@ -220,6 +220,7 @@ class _Latents:
 # Pure building blocks
 # --------------------------------------------------------------------------------------
 
+
 def sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * x))  # overflow-free for large |x|
 
@@ -278,9 +279,7 @@ def _draw_latents(streams: dict[str, np.random.Generator], config: SimulationCon
     # on dropout, so r about 0.28 holds whatever alliance_effect is (brief).
     rng = streams["outcome"]
     rho = _IMPROVEMENT_ALLIANCE_RHO
-    g = _IMPROVEMENT_MEAN + _IMPROVEMENT_SD * (
-        rho * z_alliance + math.sqrt(1 - rho**2) * rng.standard_normal(n)
-    )
+    g = _IMPROVEMENT_MEAN + _IMPROVEMENT_SD * (rho * z_alliance + math.sqrt(1 - rho**2) * rng.standard_normal(n))
     intake = rng.standard_normal(n)
     d = dose(K)
     change = g[:, None] * d[None, :]
@@ -308,10 +307,18 @@ def _draw_latents(streams: dict[str, np.random.Generator], config: SimulationCon
     planned_length = streams["length"].choice(K + 1, size=n, p=pmf)
 
     return _Latents(
-        alliance=alliance, intake=intake, change=change, progress=progress,
-        age=age, gender=gender, clinic=clinic, therapist=therapist,
-        therapist_clinic=therapist_clinic, therapist_rank=therapist_rank,
-        group_effect=group_effect, planned_length=planned_length,
+        alliance=alliance,
+        intake=intake,
+        change=change,
+        progress=progress,
+        age=age,
+        gender=gender,
+        clinic=clinic,
+        therapist=therapist,
+        therapist_clinic=therapist_clinic,
+        therapist_rank=therapist_rank,
+        group_effect=group_effect,
+        planned_length=planned_length,
     )
 
 
@@ -401,9 +408,7 @@ def missed_counts(rng: np.random.Generator, logit_h: np.ndarray) -> np.ndarray:
     return rng.poisson(np.minimum(rate, _MISSED_MAX_RATE))
 
 
-def session_days(
-    rng: np.random.Generator, missed: np.ndarray, intake_span_days: int
-) -> np.ndarray:
+def session_days(rng: np.random.Generator, missed: np.ndarray, intake_span_days: int) -> np.ndarray:
     """Day offsets from start_date: weekly with jitter, one extra week per missed appointment.
 
     Missed appointments before session 1 delay the first attended session likewise.
@@ -415,9 +420,7 @@ def session_days(
     return offered[:, None] + np.cumsum(gaps, axis=1)
 
 
-def outcome_scores(
-    rng: np.random.Generator, latents: _Latents, instrument: Instrument, norm: _ScaleNorm
-) -> np.ndarray:
+def outcome_scores(rng: np.random.Generator, latents: _Latents, instrument: Instrument, norm: _ScaleNorm) -> np.ndarray:
     """Raw outcome scores (n x K): intake norms, reflected for lower-is-better, rounded, clipped."""
     lam = math.sqrt(_OUTCOME_RELIABILITY)
     noise = math.sqrt(1 - _OUTCOME_RELIABILITY) * rng.standard_normal(latents.change.shape)
@@ -431,7 +434,7 @@ def alliance_scores(
     rng: np.random.Generator, latents: _Latents, instrument: Instrument, norm: _ScaleNorm
 ) -> np.ndarray:
     """Raw alliance scores (n x K): two-piece normal around the centre, clipped at the ceiling."""
-    z = (latents.alliance + _ALLIANCE_NOISE_SD * rng.standard_normal(latents.alliance.shape))
+    z = latents.alliance + _ALLIANCE_NOISE_SD * rng.standard_normal(latents.alliance.shape)
     z = z / math.sqrt(1 + _ALLIANCE_NOISE_SD**2)
     sd_above = norm.sd_above if norm.sd_above is not None else norm.sd
     raw = norm.mean + np.where(z > 0, sd_above, norm.sd) * z
@@ -446,9 +449,7 @@ def _on_scale(raw: np.ndarray, instrument: Instrument, decimals: int) -> np.ndar
     return np.clip(np.round(raw, decimals), instrument.min, instrument.max) + 0.0
 
 
-def apply_data_cut(
-    rng: np.random.Generator, n_sessions: np.ndarray, fraction: float
-) -> tuple[np.ndarray, np.ndarray]:
+def apply_data_cut(rng: np.random.Generator, n_sessions: np.ndarray, fraction: float) -> tuple[np.ndarray, np.ndarray]:
     """Pick round(fraction * n) clients as still in treatment and truncate their history.
 
     The cut falls uniformly on attended sessions 1..n_i (the end - not returning - has
@@ -473,8 +474,19 @@ def _format_scores(values: np.ndarray, decimals: int) -> np.ndarray:
 
 def _streams(seed: int) -> dict[str, np.random.Generator]:
     """Independent named streams, so e.g. switching instrument leaves the latent cohort alone."""
-    names = ["alliance", "outcome", "demographics", "clinics", "length", "attendance",
-             "missed", "dates", "outcome_noise", "alliance_noise", "data_cut"]
+    names = [
+        "alliance",
+        "outcome",
+        "demographics",
+        "clinics",
+        "length",
+        "attendance",
+        "missed",
+        "dates",
+        "outcome_noise",
+        "alliance_noise",
+        "data_cut",
+    ]
     children = np.random.SeedSequence(seed).spawn(len(names))
     return {name: np.random.default_rng(child) for name, child in zip(names, children, strict=True)}
 
@@ -482,6 +494,7 @@ def _streams(seed: int) -> dict[str, np.random.Generator]:
 # --------------------------------------------------------------------------------------
 # Public API
 # --------------------------------------------------------------------------------------
+
 
 def simulate_cohort(config: SimulationConfig, registry: InstrumentRegistry | None = None) -> Cohort:
     """Simulate one cohort (sessions, episodes, truth) from ``config``; pure and deterministic."""
@@ -499,11 +512,12 @@ def simulate_cohort(config: SimulationConfig, registry: InstrumentRegistry | Non
     risk = true_risk_matrix(logit_h, planned_length_pmf(MAX_SESSIONS))
     missed = missed_counts(streams["missed"], logit_h)
     days = session_days(streams["dates"], missed, config.intake_span_days)
-    outcome = outcome_scores(streams["outcome_noise"], latents, outcome_instrument,
-                             OUTCOME_NORMS[config.outcome])
-    alliance = (None if alliance_instrument is None else
-                alliance_scores(streams["alliance_noise"], latents, alliance_instrument,
-                                ALLIANCE_NORMS[config.alliance]))
+    outcome = outcome_scores(streams["outcome_noise"], latents, outcome_instrument, OUTCOME_NORMS[config.outcome])
+    alliance = (
+        None
+        if alliance_instrument is None
+        else alliance_scores(streams["alliance_noise"], latents, alliance_instrument, ALLIANCE_NORMS[config.alliance])
+    )
     observed, ongoing = apply_data_cut(streams["data_cut"], n_sessions, config.ongoing_fraction)
 
     ids = _client_ids(config.n_clients)
@@ -520,7 +534,8 @@ def simulate_cohort(config: SimulationConfig, registry: InstrumentRegistry | Non
     }
     if alliance is not None:
         sessions[alliance_instrument.key] = _format_scores(
-            alliance[rows, cols], ALLIANCE_NORMS[config.alliance].decimals)
+            alliance[rows, cols], ALLIANCE_NORMS[config.alliance].decimals
+        )
 
     status = np.where(ongoing, "ongoing", np.where(dropped, "dropout", "completed"))
     clinic_labels = np.char.add("clinic", np.char.zfill((np.arange(config.n_clinics) + 1).astype(str), 2))
@@ -546,10 +561,9 @@ def simulate_cohort(config: SimulationConfig, registry: InstrumentRegistry | Non
 
 def _frame(columns: dict[str, np.ndarray]) -> pd.DataFrame:
     # Plain Python strings (not numpy "<U" arrays) so pandas picks its own string dtype.
-    return pd.DataFrame({
-        name: (values.astype(object) if values.dtype.kind == "U" else values)
-        for name, values in columns.items()
-    })
+    return pd.DataFrame(
+        {name: (values.astype(object) if values.dtype.kind == "U" else values) for name, values in columns.items()}
+    )
 
 
 def write_cohort(cohort: Cohort, out_dir: Path) -> dict[str, Path]:

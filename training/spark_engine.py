@@ -118,8 +118,9 @@ def local_cores(master: str) -> int | None:
     return 1 if cores is None else (os.cpu_count() or 1) if cores == "*" else int(cores)
 
 
-def spark_session(master: str = DEFAULT_MASTER, app_name: str = "dropout-risk",
-                  config: dict[str, str] | None = None) -> SparkSession:
+def spark_session(
+    master: str = DEFAULT_MASTER, app_name: str = "dropout-risk", config: dict[str, str] | None = None
+) -> SparkSession:
     """A SparkSession for this project: Arrow on, UI off, UTC, quiet logs.
 
     On a local master the Python workers run this interpreter (so they see this
@@ -152,8 +153,10 @@ def spark_session(master: str = DEFAULT_MASTER, app_name: str = "dropout-risk",
     try:
         spark = builder.getOrCreate()
     except Exception as exc:  # no Java, a wrong Java, an unreachable master: PySparkRuntimeError and friends
-        raise SparkUnavailableError(f"cannot start Spark on {master} ({type(exc).__name__}: "
-                                    f"{str(exc).splitlines()[0][:200]}); the Spark engine needs Java 17") from None
+        raise SparkUnavailableError(
+            f"cannot start Spark on {master} ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0][:200]}); the Spark engine needs Java 17"
+        ) from None
     spark.sparkContext.setLogLevel("ERROR")
     return spark
 
@@ -206,8 +209,9 @@ def read_table_spark(spark: SparkSession, path: str | Path) -> DataFrame:
         names = [c.lstrip("\ufeff").strip() for c in header]
         # Positional: the header's names are replaced by these (stripped, as read_table strips them).
         schema = types.StructType([types.StructField(n, types.StringType()) for n in [*names, MALFORMED]])
-        return spark.read.csv(text, schema=schema, mode="PERMISSIVE", columnNameOfCorruptRecord=MALFORMED,
-                              enforceSchema=True, **options)
+        return spark.read.csv(
+            text, schema=schema, mode="PERMISSIVE", columnNameOfCorruptRecord=MALFORMED, enforceSchema=True, **options
+        )
     except DataFileError:
         raise
     except Exception as exc:  # Spark's AnalysisException names the path, never cell content
@@ -322,9 +326,16 @@ class SparkInputs:
     ``names`` maps ``sessions`` / ``episodes`` to the file names problems name.
     """
 
-    def __init__(self, spark: SparkSession, sessions: DataFrame, episodes: DataFrame | None = None,
-                 registry: InstrumentRegistry | None = None, *, cache: bool = True,
-                 names: dict[str, str] | None = None):
+    def __init__(
+        self,
+        spark: SparkSession,
+        sessions: DataFrame,
+        episodes: DataFrame | None = None,
+        registry: InstrumentRegistry | None = None,
+        *,
+        cache: bool = True,
+        names: dict[str, str] | None = None,
+    ):
         self.spark = spark
         self.registry = registry or default_registry()
         self.names = dict(names or {})
@@ -379,8 +390,13 @@ class SparkInputs:
         return grouped.applyInPandas(sessions_only, schema)
 
     # -- pass 1 -------------------------------------------------------------------------------
-    def check(self, *, max_landmark: int = FeatureConfig().max_landmark,
-              outcome: Iterable[Instrument] | None = None, profile: bool = True) -> SparkCheck:
+    def check(
+        self,
+        *,
+        max_landmark: int = FeatureConfig().max_landmark,
+        outcome: Iterable[Instrument] | None = None,
+        profile: bool = True,
+    ) -> SparkCheck:
         """Validate every bucket and merge what the buckets found (one Spark job).
 
         ``profile`` adds what ``infer_spec`` and the trajectory fit need
@@ -403,8 +419,9 @@ class SparkInputs:
         return check
 
     # -- pass 2 -------------------------------------------------------------------------------
-    def features(self, spec: FeatureSpec, trajectories: ExpectedTrajectories,
-                 check: SparkCheck | None = None) -> DataFrame:
+    def features(
+        self, spec: FeatureSpec, trajectories: ExpectedTrajectories, check: SparkCheck | None = None
+    ) -> DataFrame:
         """The landmark feature table (lazy); validates first unless given a clean ``check``."""
         check = self._checked(check, max_landmark=spec.max_landmark, profile=False)
         schema = feature_schema(spec, self.episode_schema, check.kinds)
@@ -417,14 +434,21 @@ class SparkInputs:
         return self.apply(functools.partial(_score_bucket, self.inputs, model), SCORE_SCHEMA)
 
 
-def _file_problems(sessions: DataFrame, episodes: DataFrame | None, session_rows: int,
-                   episode_rows: int | None) -> list[Problem]:
+def _file_problems(
+    sessions: DataFrame, episodes: DataFrame | None, session_rows: int, episode_rows: int | None
+) -> list[Problem]:
     """What validate_contract checks before reading a row: required columns, empty files."""
-    problems = [Problem("sessions", None, c, "required column is missing")
-                for c in SESSION_ID_COLUMNS if c not in sessions.columns]
+    problems = [
+        Problem("sessions", None, c, "required column is missing")
+        for c in SESSION_ID_COLUMNS
+        if c not in sessions.columns
+    ]
     if episodes is not None:
-        problems += [Problem("episodes", None, c, "required column is missing")
-                     for c in EPISODE_REQUIRED_COLUMNS if c not in episodes.columns]
+        problems += [
+            Problem("episodes", None, c, "required column is missing")
+            for c in EPISODE_REQUIRED_COLUMNS
+            if c not in episodes.columns
+        ]
     if session_rows == 0:
         problems.append(Problem("sessions", None, None, "file has no data rows"))
     if episode_rows == 0:
@@ -434,8 +458,10 @@ def _file_problems(sessions: DataFrame, episodes: DataFrame | None, session_rows
 
 # --- pass 1: validation, the spec's inputs, trajectory sums -------------------------------------
 
-PROFILE_SCHEMA = ("kind string, bucket long, file string, col string, text string, k long, n long, "
-                  "mx double, my double, sxx double, sxy double, syy double")
+PROFILE_SCHEMA = (
+    "kind string, bucket long, file string, col string, text string, k long, n long, "
+    "mx double, my double, sxx double, sxy double, syy double"
+)
 _PROFILE_COLUMNS = [c.split()[0] for c in PROFILE_SCHEMA.split(", ")]
 
 
@@ -454,33 +480,69 @@ def _profile_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return frame
 
 
-def _check_bucket(inputs: _Inputs, max_landmark: int, outcome: tuple[Instrument, ...], profile: bool,
-                  sessions_raw: pd.DataFrame, episodes_raw: pd.DataFrame | None) -> pd.DataFrame:
+def _check_bucket(
+    inputs: _Inputs,
+    max_landmark: int,
+    outcome: tuple[Instrument, ...],
+    profile: bool,
+    sessions_raw: pd.DataFrame,
+    episodes_raw: pd.DataFrame | None,
+) -> pd.DataFrame:
     """One bucket's problems (counted by rule), warnings and, when clean, its profile rows."""
     bucket = int((sessions_raw if len(sessions_raw) else episodes_raw)[BUCKET].iloc[0])
-    long_lines = [_row("problem", bucket, file=file, text="not a well-formed CSV file: a line has more fields than "
-                       "the header", n=count)
-                  for file, raw, columns in (("sessions", sessions_raw, inputs.session_columns),
-                                             ("episodes", episodes_raw, inputs.episode_columns))
-                  if raw is not None and columns is not None and (count := _long_lines(raw, len(columns)))]
+    long_lines = [
+        _row(
+            "problem",
+            bucket,
+            file=file,
+            text="not a well-formed CSV file: a line has more fields than the header",
+            n=count,
+        )
+        for file, raw, columns in (
+            ("sessions", sessions_raw, inputs.session_columns),
+            ("episodes", episodes_raw, inputs.episode_columns),
+        )
+        if raw is not None and columns is not None and (count := _long_lines(raw, len(columns)))
+    ]
     if long_lines:
         return _profile_frame(long_lines)
     sessions, episodes = inputs.frames(sessions_raw, episodes_raw)
     if sessions.empty:  # these clients are in the episodes file only
-        return _profile_frame([_row("problem", bucket, file="episodes", col="client_id",
-                                    text="client has an episode but no sessions", n=len(episodes))])
+        return _profile_frame(
+            [
+                _row(
+                    "problem",
+                    bucket,
+                    file="episodes",
+                    col="client_id",
+                    text="client has an episode but no sessions",
+                    n=len(episodes),
+                )
+            ]
+        )
     if episodes.empty:  # ... or in sessions only (their other rules are checked once they have episodes)
-        return _profile_frame([_row("problem", bucket, file="sessions", col="client_id",
-                                    text="client has sessions but no row in episodes",
-                                    n=int(sessions["client_id"].nunique()))])
+        return _profile_frame(
+            [
+                _row(
+                    "problem",
+                    bucket,
+                    file="sessions",
+                    col="client_id",
+                    text="client has sessions but no row in episodes",
+                    n=int(sessions["client_id"].nunique()),
+                )
+            ]
+        )
     result = validate_contract(sessions, episodes, inputs.registry)
     rows = [_row("warning", bucket, text=w) for w in result.warnings]
     counts: dict[tuple, int] = {}
     for p in result.problems:
         key = (p.file, p.column, p.rule, p.row is not None)
         counts[key] = counts.get(key, 0) + 1
-    rows += [_row("problem", bucket, file=f, col=c, text=r, n=n if per_row else None)
-             for (f, c, r, per_row), n in counts.items()]
+    rows += [
+        _row("problem", bucket, file=f, col=c, text=r, n=n if per_row else None)
+        for (f, c, r, per_row), n in counts.items()
+    ]
     if not result.ok:
         return _profile_frame(rows)
     typed_sessions, typed_episodes = result.sessions, result.episodes
@@ -488,21 +550,22 @@ def _check_bucket(inputs: _Inputs, max_landmark: int, outcome: tuple[Instrument,
     rows.append(_row("count", bucket, file="episodes", n=len(typed_episodes)))
     for name in typed_episodes.columns:
         column = typed_episodes[name]
-        kind = ("unusable" if not is_usable_covariate(column) else
-                "numeric" if is_numeric_covariate(column) else "text")
+        kind = "unusable" if not is_usable_covariate(column) else "numeric" if is_numeric_covariate(column) else "text"
         rows.append(_row("covariate", bucket, col=name, text=kind, n=int(column.notna().sum())))
         if profile and kind == "text" and name not in EPISODE_NON_COVARIATES:
             rows += [_row("level", bucket, col=name, text=level) for level in categorical_levels(column)]
     if profile:
         for instrument in inputs.registry.present_in(typed_sessions.columns):
-            rows.append(_row("instrument", bucket, col=instrument.key,
-                             n=int(typed_sessions[instrument.key].notna().sum())))
+            rows.append(
+                _row("instrument", bucket, col=instrument.key, n=int(typed_sessions[instrument.key].notna().sum()))
+            )
         rows += _trajectory_sums(typed_sessions, outcome, max_landmark, bucket)
     return _profile_frame(rows)
 
 
-def _trajectory_sums(sessions: pd.DataFrame, outcome: tuple[Instrument, ...], max_landmark: int,
-                     bucket: int) -> list[dict[str, Any]]:
+def _trajectory_sums(
+    sessions: pd.DataFrame, outcome: tuple[Instrument, ...], max_landmark: int, bucket: int
+) -> list[dict[str, Any]]:
     """Per outcome instrument and session k: n, means and centred sums of (intake, score).
 
     The selection of ``fit_expected_trajectories``: sessions <= max_landmark in
@@ -525,10 +588,29 @@ def _trajectory_sums(sessions: pd.DataFrame, outcome: tuple[Instrument, ...], ma
         means = data.groupby("k")[["x", "y"]].transform("mean")
         dx, dy = data["x"] - means["x"], data["y"] - means["y"]
         data["dxx"], data["dxy"], data["dyy"] = dx * dx, dx * dy, dy * dy
-        sums = data.groupby("k").agg(n=("x", "size"), mx=("x", "mean"), my=("y", "mean"),
-                                     sxx=("dxx", "sum"), sxy=("dxy", "sum"), syy=("dyy", "sum"))
-        rows += [_row("trajectory", bucket, col=instrument.key, k=int(k), n=int(r.n), mx=r.mx, my=r.my,
-                      sxx=r.sxx, sxy=r.sxy, syy=r.syy) for k, r in sums.iterrows()]
+        sums = data.groupby("k").agg(
+            n=("x", "size"),
+            mx=("x", "mean"),
+            my=("y", "mean"),
+            sxx=("dxx", "sum"),
+            sxy=("dxy", "sum"),
+            syy=("dyy", "sum"),
+        )
+        rows += [
+            _row(
+                "trajectory",
+                bucket,
+                col=instrument.key,
+                k=int(k),
+                n=int(r.n),
+                mx=r.mx,
+                my=r.my,
+                sxx=r.sxx,
+                sxy=r.sxy,
+                syy=r.syy,
+            )
+            for k, r in sums.iterrows()
+        ]
     return rows
 
 
@@ -571,10 +653,12 @@ class SparkCheck:
         if self.trajectory_sums is None or spec.max_landmark != self.max_landmark:
             raise ValueError("this check was run without a profile or for another max_landmark")
         sums = self.trajectory_sums
-        return ExpectedTrajectories({
-            i.key: curve_from_sums(_merged(sums[sums["col"] == i.key]), spec.max_landmark)
-            for i in spec.outcome_instruments
-        })
+        return ExpectedTrajectories(
+            {
+                i.key: curve_from_sums(_merged(sums[sums["col"] == i.key]), spec.max_landmark)
+                for i in spec.outcome_instruments
+            }
+        )
 
 
 def _merged(sums: pd.DataFrame) -> pd.DataFrame:
@@ -624,9 +708,11 @@ def _row_free(found: pd.DataFrame, names: dict[str, str]) -> list[Problem]:
 
 
 def _merge_check(found: pd.DataFrame, inputs: _Inputs, names: dict[str, str], max_landmark: int) -> SparkCheck:
-    check = SparkCheck(problems=_row_free(found, names),
-                       warnings=sorted(set(found.loc[found["kind"] == "warning", "text"])),
-                       max_landmark=max_landmark)
+    check = SparkCheck(
+        problems=_row_free(found, names),
+        warnings=sorted(set(found.loc[found["kind"] == "warning", "text"])),
+        max_landmark=max_landmark,
+    )
     if not check.ok:
         return check
     counts = found[found["kind"] == "count"].groupby("file")["n"].sum()
@@ -636,17 +722,24 @@ def _merge_check(found: pd.DataFrame, inputs: _Inputs, names: dict[str, str], ma
     instruments = found[found["kind"] == "instrument"]
     if len(instruments):  # profiled
         observed = instruments.groupby("col")["n"].sum()
-        check.instruments_observed = {i.key: int(observed.get(i.key, 0))
-                                      for i in inputs.registry.present_in(inputs.session_columns)}
+        check.instruments_observed = {
+            i.key: int(observed.get(i.key, 0)) for i in inputs.registry.present_in(inputs.session_columns)
+        }
         levels = found[found["kind"] == "level"]
         check.levels = {name: sorted(set(part["text"])) for name, part in levels.groupby("col")}
         check.trajectory_sums = found[found["kind"] == "trajectory"].reset_index(drop=True)
     return check
 
 
-def check_spark(spark: SparkSession, sessions: DataFrame, episodes: DataFrame | None,
-                registry: InstrumentRegistry | None = None, *, max_landmark: int = FeatureConfig().max_landmark,
-                names: dict[str, str] | None = None) -> SparkCheck:
+def check_spark(
+    spark: SparkSession,
+    sessions: DataFrame,
+    episodes: DataFrame | None,
+    registry: InstrumentRegistry | None = None,
+    *,
+    max_landmark: int = FeatureConfig().max_landmark,
+    names: dict[str, str] | None = None,
+) -> SparkCheck:
     """Validate raw Spark frames against data contract v1 and profile them (one Spark job).
 
     Problems are row-free (see the module docstring); ``names`` maps
@@ -700,18 +793,31 @@ def for_arrow(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def _features_bucket(inputs: _Inputs, spec: FeatureSpec, trajectories: ExpectedTrajectories, columns: list[str],
-                     sessions_raw: pd.DataFrame, episodes_raw: pd.DataFrame) -> pd.DataFrame:
+def _features_bucket(
+    inputs: _Inputs,
+    spec: FeatureSpec,
+    trajectories: ExpectedTrajectories,
+    columns: list[str],
+    sessions_raw: pd.DataFrame,
+    episodes_raw: pd.DataFrame,
+) -> pd.DataFrame:
     if sessions_raw.empty:
         return pd.DataFrame({name: [] for name in columns})
     result = inputs.validated(sessions_raw, episodes_raw)
     return for_arrow(build_features(result.sessions, result.episodes, spec, trajectories)[columns])
 
 
-def build_features_spark(spark: SparkSession, sessions: DataFrame, episodes: DataFrame,
-                         spec: FeatureSpec | None = None, trajectories: ExpectedTrajectories | None = None, *,
-                         registry: InstrumentRegistry | None = None, config: FeatureConfig | None = None,
-                         names: dict[str, str] | None = None) -> DataFrame:
+def build_features_spark(
+    spark: SparkSession,
+    sessions: DataFrame,
+    episodes: DataFrame,
+    spec: FeatureSpec | None = None,
+    trajectories: ExpectedTrajectories | None = None,
+    *,
+    registry: InstrumentRegistry | None = None,
+    config: FeatureConfig | None = None,
+    names: dict[str, str] | None = None,
+) -> DataFrame:
     """``features.landmarks.build_features`` of raw (as-read) Spark frames, as a lazy Spark DataFrame.
 
     Validates first (one Spark job; ``ContractError`` with row-free problems).
@@ -747,8 +853,9 @@ def to_pandas_features(frame: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
 SCORE_SCHEMA = "client_id string, session_number long, risk double"
 
 
-def _score_bucket(inputs: _Inputs, model: DropoutRiskModel, sessions_raw: pd.DataFrame,
-                  episodes_raw: pd.DataFrame | None) -> pd.DataFrame:
+def _score_bucket(
+    inputs: _Inputs, model: DropoutRiskModel, sessions_raw: pd.DataFrame, episodes_raw: pd.DataFrame | None
+) -> pd.DataFrame:
     if sessions_raw.empty:
         return pd.DataFrame({"client_id": [], "session_number": [], "risk": []})
     result = inputs.validated(sessions_raw, episodes_raw)
@@ -764,9 +871,15 @@ def scoring_registry(model: DropoutRiskModel, base: InstrumentRegistry | None = 
     return base.with_extra([i for i in model.spec.instruments if i.key not in base])
 
 
-def score_spark(spark: SparkSession, model: str | DropoutRiskModel, sessions: DataFrame,
-                episodes: DataFrame | None = None, *, registry: InstrumentRegistry | None = None,
-                names: dict[str, str] | None = None) -> DataFrame:
+def score_spark(
+    spark: SparkSession,
+    model: str | DropoutRiskModel,
+    sessions: DataFrame,
+    episodes: DataFrame | None = None,
+    *,
+    registry: InstrumentRegistry | None = None,
+    names: dict[str, str] | None = None,
+) -> DataFrame:
     """``client_id``, ``session_number``, ``risk`` for every session, as ``training.score.score_sessions``.
 
     ``model``: a models:/ or runs:/ URI (loaded once, on the driver, with
@@ -830,13 +943,24 @@ def _names(sessions: str | Path, episodes: str | Path | None) -> dict[str, str]:
     return names
 
 
-def features_job(spark: SparkSession, sessions: str | Path, episodes: str | Path, out: str | Path,
-                 registry: InstrumentRegistry, config: FeatureConfig) -> SparkJobResult:
+def features_job(
+    spark: SparkSession,
+    sessions: str | Path,
+    episodes: str | Path,
+    out: str | Path,
+    registry: InstrumentRegistry,
+    config: FeatureConfig,
+) -> SparkJobResult:
     """The ``features`` command on Spark: read, validate, infer the spec, fit the curves, build, write."""
     _parquet_output(out)
     clock = _Clock()
-    with SparkInputs(spark, read_table_spark(spark, sessions), read_table_spark(spark, episodes), registry,
-                     names=_names(sessions, episodes)) as inputs:
+    with SparkInputs(
+        spark,
+        read_table_spark(spark, sessions),
+        read_table_spark(spark, episodes),
+        registry,
+        names=_names(sessions, episodes),
+    ) as inputs:
         clock.lap("read and count")
         check = inputs.check(max_landmark=config.max_landmark)
         clock.lap("validate and profile (pass 1)")
@@ -849,14 +973,21 @@ def features_job(spark: SparkSession, sessions: str | Path, episodes: str | Path
     return SparkJobResult(rows=rows, clients=check.clients, warnings=check.warnings, spec=spec, seconds=clock.laps)
 
 
-def score_job(spark: SparkSession, model: DropoutRiskModel, sessions: str | Path, episodes: str | Path | None,
-              out: str | Path, registry: InstrumentRegistry) -> SparkJobResult:
+def score_job(
+    spark: SparkSession,
+    model: DropoutRiskModel,
+    sessions: str | Path,
+    episodes: str | Path | None,
+    out: str | Path,
+    registry: InstrumentRegistry,
+) -> SparkJobResult:
     """The ``score`` command on Spark: read, validate, score every session with the model, write."""
     _parquet_output(out)
     clock = _Clock()
     episode_frame = None if episodes is None else read_table_spark(spark, episodes)
-    with SparkInputs(spark, read_table_spark(spark, sessions), episode_frame, registry,
-                     names=_names(sessions, episodes)) as inputs:
+    with SparkInputs(
+        spark, read_table_spark(spark, sessions), episode_frame, registry, names=_names(sessions, episodes)
+    ) as inputs:
         clock.lap("read and count")
         check = inputs.check(max_landmark=model.spec.max_landmark, profile=False)
         clock.lap("validate (pass 1)")
@@ -864,8 +995,7 @@ def score_job(spark: SparkSession, model: DropoutRiskModel, sessions: str | Path
             raise ContractError(check.problems)
         write_parquet_spark(inputs.score(model, check), out, ["client_id", "session_number"])
         clock.lap("type, score and write (pass 2)")
-    return SparkJobResult(rows=check.session_rows, clients=check.clients, warnings=check.warnings,
-                          seconds=clock.laps)
+    return SparkJobResult(rows=check.session_rows, clients=check.clients, warnings=check.warnings, seconds=clock.laps)
 
 
 class _Clock:

@@ -16,8 +16,9 @@ class TooFewClientsError(ValueError):
     pass
 
 
-def holdout_clients(clients: pd.DataFrame, *, fraction: float, kind: SplitKind = "random",
-                    seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def holdout_clients(
+    clients: pd.DataFrame, *, fraction: float, kind: SplitKind = "random", seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """(train client ids, test client ids).
 
     ``random`` stratifies by outcome; ``temporal`` tests on the clients whose
@@ -28,8 +29,7 @@ def holdout_clients(clients: pd.DataFrame, *, fraction: float, kind: SplitKind =
         order = np.argsort(clients["first_date"].to_numpy(), kind="stable")
         n_test = max(1, int(round(fraction * len(ids))))
         return np.sort(ids[order[:-n_test]]), np.sort(ids[order[-n_test:]])
-    train, test = train_test_split(ids, test_size=fraction, random_state=seed,
-                                   stratify=clients["label"].to_numpy())
+    train, test = train_test_split(ids, test_size=fraction, random_state=seed, stratify=clients["label"].to_numpy())
     return np.sort(train), np.sort(test)
 
 
@@ -42,7 +42,8 @@ def check_enough_clients(labels: pd.Series, *, folds: int, min_per_fold: int, wh
         if have < needed:
             raise TooFewClientsError(
                 f"{what}: {have} {name} client(s), but {folds} folds need at least {needed} "
-                f"({min_per_fold} per fold); lower training.folds or add data")
+                f"({min_per_fold} per fold); lower training.folds or add data"
+            )
 
 
 def grouped_folds(features: pd.DataFrame, *, folds: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:

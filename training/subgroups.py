@@ -70,8 +70,15 @@ METRICS = {
 _COUNTS = ("n_rows", "n_clients", "n_events")
 
 
-def subgroup_metrics(frame: pd.DataFrame, *, by: Sequence[str] = DEFAULT_BY, score: str = "risk",
-                     label: str = "label", client: str = "client_id", min_clients: int = 20) -> dict:
+def subgroup_metrics(
+    frame: pd.DataFrame,
+    *,
+    by: Sequence[str] = DEFAULT_BY,
+    score: str = "risk",
+    label: str = "label",
+    client: str = "client_id",
+    min_clients: int = 20,
+) -> dict:
     """``{by: {group: {metric: value}}}`` for each grouping column present in ``frame``.
 
     "age_band" is derived from an "age" column when the frame has no "age_band". Grouping
@@ -94,8 +101,13 @@ def subgroup_metrics(frame: pd.DataFrame, *, by: Sequence[str] = DEFAULT_BY, sco
         if len(frame) == 0:
             out[column] = {}
             continue
-        metric_frame = MetricFrame(metrics=METRICS, y_true=y, y_pred=p, sensitive_features=groups.rename(column),
-                                   sample_params={"n_clients": {"clients": clients}})
+        metric_frame = MetricFrame(
+            metrics=METRICS,
+            y_true=y,
+            y_pred=p,
+            sensitive_features=groups.rename(column),
+            sample_params={"n_clients": {"clients": clients}},
+        )
         table = metric_frame.by_group
         result: dict[str, dict] = {}
         for group, row in table.iterrows():

@@ -10,9 +10,22 @@ import mlflow.data
 
 from dropout_risk.training.data import read_table
 
-_POOLED = ("roc_auc", "pr_auc", "brier", "calibration_slope", "calibration_intercept", "ece",
-           "sensitivity_top10", "precision_top10", "sensitivity_top20", "precision_top20",
-           "sensitivity_top30", "precision_top30", "alerted_share", "median_lead_sessions")
+_POOLED = (
+    "roc_auc",
+    "pr_auc",
+    "brier",
+    "calibration_slope",
+    "calibration_intercept",
+    "ece",
+    "sensitivity_top10",
+    "precision_top10",
+    "sensitivity_top20",
+    "precision_top20",
+    "sensitivity_top30",
+    "precision_top30",
+    "alerted_share",
+    "median_lead_sessions",
+)
 _PER_LANDMARK = ("roc_auc", "brier", "calibration_slope")
 
 

@@ -68,22 +68,31 @@ def _prepare(sessions_path: Path, episodes_path: Path, settings: TrainingSetting
         raise TrainingDataError("no ended episodes: a model needs both dropout and completed episodes")
     if labels.nunique() < 2:
         only = "dropout" if labels.iloc[0] == 1 else "completed"
-        raise TrainingDataError(f"every ended episode has the same status ({only}): a model needs both "
-                                "dropout and completed episodes")
+        raise TrainingDataError(
+            f"every ended episode has the same status ({only}): a model needs both dropout and completed episodes"
+        )
     config = settings.training
     # Enough for every fold and for a test set beside them.
-    check_enough_clients(labels, folds=config.folds + 1, min_per_fold=config.min_clients_per_fold,
-                         what="ended episodes")
+    check_enough_clients(
+        labels, folds=config.folds + 1, min_per_fold=config.min_clients_per_fold, what="ended episodes"
+    )
     sessions = data.sessions[data.sessions["client_id"].isin(ended["client_id"])].reset_index(drop=True)
     firsts = sessions.groupby("client_id", sort=True)["session_date"].min()
-    clients = pd.DataFrame({"client_id": firsts.index, "first_date": firsts.to_numpy(),
-                            "label": labels.set_axis(ended["client_id"]).loc[firsts.index].to_numpy()})
+    clients = pd.DataFrame(
+        {
+            "client_id": firsts.index,
+            "first_date": firsts.to_numpy(),
+            "label": labels.set_axis(ended["client_id"]).loc[firsts.index].to_numpy(),
+        }
+    )
     train_ids, test_ids = holdout_clients(clients, fraction=config.test_fraction, kind=split, seed=config.seed)
     by_client = clients.set_index("client_id")["label"]
-    check_enough_clients(by_client.loc[train_ids], folds=config.folds, min_per_fold=config.min_clients_per_fold,
-                         what="training clients")
-    check_enough_clients(by_client.loc[test_ids], folds=1, min_per_fold=config.min_clients_per_fold,
-                         what="test clients")
+    check_enough_clients(
+        by_client.loc[train_ids], folds=config.folds, min_per_fold=config.min_clients_per_fold, what="training clients"
+    )
+    check_enough_clients(
+        by_client.loc[test_ids], folds=1, min_per_fold=config.min_clients_per_fold, what="test clients"
+    )
     return _Prepared(sessions, ended.reset_index(drop=True), train_ids, test_ids, n_ongoing)
 
 
@@ -108,9 +117,16 @@ def _data_summary(prep: _Prepared, digests: dict[str, str]) -> dict:
     }
 
 
-def train(sessions_path: Path, episodes_path: Path, settings: TrainingSettings, *, truth_path: Path | None = None,
-          split: SplitKind = "random", leave_one_clinic_out: bool = False,
-          progress: Progress | None = None) -> TrainOutcome:
+def train(
+    sessions_path: Path,
+    episodes_path: Path,
+    settings: TrainingSettings,
+    *,
+    truth_path: Path | None = None,
+    split: SplitKind = "random",
+    leave_one_clinic_out: bool = False,
+    progress: Progress | None = None,
+) -> TrainOutcome:
     """Validate, split by client, select, calibrate, evaluate, log and register as challenger."""
     say = progress or (lambda _message: None)
     config = settings.training
@@ -134,19 +150,29 @@ def train(sessions_path: Path, episodes_path: Path, settings: TrainingSettings, 
     chosen = select(candidates, config.candidates, config.selection_margin)
     say(f"calibrating {chosen.kind} on out-of-fold predictions")
     estimator, calibrator = fit_calibrated(chosen, train_rows, y_train, config.calibration)
-    model = DropoutRiskModel(spec=spec, trajectories=trajectories, kind=chosen.kind, estimator=estimator,
-                             calibrator=calibrator, columns=columns,
-                             metadata={"chosen": chosen.kind, "params": chosen.params})
+    model = DropoutRiskModel(
+        spec=spec,
+        trajectories=trajectories,
+        kind=chosen.kind,
+        estimator=estimator,
+        calibrator=calibrator,
+        columns=columns,
+        metadata={"chosen": chosen.kind, "params": chosen.params},
+    )
 
     say("evaluating on held-out clients")
     scored = test_rows.assign(risk=model.predict_features(test_rows))
-    logistic_estimator, logistic_calibrator = fit_calibrated(candidates["logistic"], train_rows, y_train,
-                                                             config.calibration)
+    logistic_estimator, logistic_calibrator = fit_calibrated(
+        candidates["logistic"], train_rows, y_train, config.calibration
+    )
     scored["logistic"] = logistic_calibrator.transform(logistic_estimator.predict_proba(model.prepare(test_rows))[:, 1])
     rule = ClinicalRuleClassifier(spec.to_dict()).fit(train_rows, y_train)
     scored["clinical_rule"] = rule.predict_proba(test_rows)[:, 1]
-    evaluation = {"n_resamples": config.bootstrap_resamples, "seed": config.seed,
-                  "top_fraction": config.alert_top_fraction}
+    evaluation = {
+        "n_resamples": config.bootstrap_resamples,
+        "seed": config.seed,
+        "top_fraction": config.alert_top_fraction,
+    }
     test_metrics = evaluate_scores(scored, "risk", **evaluation)
     report = {
         "model_name": MODEL_NAME,
@@ -154,12 +180,21 @@ def train(sessions_path: Path, episodes_path: Path, settings: TrainingSettings, 
         "model_kind": chosen.kind,
         "test": test_metrics,
         "baselines": {name: evaluate_scores(scored, name, **evaluation) for name in ("clinical_rule", "logistic")},
-        "selection": {"cv_auc": {k: r.cv_auc for k, r in candidates.items()}, "chosen": chosen.kind,
-                      "margin": config.selection_margin, "params": chosen.params,
-                      "feature_groups": list(config.feature_groups), "n_features": len(columns)},
-        "validation": {"split": split, "leave_one_clinic_out": leave_one_clinic_out, "folds": config.folds,
-                       "calibration": config.calibration,
-                       "bootstrap_resamples": config.bootstrap_resamples},
+        "selection": {
+            "cv_auc": {k: r.cv_auc for k, r in candidates.items()},
+            "chosen": chosen.kind,
+            "margin": config.selection_margin,
+            "params": chosen.params,
+            "feature_groups": list(config.feature_groups),
+            "n_features": len(columns),
+        },
+        "validation": {
+            "split": split,
+            "leave_one_clinic_out": leave_one_clinic_out,
+            "folds": config.folds,
+            "calibration": config.calibration,
+            "bootstrap_resamples": config.bootstrap_resamples,
+        },
         "subgroups": subgroups(scored, "risk"),
         "promoted": False,
     }
@@ -168,8 +203,13 @@ def train(sessions_path: Path, episodes_path: Path, settings: TrainingSettings, 
         per_clinic = leave_one_clinic_out_metrics(features, chosen, config)
         report["leave_one_clinic_out"] = {"summary": summarise(per_clinic), "by_clinic": per_clinic}
     if truth is not None:
-        scored = scored.merge(truth, left_on=["client_id", "landmark"], right_on=["client_id", "session_number"],
-                              how="left", validate="one_to_one").drop(columns="session_number")
+        scored = scored.merge(
+            truth,
+            left_on=["client_id", "landmark"],
+            right_on=["client_id", "session_number"],
+            how="left",
+            validate="one_to_one",
+        ).drop(columns="session_number")
         if scored["true_risk"].isna().any():
             raise TrainingDataError("the truth file has no true_risk for some scored sessions")
         report["true_risk"] = true_risk_comparison(scored, test_metrics["roc_auc"], test_metrics["by_landmark"])
@@ -180,9 +220,15 @@ def train(sessions_path: Path, episodes_path: Path, settings: TrainingSettings, 
         digests = log_dataset(sessions_path, episodes_path)
         report["data"] = _data_summary(prep, digests)
         report["data"]["instruments"] = [i.key for i in spec.instruments]
-        mlflow.log_params({"model_kind": chosen.kind, "split": split, "max_landmark": spec.max_landmark,
-                           **{f"training.{k}": v for k, v in config.model_dump().items()},
-                           **{f"param.{k}": v for k, v in chosen.params.items()}})
+        mlflow.log_params(
+            {
+                "model_kind": chosen.kind,
+                "split": split,
+                "max_landmark": spec.max_landmark,
+                **{f"training.{k}": v for k, v in config.model_dump().items()},
+                **{f"param.{k}": v for k, v in chosen.params.items()},
+            }
+        )
         _log_artifacts(Path(tmp), scored, report, spec, prep)
         info = log_model(model, input_example=model.example_input(test_rows.head(3)))
         version = str(info.registered_model_version)
@@ -201,27 +247,33 @@ def _read_truth(path: Path) -> pd.DataFrame:
     missing = {"client_id", "session_number", "true_risk"} - set(truth.columns)
     if missing:
         raise TrainingDataError(f"{path}: truth file lacks column(s) {', '.join(sorted(missing))}")
-    return pd.DataFrame({
-        "client_id": truth["client_id"].astype("string"),
-        "session_number": pd.to_numeric(truth["session_number"]).astype("int64"),
-        "true_risk": pd.to_numeric(truth["true_risk"]).astype(float),
-    })
+    return pd.DataFrame(
+        {
+            "client_id": truth["client_id"].astype("string"),
+            "session_number": pd.to_numeric(truth["session_number"]).astype("int64"),
+            "true_risk": pd.to_numeric(truth["true_risk"]).astype(float),
+        }
+    )
 
 
 def _log_artifacts(tmp: Path, scored: pd.DataFrame, report: dict, spec, prep: _Prepared) -> None:
     plots = tmp / "plots"
     plots.mkdir()
     registered = f"registered ({report['model_kind']})"
-    curves = {registered: (scored["label"], scored["risk"]),
-              "logistic": (scored["label"], scored["logistic"]),
-              "clinical_rule": (scored["label"], scored["clinical_rule"])}
+    curves = {
+        registered: (scored["label"], scored["risk"]),
+        "logistic": (scored["label"], scored["logistic"]),
+        "clinical_rule": (scored["label"], scored["clinical_rule"]),
+    }
     if "true_risk" in scored:
         curves["true risk"] = (scored["label"], scored["true_risk"])
     plot_roc(curves, plots / "roc.png")
     plot_calibration(scored["label"], scored["risk"], plots / "calibration.png")
     plot_decision_curve(curves, plots / "decision_curve.png")
-    by_landmark = {registered: report["test"]["by_landmark"],
-                   **{name: metrics["by_landmark"] for name, metrics in report["baselines"].items()}}
+    by_landmark = {
+        registered: report["test"]["by_landmark"],
+        **{name: metrics["by_landmark"] for name, metrics in report["baselines"].items()},
+    }
     cis = {name: {k: v.get("ci", {}) for k, v in metrics.items()} for name, metrics in by_landmark.items()}
     if "true_risk" in report:
         by_landmark["true risk"] = report["true_risk"]["by_landmark"]
@@ -233,6 +285,7 @@ def _log_artifacts(tmp: Path, scored: pd.DataFrame, report: dict, spec, prep: _P
     test = prep.sessions["client_id"].isin(prep.test_ids)
     prep.sessions[test].to_parquet(evaluation / "test_sessions.parquet", index=False)
     prep.episodes[prep.episodes["client_id"].isin(prep.test_ids)].to_parquet(
-        evaluation / "test_episodes.parquet", index=False)
+        evaluation / "test_episodes.parquet", index=False
+    )
     (evaluation / "feature_spec.json").write_text(json.dumps(spec.to_dict(), indent=2))
     mlflow.log_artifacts(str(evaluation), TEST_DATA_DIR)

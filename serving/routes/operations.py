@@ -31,8 +31,11 @@ def readyz(request: Request, response: Response) -> dict:
     except Exception:  # any driver error means not reachable
         database = "unreachable"
     loaded = holder.current
-    model = {"loaded": loaded is not None, "version": loaded.version if loaded else None,
-             "registry": "reachable" if holder.registry_reachable else "unreachable"}
+    model = {
+        "loaded": loaded is not None,
+        "version": loaded.version if loaded else None,
+        "registry": "reachable" if holder.registry_reachable else "unreachable",
+    }
     ready = loaded is not None and database == "ok"
     if not ready:
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
@@ -57,5 +60,8 @@ async def reload(request: Request, _admin: Annotated[None, Depends(require_admin
     holder = request.app.state.holder
     swapped = await asyncio.to_thread(holder.refresh)
     loaded = holder.current
-    return {"swapped": swapped, "version": loaded.version if loaded else None,
-            "registry": "reachable" if holder.registry_reachable else "unreachable"}
+    return {
+        "swapped": swapped,
+        "version": loaded.version if loaded else None,
+        "registry": "reachable" if holder.registry_reachable else "unreachable",
+    }

@@ -19,9 +19,11 @@ from dropout_risk.serving.service import Invalid
 router = APIRouter(prefix="/v1", tags=["scoring"], responses=UNAUTHORIZED_RESPONSE)
 
 
-@router.post("/score", response_model=ScoreResponse,
-             responses={422: {"model": ErrorBody, "description": "Invalid history"}, **BAD_BODY_RESPONSE,
-                        **NO_MODEL_RESPONSE})
+@router.post(
+    "/score",
+    response_model=ScoreResponse,
+    responses={422: {"model": ErrorBody, "description": "Invalid history"}, **BAD_BODY_RESPONSE, **NO_MODEL_RESPONSE},
+)
 def score(body: ScoreRequest, _clinic: ClinicId, model: Model, settings: Settings, request: Request) -> ScoreResponse:
     """Score a whole history sent in the body; nothing is stored."""
     history = [HistoryRow(s.session_number, s.session_date, s.scores, s.missed_since_last) for s in body.sessions]
@@ -36,8 +38,15 @@ def score(body: ScoreRequest, _clinic: ClinicId, model: Model, settings: Setting
 @router.get("/model", response_model=ModelInfo, responses=NO_MODEL_RESPONSE)
 def model_info(_clinic: ClinicId, model: Model) -> ModelInfo:
     """The model being served: name, version, alias, when it was trained, its test metrics."""
-    return ModelInfo(name=model.name, version=model.version, alias=model.alias, kind=model.model.kind,
-                     trained_at=model.trained_at, loaded_at=model.loaded_at, run_id=model.run_id,
-                     max_landmark=model.model.spec.max_landmark,
-                     instruments=[i.key for i in model.model.spec.instruments],
-                     metrics={k: float(v) for k, v in model.metrics.items()})
+    return ModelInfo(
+        name=model.name,
+        version=model.version,
+        alias=model.alias,
+        kind=model.model.kind,
+        trained_at=model.trained_at,
+        loaded_at=model.loaded_at,
+        run_id=model.run_id,
+        max_landmark=model.model.spec.max_landmark,
+        instruments=[i.key for i in model.model.spec.instruments],
+        metrics={k: float(v) for k, v in model.metrics.items()},
+    )

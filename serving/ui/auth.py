@@ -89,13 +89,21 @@ def write_session(request: Request, response: Response, session: UiSession) -> N
     payload: dict[str, object] = {"csrf": session.csrf}
     if session.clinic_id is not None:
         payload.update(clinic=session.clinic_id, key=session.key_id)
-    response.set_cookie(COOKIE, _serializer().dumps(payload), max_age=SESSION_SECONDS, path=COOKIE_PATH,
-                        httponly=True, samesite="strict", secure=request.url.scheme == "https")
+    response.set_cookie(
+        COOKIE,
+        _serializer().dumps(payload),
+        max_age=SESSION_SECONDS,
+        path=COOKIE_PATH,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
 
 
 def clear_session(request: Request, response: Response) -> None:
-    response.delete_cookie(COOKIE, path=COOKIE_PATH, httponly=True, samesite="strict",
-                           secure=request.url.scheme == "https")
+    response.delete_cookie(
+        COOKIE, path=COOKIE_PATH, httponly=True, samesite="strict", secure=request.url.scheme == "https"
+    )
 
 
 def check_key(db: Session, key: str) -> tuple[int, int] | None:
@@ -111,8 +119,11 @@ def signed_in(db: Session, session: UiSession | None) -> SignedIn | None:
     """The session's clinic if its key is still active (one indexed read), else None."""
     if session is None or session.clinic_id is None or session.key_id is None:
         return None
-    row = db.execute(select(ApiKey.clinic_id, Clinic.name).join(Clinic, Clinic.id == ApiKey.clinic_id)
-                     .where(ApiKey.id == session.key_id, ApiKey.revoked_at.is_(None))).first()
+    row = db.execute(
+        select(ApiKey.clinic_id, Clinic.name)
+        .join(Clinic, Clinic.id == ApiKey.clinic_id)
+        .where(ApiKey.id == session.key_id, ApiKey.revoked_at.is_(None))
+    ).first()
     if row is None or row.clinic_id != session.clinic_id:
         return None
     return SignedIn(clinic_id=row.clinic_id, clinic_name=row.name, csrf=session.csrf)

@@ -124,8 +124,10 @@ def _segments(points: Sequence[tuple[float, float] | None]) -> list[list[tuple[f
 def _polyline(points: Sequence[tuple[float, float]], colour: str, width: float = 2, dash: str | None = None) -> str:
     coords = " ".join(f"{_f(x)},{_f(y)}" for x, y in points)
     dashed = f' stroke-dasharray="{dash}"' if dash else ""
-    return (f'<polyline points="{coords}" fill="none" stroke="{colour}" stroke-width="{_f(width)}"'
-            f' stroke-linejoin="round" stroke-linecap="round"{dashed}/>')
+    return (
+        f'<polyline points="{coords}" fill="none" stroke="{colour}" stroke-width="{_f(width)}"'
+        f' stroke-linejoin="round" stroke-linecap="round"{dashed}/>'
+    )
 
 
 # --- the session axis shared by the score and risk charts ----------------------------------
@@ -150,22 +152,35 @@ class SessionAxis:
 
 
 def _x_axis(axis: SessionAxis, bottom: float) -> list[str]:
-    parts = [f'<line x1="{_f(axis.left)}" y1="{_f(bottom)}" x2="{_f(axis.width - axis.right)}" y2="{_f(bottom)}" '
-             f'stroke="{MUTED}"/>']
+    parts = [
+        f'<line x1="{_f(axis.left)}" y1="{_f(bottom)}" x2="{_f(axis.width - axis.right)}" y2="{_f(bottom)}" '
+        f'stroke="{MUTED}"/>'
+    ]
     for s in axis.labels():
         x = axis.x(s)
         parts.append(f'<line x1="{_f(x)}" y1="{_f(bottom)}" x2="{_f(x)}" y2="{_f(bottom + 4)}" stroke="{MUTED}"/>')
         parts.append(f'<text x="{_f(x)}" y="{_f(bottom + 16)}" text-anchor="middle" fill="{MUTED}">{s}</text>')
-    parts.append(f'<text x="{_f((axis.left + axis.width - axis.right) / 2)}" y="{_f(bottom + 31)}" '
-                 f'text-anchor="middle" fill="{MUTED}">session</text>')
+    parts.append(
+        f'<text x="{_f((axis.left + axis.width - axis.right) / 2)}" y="{_f(bottom + 31)}" '
+        f'text-anchor="middle" fill="{MUTED}">session</text>'
+    )
     return parts
 
 
 # --- sparkline -----------------------------------------------------------------------------
 
 
-def sparkline(probabilities: Sequence[float], bands: Sequence[str], *, moderate: float, high: float,
-              width: float = 120, height: float = 30, min_span: float = 0.10, prefix: str = "spark") -> str:
+def sparkline(
+    probabilities: Sequence[float],
+    bands: Sequence[str],
+    *,
+    moderate: float,
+    high: float,
+    width: float = 120,
+    height: float = 30,
+    min_span: float = 0.10,
+    prefix: str = "spark",
+) -> str:
     """Risk after each session as a small line; the latest point a dot in its band's colour.
 
     The vertical scale fits the row's own risks but spans at least ``min_span`` (10
@@ -176,8 +191,9 @@ def sparkline(probabilities: Sequence[float], bands: Sequence[str], *, moderate:
     if n != len(bands):
         raise ValueError("probabilities and bands must have the same length")
     pad = 4.0
-    desc = ("no sessions recorded" if n == 0 else
-            "risk after each session: " + ", ".join(percent(p) for p in probabilities))
+    desc = (
+        "no sessions recorded" if n == 0 else "risk after each session: " + ", ".join(percent(p) for p in probabilities)
+    )
     parts = _svg_open(prefix, width, height, "Risk trend", desc, "sparkline")
     lo, hi = sparkline_domain(probabilities, min_span)
 
@@ -186,8 +202,10 @@ def sparkline(probabilities: Sequence[float], bands: Sequence[str], *, moderate:
 
     for threshold in (moderate, high):
         if lo < threshold < hi:
-            parts.append(f'<line x1="0" y1="{_f(y(threshold))}" x2="{_f(width)}" y2="{_f(y(threshold))}" '
-                         f'stroke="{GRID}" stroke-dasharray="3 3"/>')
+            parts.append(
+                f'<line x1="0" y1="{_f(y(threshold))}" x2="{_f(width)}" y2="{_f(y(threshold))}" '
+                f'stroke="{GRID}" stroke-dasharray="3 3"/>'
+            )
     if n:
         step = (width - 2 * pad) / max(n - 1, 1)
         points = [(pad + i * step if n > 1 else width / 2, y(p)) for i, p in enumerate(probabilities)]
@@ -230,8 +248,15 @@ class ExpectedBand:
     high: tuple[float, ...]
 
 
-def expected_band(instrument: Instrument, label: str, trajectories: ExpectedTrajectories, off_track_z: float,
-                  intake_session: int, intake_score: float, last_session: int) -> ExpectedBand | None:
+def expected_band(
+    instrument: Instrument,
+    label: str,
+    trajectories: ExpectedTrajectories,
+    off_track_z: float,
+    intake_session: int,
+    intake_score: float,
+    last_session: int,
+) -> ExpectedBand | None:
     """The expected-trajectory band from the client's intake (first observed) score.
 
     ``mean +- off_track_z * resid_sd`` from ``ExpectedTrajectories.expected`` in
@@ -248,11 +273,19 @@ def expected_band(instrument: Instrument, label: str, trajectories: ExpectedTraj
     if not np.all(np.isfinite(mean)) or not np.all(np.isfinite(sd)):
         return None
     lo_norm, hi_norm = mean - off_track_z * sd, mean + off_track_z * sd
-    raw = [np.clip(np.asarray(instrument.normalise(v), dtype=float), instrument.min, instrument.max)
-           for v in (lo_norm, mean, hi_norm)]
+    raw = [
+        np.clip(np.asarray(instrument.normalise(v), dtype=float), instrument.min, instrument.max)
+        for v in (lo_norm, mean, hi_norm)
+    ]
     low, high = np.minimum(raw[0], raw[2]), np.maximum(raw[0], raw[2])
-    return ExpectedBand(instrument.key, label, tuple(int(s) for s in sessions), tuple(map(float, low)),
-                        tuple(map(float, raw[1])), tuple(map(float, high)))
+    return ExpectedBand(
+        instrument.key,
+        label,
+        tuple(int(s) for s in sessions),
+        tuple(map(float, low)),
+        tuple(map(float, raw[1])),
+        tuple(map(float, high)),
+    )
 
 
 # --- scores chart --------------------------------------------------------------------------
@@ -273,16 +306,31 @@ class ScoreSeries:
 
     @classmethod
     def of(cls, instrument: Instrument, label: str, values: Sequence[float | None]) -> ScoreSeries:
-        return cls(instrument.key, label, instrument.role, float(instrument.min), float(instrument.max),
-                   instrument.higher_is_better, instrument.cutoff, tuple(values))
+        return cls(
+            instrument.key,
+            label,
+            instrument.role,
+            float(instrument.min),
+            float(instrument.max),
+            instrument.higher_is_better,
+            instrument.cutoff,
+            tuple(values),
+        )
 
     @property
     def direction(self) -> str:
         return "higher is better" if self.higher_is_better else "lower is better"
 
 
-def scores_chart(sessions: Sequence[int], series: Sequence[ScoreSeries], band: ExpectedBand | None = None, *,
-                 last_session: int | None = None, height: float = 300, prefix: str = "scores") -> str:
+def scores_chart(
+    sessions: Sequence[int],
+    series: Sequence[ScoreSeries],
+    band: ExpectedBand | None = None,
+    *,
+    last_session: int | None = None,
+    height: float = 300,
+    prefix: str = "scores",
+) -> str:
     """Scores by session, one line per series, cutoff lines, and the expected band behind them.
 
     Series sharing a range share the left axis; a second range gets the right axis
@@ -318,20 +366,27 @@ def scores_chart(sessions: Sequence[int], series: Sequence[ScoreSeries], band: E
     left_range = ranges[0]
     for value in ticks(*left_range):
         y = scale[left_range](value)
-        parts.append(f'<line x1="{_f(axis.left)}" y1="{_f(y)}" x2="{_f(axis.width - axis.right)}" y2="{_f(y)}" '
-                     f'stroke="{GRID}" stroke-width="1"/>')
-        parts.append(f'<text x="{_f(axis.left - 6)}" y="{_f(y + 4)}" text-anchor="end" fill="{MUTED}">'
-                     f'{number(value)}</text>')
-    parts.append(f'<text transform="translate(12 {_f((top + bottom) / 2)}) rotate(-90)" text-anchor="middle" '
-                 f'fill="{MUTED}">{_esc(labels[left_range])}</text>')
+        parts.append(
+            f'<line x1="{_f(axis.left)}" y1="{_f(y)}" x2="{_f(axis.width - axis.right)}" y2="{_f(y)}" '
+            f'stroke="{GRID}" stroke-width="1"/>'
+        )
+        parts.append(
+            f'<text x="{_f(axis.left - 6)}" y="{_f(y + 4)}" text-anchor="end" fill="{MUTED}">{number(value)}</text>'
+        )
+    parts.append(
+        f'<text transform="translate(12 {_f((top + bottom) / 2)}) rotate(-90)" text-anchor="middle" '
+        f'fill="{MUTED}">{_esc(labels[left_range])}</text>'
+    )
     if len(ranges) == 2:
         right_range = ranges[1]
         x_axis_right = axis.width - axis.right
         for value in ticks(*right_range):
             y = scale[right_range](value)
             parts.append(f'<text x="{_f(x_axis_right + 6)}" y="{_f(y + 4)}" fill="{MUTED}">{number(value)}</text>')
-        parts.append(f'<text transform="translate({_f(axis.width - 10)} {_f((top + bottom) / 2)}) rotate(90)" '
-                     f'text-anchor="middle" fill="{MUTED}">{_esc(labels[right_range])}</text>')
+        parts.append(
+            f'<text transform="translate({_f(axis.width - 10)} {_f((top + bottom) / 2)}) rotate(90)" '
+            f'text-anchor="middle" fill="{MUTED}">{_esc(labels[right_range])}</text>'
+        )
     parts += _x_axis(axis, bottom)
 
     colours = {s.key: SERIES_COLOURS[i % len(SERIES_COLOURS)] for i, s in enumerate(series)}
@@ -358,15 +413,19 @@ def scores_chart(sessions: Sequence[int], series: Sequence[ScoreSeries], band: E
         if s.cutoff is None:
             continue
         y = scale[(s.minimum, s.maximum)](s.cutoff)
-        parts.append(f'<line class="cutoff" x1="{_f(axis.left)}" y1="{_f(y)}" x2="{_f(axis.width - axis.right)}" '
-                     f'y2="{_f(y)}" stroke="{colours[s.key]}" stroke-width="1.5" stroke-dasharray="8 5"/>')
+        parts.append(
+            f'<line class="cutoff" x1="{_f(axis.left)}" y1="{_f(y)}" x2="{_f(axis.width - axis.right)}" '
+            f'y2="{_f(y)}" stroke="{colours[s.key]}" stroke-width="1.5" stroke-dasharray="8 5"/>'
+        )
         label_y = y - 5
         while any(abs(label_y - other) < 13 for other in used):
             label_y += 13
         used.append(label_y)
-        parts.append(f'<text x="{_f(axis.width - axis.right - 4)}" y="{_f(label_y)}" text-anchor="end" '
-                     f'fill="{colours[s.key]}" paint-order="stroke" stroke="#ffffff" stroke-width="3">'
-                     f'{_esc(s.label)} cutoff {number(s.cutoff)}</text>')
+        parts.append(
+            f'<text x="{_f(axis.width - axis.right - 4)}" y="{_f(label_y)}" text-anchor="end" '
+            f'fill="{colours[s.key]}" paint-order="stroke" stroke="#ffffff" stroke-width="3">'
+            f"{_esc(s.label)} cutoff {number(s.cutoff)}</text>"
+        )
 
     # the scores
     for s in series:
@@ -383,29 +442,38 @@ def scores_chart(sessions: Sequence[int], series: Sequence[ScoreSeries], band: E
             x, yy = point
             tip = f"<title>{_esc(s.label)} {number(v)} at session {n}</title>"
             if s.role == "alliance":
-                parts.append(f'<rect x="{_f(x - 4)}" y="{_f(yy - 4)}" width="8" height="8" fill="{colour}" '
-                             f'stroke="#ffffff" stroke-width="1.5">{tip}</rect>')
+                parts.append(
+                    f'<rect x="{_f(x - 4)}" y="{_f(yy - 4)}" width="8" height="8" fill="{colour}" '
+                    f'stroke="#ffffff" stroke-width="1.5">{tip}</rect>'
+                )
             else:
-                parts.append(f'<circle cx="{_f(x)}" cy="{_f(yy)}" r="4.5" fill="{colour}" stroke="#ffffff" '
-                             f'stroke-width="1.5">{tip}</circle>')
+                parts.append(
+                    f'<circle cx="{_f(x)}" cy="{_f(yy)}" r="4.5" fill="{colour}" stroke="#ffffff" '
+                    f'stroke-width="1.5">{tip}</circle>'
+                )
 
     parts += _scores_legend(series, colours, band, axis)
     parts.append("</svg>")
     return "".join(parts)
 
 
-def _scores_legend(series: Sequence[ScoreSeries], colours: dict[str, str], band: ExpectedBand | None,
-                   axis: SessionAxis) -> list[str]:
+def _scores_legend(
+    series: Sequence[ScoreSeries], colours: dict[str, str], band: ExpectedBand | None, axis: SessionAxis
+) -> list[str]:
     parts, x, y = [], axis.left, 16.0
     for s in series:
         colour = colours[s.key]
         if s.role == "alliance":
-            parts.append(f'<line x1="{_f(x)}" y1="{_f(y - 4)}" x2="{_f(x + 22)}" y2="{_f(y - 4)}" stroke="{colour}" '
-                         f'stroke-width="2.5" stroke-dasharray="6 4"/>')
+            parts.append(
+                f'<line x1="{_f(x)}" y1="{_f(y - 4)}" x2="{_f(x + 22)}" y2="{_f(y - 4)}" stroke="{colour}" '
+                f'stroke-width="2.5" stroke-dasharray="6 4"/>'
+            )
             parts.append(f'<rect x="{_f(x + 7)}" y="{_f(y - 8)}" width="8" height="8" fill="{colour}"/>')
         else:
-            parts.append(f'<line x1="{_f(x)}" y1="{_f(y - 4)}" x2="{_f(x + 22)}" y2="{_f(y - 4)}" stroke="{colour}" '
-                         f'stroke-width="2.5"/>')
+            parts.append(
+                f'<line x1="{_f(x)}" y1="{_f(y - 4)}" x2="{_f(x + 22)}" y2="{_f(y - 4)}" stroke="{colour}" '
+                f'stroke-width="2.5"/>'
+            )
             parts.append(f'<circle cx="{_f(x + 11)}" cy="{_f(y - 4)}" r="4.5" fill="{colour}"/>')
         text = f"{s.label} ({s.role}, {s.direction})"
         parts.append(f'<text x="{_f(x + 28)}" y="{_f(y)}" fill="{INK}">{_esc(text)}</text>')
@@ -414,30 +482,43 @@ def _scores_legend(series: Sequence[ScoreSeries], colours: dict[str, str], band:
         y += 18
         x = axis.left
         parts.append(f'<rect x="{_f(x)}" y="{_f(y - 10)}" width="22" height="12" fill="{BAND_FILL}"/>')
-        parts.append(f'<text x="{_f(x + 28)}" y="{_f(y)}" fill="{INK}">expected range for this intake '
-                     f'{_esc(band.label)} score (below it: not on track); dashed lines: clinical cutoffs</text>')
+        parts.append(
+            f'<text x="{_f(x + 28)}" y="{_f(y)}" fill="{INK}">expected range for this intake '
+            f"{_esc(band.label)} score (below it: not on track); dashed lines: clinical cutoffs</text>"
+        )
     return parts
 
 
 def _scores_desc(sessions: Sequence[int], series: Sequence[ScoreSeries], band: ExpectedBand | None) -> str:
     parts = []
     for s in series:
-        values = ", ".join(f"session {n}: {number(v)}" for n, v in zip(sessions, s.values, strict=True)
-                           if not _missing(v))
+        values = ", ".join(
+            f"session {n}: {number(v)}" for n, v in zip(sessions, s.values, strict=True) if not _missing(v)
+        )
         cutoff = f"; clinical cutoff {number(s.cutoff)}" if s.cutoff is not None else ""
         parts.append(f"{s.label} ({s.direction}{cutoff}): {values or 'not given'}.")
     if band is not None and band.sessions:
-        parts.append(f"Expected {band.label} range at session {band.sessions[-1]}: "
-                     f"{number(band.low[-1])} to {number(band.high[-1])}.")
+        parts.append(
+            f"Expected {band.label} range at session {band.sessions[-1]}: "
+            f"{number(band.low[-1])} to {number(band.high[-1])}."
+        )
     return " ".join(parts)
 
 
 # --- risk chart ----------------------------------------------------------------------------
 
 
-def risk_chart(sessions: Sequence[int], probabilities: Sequence[float], bands: Sequence[str], *,
-               moderate: float, high: float, last_session: int | None = None, height: float = 190,
-               prefix: str = "risk") -> str:
+def risk_chart(
+    sessions: Sequence[int],
+    probabilities: Sequence[float],
+    bands: Sequence[str],
+    *,
+    moderate: float,
+    high: float,
+    last_session: int | None = None,
+    height: float = 190,
+    prefix: str = "risk",
+) -> str:
     """The risk after each session over shaded low / moderate / high zones, each zone named in text."""
     if not len(sessions) == len(probabilities) == len(bands):
         raise ValueError("sessions, probabilities and bands must have the same length")
@@ -450,9 +531,14 @@ def risk_chart(sessions: Sequence[int], probabilities: Sequence[float], bands: S
     def y(p: float) -> float:
         return bottom - min(max(p, 0.0), y_max) / y_max * (bottom - top)
 
-    desc = ("no sessions recorded" if not sessions else "; ".join(
-        f"session {n}: {percent(p)} ({BAND_NAMES.get(b, b)})" for n, p, b in zip(sessions, probabilities, bands,
-                                                                               strict=True)))
+    desc = (
+        "no sessions recorded"
+        if not sessions
+        else "; ".join(
+            f"session {n}: {percent(p)} ({BAND_NAMES.get(b, b)})"
+            for n, p, b in zip(sessions, probabilities, bands, strict=True)
+        )
+    )
     desc += f". Bands: low below {percent(moderate)}, high from {percent(high)}."
     parts = _svg_open(prefix, axis.width, height, "Dropout risk by session", desc, "chart risk-chart")
     x0, x1 = axis.left, axis.width - axis.right
@@ -460,32 +546,45 @@ def risk_chart(sessions: Sequence[int], probabilities: Sequence[float], bands: S
     for name, lo, hi in zones:
         if lo >= y_max:
             continue
-        parts.append(f'<rect class="zone zone-{name}" x="{_f(x0)}" y="{_f(y(hi))}" width="{_f(x1 - x0)}" '
-                     f'height="{_f(y(lo) - y(hi))}" fill="{ZONE_FILLS[name]}"/>')
+        parts.append(
+            f'<rect class="zone zone-{name}" x="{_f(x0)}" y="{_f(y(hi))}" width="{_f(x1 - x0)}" '
+            f'height="{_f(y(lo) - y(hi))}" fill="{ZONE_FILLS[name]}"/>'
+        )
         top_of_zone = y(min(hi, y_max))
         if y(lo) - top_of_zone >= 14:  # room for the zone's name
-            parts.append(f'<text x="{_f(x1 - 6)}" y="{_f(top_of_zone + 13)}" text-anchor="end" '
-                         f'fill="{BAND_COLOURS[name]}" font-weight="600">{name} risk</text>')
+            parts.append(
+                f'<text x="{_f(x1 - 6)}" y="{_f(top_of_zone + 13)}" text-anchor="end" '
+                f'fill="{BAND_COLOURS[name]}" font-weight="600">{name} risk</text>'
+            )
     for value in ticks(0.0, y_max, 4):
-        parts.append(f'<text x="{_f(x0 - 6)}" y="{_f(y(value) + 4)}" text-anchor="end" fill="{MUTED}">'
-                     f'{percent(value)}</text>')
+        parts.append(
+            f'<text x="{_f(x0 - 6)}" y="{_f(y(value) + 4)}" text-anchor="end" fill="{MUTED}">{percent(value)}</text>'
+        )
     for threshold in (moderate, high):
         if threshold < y_max:
-            parts.append(f'<line x1="{_f(x0)}" y1="{_f(y(threshold))}" x2="{_f(x1)}" y2="{_f(y(threshold))}" '
-                         f'stroke="{MUTED}" stroke-width="1" stroke-dasharray="2 3"/>')
-    parts.append(f'<text transform="translate(12 {_f((top + bottom) / 2)}) rotate(-90)" text-anchor="middle" '
-                 f'fill="{MUTED}">risk</text>')
+            parts.append(
+                f'<line x1="{_f(x0)}" y1="{_f(y(threshold))}" x2="{_f(x1)}" y2="{_f(y(threshold))}" '
+                f'stroke="{MUTED}" stroke-width="1" stroke-dasharray="2 3"/>'
+            )
+    parts.append(
+        f'<text transform="translate(12 {_f((top + bottom) / 2)}) rotate(-90)" text-anchor="middle" '
+        f'fill="{MUTED}">risk</text>'
+    )
     parts += _x_axis(axis, bottom)
     points = [(axis.x(n), y(p)) for n, p in zip(sessions, probabilities, strict=True)]
     if len(points) > 1:
         parts.append(_polyline(points, INK, 2))
     for (x, yy), n, p, b in zip(points, sessions, probabilities, bands, strict=True):
         colour = BAND_COLOURS.get(b, INK)
-        parts.append(f'<circle cx="{_f(x)}" cy="{_f(yy)}" r="5" fill="{colour}" stroke="#ffffff" stroke-width="1.5">'
-                     f'<title>session {n}: {percent(p)} ({_esc(BAND_NAMES.get(b, b))})</title></circle>')
+        parts.append(
+            f'<circle cx="{_f(x)}" cy="{_f(yy)}" r="5" fill="{colour}" stroke="#ffffff" stroke-width="1.5">'
+            f"<title>session {n}: {percent(p)} ({_esc(BAND_NAMES.get(b, b))})</title></circle>"
+        )
     if points:
         x, yy = points[-1]
-        parts.append(f'<text x="{_f(x)}" y="{_f(yy - 10)}" text-anchor="middle" fill="{INK}" font-weight="600" '
-                     f'paint-order="stroke" stroke="#ffffff" stroke-width="3">{percent(probabilities[-1])}</text>')
+        parts.append(
+            f'<text x="{_f(x)}" y="{_f(yy - 10)}" text-anchor="middle" fill="{INK}" font-weight="600" '
+            f'paint-order="stroke" stroke="#ffffff" stroke-width="3">{percent(probabilities[-1])}</text>'
+        )
     parts.append("</svg>")
     return "".join(parts)

@@ -51,15 +51,20 @@ templates.env.filters["number"] = charts.number
 CLIENT_ID = re.compile(r"^[A-Za-z0-9._:@~-]{1,200}$")  # serving.schemas.ClientId
 SECURITY_HEADERS = {
     "Cache-Control": "no-store",  # health data: not in the browser's or a proxy's cache
-    "Content-Security-Policy": ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-                                "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"),
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    ),
     "Referrer-Policy": "no-referrer",
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
 }
 BAND_TEXT = {"low": "Low risk", "moderate": "Moderate risk", "high": "High risk"}
-FIELD_LABELS = {"session_date": "Session date", "session_number": "Session number",
-                "missed_since_last": "Missed appointments since the last session"}
+FIELD_LABELS = {
+    "session_date": "Session date",
+    "session_number": "Session number",
+    "missed_since_last": "Missed appointments since the last session",
+}
 
 
 # --- plumbing ------------------------------------------------------------------------------
@@ -157,10 +162,10 @@ async def login(request: Request) -> Response:
 async def logout(request: Request) -> Response:
     form = await request.form()
     session = auth.read_session(request)
-    if session is not None and session.clinic_id is not None and not auth.csrf_ok(session.csrf,
-                                                                                  form.get("csrf_token")):
-        return _message(request, None, "Not signed out", "The sign-out form had expired: reload the page "
-                        "and sign out again.", 403)
+    if session is not None and session.clinic_id is not None and not auth.csrf_ok(session.csrf, form.get("csrf_token")):
+        return _message(
+            request, None, "Not signed out", "The sign-out form had expired: reload the page and sign out again.", 403
+        )
     return _to_login(request)
 
 
@@ -175,10 +180,17 @@ def _trends(db: Session, client_pks: list[int]) -> dict[int, list[tuple[int, flo
     if not client_pks:
         return {}
     risk = SESSIONS.c.risk
-    rows = db.execute(select(SESSIONS.c.client_pk, SESSIONS.c.session_number, risk["probability"].as_float(),
-                             risk["band"].as_string(), risk["flags"])
-                      .where(SESSIONS.c.client_pk.in_(client_pks))
-                      .order_by(SESSIONS.c.client_pk, SESSIONS.c.session_number))
+    rows = db.execute(
+        select(
+            SESSIONS.c.client_pk,
+            SESSIONS.c.session_number,
+            risk["probability"].as_float(),
+            risk["band"].as_string(),
+            risk["flags"],
+        )
+        .where(SESSIONS.c.client_pk.in_(client_pks))
+        .order_by(SESSIONS.c.client_pk, SESSIONS.c.session_number)
+    )
     out: dict[int, list[tuple[int, float, str, list]]] = defaultdict(list)
     for pk, number, probability, band, flags in rows:
         if probability is not None:
@@ -197,22 +209,39 @@ def _caseload_view(request: Request, clinic_id: int, page: int) -> dict[str, Any
     for c in clients:
         trend = trends.get(c.id, [])
         latest = next((t for t in reversed(trend) if t[0] == c.current_session), trend[-1] if trend else None)
-        rows.append({
-            "client_id": c.external_id,
-            "url": f"{_base(request)}/clients/{urllib.parse.quote(c.external_id, safe='')}",
-            "status": c.status,
-            "probability": c.current_probability,
-            "band": c.current_band,
-            "sessions": c.current_session,
-            "last_session_date": c.last_session_date,
-            "flags": [f.get("text", f.get("flag", "")) for f in (latest[3] if latest else []) if isinstance(f, dict)],
-            "sparkline": Markup(charts.sparkline([t[1] for t in trend], [t[2] for t in trend],
-                                                 moderate=bands.moderate, high=bands.high,
-                                                 prefix=f"spark-{c.id}")),
-        })
+        rows.append(
+            {
+                "client_id": c.external_id,
+                "url": f"{_base(request)}/clients/{urllib.parse.quote(c.external_id, safe='')}",
+                "status": c.status,
+                "probability": c.current_probability,
+                "band": c.current_band,
+                "sessions": c.current_session,
+                "last_session_date": c.last_session_date,
+                "flags": [
+                    f.get("text", f.get("flag", "")) for f in (latest[3] if latest else []) if isinstance(f, dict)
+                ],
+                "sparkline": Markup(
+                    charts.sparkline(
+                        [t[1] for t in trend],
+                        [t[2] for t in trend],
+                        moderate=bands.moderate,
+                        high=bands.high,
+                        prefix=f"spark-{c.id}",
+                    )
+                ),
+            }
+        )
     pages = max(1, -(-total // size))
-    return {"rows": rows, "total": total, "page": page, "pages": pages, "first": (page - 1) * size + 1 if rows else 0,
-            "last": (page - 1) * size + len(rows), "bands": bands}
+    return {
+        "rows": rows,
+        "total": total,
+        "page": page,
+        "pages": pages,
+        "first": (page - 1) * size + 1 if rows else 0,
+        "last": (page - 1) * size + len(rows),
+        "bands": bands,
+    }
 
 
 @router.get("/clients")
@@ -233,8 +262,9 @@ def open_client(request: Request, client_id: str = "") -> Response:
         return _to_login(request)
     client_id = client_id.strip()
     if not CLIENT_ID.match(client_id):
-        return _message(request, user, "Not a client id",
-                        "Client ids are 1-200 letters, digits or . _ : @ ~ - (no spaces).", 422)
+        return _message(
+            request, user, "Not a client id", "Client ids are 1-200 letters, digits or . _ : @ ~ - (no spaces).", 422
+        )
     return _redirect(request, "/clients/" + urllib.parse.quote(client_id, safe=""))
 
 
@@ -253,46 +283,69 @@ def _primary(instruments: list[Instrument], role: str, recorded: set[str]) -> In
     return next((i for i in instruments if i.role == role and i.key in recorded), None)
 
 
-def _charts(loaded: LoadedModel, settings: ServingSettings, sessions, timeline: list[dict],
-            instruments: list[Instrument]) -> dict[str, Markup]:
+def _charts(
+    loaded: LoadedModel, settings: ServingSettings, sessions, timeline: list[dict], instruments: list[Instrument]
+) -> dict[str, Markup]:
     recorded = {key for s in sessions for key in s.scores}
-    chosen = [i for i in (_primary(instruments, "outcome", recorded), _primary(instruments, "alliance", recorded))
-              if i is not None]
+    chosen = [
+        i
+        for i in (_primary(instruments, "outcome", recorded), _primary(instruments, "alliance", recorded))
+        if i is not None
+    ]
     numbers = [s.session_number for s in sessions]
     next_session = numbers[-1] + 1
     out: dict[str, Markup] = {}
     if chosen:
         if len({(i.min, i.max) for i in chosen}) > 2:  # pragma: no cover - two instruments at most
             chosen = chosen[:1]
-        series = [charts.ScoreSeries.of(i, instrument_label(i), [s.scores.get(i.key) for s in sessions])
-                  for i in chosen]
+        series = [
+            charts.ScoreSeries.of(i, instrument_label(i), [s.scores.get(i.key) for s in sessions]) for i in chosen
+        ]
         band = None
         outcome = next((i for i in chosen if i.role == "outcome"), None)
         if outcome is not None:
             first = next(s for s in sessions if s.scores.get(outcome.key) is not None)
             spec = loaded.model.spec
-            band = charts.expected_band(outcome, instrument_label(outcome), loaded.model.trajectories,
-                                        spec.off_track_z, first.session_number, first.scores[outcome.key],
-                                        next_session)
+            band = charts.expected_band(
+                outcome,
+                instrument_label(outcome),
+                loaded.model.trajectories,
+                spec.off_track_z,
+                first.session_number,
+                first.scores[outcome.key],
+                next_session,
+            )
         out["scores"] = Markup(charts.scores_chart(numbers, series, band, last_session=next_session))
     bands = settings.serving.bands
-    out["risk"] = Markup(charts.risk_chart([t["session_number"] for t in timeline],
-                                           [t["probability"] for t in timeline], [t["band"] for t in timeline],
-                                           moderate=bands.moderate, high=bands.high, last_session=next_session))
+    out["risk"] = Markup(
+        charts.risk_chart(
+            [t["session_number"] for t in timeline],
+            [t["probability"] for t in timeline],
+            [t["band"] for t in timeline],
+            moderate=bands.moderate,
+            high=bands.high,
+            last_session=next_session,
+        )
+    )
     return out
 
 
-def _client_view(request: Request, user: auth.SignedIn, loaded: LoadedModel, client_id: str,
-                 form: dict[str, str] | None = None, errors: list[dict] | None = None,
-                 recorded: int | None = None) -> dict[str, Any]:
+def _client_view(
+    request: Request,
+    user: auth.SignedIn,
+    loaded: LoadedModel,
+    client_id: str,
+    form: dict[str, str] | None = None,
+    errors: list[dict] | None = None,
+    recorded: int | None = None,
+) -> dict[str, Any]:
     settings = _settings(request)
     with request.app.state.read_sessions() as db, db.begin():
         client = find_client(db, user.clinic_id, client_id)
         if client is None:
             sessions, risk, timeline, status = [], None, [], "ongoing"
         else:
-            client, risk, timeline = service.client_risk(db, user.clinic_id, client_id, loaded,
-                                                         settings.serving.bands)
+            client, risk, timeline = service.client_risk(db, user.clinic_id, client_id, loaded, settings.serving.bands)
             sessions = stored_sessions(db, client.id)
             status = client.status
     recorded_keys = {key for s in sessions for key in s.scores}
@@ -373,21 +426,29 @@ def _error(field: str, labels: dict[str, str], msg: str) -> dict[str, str]:
 
 
 def _payload(form: dict[str, str]) -> dict[str, Any]:
-    scores = {name.removeprefix("score_"): value.replace(",", ".")  # 17,5 reads as 17.5
-              for name, value in form.items() if name.startswith("score_") and value}
-    payload: dict[str, Any] = {"session_number": form.get("session_number", ""), "scores": scores,
-                               "missed_since_last": form.get("missed_since_last") or None}
+    scores = {
+        name.removeprefix("score_"): value.replace(",", ".")  # 17,5 reads as 17.5
+        for name, value in form.items()
+        if name.startswith("score_") and value
+    }
+    payload: dict[str, Any] = {
+        "session_number": form.get("session_number", ""),
+        "scores": scores,
+        "missed_since_last": form.get("missed_since_last") or None,
+    }
     if form.get("session_date"):
         payload["session_date"] = form["session_date"]
     return payload
 
 
-def _record(request: Request, clinic_id: int, client_id: str, payload: SessionIn,
-            loaded: LoadedModel) -> service.Recorded:
+def _record(
+    request: Request, clinic_id: int, client_id: str, payload: SessionIn, loaded: LoadedModel
+) -> service.Recorded:
     settings = _settings(request)
     with request.app.state.sessions() as db:
-        recorded = service.record_session(db, clinic_id, client_id, payload, loaded, settings.registry(),
-                                          settings.serving.bands)
+        recorded = service.record_session(
+            db, clinic_id, client_id, payload, loaded, settings.registry(), settings.serving.bands
+        )
         db.commit()
     return recorded
 
@@ -399,8 +460,9 @@ async def record_session(request: Request, client_id: str) -> Response:
         return _to_login(request)
     raw = await request.form()
     if not auth.csrf_ok(user.csrf, raw.get("csrf_token")):
-        return _message(request, user, "Not recorded", "The form had expired: open the client again and "
-                        "re-enter the session.", 403)
+        return _message(
+            request, user, "Not recorded", "The form had expired: open the client again and re-enter the session.", 403
+        )
     if not CLIENT_ID.match(client_id):
         return _message(request, user, "No such client", "There is no client with that id.", 404)
     loaded = _loaded(request)
@@ -420,14 +482,21 @@ async def record_session(request: Request, client_id: str) -> Response:
             with contextlib.suppress(ValueError):
                 numbers[key] = float(value)
         known = {e["field"] for e in errors}
-        errors += [_error(_field_id(p.loc), labels, p.msg)
-                   for p in check_scores(numbers, _settings(request).registry(), ())
-                   if _field_id(p.loc) not in known]
+        errors += [
+            _error(_field_id(p.loc), labels, p.msg)
+            for p in check_scores(numbers, _settings(request).registry(), ())
+            if _field_id(p.loc) not in known
+        ]
     except service.Invalid as exc:
         errors = [_error(_field_id(p.loc), labels, p.msg) for p in exc.problems]
     except service.Conflict:
-        errors = [_error("session_number", labels, "a different session is already stored under this number; "
-                         "reload the page to see it")]
+        errors = [
+            _error(
+                "session_number",
+                labels,
+                "a different session is already stored under this number; reload the page to see it",
+            )
+        ]
     if errors:
         view = await run_in_threadpool(_client_view, request, user, loaded, client_id, form, errors)
         return _page(request, "client.html", view, 422)

@@ -30,9 +30,9 @@ def test_validate_clean_trial_data(trial_dir: Path):
 
 def test_validate_lists_every_problem_without_ids_or_values(trial_dir: Path, tmp_path: Path):
     sessions = pd.read_csv(trial_dir / "sessions.csv", dtype=str, keep_default_na=False)
-    sessions.loc[0, "hamd17"] = "61.5"          # out of range
+    sessions.loc[0, "hamd17"] = "61.5"  # out of range
     sessions.loc[1, "session_date"] = "1999-01-01"  # goes back
-    sessions.loc[2, "hama"] = "lots"            # not a number
+    sessions.loc[2, "hama"] = "lots"  # not a number
     sessions.to_csv(tmp_path / "s.csv", index=False)
     episodes = pd.read_csv(trial_dir / "episodes.csv", dtype=str)
     episodes.loc[5, "status"] = "left"
@@ -55,15 +55,28 @@ def test_unreadable_file_and_missing_config_exit_1(tmp_path: Path, trial_dir: Pa
     result = _run("validate", "--sessions", tmp_path / "s.csv", "--episodes", trial_dir / "episodes.csv")
     assert result.exit_code == 1
     assert "file is empty" in result.output
-    result = _run("validate", "--sessions", trial_dir / "sessions.csv", "--episodes", trial_dir / "episodes.csv",
-                  "--config", tmp_path / "absent.toml")
+    result = _run(
+        "validate",
+        "--sessions",
+        trial_dir / "sessions.csv",
+        "--episodes",
+        trial_dir / "episodes.csv",
+        "--config",
+        tmp_path / "absent.toml",
+    )
     assert result.exit_code == 1
     assert "config file" in result.output and "does not exist" in result.output
 
 
 def test_config_declares_an_instrument_without_code(tmp_path: Path):
-    sessions = pd.DataFrame({"client_id": ["a", "a"], "session_number": [1, 2],
-                             "session_date": ["2024-01-01", "2024-01-08"], "ecbi": [150, 260]})
+    sessions = pd.DataFrame(
+        {
+            "client_id": ["a", "a"],
+            "session_number": [1, 2],
+            "session_date": ["2024-01-01", "2024-01-08"],
+            "ecbi": [150, 260],
+        }
+    )
     sessions.to_csv(tmp_path / "s.csv", index=False)
     pd.DataFrame({"client_id": ["a"], "status": ["completed"]}).to_csv(tmp_path / "e.csv", index=False)
     args = ("validate", "--sessions", tmp_path / "s.csv", "--episodes", tmp_path / "e.csv")
@@ -71,7 +84,8 @@ def test_config_declares_an_instrument_without_code(tmp_path: Path):
 
     (tmp_path / "c.toml").write_text(
         '[[instruments]]\nkey = "ecbi"\nname = "Eyberg Child Behavior Inventory"\nmin = 36\nmax = 252\n'
-        'higher_is_better = false\nrole = "outcome"\ncutoff = 131\nreliable_change = 23\n')
+        'higher_is_better = false\nrole = "outcome"\ncutoff = 131\nreliable_change = 23\n'
+    )
     result = _run(*args, "--config", tmp_path / "c.toml")
     assert result.exit_code == 1
     assert "s.csv, row 2, column ecbi: must be within 36-252 (Eyberg Child Behavior Inventory)" in result.output
@@ -79,16 +93,36 @@ def test_config_declares_an_instrument_without_code(tmp_path: Path):
 
 def test_invalid_config_names_the_field(tmp_path: Path, trial_dir: Path):
     (tmp_path / "c.toml").write_text("[features]\nmax_landmark = 0\n")
-    result = _run("validate", "--sessions", trial_dir / "sessions.csv", "--episodes", trial_dir / "episodes.csv",
-                  "--config", tmp_path / "c.toml")
+    result = _run(
+        "validate",
+        "--sessions",
+        trial_dir / "sessions.csv",
+        "--episodes",
+        trial_dir / "episodes.csv",
+        "--config",
+        tmp_path / "c.toml",
+    )
     assert result.exit_code == 1
     assert "features.max_landmark" in result.output
 
 
 def test_simulate_validate_features_chain(tmp_path: Path):
     out = tmp_path / "sim"
-    result = _run("simulate", "--clients", "300", "--seed", "3", "--out", out, "--alliance", "wai_sr",
-                  "--outcome", "phq9", "--clinics", "3")
+    result = _run(
+        "simulate",
+        "--clients",
+        "300",
+        "--seed",
+        "3",
+        "--out",
+        out,
+        "--alliance",
+        "wai_sr",
+        "--outcome",
+        "phq9",
+        "--clinics",
+        "3",
+    )
     assert result.exit_code == 0, result.output
     assert {p.name for p in out.iterdir()} == {"sessions.csv", "episodes.csv", "truth.csv"}
     sessions, episodes = out / "sessions.csv", out / "episodes.csv"

@@ -26,25 +26,54 @@ app.command("compare")(compare_command)
 
 def _config(tmp_path, store, extra: str = "") -> str:
     path = tmp_path / "c.toml"
-    path.write_text(f'[training]\nartifact_location = "{store.artifacts}"\n'
-                    '[compare]\nfolds = 3\nbootstrap_resamples = 50\npair_resamples = 500\n'
-                    f'experiment = "compare-cli"\n{extra}')
+    path.write_text(
+        f'[training]\nartifact_location = "{store.artifacts}"\n'
+        "[compare]\nfolds = 3\nbootstrap_resamples = 50\npair_resamples = 500\n"
+        f'experiment = "compare-cli"\n{extra}'
+    )
     return str(path)
 
 
 def _args(paths, config, *more) -> list[str]:
-    return ["compare", "--sessions", str(paths["sessions"]), "--episodes", str(paths["episodes"]),
-            "--config", config, *more]
+    return [
+        "compare",
+        "--sessions",
+        str(paths["sessions"]),
+        "--episodes",
+        str(paths["episodes"]),
+        "--config",
+        config,
+        *more,
+    ]
 
 
 def test_config_defined_sets_with_explicit_features(mlflow_store, tmp_path):
     paths = cohort(tmp_path / "data", 700, seed=4)
-    config = _config(tmp_path, mlflow_store, '[compare.feature_sets]\nsrs_core = ["srs_current", "srs_min"]\n'
-                                             'scores = ["outcome", "srs_mean"]\n')
+    config = _config(
+        tmp_path,
+        mlflow_store,
+        '[compare.feature_sets]\nsrs_core = ["srs_current", "srs_min"]\nscores = ["outcome", "srs_mean"]\n',
+    )
     report = tmp_path / "out" / "compare.json"
-    result = runner.invoke(app, _args(paths, config, "--feature-sets", "srs_core,scores,attendance",
-                                      "--model", "logistic", "--landmarks", "1-4", "--repeats", "2",
-                                      "--report", str(report), "--out", str(tmp_path / "plots")))
+    result = runner.invoke(
+        app,
+        _args(
+            paths,
+            config,
+            "--feature-sets",
+            "srs_core,scores,attendance",
+            "--model",
+            "logistic",
+            "--landmarks",
+            "1-4",
+            "--repeats",
+            "2",
+            "--report",
+            str(report),
+            "--out",
+            str(tmp_path / "plots"),
+        ),
+    )
     assert result.exit_code == 0, result.output
     for title in ("Feature sets", "ROC AUC by landmark session", "Pairs"):
         assert title in result.output

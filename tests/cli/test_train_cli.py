@@ -15,12 +15,27 @@ runner = CliRunner()
 def test_train_promote_report(mlflow_store, tmp_path):
     paths = cohort(tmp_path / "data", 1500, seed=8)
     config = tmp_path / "c.toml"
-    config.write_text(f'[training]\nfolds = 3\nbootstrap_resamples = 30\n'
-                      f'artifact_location = "{mlflow_store.artifacts}"\n')
+    config.write_text(
+        f'[training]\nfolds = 3\nbootstrap_resamples = 30\nartifact_location = "{mlflow_store.artifacts}"\n'
+    )
     report_path = tmp_path / "out" / "report.json"
-    result = runner.invoke(app, ["train", "--sessions", str(paths["sessions"]), "--episodes", str(paths["episodes"]),
-                                 "--truth", str(paths["truth"]), "--config", str(config), "--report",
-                                 str(report_path), "--promote"])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "--sessions",
+            str(paths["sessions"]),
+            "--episodes",
+            str(paths["episodes"]),
+            "--truth",
+            str(paths["truth"]),
+            "--config",
+            str(config),
+            "--report",
+            str(report_path),
+            "--promote",
+        ],
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(report_path.read_text())
     assert report["model_version"] == "1" and isinstance(report["promoted"], bool)

@@ -20,8 +20,11 @@ def history_of(sessions: pd.DataFrame, covariates: dict) -> ClientHistory:
         session_number=sessions["session_number"].to_numpy(dtype=np.int64),
         date_ns=sessions["session_date"].to_numpy(dtype="datetime64[ns]").astype(np.int64),
         missed=sessions["missed_since_last"].to_numpy(dtype=float),
-        scores={c: sessions[c].to_numpy(dtype=float) for c in sessions.columns
-                if c not in ("client_id", "session_number", "session_date", "missed_since_last")},
+        scores={
+            c: sessions[c].to_numpy(dtype=float)
+            for c in sessions.columns
+            if c not in ("client_id", "session_number", "session_date", "missed_since_last")
+        },
         covariates=covariates,
     )
 
@@ -38,15 +41,16 @@ def batch_matrix(rows: pd.DataFrame, columns: list[str]) -> dict[str, np.ndarray
     return out
 
 
-@pytest.mark.parametrize(("outcome", "alliance", "max_landmark"), [("ors", "srs", 8), ("phq9", "wai_sr", 5),
-                                                                   ("core10", "none", 12)])
+@pytest.mark.parametrize(
+    ("outcome", "alliance", "max_landmark"), [("ors", "srs", 8), ("phq9", "wai_sr", 5), ("core10", "none", 12)]
+)
 def test_every_client_matches_the_batch_rows(outcome, alliance, max_landmark):
     cohort = simulate_cohort(SimulationConfig(n_clients=150, seed=3, outcome=outcome, alliance=alliance))
     data = validate_contract(cohort.sessions, cohort.episodes, default_registry())
     assert data.ok
     episodes = data.episodes.copy()
-    episodes.loc[::7, "gender"] = None          # missing categorical
-    episodes.loc[1::9, "gender"] = "unseen"     # a level the spec will not know
+    episodes.loc[::7, "gender"] = None  # missing categorical
+    episodes.loc[1::9, "gender"] = "unseen"  # a level the spec will not know
     episodes.loc[::11, "age"] = np.nan
     spec = infer_spec(data.sessions, data.episodes, default_registry(), FeatureConfig(max_landmark=max_landmark))
     trajectories = fit_expected_trajectories(data.sessions, spec)

@@ -13,22 +13,25 @@ REGISTRY = default_registry()
 
 def _sessions(overrides: dict | None = None) -> pd.DataFrame:
     """Two clients as text, like a CSV read: A has 3 sessions, B has 2."""
-    frame = pd.DataFrame({
-        "client_id": ["A", "A", "A", "B", "B"],
-        "session_number": ["1", "2", "3", "1", "2"],
-        "session_date": ["2024-01-01", "2024-01-08", "2024-01-15", "2024-02-01", "2024-02-08"],
-        "missed_since_last": ["0", "1", "", "0", "0"],
-        "ors": ["18.5", "20", "", "30", "31.2"],
-        "srs": ["36", "38.1", "40", "", "35"],
-    })
+    frame = pd.DataFrame(
+        {
+            "client_id": ["A", "A", "A", "B", "B"],
+            "session_number": ["1", "2", "3", "1", "2"],
+            "session_date": ["2024-01-01", "2024-01-08", "2024-01-15", "2024-02-01", "2024-02-08"],
+            "missed_since_last": ["0", "1", "", "0", "0"],
+            "ors": ["18.5", "20", "", "30", "31.2"],
+            "srs": ["36", "38.1", "40", "", "35"],
+        }
+    )
     for (row, column), value in (overrides or {}).items():
         frame.loc[row, column] = value
     return frame
 
 
 def _episodes() -> pd.DataFrame:
-    return pd.DataFrame({"client_id": ["A", "B"], "status": ["dropout", "completed"],
-                         "age": ["34", ""], "gender": ["F", "M"]})
+    return pd.DataFrame(
+        {"client_id": ["A", "B"], "status": ["dropout", "completed"], "age": ["34", ""], "gender": ["F", "M"]}
+    )
 
 
 def _rules(result) -> set[tuple[str, int | None, str | None, str]]:
@@ -43,21 +46,31 @@ def test_clean_files_are_typed_and_summarised():
     assert result.sessions["ors"].isna().sum() == 1  # blank stays missing, never zero
     assert result.episodes["age"].isna().sum() == 1
     summary = result.summary(REGISTRY)
-    assert summary == {"clients": 2, "sessions": 5, "instruments": ["ors", "srs"], "dropout": 1,
-                       "completed": 1, "ongoing": 0, "dropout_rate": 0.5}
+    assert summary == {
+        "clients": 2,
+        "sessions": 5,
+        "instruments": ["ors", "srs"],
+        "dropout": 1,
+        "completed": 1,
+        "ongoing": 0,
+        "dropout_rate": 0.5,
+    }
 
 
-@pytest.mark.parametrize(("row", "column", "value", "rule"), [
-    (1, "ors", "41", "must be within 0-40 (Outcome Rating Scale)"),
-    (1, "ors", "-1", "must be within 0-40 (Outcome Rating Scale)"),
-    (1, "ors", "abc", "must be a number"),
-    (1, "srs", "inf", "must be a number"),
-    (1, "session_number", "2.5", "must be a whole number"),
-    (1, "session_date", "08/01/2024", "must be an ISO date (YYYY-MM-DD)"),
-    (1, "session_date", "2024-02-30", "must be an ISO date (YYYY-MM-DD)"),
-    (1, "missed_since_last", "-2", "must be >= 0"),
-    (1, "client_id", "", "is required but blank"),
-])
+@pytest.mark.parametrize(
+    ("row", "column", "value", "rule"),
+    [
+        (1, "ors", "41", "must be within 0-40 (Outcome Rating Scale)"),
+        (1, "ors", "-1", "must be within 0-40 (Outcome Rating Scale)"),
+        (1, "ors", "abc", "must be a number"),
+        (1, "srs", "inf", "must be a number"),
+        (1, "session_number", "2.5", "must be a whole number"),
+        (1, "session_date", "08/01/2024", "must be an ISO date (YYYY-MM-DD)"),
+        (1, "session_date", "2024-02-30", "must be an ISO date (YYYY-MM-DD)"),
+        (1, "missed_since_last", "-2", "must be >= 0"),
+        (1, "client_id", "", "is required but blank"),
+    ],
+)
 def test_cell_rules_name_row_column_and_rule(row, column, value, rule):
     result = validate_contract(_sessions({(row, column): value}), _episodes(), REGISTRY)
     assert ("sessions", row + 1, column, rule) in _rules(result)
@@ -68,8 +81,12 @@ def test_cross_row_rules():
     sessions = _sessions({(2, "session_number"): "4", (4, "session_date"): "2024-01-01"})
     sessions = pd.concat([sessions, sessions.iloc[[0]]], ignore_index=True)  # duplicate A/1 at row 6
     rules = _rules(validate_contract(sessions, _episodes(), REGISTRY))
-    assert ("sessions", 3, "session_number",
-            "numbering gap: the previous session number for this client is missing") in rules
+    assert (
+        "sessions",
+        3,
+        "session_number",
+        "numbering gap: the previous session number for this client is missing",
+    ) in rules
     assert ("sessions", 5, "session_date", "date is earlier than this client's previous session") in rules
     assert ("sessions", 6, "session_number", "duplicate session_number for this client") in rules
 
@@ -81,8 +98,9 @@ def test_numbering_must_start_at_one():
 
 
 def test_episode_rules_and_orphans_both_ways():
-    episodes = pd.DataFrame({"client_id": ["A", "A", "C"], "status": ["dropout", "quit", "ongoing"],
-                             "age": ["200", "x", "30"]})
+    episodes = pd.DataFrame(
+        {"client_id": ["A", "A", "C"], "status": ["dropout", "quit", "ongoing"], "age": ["200", "x", "30"]}
+    )
     rules = _rules(validate_contract(_sessions(), episodes, REGISTRY))
     assert ("episodes", 2, "status", "must be one of dropout, completed, ongoing") in rules
     assert ("episodes", 2, "client_id", "must be unique: this client has more than one episode row") in rules
@@ -93,8 +111,9 @@ def test_episode_rules_and_orphans_both_ways():
 
 
 def test_missing_columns_and_empty_files():
-    rules = _rules(validate_contract(_sessions().drop(columns=["session_date"]),
-                                     _episodes().drop(columns=["status"]), REGISTRY))
+    rules = _rules(
+        validate_contract(_sessions().drop(columns=["session_date"]), _episodes().drop(columns=["status"]), REGISTRY)
+    )
     assert ("sessions", None, "session_date", "required column is missing") in rules
     assert ("episodes", None, "status", "required column is missing") in rules
     empty = validate_contract(_sessions().iloc[:0], _episodes(), REGISTRY)
@@ -109,9 +128,20 @@ def test_no_instrument_is_a_problem_and_unknown_columns_warn():
 
 
 def test_user_declared_instrument_is_range_checked():
-    registry = REGISTRY.with_extra([Instrument(key="bdi2", name="BDI-II", min=0, max=63,
-                                               higher_is_better=False, role="outcome", cutoff=14,
-                                               reliable_change=8)])
+    registry = REGISTRY.with_extra(
+        [
+            Instrument(
+                key="bdi2",
+                name="BDI-II",
+                min=0,
+                max=63,
+                higher_is_better=False,
+                role="outcome",
+                cutoff=14,
+                reliable_change=8,
+            )
+        ]
+    )
     sessions = _sessions().assign(bdi2=["20", "70", "", "", "5"])
     result = validate_contract(sessions, _episodes(), registry)
     assert _rules(result) == {("sessions", 2, "bdi2", "must be within 0-63 (BDI-II)")}

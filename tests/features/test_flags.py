@@ -60,8 +60,16 @@ def test_srs_below_36_fires_and_36_does_not():
 
 def test_alliance_below_cutoff_of_a_lower_is_better_alliance_scale_reads_the_raw_score():
     # Features hold normalised (higher-is-better) scores: raw = 10 - normalised here.
-    reversed_alliance = Instrument(key="xal", name="reversed alliance", min=0, max=10, higher_is_better=False,
-                                   role="alliance", cutoff=6, reliable_change=2)
+    reversed_alliance = Instrument(
+        key="xal",
+        name="reversed alliance",
+        min=0,
+        max=10,
+        higher_is_better=False,
+        role="alliance",
+        cutoff=6,
+        reliable_change=2,
+    )
     spec = FeatureSpec(max_landmark=8, off_track_z=1.0, instruments=(reversed_alliance,))
     # normalised 4 -> raw 6 (>= 6: clinical); 4.5 -> raw 5.5 (not); 0 -> raw 10 (clinical); 10 -> raw 0 (not)
     features = rows(xal_current=[4.0, 4.5, 0.0, 10.0, nan])
@@ -94,17 +102,24 @@ def test_alliance_without_reliable_change_flags_any_fall():
 
 
 def test_alliance_flags_agree_with_the_feature_builder_on_scores_in_tenths():
-    sessions = pd.DataFrame({
-        "client_id": pd.array(["a"] * 4 + ["b"] * 3, dtype="string"),
-        "session_number": [1, 2, 3, 4, 1, 2, 3],
-        "session_date": pd.to_datetime(["2024-01-01", "2024-01-08", "2024-01-15", "2024-01-22",
-                                        "2024-01-01", "2024-01-08", "2024-01-15"]),
-        "missed_since_last": [0.0] * 7,
-        "ors": [20.0] * 7,
-        "srs": [37.3, 36.3, 36.0, 35.9, 32.3, 31.3, 31.3],
-    })
-    episodes = pd.DataFrame({"client_id": pd.array(["a", "b"], dtype="string"),
-                             "status": pd.array(["completed", "dropout"], dtype="string")})
+    sessions = pd.DataFrame(
+        {
+            "client_id": pd.array(["a"] * 4 + ["b"] * 3, dtype="string"),
+            "session_number": [1, 2, 3, 4, 1, 2, 3],
+            "session_date": pd.to_datetime(
+                ["2024-01-01", "2024-01-08", "2024-01-15", "2024-01-22", "2024-01-01", "2024-01-08", "2024-01-15"]
+            ),
+            "missed_since_last": [0.0] * 7,
+            "ors": [20.0] * 7,
+            "srs": [37.3, 36.3, 36.0, 35.9, 32.3, 31.3, 31.3],
+        }
+    )
+    episodes = pd.DataFrame(
+        {
+            "client_id": pd.array(["a", "b"], dtype="string"),
+            "status": pd.array(["completed", "dropout"], dtype="string"),
+        }
+    )
     trajectories = ExpectedTrajectories({"ors": Curve(intercept=(0,) * 8, slope=(1,) * 8, resid_sd=(1,) * 8)})
     features = build_features(sessions, episodes, ORS_SRS, trajectories)
     out = clinical_flags(features, ORS_SRS)
@@ -136,9 +151,11 @@ def test_no_reliable_improvement_with_a_lower_is_better_outcome():
 
 def test_any_outcome_improving_reliably_clears_no_reliable_improvement():
     spec = FeatureSpec(max_landmark=8, off_track_z=1.0, instruments=(REG["ors"], REG["phq9"]))
-    features = rows(landmark=[5, 5, 5, 5, 5],
-                    ors_reliable_improvement=[0, 0, 1, nan, nan],
-                    phq9_reliable_improvement=[0, 1, 0, 0, nan])
+    features = rows(
+        landmark=[5, 5, 5, 5, 5],
+        ors_reliable_improvement=[0, 0, 1, nan, nan],
+        phq9_reliable_improvement=[0, 1, 0, 0, nan],
+    )
     assert flag(features, spec, "no_reliable_improvement") == [True, False, False, True, False]
 
 
@@ -159,8 +176,7 @@ def test_no_reliable_improvement_without_landmark_never_fires():
 
 def test_off_track_fires_on_any_outcome_off_track():
     spec = FeatureSpec(max_landmark=8, off_track_z=1.0, instruments=(REG["ors"], REG["phq9"]))
-    features = rows(ors_off_track=[1, 0, 0, nan, nan, 1],
-                    phq9_off_track=[0, 0, 1, 1, nan, nan])
+    features = rows(ors_off_track=[1, 0, 0, nan, nan, 1], phq9_off_track=[0, 0, 1, 1, nan, nan])
     assert flag(features, spec, "off_track") == [True, False, True, True, False, True]
 
 
@@ -174,18 +190,23 @@ def test_off_track_reads_only_outcome_instruments():
 
 
 def test_missed_appointments_rule():
-    features = rows(missed_last=[0, 1, 0, 0, 1, nan, nan, 3, 0],
-                    missed_total=[0, 1, 1, 2, 2, 2, nan, nan, nan])
-    assert flag(features, ORS_SRS, "missed_appointments") == [False, True, False, True, True, True, False,
-                                                              True, False]
+    features = rows(missed_last=[0, 1, 0, 0, 1, nan, nan, 3, 0], missed_total=[0, 1, 1, 2, 2, 2, nan, nan, nan])
+    assert flag(features, ORS_SRS, "missed_appointments") == [False, True, False, True, True, True, False, True, False]
 
 
 # --- missing data and specs without the instruments ----------------------------------------------
 
 
 def test_all_missing_data_never_fires():
-    columns = ["landmark", "missed_last", "missed_total", "srs_current", "srs_change_last",
-               "ors_reliable_improvement", "ors_off_track"]
+    columns = [
+        "landmark",
+        "missed_last",
+        "missed_total",
+        "srs_current",
+        "srs_change_last",
+        "ors_reliable_improvement",
+        "ors_off_track",
+    ]
     features = rows(**{c: [nan, nan] for c in columns})
     assert not clinical_flags(features, ORS_SRS).to_numpy().any()
 
@@ -203,8 +224,13 @@ def test_missing_landmark_with_improvement_data_does_not_fire():
 
 def test_spec_without_alliance_instruments_never_fires_alliance_flags():
     # SRS columns that would fire under an SRS spec are ignored when the spec has no alliance scale.
-    features = rows(landmark=[4, 4], srs_current=[20.0, 30.0], srs_change_last=[-5.0, -2.0],
-                    wai_sr_current=[12.0, 12.0], wai_sr_change_last=[-10.0, -1.0])
+    features = rows(
+        landmark=[4, 4],
+        srs_current=[20.0, 30.0],
+        srs_change_last=[-5.0, -2.0],
+        wai_sr_current=[12.0, 12.0],
+        wai_sr_change_last=[-10.0, -1.0],
+    )
     out = clinical_flags(features, PHQ_ONLY)
     assert not out["alliance_below_cutoff"].any()
     assert not out["alliance_drop"].any()
@@ -213,17 +239,25 @@ def test_spec_without_alliance_instruments_never_fires_alliance_flags():
 
 
 def test_flags_read_each_row_on_its_own():
-    features = rows(landmark=[4, 1, 6], srs_current=[30.0, 39.0, nan], srs_change_last=[nan, -2.0, 0.0],
-                    ors_reliable_improvement=[0, 0, 1], ors_off_track=[nan, 1, 0],
-                    missed_last=[0, 0, 2], missed_total=[0, 0, 2])
+    features = rows(
+        landmark=[4, 1, 6],
+        srs_current=[30.0, 39.0, nan],
+        srs_change_last=[nan, -2.0, 0.0],
+        ors_reliable_improvement=[0, 0, 1],
+        ors_off_track=[nan, 1, 0],
+        missed_last=[0, 0, 2],
+        missed_total=[0, 0, 2],
+    )
     out = clinical_flags(features, ORS_SRS)
-    expected = pd.DataFrame({
-        "alliance_below_cutoff": [True, False, False],
-        "alliance_drop": [False, True, False],
-        "no_reliable_improvement": [True, False, False],
-        "off_track": [False, True, False],
-        "missed_appointments": [False, False, True],
-    })
+    expected = pd.DataFrame(
+        {
+            "alliance_below_cutoff": [True, False, False],
+            "alliance_drop": [False, True, False],
+            "no_reliable_improvement": [True, False, False],
+            "off_track": [False, True, False],
+            "missed_appointments": [False, False, True],
+        }
+    )
     pd.testing.assert_frame_equal(out, expected)
     # Reordering rows reorders the flags and changes nothing else.
     shuffled = features.iloc[[2, 0, 1]]
@@ -232,8 +266,9 @@ def test_flags_read_each_row_on_its_own():
 
 @pytest.mark.parametrize("dtype", ["float64", "Float64", "int64"])
 def test_flags_accept_nullable_and_integer_columns(dtype):
-    features = pd.DataFrame({"landmark": [4, 5], "missed_last": [1, 0], "missed_total": [1, 2],
-                             "ors_reliable_improvement": [0, 1]}).astype(dtype)
+    features = pd.DataFrame(
+        {"landmark": [4, 5], "missed_last": [1, 0], "missed_total": [1, 2], "ors_reliable_improvement": [0, 1]}
+    ).astype(dtype)
     out = clinical_flags(features, ORS_SRS)
     assert out["missed_appointments"].tolist() == [True, True]
     assert out["no_reliable_improvement"].tolist() == [True, False]

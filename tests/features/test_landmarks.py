@@ -32,10 +32,12 @@ SPEC = FeatureSpec(
 )
 
 # Expected normalised score at session k = intercept[k] + slope[k] * intake; residual SD resid_sd[k].
-TRAJECTORIES = ExpectedTrajectories({
-    "ors": Curve(intercept=(0, 3, 5, 6, 7), slope=(1, 0.9, 0.9, 0.8, 0.8), resid_sd=(0, 2, 3, 4, 4)),
-    "phq9": Curve(intercept=(0, 1, 2, 3, 4), slope=(1, 1, 1, 1, 1), resid_sd=(0, 1, 1, 2, 2)),
-})
+TRAJECTORIES = ExpectedTrajectories(
+    {
+        "ors": Curve(intercept=(0, 3, 5, 6, 7), slope=(1, 0.9, 0.9, 0.8, 0.8), resid_sd=(0, 2, 3, 4, 4)),
+        "phq9": Curve(intercept=(0, 1, 2, 3, 4), slope=(1, 1, 1, 1, 1), resid_sd=(0, 1, 1, 2, 2)),
+    }
+)
 
 
 def hand_sessions() -> pd.DataFrame:
@@ -51,8 +53,9 @@ def hand_sessions() -> pd.DataFrame:
         ("b", 2, "2024-03-04", nan, 24, 38, 15),
         ("c", 1, "2024-02-01", 3, 25, 30, 10),
     ]
-    frame = pd.DataFrame(rows, columns=["client_id", "session_number", "session_date", "missed_since_last",
-                                        "ors", "srs", "phq9"])
+    frame = pd.DataFrame(
+        rows, columns=["client_id", "session_number", "session_date", "missed_since_last", "ors", "srs", "phq9"]
+    )
     frame["client_id"] = frame["client_id"].astype("string")
     frame["session_date"] = pd.to_datetime(frame["session_date"])
     frame = frame.astype({"missed_since_last": float, "ors": float, "srs": float, "phq9": float})
@@ -61,22 +64,32 @@ def hand_sessions() -> pd.DataFrame:
 
 
 def hand_episodes() -> pd.DataFrame:
-    return pd.DataFrame({
-        "client_id": pd.array(["c", "a", "b"], dtype="string"),
-        "status": pd.array(["ongoing", "dropout", "completed"], dtype="string"),
-        "clinic_id": pd.array(["k2", "k1", "k1"], dtype="string"),
-        "therapist_id": pd.array(["t3", "t1", "t2"], dtype="string"),
-        "age": [19.0, 30.0, 45.0],
-        "gender": pd.array(["nb", "f", "m"], dtype="string"),  # "nb" was not seen at fit time
-    })
+    return pd.DataFrame(
+        {
+            "client_id": pd.array(["c", "a", "b"], dtype="string"),
+            "status": pd.array(["ongoing", "dropout", "completed"], dtype="string"),
+            "clinic_id": pd.array(["k2", "k1", "k1"], dtype="string"),
+            "therapist_id": pd.array(["t3", "t1", "t2"], dtype="string"),
+            "age": [19.0, 30.0, 45.0],
+            "gender": pd.array(["nb", "f", "m"], dtype="string"),  # "nb" was not seen at fit time
+        }
+    )
 
 
 # Rows, in output order: a1 a2 a3 a4 a5 b1 b2 c1.
 EXPECTED_IDS = {
     "client_id": ["a", "a", "a", "a", "a", "b", "b", "c"],
     "landmark": [1, 2, 3, 4, 5, 1, 2, 1],
-    "session_date": ["2024-01-01", "2024-01-08", "2024-01-15", "2024-01-29", "2024-02-05",
-                     "2024-03-01", "2024-03-04", "2024-02-01"],
+    "session_date": [
+        "2024-01-01",
+        "2024-01-08",
+        "2024-01-15",
+        "2024-01-29",
+        "2024-02-05",
+        "2024-03-01",
+        "2024-03-04",
+        "2024-02-01",
+    ],
     "clinic_id": ["k1"] * 5 + ["k1"] * 2 + ["k2"],
     "therapist_id": ["t1"] * 5 + ["t2"] * 2 + ["t3"],
     "status": ["dropout"] * 5 + ["completed"] * 2 + ["ongoing"],
@@ -92,7 +105,6 @@ EXPECTED_FEATURES = {
     # a: missed NaN, 0, NaN, 1, 2 -> running sum of the known ones (NaN while none known): NaN, 0, 0, 1, 3.
     "missed_total": [nan, 0, 0, 1, 3, 0, 0, 3],
     "missed_last": [nan, 0, nan, 1, 2, 0, nan, 3],
-
     # --- ORS (higher better, normalised = raw). a: 18, 21, -, 26, 24; b: 30, 24; c: 25.
     "ors_intake": [18, 18, 18, 18, 18, 30, 30, 25],
     "ors_current": [18, 21, 21, 26, 24, 30, 24, 25],
@@ -115,7 +127,6 @@ EXPECTED_FEATURES = {
     "ors_expected_dev": [0, 1.8, 1.8, 5.6, 2.6, 0, -6, 0],
     # dev < -1 * SD: b2 -6 < -2. At k=1 SD is 0 and dev 0: not below -0.
     "ors_off_track": [0, 0, 0, 0, 0, 0, 1, 0],
-
     # --- PHQ-9 (lower better, normalised = 27 - raw; cutoff 10 -> 17).
     # a: -, 20, 14, 12, 19 -> -, 7, 13, 15, 8.  b: 9, 15 -> 18, 12.  c: 10 -> 17.
     "phq9_intake": [nan, 7, 7, 7, 7, 18, 18, 17],
@@ -135,7 +146,6 @@ EXPECTED_FEATURES = {
     "phq9_expected_dev": [nan, -1, 4, 5, -3, 0, -7, 0],
     # a2: -1 < -1*1 is false (strict). a5: -3 < -2. b2: -7 < -1.
     "phq9_off_track": [nan, 0, 0, 0, 1, 0, 1, 0],
-
     # --- SRS (alliance, cutoff 36, clinical below 36). a: 35, -, 37, 36, 34.5; b: 40, 38; c: 30.
     "srs_current": [35, 35, 37, 36, 34.5, 40, 38, 30],
     "srs_min": [35, 35, 35, 35, 34.5, 40, 38, 30],
@@ -147,7 +157,6 @@ EXPECTED_FEATURES = {
     "srs_n_below_cutoff": [1, 1, 1, 1, 2, 0, 0, 1],
     # a4: 37 -> 36 is a drop of exactly 1: flagged. b2: 40 -> 38.
     "srs_any_drop": [nan, nan, 0, 1, 1, nan, 1, nan],
-
     # --- covariates
     "age": [30, 30, 30, 30, 30, 45, 45, 19],
 }
@@ -173,7 +182,13 @@ def features() -> pd.DataFrame:
 
 def test_columns_are_ids_then_spec_features(features):
     assert list(features.columns) == [
-        "client_id", "landmark", "session_date", "clinic_id", "therapist_id", "status", "label",
+        "client_id",
+        "landmark",
+        "session_date",
+        "clinic_id",
+        "therapist_id",
+        "status",
+        "label",
         *SPEC.feature_columns()[1:],
     ]
     assert set(EXPECTED_FEATURES) | {"gender"} == set(SPEC.feature_columns()[1:])
@@ -186,7 +201,8 @@ def test_every_value_matches_the_hand_worked_numbers(features):
 def test_output_is_sorted_with_a_range_index(features):
     assert isinstance(features.index, pd.RangeIndex)
     assert list(zip(features["client_id"], features["landmark"], strict=True)) == sorted(
-        zip(features["client_id"], features["landmark"], strict=True))
+        zip(features["client_id"], features["landmark"], strict=True)
+    )
 
 
 def test_flags_are_float_and_categoricals_use_spec_levels(features):
@@ -200,14 +216,23 @@ def test_sessions_past_max_landmark_are_ignored():
     wild = sessions["session_number"] == 6
     sessions.loc[wild, ["ors", "srs", "phq9", "missed_since_last"]] = [40.0, 40.0, 0.0, 0.0]
     sessions.loc[wild, "session_date"] = pd.Timestamp("2030-01-01")
-    tm.assert_frame_equal(build_features(sessions, hand_episodes(), SPEC, TRAJECTORIES), expected_frame(),
-                          check_exact=False, rtol=1e-12, atol=1e-12)
+    tm.assert_frame_equal(
+        build_features(sessions, hand_episodes(), SPEC, TRAJECTORIES),
+        expected_frame(),
+        check_exact=False,
+        rtol=1e-12,
+        atol=1e-12,
+    )
 
 
 def test_smaller_max_landmark_keeps_only_early_rows():
-    spec = FeatureSpec(max_landmark=2, off_track_z=1.0, instruments=SPEC.instruments,
-                       numeric_covariates=SPEC.numeric_covariates,
-                       categorical_covariates=SPEC.categorical_covariates)
+    spec = FeatureSpec(
+        max_landmark=2,
+        off_track_z=1.0,
+        instruments=SPEC.instruments,
+        numeric_covariates=SPEC.numeric_covariates,
+        categorical_covariates=SPEC.categorical_covariates,
+    )
     got = build_features(hand_sessions(), hand_episodes(), spec, TRAJECTORIES)
     want = expected_frame()
     want = want[want["landmark"] <= 2].reset_index(drop=True)
@@ -215,9 +240,13 @@ def test_smaller_max_landmark_keeps_only_early_rows():
 
 
 def test_off_track_z_scales_the_threshold():
-    spec = FeatureSpec(max_landmark=5, off_track_z=4.0, instruments=SPEC.instruments,
-                       numeric_covariates=SPEC.numeric_covariates,
-                       categorical_covariates=SPEC.categorical_covariates)
+    spec = FeatureSpec(
+        max_landmark=5,
+        off_track_z=4.0,
+        instruments=SPEC.instruments,
+        numeric_covariates=SPEC.numeric_covariates,
+        categorical_covariates=SPEC.categorical_covariates,
+    )
     got = build_features(hand_sessions(), hand_episodes(), spec, TRAJECTORIES)
     # With z = 4: b2 ORS -6 < -8? no. a5 PHQ-9 -3 < -8? no. b2 PHQ-9 -7 < -4: yes.
     np.testing.assert_array_equal(got["ors_off_track"], [0, 0, 0, 0, 0, 0, 0, 0])
@@ -228,8 +257,14 @@ def test_spec_columns_present_even_when_data_lack_them():
     sessions = hand_sessions().drop(columns=["phq9", "missed_since_last"])
     episodes = hand_episodes().drop(columns=["gender", "clinic_id", "therapist_id"])
     got = build_features(sessions, episodes, SPEC, TRAJECTORIES)
-    assert list(got.columns) == ["client_id", "landmark", "session_date", "status", "label",
-                                 *SPEC.feature_columns()[1:]]
+    assert list(got.columns) == [
+        "client_id",
+        "landmark",
+        "session_date",
+        "status",
+        "label",
+        *SPEC.feature_columns()[1:],
+    ]
     for column in [*(c for c in got.columns if c.startswith("phq9_")), "missed_total", "missed_last"]:
         assert got[column].isna().all(), column
     assert got["gender"].isna().all()
@@ -239,17 +274,31 @@ def test_spec_columns_present_even_when_data_lack_them():
 
 
 def test_trajectories_without_an_instrument_give_nan_expectation():
-    got = build_features(hand_sessions(), hand_episodes(), SPEC,
-                         ExpectedTrajectories({"ors": TRAJECTORIES.curves["ors"]}))
+    got = build_features(
+        hand_sessions(), hand_episodes(), SPEC, ExpectedTrajectories({"ors": TRAJECTORIES.curves["ors"]})
+    )
     assert got["phq9_expected_dev"].isna().all() and got["phq9_off_track"].isna().all()
     assert got["ors_expected_dev"].notna().all()
 
 
 def test_client_without_episode_gets_nan_status_label_and_covariates():
-    sessions = pd.concat([hand_sessions(), pd.DataFrame({
-        "client_id": pd.array(["d"], dtype="string"), "session_number": [1],
-        "session_date": pd.to_datetime(["2024-05-01"]), "missed_since_last": [nan],
-        "ors": [nan], "srs": [nan], "phq9": [nan]})], ignore_index=True)
+    sessions = pd.concat(
+        [
+            hand_sessions(),
+            pd.DataFrame(
+                {
+                    "client_id": pd.array(["d"], dtype="string"),
+                    "session_number": [1],
+                    "session_date": pd.to_datetime(["2024-05-01"]),
+                    "missed_since_last": [nan],
+                    "ors": [nan],
+                    "srs": [nan],
+                    "phq9": [nan],
+                }
+            ),
+        ],
+        ignore_index=True,
+    )
     got = build_features(sessions, hand_episodes(), SPEC, TRAJECTORIES)
     row = got[got["client_id"] == "d"].iloc[0]
     assert pd.isna(row["status"]) and np.isnan(row["label"]) and np.isnan(row["age"]) and pd.isna(row["gender"])
@@ -258,15 +307,28 @@ def test_client_without_episode_gets_nan_status_label_and_covariates():
     assert row[instrument_columns].isna().all()
     assert row["days_in_treatment"] == 0
     # the other clients are unchanged
-    tm.assert_frame_equal(got[got["client_id"] != "d"].reset_index(drop=True), expected_frame(),
-                          check_exact=False, rtol=1e-12, atol=1e-12)
+    tm.assert_frame_equal(
+        got[got["client_id"] != "d"].reset_index(drop=True), expected_frame(), check_exact=False, rtol=1e-12, atol=1e-12
+    )
 
 
 def test_episode_without_sessions_gets_no_rows():
-    episodes = pd.concat([hand_episodes(), pd.DataFrame({
-        "client_id": pd.array(["z"], dtype="string"), "status": pd.array(["dropout"], dtype="string"),
-        "clinic_id": pd.array(["k1"], dtype="string"), "therapist_id": pd.array(["t9"], dtype="string"),
-        "age": [50.0], "gender": pd.array(["m"], dtype="string")})], ignore_index=True)
+    episodes = pd.concat(
+        [
+            hand_episodes(),
+            pd.DataFrame(
+                {
+                    "client_id": pd.array(["z"], dtype="string"),
+                    "status": pd.array(["dropout"], dtype="string"),
+                    "clinic_id": pd.array(["k1"], dtype="string"),
+                    "therapist_id": pd.array(["t9"], dtype="string"),
+                    "age": [50.0],
+                    "gender": pd.array(["m"], dtype="string"),
+                }
+            ),
+        ],
+        ignore_index=True,
+    )
     got = build_features(hand_sessions(), episodes, SPEC, TRAJECTORIES)
     tm.assert_frame_equal(got, expected_frame(), check_exact=False, rtol=1e-12, atol=1e-12)
 
@@ -275,11 +337,18 @@ def test_fractional_scores_reliable_change_of_exactly_the_threshold_counts():
     # ORS and SRS are marked in tenths. In floating point 32.3 - 31.3 < 1 and 8.2 - 3.2 < 5, yet
     # PCOMS counts a drop of 1.0 and a gain of 5.0 as reaching the threshold.
     assert 32.3 - 31.3 < 1 and 8.2 - 3.2 < 5
-    sessions = pd.DataFrame({
-        "client_id": pd.array(["a", "a"], dtype="string"), "session_number": [1, 2],
-        "session_date": pd.to_datetime(["2024-01-01", "2024-01-08"]), "srs": [32.3, 31.3], "ors": [3.2, 8.2]})
-    episodes = pd.DataFrame({"client_id": pd.array(["a"], dtype="string"),
-                             "status": pd.array(["ongoing"], dtype="string")})
+    sessions = pd.DataFrame(
+        {
+            "client_id": pd.array(["a", "a"], dtype="string"),
+            "session_number": [1, 2],
+            "session_date": pd.to_datetime(["2024-01-01", "2024-01-08"]),
+            "srs": [32.3, 31.3],
+            "ors": [3.2, 8.2],
+        }
+    )
+    episodes = pd.DataFrame(
+        {"client_id": pd.array(["a"], dtype="string"), "status": pd.array(["ongoing"], dtype="string")}
+    )
     spec = FeatureSpec(max_landmark=8, off_track_z=1.0, instruments=(REG["ors"], REG["srs"]))
     got = build_features(sessions, episodes, spec, ExpectedTrajectories({}))
     np.testing.assert_array_equal(got["srs_any_drop"], [nan, 1.0])

@@ -29,10 +29,12 @@ SPEC = FeatureSpec(
     numeric_covariates=("age",),
     categorical_covariates={"gender": ("f", "m")},
 )
-TRAJECTORIES = ExpectedTrajectories({
-    "ors": Curve(intercept=(0, 2, 3, 4, 5, 6), slope=(1, 0.95, 0.9, 0.9, 0.85, 0.85), resid_sd=(0, 2, 3, 3, 4, 4)),
-    "phq9": Curve(intercept=(0, 1, 2, 2.5, 3, 3.5), slope=(1, 1, 1, 1, 1, 1), resid_sd=(0, 1, 1.5, 2, 2, 2)),
-})
+TRAJECTORIES = ExpectedTrajectories(
+    {
+        "ors": Curve(intercept=(0, 2, 3, 4, 5, 6), slope=(1, 0.95, 0.9, 0.9, 0.85, 0.85), resid_sd=(0, 2, 3, 3, 4, 4)),
+        "phq9": Curve(intercept=(0, 1, 2, 2.5, 3, 3.5), slope=(1, 1, 1, 1, 1, 1), resid_sd=(0, 1, 1.5, 2, 2, 2)),
+    }
+)
 INSTRUMENT_KEYS = [i.key for i in SPEC.instruments]
 NAN = float("nan")
 
@@ -58,26 +60,31 @@ def histories(draw, max_clients: int = 4, max_sessions: int = 9):
         for k in range(1, n + 1):
             if k > 1:
                 day += draw(st.integers(0, 30))
-            rows.append({
-                "client_id": client,
-                "session_number": k,
-                "session_date": pd.Timestamp("2024-01-01") + pd.Timedelta(days=day),
-                "missed_since_last": draw(maybe(st.integers(0, 3).map(float))),
-                "ors": draw(maybe(tenths(0, 40))),
-                "srs": draw(maybe(tenths(0, 40))),
-                "phq9": draw(maybe(st.integers(0, 27).map(float), 2)),
-                "wai_sr": draw(maybe(st.integers(12, 60).map(float))),
-            })
+            rows.append(
+                {
+                    "client_id": client,
+                    "session_number": k,
+                    "session_date": pd.Timestamp("2024-01-01") + pd.Timedelta(days=day),
+                    "missed_since_last": draw(maybe(st.integers(0, 3).map(float))),
+                    "ors": draw(maybe(tenths(0, 40))),
+                    "srs": draw(maybe(tenths(0, 40))),
+                    "phq9": draw(maybe(st.integers(0, 27).map(float), 2)),
+                    "wai_sr": draw(maybe(st.integers(12, 60).map(float))),
+                }
+            )
     sessions = pd.DataFrame(rows)
     sessions["client_id"] = sessions["client_id"].astype("string")
     sessions["session_number"] = sessions["session_number"].astype("int64")
-    episodes = pd.DataFrame({
-        "client_id": pd.array(ids, dtype="string"),
-        "status": pd.array([draw(st.sampled_from(["dropout", "completed", "ongoing"])) for _ in ids],
-                           dtype="string"),
-        "age": [draw(maybe(st.integers(16, 90).map(float))) for _ in ids],
-        "gender": pd.array([draw(st.sampled_from(["f", "m", "x", None])) for _ in ids], dtype="string"),
-    })
+    episodes = pd.DataFrame(
+        {
+            "client_id": pd.array(ids, dtype="string"),
+            "status": pd.array(
+                [draw(st.sampled_from(["dropout", "completed", "ongoing"])) for _ in ids], dtype="string"
+            ),
+            "age": [draw(maybe(st.integers(16, 90).map(float))) for _ in ids],
+            "gender": pd.array([draw(st.sampled_from(["f", "m", "x", None])) for _ in ids], dtype="string"),
+        }
+    )
     # Hand the rows over in a random order: the builder must not rely on the caller's sort.
     order = draw(st.permutations(range(len(sessions))))
     return sessions.iloc[list(order)].reset_index(drop=True), episodes
@@ -102,8 +109,11 @@ def flag(condition: bool | None) -> float:
 def reference_instrument(instrument, history: pd.DataFrame, k: int) -> dict[str, float]:
     raw = history[instrument.key].to_numpy(dtype=float)
     norm = instrument.normalise(raw)
-    obs = [(int(s), float(v), float(r)) for s, v, r in zip(history["session_number"], norm, raw, strict=True)
-           if not math.isnan(v)]
+    obs = [
+        (int(s), float(v), float(r))
+        for s, v, r in zip(history["session_number"], norm, raw, strict=True)
+        if not math.isnan(v)
+    ]
     key, rc = instrument.key, instrument.reliable_change
     suffixes = OUTCOME_SUFFIXES if instrument.role == "outcome" else ALLIANCE_SUFFIXES
     out = {f"{key}_{s}": NAN for s in suffixes}
@@ -115,38 +125,52 @@ def reference_instrument(instrument, history: pd.DataFrame, k: int) -> dict[str,
     change = current - first if two else NAN
     change_last = values[-1] - values[-2] if two else NAN
     if instrument.role == "outcome":
-        expected, sd = (TRAJECTORIES.expected(key, np.array([first]), np.array([last_session]))
-                        if key in TRAJECTORIES else (np.array([NAN]), np.array([NAN])))
+        expected, sd = (
+            TRAJECTORIES.expected(key, np.array([first]), np.array([last_session]))
+            if key in TRAJECTORIES
+            else (np.array([NAN]), np.array([NAN]))
+        )
         dev = current - float(expected[0])
         sessions = [s for s, _, _ in obs]
-        out.update({
-            f"{key}_intake": first,
-            f"{key}_current": current,
-            f"{key}_sessions_since_obs": float(k - last_session),
-            f"{key}_change_intake": change,
-            f"{key}_change_last": change_last,
-            f"{key}_slope": float(np.polyfit(sessions, values, 1)[0]) if two else NAN,
-            f"{key}_reliable_improvement": flag(change >= rc - 1e-9 if two and rc else None),
-            f"{key}_reliable_deterioration": flag(change <= -rc + 1e-9 if two and rc else None),
-            f"{key}_dist_cutoff": (current - instrument.normalise(instrument.cutoff)
-                                   if instrument.cutoff is not None else NAN),
-            f"{key}_expected_dev": dev,
-            f"{key}_off_track": flag(dev < -SPEC.off_track_z * float(sd[0]) if not math.isnan(dev)
-                                     and not math.isnan(float(sd[0])) else None),
-        })
+        out.update(
+            {
+                f"{key}_intake": first,
+                f"{key}_current": current,
+                f"{key}_sessions_since_obs": float(k - last_session),
+                f"{key}_change_intake": change,
+                f"{key}_change_last": change_last,
+                f"{key}_slope": float(np.polyfit(sessions, values, 1)[0]) if two else NAN,
+                f"{key}_reliable_improvement": flag(change >= rc - 1e-9 if two and rc else None),
+                f"{key}_reliable_deterioration": flag(change <= -rc + 1e-9 if two and rc else None),
+                f"{key}_dist_cutoff": (
+                    current - instrument.normalise(instrument.cutoff) if instrument.cutoff is not None else NAN
+                ),
+                f"{key}_expected_dev": dev,
+                f"{key}_off_track": flag(
+                    dev < -SPEC.off_track_z * float(sd[0])
+                    if not math.isnan(dev) and not math.isnan(float(sd[0]))
+                    else None
+                ),
+            }
+        )
     else:
         drops = [a - b for a, b in zip(values, values[1:], strict=False)]
         threshold = (lambda d: d >= rc - 1e-9) if rc is not None else (lambda d: d > 0)
-        out.update({
-            f"{key}_current": current,
-            f"{key}_min": min(values),
-            f"{key}_mean": sum(values) / len(values),
-            f"{key}_change_first": change,
-            f"{key}_change_last": change_last,
-            f"{key}_n_below_cutoff": (float(sum(bool(instrument.is_clinical(r)) for _, _, r in obs))
-                                      if instrument.cutoff is not None else NAN),
-            f"{key}_any_drop": flag(any(threshold(d) for d in drops) if two else None),
-        })
+        out.update(
+            {
+                f"{key}_current": current,
+                f"{key}_min": min(values),
+                f"{key}_mean": sum(values) / len(values),
+                f"{key}_change_first": change,
+                f"{key}_change_last": change_last,
+                f"{key}_n_below_cutoff": (
+                    float(sum(bool(instrument.is_clinical(r)) for _, _, r in obs))
+                    if instrument.cutoff is not None
+                    else NAN
+                ),
+                f"{key}_any_drop": flag(any(threshold(d) for d in drops) if two else None),
+            }
+        )
     return out
 
 
@@ -177,11 +201,15 @@ def reference_row(history: pd.DataFrame, k: int, episode: pd.Series | None) -> d
 
 def reference(sessions: pd.DataFrame, episodes: pd.DataFrame) -> pd.DataFrame:
     episode_of = {str(r["client_id"]): r for _, r in episodes.iterrows()}
-    rows = [reference_row(history, k, episode_of.get(client))
-            for client, history in by_client(sessions).items()
-            for k in history["session_number"] if k <= MAX_LANDMARK]
-    frame = pd.DataFrame(rows, columns=["client_id", "landmark", "session_date", "status", "label",
-                                        *SPEC.feature_columns()[1:]])
+    rows = [
+        reference_row(history, k, episode_of.get(client))
+        for client, history in by_client(sessions).items()
+        for k in history["session_number"]
+        if k <= MAX_LANDMARK
+    ]
+    frame = pd.DataFrame(
+        rows, columns=["client_id", "landmark", "session_date", "status", "label", *SPEC.feature_columns()[1:]]
+    )
     frame["client_id"] = frame["client_id"].astype("string")
     frame["status"] = frame["status"].astype("string")
     frame["landmark"] = frame["landmark"].astype("int64")
@@ -199,8 +227,9 @@ def reference(sessions: pd.DataFrame, episodes: pd.DataFrame) -> pd.DataFrame:
 @given(histories())
 def test_matches_the_per_row_reference(data):
     sessions, episodes = data
-    tm.assert_frame_equal(build(sessions, episodes), reference(sessions, episodes),
-                          check_exact=False, rtol=1e-9, atol=1e-9)
+    tm.assert_frame_equal(
+        build(sessions, episodes), reference(sessions, episodes), check_exact=False, rtol=1e-9, atol=1e-9
+    )
 
 
 @FAST
@@ -209,11 +238,20 @@ def test_one_row_per_session_up_to_max_landmark_sorted_with_all_spec_columns(dat
     sessions, episodes = data
     got = build(sessions, episodes)
     assert isinstance(got.index, pd.RangeIndex) and got.index.start == 0
-    expected = sorted((str(c), int(k)) for c, k in zip(sessions["client_id"], sessions["session_number"],
-                                                      strict=True) if k <= MAX_LANDMARK)
+    expected = sorted(
+        (str(c), int(k))
+        for c, k in zip(sessions["client_id"], sessions["session_number"], strict=True)
+        if k <= MAX_LANDMARK
+    )
     assert list(zip(got["client_id"].astype(str), got["landmark"], strict=True)) == expected
-    assert list(got.columns) == ["client_id", "landmark", "session_date", "status", "label",
-                                 *SPEC.feature_columns()[1:]]
+    assert list(got.columns) == [
+        "client_id",
+        "landmark",
+        "session_date",
+        "status",
+        "label",
+        *SPEC.feature_columns()[1:],
+    ]
 
 
 @FAST
@@ -224,8 +262,7 @@ def test_permuting_input_rows_changes_nothing(data, rnd):
     rnd.shuffle(order)
     episode_order = list(range(len(episodes)))
     rnd.shuffle(episode_order)
-    tm.assert_frame_equal(build(sessions, episodes),
-                          build(sessions.iloc[order], episodes.iloc[episode_order]))
+    tm.assert_frame_equal(build(sessions, episodes), build(sessions.iloc[order], episodes.iloc[episode_order]))
 
 
 @FAST
@@ -238,8 +275,11 @@ def test_nan_exactly_when_no_observation_yet(data):
     for key in INSTRUMENT_KEYS:
         seen = ordered[key].notna().groupby(ordered["client_id"]).cummax().to_numpy()
         np.testing.assert_array_equal(got[f"{key}_current"].notna().to_numpy(), seen, err_msg=key)
-        always = ["current", "intake", "sessions_since_obs", "dist_cutoff", "expected_dev", "off_track"] \
-            if key in ("ors", "phq9") else ["current", "min", "mean", "n_below_cutoff"]
+        always = (
+            ["current", "intake", "sessions_since_obs", "dist_cutoff", "expected_dev", "off_track"]
+            if key in ("ors", "phq9")
+            else ["current", "min", "mean", "n_below_cutoff"]
+        )
         for suffix in always:
             column = f"{key}_{suffix}"
             if key == "wai_sr" and suffix == "n_below_cutoff":
@@ -287,13 +327,18 @@ def linear_histories(draw):
     k = np.arange(1, n + 1)
     ors = np.where(seen, 20 + a + b * k, np.nan)
     phq9 = np.where(seen, 5 + a + b * k, np.nan)  # raw rises by b, normalised (27 - raw) falls by b
-    sessions = pd.DataFrame({
-        "client_id": pd.array(["a"] * n, dtype="string"), "session_number": k.astype(np.int64),
-        "session_date": pd.date_range("2024-01-01", periods=n, freq="7D"),
-        "ors": ors, "phq9": phq9,
-    })
-    episodes = pd.DataFrame({"client_id": pd.array(["a"], dtype="string"),
-                             "status": pd.array(["completed"], dtype="string")})
+    sessions = pd.DataFrame(
+        {
+            "client_id": pd.array(["a"] * n, dtype="string"),
+            "session_number": k.astype(np.int64),
+            "session_date": pd.date_range("2024-01-01", periods=n, freq="7D"),
+            "ors": ors,
+            "phq9": phq9,
+        }
+    )
+    episodes = pd.DataFrame(
+        {"client_id": pd.array(["a"], dtype="string"), "status": pd.array(["completed"], dtype="string")}
+    )
     return sessions, episodes, b, np.asarray(seen)
 
 

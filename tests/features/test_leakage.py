@@ -31,8 +31,10 @@ SCORE_COLUMNS = ("ors", "srs", "phq9", "missed_since_last")
 
 def random_scores(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
     """Score columns for n sessions, each missing now and then."""
+
     def holes(values, p):
         return np.where(rng.random(n) < p, np.nan, values)
+
     return {
         "ors": holes(np.clip(rng.normal(20, 8, n), 0, 40).round(1), 0.2),
         "srs": holes(np.clip(rng.normal(36, 3, n), 0, 40).round(1), 0.2),
@@ -50,18 +52,22 @@ def simulated(seed: int, n_clients: int = 80) -> tuple[pd.DataFrame, pd.DataFram
     days = np.concatenate([np.cumsum(g) for g in np.split(gaps, np.cumsum(counts)[:-1])])
     start = rng.integers(0, 700, n_clients)[client]
     ids = np.array([f"c{i:03d}" for i in range(n_clients)])
-    sessions = pd.DataFrame({
-        "client_id": pd.array(ids[client], dtype="string"),
-        "session_number": session.astype(np.int64),
-        "session_date": pd.Timestamp("2023-01-01") + pd.to_timedelta(start + days, unit="D"),
-        **random_scores(rng, len(session)),
-    })
-    episodes = pd.DataFrame({
-        "client_id": pd.array(ids, dtype="string"),
-        "status": pd.array(rng.choice(["dropout", "completed", "ongoing"], n_clients), dtype="string"),
-        "age": rng.integers(18, 70, n_clients).astype(float),
-        "gender": pd.array(rng.choice(["f", "m", "x"], n_clients), dtype="string"),
-    })
+    sessions = pd.DataFrame(
+        {
+            "client_id": pd.array(ids[client], dtype="string"),
+            "session_number": session.astype(np.int64),
+            "session_date": pd.Timestamp("2023-01-01") + pd.to_timedelta(start + days, unit="D"),
+            **random_scores(rng, len(session)),
+        }
+    )
+    episodes = pd.DataFrame(
+        {
+            "client_id": pd.array(ids, dtype="string"),
+            "status": pd.array(rng.choice(["dropout", "completed", "ongoing"], n_clients), dtype="string"),
+            "age": rng.integers(18, 70, n_clients).astype(float),
+            "gender": pd.array(rng.choice(["f", "m", "x"], n_clients), dtype="string"),
+        }
+    )
     return sessions, episodes
 
 
@@ -133,12 +139,14 @@ def test_adding_later_sessions_changes_no_existing_row(world):
     extra_counts = rng.integers(1, 4, len(n_sessions))
     client = np.repeat(n_sessions.index.to_numpy(), extra_counts)
     step = np.concatenate([np.arange(1, c + 1) for c in extra_counts])
-    extra = pd.DataFrame({
-        "client_id": pd.array(client, dtype="string"),
-        "session_number": (n_sessions.reindex(client).to_numpy() + step).astype(np.int64),
-        "session_date": last_date.reindex(client).to_numpy() + pd.to_timedelta(7 * step, unit="D"),
-        **random_scores(rng, len(client)),
-    })
+    extra = pd.DataFrame(
+        {
+            "client_id": pd.array(client, dtype="string"),
+            "session_number": (n_sessions.reindex(client).to_numpy() + step).astype(np.int64),
+            "session_date": last_date.reindex(client).to_numpy() + pd.to_timedelta(7 * step, unit="D"),
+            **random_scores(rng, len(client)),
+        }
+    )
     got = build_features(pd.concat([sessions, extra], ignore_index=True), episodes, SPEC, trajectories)
     tm.assert_frame_equal(rows_up_to_cut(got, n_sessions), base)
     assert len(got) > len(base)  # the new sessions <= max_landmark did get rows
@@ -147,8 +155,11 @@ def test_adding_later_sessions_changes_no_existing_row(world):
 def test_a_change_before_the_cut_is_detected(world):
     # The comparison can fail: altering one score at or before the cut shows up.
     sessions, episodes, trajectories, cut, _, base = world
-    target = np.flatnonzero(~after_cut(sessions, cut) & sessions["ors"].notna().to_numpy()
-                            & (sessions["session_number"] <= SPEC.max_landmark).to_numpy())[0]
+    target = np.flatnonzero(
+        ~after_cut(sessions, cut)
+        & sessions["ors"].notna().to_numpy()
+        & (sessions["session_number"] <= SPEC.max_landmark).to_numpy()
+    )[0]
     changed = sessions.copy()
     changed.loc[target, "ors"] = 40.0 - changed.loc[target, "ors"] + 0.5
     got = build_features(changed, episodes, SPEC, trajectories)

@@ -16,19 +16,39 @@ from dropout_risk.features.trajectories import ExpectedTrajectories, fit_expecte
 
 REG = default_registry()
 
-OUTCOME = ["intake", "current", "sessions_since_obs", "change_intake", "change_last", "slope",
-           "reliable_improvement", "reliable_deterioration", "dist_cutoff", "expected_dev", "off_track"]
+OUTCOME = [
+    "intake",
+    "current",
+    "sessions_since_obs",
+    "change_intake",
+    "change_last",
+    "slope",
+    "reliable_improvement",
+    "reliable_deterioration",
+    "dist_cutoff",
+    "expected_dev",
+    "off_track",
+]
 ALLIANCE = ["current", "min", "mean", "change_first", "change_last", "n_below_cutoff", "any_drop"]
 ATTENDANCE = ["days_in_treatment", "mean_gap_days", "last_gap_days", "missed_total", "missed_last"]
 
 # A scale we do not ship. Range 30-210 is the PANSS total; cutoff and reliable change are illustrative.
-PANSS = Instrument(key="panss", name="Positive and Negative Syndrome Scale", min=30, max=210,
-                   higher_is_better=False, role="outcome", cutoff=58, reliable_change=15)
+PANSS = Instrument(
+    key="panss",
+    name="Positive and Negative Syndrome Scale",
+    min=30,
+    max=210,
+    higher_is_better=False,
+    role="outcome",
+    cutoff=58,
+    reliable_change=15,
+)
 
 
 def full_spec() -> FeatureSpec:
     return FeatureSpec(
-        max_landmark=8, off_track_z=1.0,
+        max_landmark=8,
+        off_track_z=1.0,
         instruments=(REG["ors"], REG["srs"], REG["phq9"]),
         numeric_covariates=("age",),
         categorical_covariates={"gender": ("f", "m")},
@@ -39,9 +59,11 @@ def test_feature_columns_in_fixed_order():
     assert full_spec().feature_columns() == [
         "landmark",
         *ATTENDANCE,
-        *(f"ors_{s}" for s in OUTCOME), *(f"phq9_{s}" for s in OUTCOME),
+        *(f"ors_{s}" for s in OUTCOME),
+        *(f"phq9_{s}" for s in OUTCOME),
         *(f"srs_{s}" for s in ALLIANCE),
-        "age", "gender",
+        "age",
+        "gender",
     ]
 
 
@@ -97,19 +119,25 @@ def test_clashing_column_names_are_refused(covariate):
 
 def sessions_frame(**scores) -> pd.DataFrame:
     n = len(next(iter(scores.values())))
-    return pd.DataFrame({
-        "client_id": pd.array([f"c{i}" for i in range(n)], dtype="string"),
-        "session_number": np.ones(n, dtype=np.int64),
-        "session_date": pd.Timestamp("2024-01-01"),
-        **{k: np.asarray(v, dtype=float) for k, v in scores.items()},
-    })
+    return pd.DataFrame(
+        {
+            "client_id": pd.array([f"c{i}" for i in range(n)], dtype="string"),
+            "session_number": np.ones(n, dtype=np.int64),
+            "session_date": pd.Timestamp("2024-01-01"),
+            **{k: np.asarray(v, dtype=float) for k, v in scores.items()},
+        }
+    )
 
 
 def test_infer_spec_instruments_need_a_score_and_follow_registry_order():
     # Columns in a different order than the registry; gad7 is present but never filled in.
     sessions = sessions_frame(srs=[36, 38], gad7=[np.nan, np.nan], phq9=[np.nan, 12], ors=[20, np.nan])
-    episodes = pd.DataFrame({"client_id": pd.array(["c0", "c1"], dtype="string"),
-                             "status": pd.array(["dropout", "completed"], dtype="string")})
+    episodes = pd.DataFrame(
+        {
+            "client_id": pd.array(["c0", "c1"], dtype="string"),
+            "status": pd.array(["dropout", "completed"], dtype="string"),
+        }
+    )
     spec = infer_spec(sessions, episodes, REG, FeatureConfig(max_landmark=5, off_track_z=1.5))
     assert [i.key for i in spec.instruments] == ["ors", "srs", "phq9"]
     assert (spec.max_landmark, spec.off_track_z) == (5, 1.5)
@@ -118,18 +146,20 @@ def test_infer_spec_instruments_need_a_score_and_follow_registry_order():
 
 def test_infer_spec_covariates():
     sessions = sessions_frame(ors=[20, 25, 30])
-    episodes = pd.DataFrame({
-        "client_id": pd.array(["c0", "c1", "c2"], dtype="string"),
-        "status": pd.array(["dropout", "completed", "ongoing"], dtype="string"),
-        "clinic_id": pd.array(["k1", "k1", "k2"], dtype="string"),
-        "therapist_id": [1, 2, 3],  # numeric, but an id: never a covariate
-        "gender": pd.array(["m", None, "f"], dtype="string"),
-        "age": [30.0, np.nan, 40.0],
-        "sessions_planned": [12, 8, 10],
-        "employed": [True, False, True],
-        "referral": pd.Categorical(["gp", "self", "gp"]),
-        "intake_date": pd.to_datetime(["2024-01-01", "2024-02-01", "2024-03-01"]),  # date: skipped
-    })
+    episodes = pd.DataFrame(
+        {
+            "client_id": pd.array(["c0", "c1", "c2"], dtype="string"),
+            "status": pd.array(["dropout", "completed", "ongoing"], dtype="string"),
+            "clinic_id": pd.array(["k1", "k1", "k2"], dtype="string"),
+            "therapist_id": [1, 2, 3],  # numeric, but an id: never a covariate
+            "gender": pd.array(["m", None, "f"], dtype="string"),
+            "age": [30.0, np.nan, 40.0],
+            "sessions_planned": [12, 8, 10],
+            "employed": [True, False, True],
+            "referral": pd.Categorical(["gp", "self", "gp"]),
+            "intake_date": pd.to_datetime(["2024-01-01", "2024-02-01", "2024-03-01"]),  # date: skipped
+        }
+    )
     spec = infer_spec(sessions, episodes, REG, FeatureConfig())
     assert spec.numeric_covariates == ("age", "sessions_planned", "employed")
     assert spec.categorical_covariates == {"gender": ("f", "m"), "referral": ("gp", "self")}
@@ -144,11 +174,21 @@ def test_user_declared_instrument_is_picked_up_without_code_changes():
     rows = []
     for i in range(6):
         for k, raw in enumerate([100 - i, 90 - i, 80 - 2 * i], start=1):
-            rows.append({"client_id": f"p{i}", "session_number": k,
-                         "session_date": pd.Timestamp("2024-01-01") + pd.Timedelta(weeks=k), "panss": float(raw)})
+            rows.append(
+                {
+                    "client_id": f"p{i}",
+                    "session_number": k,
+                    "session_date": pd.Timestamp("2024-01-01") + pd.Timedelta(weeks=k),
+                    "panss": float(raw),
+                }
+            )
     sessions = pd.DataFrame(rows).astype({"client_id": "string"})
-    episodes = pd.DataFrame({"client_id": pd.array([f"p{i}" for i in range(6)], dtype="string"),
-                             "status": pd.array(["completed"] * 6, dtype="string")})
+    episodes = pd.DataFrame(
+        {
+            "client_id": pd.array([f"p{i}" for i in range(6)], dtype="string"),
+            "status": pd.array(["completed"] * 6, dtype="string"),
+        }
+    )
 
     spec = infer_spec(sessions, episodes, registry, FeatureConfig(max_landmark=3))
     assert [i.key for i in spec.instruments] == ["panss"]
@@ -171,9 +211,13 @@ def test_user_declared_instrument_is_picked_up_without_code_changes():
 def test_spec_is_what_build_features_uses_even_if_scoring_data_differ():
     spec = full_spec()
     sessions = sessions_frame(ors=[20, 25], gad7=[5, 6])  # no srs/phq9; gad7 not in the spec
-    episodes = pd.DataFrame({"client_id": pd.array(["c0", "c1"], dtype="string"),
-                             "status": pd.array(["ongoing", "ongoing"], dtype="string"),
-                             "new_covariate": [1.0, 2.0]})
+    episodes = pd.DataFrame(
+        {
+            "client_id": pd.array(["c0", "c1"], dtype="string"),
+            "status": pd.array(["ongoing", "ongoing"], dtype="string"),
+            "new_covariate": [1.0, 2.0],
+        }
+    )
     got = build_features(sessions, episodes, spec, ExpectedTrajectories({}))
     assert list(got.columns)[5:] == spec.feature_columns()[1:]
     assert not any(c.startswith("gad7") for c in got.columns) and "new_covariate" not in got

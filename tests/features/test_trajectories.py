@@ -31,9 +31,16 @@ def linear_clinic(n_clients: int = 2000, seed: int = 0) -> pd.DataFrame:
     rows = []
     for k in range(1, 6):  # session 5 lies past max_landmark = 4 and must be ignored
         score = intake if k == 1 else A.get(k, 0) + B.get(k, 0) * intake + rng.normal(0, S.get(k, 50), n_clients)
-        rows.append(pd.DataFrame({"client_id": [f"c{i}" for i in range(n_clients)], "session_number": k,
-                                  "session_date": pd.Timestamp("2024-01-01") + pd.Timedelta(weeks=k),
-                                  "ors": score}))
+        rows.append(
+            pd.DataFrame(
+                {
+                    "client_id": [f"c{i}" for i in range(n_clients)],
+                    "session_number": k,
+                    "session_date": pd.Timestamp("2024-01-01") + pd.Timedelta(weeks=k),
+                    "ors": score,
+                }
+            )
+        )
     sessions = pd.concat(rows, ignore_index=True)
     sessions["client_id"] = sessions["client_id"].astype("string")
     return sessions.sample(frac=1.0, random_state=1)  # unsorted on purpose
@@ -63,12 +70,14 @@ def test_intake_is_first_observed_score_and_missing_scores_are_skipped():
     missing_first = np.arange(n) % 2 == 0
     s1 = np.where(missing_first, nan, intake)
     s2 = np.where(missing_first, intake, intake + 2)
-    sessions = pd.DataFrame({
-        "client_id": pd.array(ids * 2, dtype="string"),
-        "session_number": [1] * n + [2] * n,
-        "session_date": pd.Timestamp("2024-01-01"),
-        "ors": np.concatenate([s1, s2]),
-    })
+    sessions = pd.DataFrame(
+        {
+            "client_id": pd.array(ids * 2, dtype="string"),
+            "session_number": [1] * n + [2] * n,
+            "session_date": pd.Timestamp("2024-01-01"),
+            "ors": np.concatenate([s1, s2]),
+        }
+    )
     curve = fit_expected_trajectories(sessions, spec("ors", max_landmark=2)).curves["ors"]
     assert curve.n_clients == (20, 40)
     assert curve.slope[1] == pytest.approx(1.0)
@@ -82,8 +91,11 @@ def test_sparse_sessions_reuse_the_nearest_fitted_session_below():
     keep = (sessions["session_number"] < 4) | sessions["client_id"].isin([f"c{i}" for i in range(MIN_CLIENTS - 1)])
     curve = fit_expected_trajectories(sessions[keep], spec("ors")).curves["ors"]
     assert curve.n_clients[3] == MIN_CLIENTS - 1
-    assert (curve.intercept[3], curve.slope[3], curve.resid_sd[3]) == \
-        (curve.intercept[2], curve.slope[2], curve.resid_sd[2])
+    assert (curve.intercept[3], curve.slope[3], curve.resid_sd[3]) == (
+        curve.intercept[2],
+        curve.slope[2],
+        curve.resid_sd[2],
+    )
     # exactly MIN_CLIENTS is enough for a fit of its own
     keep = (sessions["session_number"] < 4) | sessions["client_id"].isin([f"c{i}" for i in range(MIN_CLIENTS)])
     curve = fit_expected_trajectories(sessions[keep], spec("ors")).curves["ors"]
@@ -96,20 +108,25 @@ def test_a_sparse_start_borrows_from_above():
     sessions.loc[first & ~sessions["client_id"].isin(["c1", "c2"]), "ors"] = nan
     curve = fit_expected_trajectories(sessions, spec("ors")).curves["ors"]
     assert curve.n_clients[0] == 2
-    assert (curve.intercept[0], curve.slope[0], curve.resid_sd[0]) == \
-        (curve.intercept[1], curve.slope[1], curve.resid_sd[1])
+    assert (curve.intercept[0], curve.slope[0], curve.resid_sd[0]) == (
+        curve.intercept[1],
+        curve.slope[1],
+        curve.resid_sd[1],
+    )
 
 
 def test_lower_is_better_scales_are_fitted_on_normalised_scores():
     # Raw PHQ-9 falls by 3 from intake to session 2: normalised (27 - raw) it rises by 3.
     n = 30
     raw_intake = np.arange(n) % 20 + 5.0
-    sessions = pd.DataFrame({
-        "client_id": pd.array([f"c{i}" for i in range(n)] * 2, dtype="string"),
-        "session_number": [1] * n + [2] * n,
-        "session_date": pd.Timestamp("2024-01-01"),
-        "phq9": np.concatenate([raw_intake, raw_intake - 3]),
-    })
+    sessions = pd.DataFrame(
+        {
+            "client_id": pd.array([f"c{i}" for i in range(n)] * 2, dtype="string"),
+            "session_number": [1] * n + [2] * n,
+            "session_date": pd.Timestamp("2024-01-01"),
+            "phq9": np.concatenate([raw_intake, raw_intake - 3]),
+        }
+    )
     curve = fit_expected_trajectories(sessions, spec("phq9", max_landmark=2)).curves["phq9"]
     assert curve.slope[1] == pytest.approx(1.0)
     assert curve.intercept[1] == pytest.approx(3.0)
@@ -130,10 +147,8 @@ def test_alliance_instruments_get_no_curve():
 
 
 def test_expected_lookup_clips_sessions_and_propagates_nan():
-    trajectories = ExpectedTrajectories({"ors": Curve(intercept=(0, 2, 4), slope=(1, 0.5, 0.25),
-                                                      resid_sd=(0, 1, 2))})
-    mean, sd = trajectories.expected("ors", np.array([10.0, 10.0, 10.0, nan, 8.0]),
-                                     np.array([1, 2, 7, 2, nan]))
+    trajectories = ExpectedTrajectories({"ors": Curve(intercept=(0, 2, 4), slope=(1, 0.5, 0.25), resid_sd=(0, 1, 2))})
+    mean, sd = trajectories.expected("ors", np.array([10.0, 10.0, 10.0, nan, 8.0]), np.array([1, 2, 7, 2, nan]))
     np.testing.assert_array_equal(mean, [10.0, 7.0, 6.5, nan, nan])  # session 7 uses k = 3's line
     np.testing.assert_array_equal(sd, [0.0, 1.0, 2.0, 1.0, nan])
     with pytest.raises(KeyError):
@@ -147,8 +162,7 @@ def test_round_trip_through_json():
     assert again.to_dict() == fitted.to_dict()
     assert np.isnan(again.curves["phq9"].intercept).all()
     intake, session = np.array([12.0, 20.0]), np.array([2, 4])
-    for got, want in zip(again.expected("ors", intake, session), fitted.expected("ors", intake, session),
-                         strict=True):
+    for got, want in zip(again.expected("ors", intake, session), fitted.expected("ors", intake, session), strict=True):
         np.testing.assert_array_equal(got, want)
 
 

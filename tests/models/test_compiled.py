@@ -44,13 +44,19 @@ class Cohort:
 @pytest.fixture(scope="module")
 def cohort(clinic) -> Cohort:
     """The simulated clinic plus an all-NaN numeric covariate and an informative referral covariate."""
-    spec = replace(clinic.spec, numeric_covariates=(*clinic.spec.numeric_covariates, BLANK),
-                   categorical_covariates={**clinic.spec.categorical_covariates, REFERRAL: REFERRAL_LEVELS})
+    spec = replace(
+        clinic.spec,
+        numeric_covariates=(*clinic.spec.numeric_covariates, BLANK),
+        categorical_covariates={**clinic.spec.categorical_covariates, REFERRAL: REFERRAL_LEVELS},
+    )
     rng = np.random.default_rng(3)
     train = clinic.train.copy()
     y = clinic.y
-    referral = np.where(y == 1, rng.choice(["court", "gp", "self"], len(y), p=[0.6, 0.3, 0.1]),
-                        rng.choice(["court", "gp", "self"], len(y), p=[0.1, 0.3, 0.6])).astype(object)
+    referral = np.where(
+        y == 1,
+        rng.choice(["court", "gp", "self"], len(y), p=[0.6, 0.3, 0.1]),
+        rng.choice(["court", "gp", "self"], len(y), p=[0.1, 0.3, 0.6]),
+    ).astype(object)
     referral[rng.random(len(y)) < 0.1] = None
     train[REFERRAL] = pd.Categorical(referral, categories=TRAINING_REFERRAL_ORDER)
     train[BLANK] = np.nan
@@ -79,8 +85,14 @@ def build(cohort: Cohort, kind: str, method: str, groups=None) -> DropoutRiskMod
     estimator = make_candidate(kind, train, columns, **params).fit(train[fit_rows], cohort.y[fit_rows])
     raw = estimator.predict_proba(train[~fit_rows])[:, 1]
     calibrator = ProbabilityCalibrator(method).fit(raw, cohort.y[~fit_rows])
-    return DropoutRiskModel(spec=cohort.spec, trajectories=cohort.trajectories, kind=kind, estimator=estimator,
-                            calibrator=calibrator, columns=columns)
+    return DropoutRiskModel(
+        spec=cohort.spec,
+        trajectories=cohort.trajectories,
+        kind=kind,
+        estimator=estimator,
+        calibrator=calibrator,
+        columns=columns,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -110,8 +122,9 @@ def test_predict_equals_the_packaged_model(cohort, pair):
     assert got.shape == (N_ROWS,)
     assert max_abs(got, expected) <= 1e-12
     assert expected.std() > 0.01
-    np.testing.assert_allclose(compiled.raw_probability(compiled.matrix(cohort.rows)),
-                               model.raw_probability(cohort.rows), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(
+        compiled.raw_probability(compiled.matrix(cohort.rows)), model.raw_probability(cohort.rows), rtol=0, atol=1e-12
+    )
 
 
 def test_contributions_equal_the_packaged_model(cohort, pair):
@@ -140,13 +153,14 @@ def test_single_rows_equal_the_batch(cohort, pair):
     X = compiled.matrix(cohort.rows)
     batch, (parts, bias) = compiled.predict(X), compiled.contributions(X)
     for i in range(0, N_ROWS, 15):
-        one = X[i:i + 1]
-        np.testing.assert_allclose(compiled.predict(one), batch[i:i + 1], rtol=0, atol=1e-12)
+        one = X[i : i + 1]
+        np.testing.assert_allclose(compiled.predict(one), batch[i : i + 1], rtol=0, atol=1e-12)
         one_parts, one_bias = compiled.contributions(one)
-        np.testing.assert_allclose(one_parts, parts[i:i + 1], rtol=0, atol=1e-12)
-        np.testing.assert_allclose(one_bias, bias[i:i + 1], rtol=0, atol=1e-12)
-        np.testing.assert_allclose(compiled.predict(one), model.predict_features(cohort.rows.iloc[i:i + 1]),
-                                   rtol=0, atol=1e-12)
+        np.testing.assert_allclose(one_parts, parts[i : i + 1], rtol=0, atol=1e-12)
+        np.testing.assert_allclose(one_bias, bias[i : i + 1], rtol=0, atol=1e-12)
+        np.testing.assert_allclose(
+            compiled.predict(one), model.predict_features(cohort.rows.iloc[i : i + 1]), rtol=0, atol=1e-12
+        )
 
 
 def test_the_calibrator_is_applied(cohort, models):
@@ -177,11 +191,13 @@ def test_every_category_scores_as_in_pandas(cohort, models, name):
     compiled = CompiledModel.from_model(model)
     base = cohort.rows.iloc[[0]]
     values = [*REFERRAL_LEVELS, "tribunal", None]
-    variants = pd.concat([base.assign(**{REFERRAL: v}) for v in values]
-                         + [base.assign(gender=v) for v in ["F", "M", "other", "nonbinary", None]])
+    variants = pd.concat(
+        [base.assign(**{REFERRAL: v}) for v in values]
+        + [base.assign(gender=v) for v in ["F", "M", "other", "nonbinary", None]]
+    )
     X = compiled.matrix(variants)
     referral = X[:, compiled.columns.index(REFERRAL)]
-    np.testing.assert_array_equal(referral[:len(values)], [0, 1, 2, 3, np.nan, np.nan])
+    np.testing.assert_array_equal(referral[: len(values)], [0, 1, 2, 3, np.nan, np.nan])
     expected = model.predict_features(variants)
     assert max_abs(compiled.predict(X), expected) <= 1e-12
     assert max_abs(compiled.contributions(X)[0], model.contributions(variants)[compiled.columns]) <= 1e-10
@@ -250,8 +266,9 @@ def test_matrix_follows_the_spec_columns_and_prepare(cohort, models):
             decoded[column] = pd.Categorical.from_codes(codes, categories=list(levels))
     pd.testing.assert_frame_equal(pd.DataFrame(decoded, index=cohort.rows.index), prepared)
     # JSON-like input gives the same matrix as the typed rows.
-    records = pd.DataFrame.from_records(json_records(cohort.rows, compiled.columns, compiled.levels),
-                                        index=cohort.rows.index)
+    records = pd.DataFrame.from_records(
+        json_records(cohort.rows, compiled.columns, compiled.levels), index=cohort.rows.index
+    )
     np.testing.assert_array_equal(compiled.matrix(records), compiled.matrix(model.example_input(records)))
     np.testing.assert_array_equal(compiled.predict(compiled.matrix(records)), model.predict_features(records))
 
@@ -259,9 +276,19 @@ def test_matrix_follows_the_spec_columns_and_prepare(cohort, models):
 def test_row_equals_matrix_of_one_record(cohort, models):
     compiled = CompiledModel.from_model(models["lightgbm-sigmoid"])
     records = json_records(cohort.rows.head(40), compiled.columns, compiled.levels)
-    odd = {"age": "n/a", "landmark": " 3 ", "days_in_treatment": "1e2", "mean_gap_days": "1,000",
-           "last_gap_days": True, "missed_total": np.int64(2), "missed_last": "inf", "ors_intake": "",
-           "gender": 7, REFERRAL: "GP", BLANK: pd.NA}
+    odd = {
+        "age": "n/a",
+        "landmark": " 3 ",
+        "days_in_treatment": "1e2",
+        "mean_gap_days": "1,000",
+        "last_gap_days": True,
+        "missed_total": np.int64(2),
+        "missed_last": "inf",
+        "ors_intake": "",
+        "gender": 7,
+        REFERRAL: "GP",
+        BLANK: pd.NA,
+    }
     for record in [*records, odd, {}]:
         expected = compiled.matrix(pd.DataFrame([record]))
         np.testing.assert_array_equal(compiled.row(record), expected)
@@ -306,8 +333,14 @@ def test_discrepancy_reports_the_differences(cohort, models):
 def test_other_models_are_refused(cohort, models):
     rule = ClinicalRuleClassifier(cohort.spec.to_dict()).fit(cohort.train, cohort.y)
     template = models["logistic-sigmoid"]
-    clinical = DropoutRiskModel(spec=cohort.spec, trajectories=cohort.trajectories, kind="clinical_rule",
-                                estimator=rule, calibrator=template.calibrator, columns=template.columns)
+    clinical = DropoutRiskModel(
+        spec=cohort.spec,
+        trajectories=cohort.trajectories,
+        kind="clinical_rule",
+        estimator=rule,
+        calibrator=template.calibrator,
+        columns=template.columns,
+    )
     with pytest.raises(ValueError, match="cannot be compiled"):
         CompiledModel.from_model(clinical)
     mislabelled = pickle.loads(pickle.dumps(clinical))

@@ -79,8 +79,9 @@ def test_logistic_contributions_add_up_to_the_log_odds(clinic, fitted, columns):
     assert parts.index.equals(X.index)
     assert np.isfinite(parts.to_numpy()).all()
     np.testing.assert_allclose(parts.sum(axis=1).to_numpy() + bias, pipeline.decision_function(X), rtol=0, atol=1e-9)
-    np.testing.assert_allclose(parts.sum(axis=1).to_numpy() + bias, logit(pipeline.predict_proba(X)[:, 1]),
-                               rtol=0, atol=1e-6)
+    np.testing.assert_allclose(
+        parts.sum(axis=1).to_numpy() + bias, logit(pipeline.predict_proba(X)[:, 1]), rtol=0, atol=1e-6
+    )
     # Several features carry signal; a categorical's one-hot terms land on the categorical itself.
     assert (parts.abs().max() > 0).sum() > 5
     assert parts["gender"].abs().max() > 0
@@ -92,8 +93,9 @@ def test_lightgbm_contributions_add_up_to_the_raw_log_odds(clinic, fitted, colum
     parts, bias = lightgbm_contributions(pipeline, X)
     assert list(parts.columns) == columns
     assert parts.index.equals(X.index)
-    np.testing.assert_allclose(parts.sum(axis=1).to_numpy() + bias, logit(pipeline.predict_proba(X)[:, 1]),
-                               rtol=0, atol=1e-6)
+    np.testing.assert_allclose(
+        parts.sum(axis=1).to_numpy() + bias, logit(pipeline.predict_proba(X)[:, 1]), rtol=0, atol=1e-6
+    )
     assert (parts.abs().max() > 0).sum() > 5
 
 
@@ -107,8 +109,9 @@ def test_logistic_contribution_of_a_feature_is_its_own_term(clinic, fitted):
     moved = (after - before).abs().max()
     assert moved.drop("srs_current").max() == 0
     assert moved["srs_current"] > 0
-    np.testing.assert_allclose((after - before)["srs_current"],
-                               pipeline.decision_function(changed) - pipeline.decision_function(X), atol=1e-9)
+    np.testing.assert_allclose(
+        (after - before)["srs_current"], pipeline.decision_function(changed) - pipeline.decision_function(X), atol=1e-9
+    )
 
 
 # --- odd input ----------------------------------------------------------------------------------------

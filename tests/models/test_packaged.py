@@ -35,8 +35,15 @@ def build_model(clinic, kind: str) -> DropoutRiskModel:
     estimator = make_candidate(kind, train, columns, **params).fit(train[fit_rows], clinic.y[fit_rows])
     raw = estimator.predict_proba(train[~fit_rows])[:, 1]
     calibrator = ProbabilityCalibrator("sigmoid").fit(raw, clinic.y[~fit_rows])
-    return DropoutRiskModel(spec=clinic.spec, trajectories=clinic.trajectories, kind=kind, estimator=estimator,
-                            calibrator=calibrator, columns=columns, metadata={"test": True})
+    return DropoutRiskModel(
+        spec=clinic.spec,
+        trajectories=clinic.trajectories,
+        kind=kind,
+        estimator=estimator,
+        calibrator=calibrator,
+        columns=columns,
+        metadata={"test": True},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -180,14 +187,14 @@ def test_score_history_gives_one_row_per_session(clinic, model, history):
     np.testing.assert_array_equal(history["client_id"].to_numpy(), clinic.sessions["client_id"].to_numpy())
     np.testing.assert_array_equal(history["session_number"].to_numpy(), clinic.sessions["session_number"].to_numpy())
     assert history["risk"].notna().all()
-    np.testing.assert_array_equal(history["landmark"],
-                                  np.minimum(history["session_number"], clinic.spec.max_landmark))
+    np.testing.assert_array_equal(history["landmark"], np.minimum(history["session_number"], clinic.spec.max_landmark))
 
 
 def test_score_history_matches_the_landmark_rows(clinic, model, history):
     rows = clinic.features.assign(expected=model.predict_features(clinic.features))
-    merged = history.merge(rows[["client_id", "landmark", "expected"]], on=["client_id", "landmark"],
-                           validate="many_to_one")
+    merged = history.merge(
+        rows[["client_id", "landmark", "expected"]], on=["client_id", "landmark"], validate="many_to_one"
+    )
     assert len(merged) == len(history)
     np.testing.assert_array_equal(merged["risk"].to_numpy(), merged["expected"].to_numpy())
 
@@ -259,8 +266,10 @@ def test_pickle_round_trip_predicts_identically(clinic, model):
     restored = pickle.loads(pickle.dumps(model))
     assert not hasattr(restored, "_spec") or restored._spec is None
     np.testing.assert_array_equal(restored.predict_features(X), model.predict_features(X))
-    pd.testing.assert_frame_equal(restored.predict(None, X, params={"contributions": True}),
-                                  model.predict(None, X, params={"contributions": True}))
+    pd.testing.assert_frame_equal(
+        restored.predict(None, X, params={"contributions": True}),
+        model.predict(None, X, params={"contributions": True}),
+    )
     assert restored.spec == model.spec
     assert restored.trajectories == model.trajectories
     assert restored.metadata == {"test": True}
@@ -326,8 +335,10 @@ def test_loaded_model_predicts_identically(registered, models):
     assert list(served.columns) == [RISK]
     np.testing.assert_array_equal(served[RISK].to_numpy(), expected)
     explained = pyfunc.predict(example, params={"contributions": True})
-    pd.testing.assert_frame_equal(explained.reset_index(drop=True),
-                                  original.predict(None, rows, params={"contributions": True}).reset_index(drop=True))
+    pd.testing.assert_frame_equal(
+        explained.reset_index(drop=True),
+        original.predict(None, rows, params={"contributions": True}).reset_index(drop=True),
+    )
 
 
 def test_logged_signature_and_metadata(registered, models):

@@ -17,8 +17,11 @@ FOLDERS = ("cli", "features", "models", "serving", "training")
 @pytest.fixture(scope="module")
 def wheel_names(tmp_path_factory) -> list[str]:
     out = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(out), str(ROOT)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(out), str(ROOT)],
+        check=True,
+        capture_output=True,
+    )
     (wheel,) = out.glob("dropout_risk-*.whl")
     with zipfile.ZipFile(wheel) as archive:
         return archive.namelist()
@@ -48,6 +51,7 @@ def test_every_folder_with_an_init_is_a_declared_package():
     declared = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     found = {"dropout_risk"} | {
         "dropout_risk." + init.parent.relative_to(ROOT).as_posix().replace("/", ".")
-        for folder in FOLDERS for init in (ROOT / folder).rglob("__init__.py")
+        for folder in FOLDERS
+        for init in (ROOT / folder).rglob("__init__.py")
     }
     assert declared == found

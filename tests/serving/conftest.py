@@ -62,8 +62,9 @@ class Api:
 
 
 def serving_settings(database_url: str, **serving) -> ServingSettings:
-    return ServingSettings(database_url=database_url, admin_key=ADMIN_KEY,
-                           serving=ServingConfig(poll_interval_seconds=3600, **serving))
+    return ServingSettings(
+        database_url=database_url, admin_key=ADMIN_KEY, serving=ServingConfig(poll_interval_seconds=3600, **serving)
+    )
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -82,6 +83,7 @@ def api(request, champion, tmp_path_factory) -> Iterator[Api]:
 
             engine = make_engine(url)
             with engine.begin() as connection:
-                connection.execute(text("DROP TABLE IF EXISTS sessions, clients, api_keys, clinics, "
-                                        "alembic_version CASCADE"))
+                connection.execute(
+                    text("DROP TABLE IF EXISTS sessions, clients, api_keys, clinics, alembic_version CASCADE")
+                )
             engine.dispose()

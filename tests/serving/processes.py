@@ -40,8 +40,11 @@ def free_port() -> int:
 
 def clean_env(**values: str) -> dict[str, str]:
     """This environment without the caller's dropout-risk and MLflow settings, plus ``values``."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("DROPOUT_RISK_") and k not in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("DROPOUT_RISK_") and k not in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    }
     env["PYTHONUNBUFFERED"] = "1"
     env.update(values)
     return env
@@ -63,8 +66,15 @@ class Process:
     def _spawn(self, argv: list[str], env: dict[str, str]) -> None:
         self.starts += 1
         with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(argv, env=env, cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True)
+            self.proc = subprocess.Popen(
+                argv,
+                env=env,
+                cwd=self.workdir,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
 
     @property
     def running(self) -> bool:
@@ -113,8 +123,9 @@ class Process:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not self.running:
-                raise RuntimeError(f"{self.name} exited (code {self.proc.returncode}) before {what}:\n"
-                                   f"{self.log_tail()}")
+                raise RuntimeError(
+                    f"{self.name} exited (code {self.proc.returncode}) before {what}:\n{self.log_tail()}"
+                )
             with contextlib.suppress(httpx.HTTPError):
                 if ready():
                     return
@@ -125,13 +136,25 @@ class Process:
 class ApiServer(Process):
     """``dropout-risk serve`` on a free loopback port, ready when /readyz answers 200."""
 
-    def __init__(self, workdir: Path, database_url: str, tracking_uri: str, *, poll_interval: float = 3600.0,
-                 env: dict[str, str] | None = None, name: str = "api"):
+    def __init__(
+        self,
+        workdir: Path,
+        database_url: str,
+        tracking_uri: str,
+        *,
+        poll_interval: float = 3600.0,
+        env: dict[str, str] | None = None,
+        name: str = "api",
+    ):
         super().__init__(name, workdir)
         self.database_url = database_url
-        self.env = clean_env(DROPOUT_RISK_DATABASE_URL=database_url, MLFLOW_TRACKING_URI=tracking_uri,
-                             DROPOUT_RISK_ADMIN_KEY=ADMIN_KEY,
-                             DROPOUT_RISK_SERVING__POLL_INTERVAL_SECONDS=str(poll_interval), **(env or {}))
+        self.env = clean_env(
+            DROPOUT_RISK_DATABASE_URL=database_url,
+            MLFLOW_TRACKING_URI=tracking_uri,
+            DROPOUT_RISK_ADMIN_KEY=ADMIN_KEY,
+            DROPOUT_RISK_SERVING__POLL_INTERVAL_SECONDS=str(poll_interval),
+            **(env or {}),
+        )
         self.port = 0
 
     @property
@@ -143,8 +166,7 @@ class ApiServer(Process):
         check, what = (self._ready, "ready") if ready else (self._up, "up")
         for _attempt in range(3):  # another process may take the free port between the check and the bind
             self.port = free_port()
-            self._spawn([str(BIN / "dropout-risk"), "serve", "--host", "127.0.0.1", "--port", str(self.port)],
-                        self.env)
+            self._spawn([str(BIN / "dropout-risk"), "serve", "--host", "127.0.0.1", "--port", str(self.port)], self.env)
             try:
                 self._wait_until(check, timeout, what)
                 return self
@@ -184,9 +206,21 @@ class MlflowServer(Process):
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = START_TIMEOUT) -> MlflowServer:
-        argv = [str(BIN / "mlflow"), "server", "--backend-store-uri", self.backend,
-                "--artifacts-destination", str(self.artifacts), "--serve-artifacts",
-                "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"]
+        argv = [
+            str(BIN / "mlflow"),
+            "server",
+            "--backend-store-uri",
+            self.backend,
+            "--artifacts-destination",
+            str(self.artifacts),
+            "--serve-artifacts",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            "1",
+        ]
         self._spawn(argv, clean_env(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false"))
         self._wait_until(lambda: httpx.get(f"{self.url}/health", timeout=5).status_code == 200, timeout, "healthy")
         return self
@@ -213,9 +247,15 @@ class MlflowServer(Process):
 
 def create_key(workdir: Path, database_url: str, clinic: str) -> str:
     """A clinic's API key from the real command (`dropout-risk keys create`), which prints it last."""
-    result = subprocess.run([str(BIN / "dropout-risk"), "keys", "create", "--clinic", clinic],
-                            env=clean_env(DROPOUT_RISK_DATABASE_URL=database_url), cwd=workdir,
-                            capture_output=True, text=True, timeout=180, check=False)
+    result = subprocess.run(
+        [str(BIN / "dropout-risk"), "keys", "create", "--clinic", clinic],
+        env=clean_env(DROPOUT_RISK_DATABASE_URL=database_url),
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     key = result.stdout.strip().splitlines()[-1].strip()
     assert key.startswith("drk_"), "keys create did not print a key on its last line"
@@ -253,9 +293,11 @@ def database(backend: str, directory: Path) -> Iterator[str]:
 def session_payload(client_id: str, number: int, seed: int = 0, variant: int = 0) -> dict:
     """Session ``number`` of a client: deterministic scores, dates a week apart; ``variant`` changes the scores."""
     rng = random.Random(f"{seed}:{client_id}:{number}:{variant}")
-    body = {"session_number": number,
-            "session_date": (dt.date(2025, 1, 6) + dt.timedelta(days=7 * (number - 1))).isoformat(),
-            "scores": {"ors": round(rng.uniform(4, 38) * 2) / 2, "srs": round(rng.uniform(20, 40) * 2) / 2}}
+    body = {
+        "session_number": number,
+        "session_date": (dt.date(2025, 1, 6) + dt.timedelta(days=7 * (number - 1))).isoformat(),
+        "scores": {"ors": round(rng.uniform(4, 38) * 2) / 2, "srs": round(rng.uniform(20, 40) * 2) / 2},
+    }
     if rng.random() < 0.3:
         body["missed_since_last"] = rng.randint(0, 2)
     return body
@@ -307,23 +349,37 @@ def stored_sessions(database_url: str) -> dict[tuple[str, int], list[dict]]:
     try:
         with engine.connect() as connection:
             rows = connection.execute(
-                select(Client.external_id, SessionRecord.session_number, SessionRecord.session_date,
-                       SessionRecord.scores, SessionRecord.missed_since_last, SessionRecord.risk)
-                .join(Client, Client.id == SessionRecord.client_pk)).all()
+                select(
+                    Client.external_id,
+                    SessionRecord.session_number,
+                    SessionRecord.session_date,
+                    SessionRecord.scores,
+                    SessionRecord.missed_since_last,
+                    SessionRecord.risk,
+                ).join(Client, Client.id == SessionRecord.client_pk)
+            ).all()
     finally:
         engine.dispose()
     stored: dict[tuple[str, int], list[dict]] = {}
     for row in rows:
         stored.setdefault((row.external_id, row.session_number), []).append(
-            {"session_number": row.session_number, "session_date": row.session_date.isoformat(),
-             "scores": dict(row.scores), "missed_since_last": row.missed_since_last, "risk": row.risk})
+            {
+                "session_number": row.session_number,
+                "session_date": row.session_date.isoformat(),
+                "scores": dict(row.scores),
+                "missed_since_last": row.missed_since_last,
+                "risk": row.risk,
+            }
+        )
     return stored
 
 
 def same_payload(stored: dict, payload: dict) -> bool:
-    return (stored["session_date"] == payload["session_date"]
-            and stored["scores"] == {k: float(v) for k, v in payload["scores"].items()}
-            and stored["missed_since_last"] == payload.get("missed_since_last"))
+    return (
+        stored["session_date"] == payload["session_date"]
+        and stored["scores"] == {k: float(v) for k, v in payload["scores"].items()}
+        and stored["missed_since_last"] == payload.get("missed_since_last")
+    )
 
 
 class ClinicWriter:
@@ -400,8 +456,9 @@ class Crash:
     after: Tally
 
 
-def crash_and_restart(server: ApiServer, key: str, writers: list[ClinicWriter], kill_after: float,
-                      min_acknowledged: int = 1) -> Crash:
+def crash_and_restart(
+    server: ApiServer, key: str, writers: list[ClinicWriter], kill_after: float, min_acknowledged: int = 1
+) -> Crash:
     """Writers record until ``kill_after`` s have passed (and ``min_acknowledged`` were acknowledged), then
     SIGKILL the server, start it again on the same database, check every acknowledged session, resume."""
     before, after, stop = Tally(), Tally(), threading.Event()
@@ -411,8 +468,10 @@ def crash_and_restart(server: ApiServer, key: str, writers: list[ClinicWriter], 
     for thread in threads:
         thread.start()
     deadline = started + 120
-    while time.monotonic() < deadline and (time.monotonic() - started < kill_after or
-                                            sum(len(w.acknowledged) for w in writers) - already < min_acknowledged):
+    while time.monotonic() < deadline and (
+        time.monotonic() - started < kill_after
+        or sum(len(w.acknowledged) for w in writers) - already < min_acknowledged
+    ):
         time.sleep(0.02)
     server.kill9()
     killed_after = time.monotonic() - started
@@ -427,9 +486,12 @@ def crash_and_restart(server: ApiServer, key: str, writers: list[ClinicWriter], 
     server.start()  # the same database, as the crash left it
     stored = stored_sessions(server.database_url)
     lost = [k for k in acknowledged if k not in stored]
-    altered = [k for k, (payload, risk) in acknowledged.items()
-               if k in stored and (len(stored[k]) != 1 or not same_payload(stored[k][0], payload)
-                                   or stored[k][0]["risk"] != risk)]
+    altered = [
+        k
+        for k, (payload, risk) in acknowledged.items()
+        if k in stored
+        and (len(stored[k]) != 1 or not same_payload(stored[k][0], payload) or stored[k][0]["risk"] != risk)
+    ]
     phantom = [k for k in stored if k not in acknowledged and k not in in_flight]
     mismatches = []
     with server.client(key) as http:
@@ -442,7 +504,16 @@ def crash_and_restart(server: ApiServer, key: str, writers: list[ClinicWriter], 
                 mismatches.append(client)
         for writer in writers:
             writer.resume(http, stored, after)
-    return Crash(killed_after=killed_after, acknowledged=len(acknowledged),
-                 acknowledged_this_run=len(acknowledged) - already, in_flight=len(in_flight),
-                 in_flight_committed=len(in_flight & stored.keys()), lost=lost, altered=altered, phantom=phantom,
-                 api_mismatches=mismatches, before=before, after=after)
+    return Crash(
+        killed_after=killed_after,
+        acknowledged=len(acknowledged),
+        acknowledged_this_run=len(acknowledged) - already,
+        in_flight=len(in_flight),
+        in_flight_committed=len(in_flight & stored.keys()),
+        lost=lost,
+        altered=altered,
+        phantom=phantom,
+        api_mismatches=mismatches,
+        before=before,
+        after=after,
+    )

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 S1 = {"session_number": 1, "session_date": "2025-03-03", "scores": {"ors": 14.5, "srs": 33.0}}
-S2 = {"session_number": 2, "session_date": "2025-03-10", "scores": {"ors": 16.0, "srs": 29.5},
-      "missed_since_last": 1}
+S2 = {"session_number": 2, "session_date": "2025-03-10", "scores": {"ors": 16.0, "srs": 29.5}, "missed_since_last": 1}
 S3 = {"session_number": 3, "session_date": "2025-03-17", "scores": {"ors": 18.0, "srs": 36.0}}
 
 
@@ -46,15 +45,18 @@ def test_retry_is_idempotent_and_a_different_payload_conflicts(api):
     assert len(history) == 1
 
 
-@pytest.mark.parametrize(("body", "loc", "msg"), [
-    ({**S2, "session_number": 3}, ["body", "session_number"], "next session for this client must be number 2"),
-    ({**S2, "session_date": "2025-03-01"}, ["body", "session_date"], "earlier than this client's previous"),
-    ({**S2, "scores": {"ors": 40.5}}, ["body", "scores", "ors"], "must be within 0-40"),
-    ({**S2, "scores": {"bdi": 12}}, ["body", "scores", "bdi"], "unknown instrument"),
-    ({**S2, "scores": {"ors": "lots"}}, ["body", "scores", "ors"], "valid number"),
-    ({**S2, "session_date": "10/03/2025"}, ["body", "session_date"], "valid date"),
-    ({**S2, "missed_since_last": -1}, ["body", "missed_since_last"], "greater than or equal to 0"),
-])
+@pytest.mark.parametrize(
+    ("body", "loc", "msg"),
+    [
+        ({**S2, "session_number": 3}, ["body", "session_number"], "next session for this client must be number 2"),
+        ({**S2, "session_date": "2025-03-01"}, ["body", "session_date"], "earlier than this client's previous"),
+        ({**S2, "scores": {"ors": 40.5}}, ["body", "scores", "ors"], "must be within 0-40"),
+        ({**S2, "scores": {"bdi": 12}}, ["body", "scores", "bdi"], "unknown instrument"),
+        ({**S2, "scores": {"ors": "lots"}}, ["body", "scores", "ors"], "valid number"),
+        ({**S2, "session_date": "10/03/2025"}, ["body", "session_date"], "valid date"),
+        ({**S2, "missed_since_last": -1}, ["body", "missed_since_last"], "greater than or equal to 0"),
+    ],
+)
 def test_invalid_sessions_are_422_naming_the_field_without_the_value(api, body, loc, msg):
     headers = api.new_clinic()
     assert _post(api, headers, "c", S1).status_code == 201
@@ -102,8 +104,7 @@ def test_risk_history_and_client_update(api, champion):
     for item, served in zip(risk["history"], recorded, strict=True):
         assert item["probability"] == pytest.approx(served["probability"], abs=1e-12)
 
-    updated = api.client.put("/v1/clients/f", json={"age": 19, "gender": "F", "therapist_id": "t7"},
-                             headers=headers)
+    updated = api.client.put("/v1/clients/f", json={"age": 19, "gender": "F", "therapist_id": "t7"}, headers=headers)
     assert updated.status_code == 200
     body = updated.json()
     assert body["covariates"] == {"age": 19, "gender": "F", "therapist_id": "t7"} and body["sessions"] == 3

@@ -41,8 +41,9 @@ def texts(root: ET.Element) -> list[str]:
 # --- numbers and ticks ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("value", "text"), [(17.0, "17"), (19.5, "19.5"), (19.04, "19"), (None, "-"),
-                                             (float("nan"), "-")])
+@pytest.mark.parametrize(
+    ("value", "text"), [(17.0, "17"), (19.5, "19.5"), (19.04, "19"), (None, "-"), (float("nan"), "-")]
+)
 def test_numbers_read_as_clinicians_write_them(value, text):
     assert charts.number(value) == text
 
@@ -96,8 +97,9 @@ def test_sparkline_scale_spans_at_least_ten_points_and_stays_within_0_1():
 
 def _trajectories(key: str) -> ExpectedTrajectories:
     # Normalised units: expected = 2 + 0.9 * intake at session 2, sd 2; identity at session 1.
-    return ExpectedTrajectories({key: Curve(intercept=(0.0, 2.0, 4.0), slope=(1.0, 0.9, 0.85),
-                                            resid_sd=(0.0, 2.0, 3.0))})
+    return ExpectedTrajectories(
+        {key: Curve(intercept=(0.0, 2.0, 4.0), slope=(1.0, 0.9, 0.85), resid_sd=(0.0, 2.0, 3.0))}
+    )
 
 
 def test_expected_band_for_a_higher_is_better_scale_is_mean_plus_minus_z_sd():
@@ -161,8 +163,11 @@ def test_scores_chart_draws_scores_cutoffs_and_the_band():
     assert "ORS (higher is better; clinical cutoff 25): session 1: 17, session 2: 19.5, session 4: 24." in desc
     assert "Expected ORS range at session 5" in desc
     # A missing score breaks the ORS line: 1-2 is one run; 4 stands alone, so no line reaches it.
-    ors_lines = [p for p in all_of(root, "polyline") if p.get("stroke") == charts.SERIES_COLOURS[0]
-                 and p.get("stroke-dasharray") is None]
+    ors_lines = [
+        p
+        for p in all_of(root, "polyline")
+        if p.get("stroke") == charts.SERIES_COLOURS[0] and p.get("stroke-dasharray") is None
+    ]
     assert len(ors_lines) == 1 and len(ors_lines[0].get("points").split()) == 2
 
 
@@ -198,8 +203,11 @@ def test_cutoff_labels_that_would_collide_are_nudged_apart():
 
 
 def test_risk_chart_points_zones_and_words():
-    root = parse(charts.risk_chart([1, 2, 3], [0.1, 0.25, 0.45], ["low", "moderate", "high"],
-                                   moderate=0.2, high=0.4, last_session=4))
+    root = parse(
+        charts.risk_chart(
+            [1, 2, 3], [0.1, 0.25, 0.45], ["low", "moderate", "high"], moderate=0.2, high=0.4, last_session=4
+        )
+    )
     points = [c for c in all_of(root, "circle")]
     assert [c.get("fill") for c in points] == [charts.BAND_COLOURS[b] for b in ("low", "moderate", "high")]
     assert [c.find(f"{SVG}title").text for c in points][-1] == "session 3: 45% (high)"
@@ -224,20 +232,24 @@ def test_risk_chart_axis_grows_with_the_risk_and_rejects_ragged_input():
 
 def test_score_and_risk_charts_share_the_session_axis():
     scores = parse(charts.scores_chart([1, 2, 3], [_series(ORS, "ORS", [10.0, 12.0, 15.0])], last_session=4))
-    risk = parse(charts.risk_chart([1, 2, 3], [0.3, 0.2, 0.1], ["moderate", "moderate", "low"],
-                                   moderate=0.2, high=0.4, last_session=4))
+    risk = parse(
+        charts.risk_chart(
+            [1, 2, 3], [0.3, 0.2, 0.1], ["moderate", "moderate", "low"], moderate=0.2, high=0.4, last_session=4
+        )
+    )
     score_x = [float(c.get("cx")) for c in all_of(scores, "circle")][:3]
     risk_x = [float(c.get("cx")) for c in all_of(risk, "circle")]
     assert score_x == risk_x
-    assert scores.get("viewBox") == risk.get("viewBox").replace(risk.get("viewBox").split()[3],
-                                                                scores.get("viewBox").split()[3])
+    assert scores.get("viewBox") == risk.get("viewBox").replace(
+        risk.get("viewBox").split()[3], scores.get("viewBox").split()[3]
+    )
 
 
 # --- colour contrast (WCAG 2.1 AA) ---------------------------------------------------------
 
 
 def luminance(colour: str) -> float:
-    channels = [int(colour.lstrip("#")[i:i + 2], 16) / 255 for i in (0, 2, 4)]
+    channels = [int(colour.lstrip("#")[i : i + 2], 16) / 255 for i in (0, 2, 4)]
     linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
     return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
 
@@ -267,9 +279,18 @@ def test_chart_colours_meet_wcag_contrast():
 
 def test_stylesheet_colours_meet_wcag_contrast():
     variables = dict(re.findall(r"--([a-z-]+):\s*(#[0-9a-fA-F]{6})", CSS.read_text()))
-    pairs = [("ink", "page"), ("ink", "card"), ("muted", "page"), ("muted", "card"), ("accent", "card"),
-             ("accent-ink", "accent"), ("error-fg", "error-bg"), ("success-fg", "success-bg"),
-             ("chip-fg", "chip-bg"), ("muted", "band-none-bg")]
+    pairs = [
+        ("ink", "page"),
+        ("ink", "card"),
+        ("muted", "page"),
+        ("muted", "card"),
+        ("accent", "card"),
+        ("accent-ink", "accent"),
+        ("error-fg", "error-bg"),
+        ("success-fg", "success-bg"),
+        ("chip-fg", "chip-bg"),
+        ("muted", "band-none-bg"),
+    ]
     pairs += [(f"band-{b}-fg", f"band-{b}-bg") for b in ("low", "moderate", "high", "none")]
     pairs += [(f"band-{b}-fg", "card") for b in ("low", "high")]  # factor arrows
     for fg, bg in pairs:

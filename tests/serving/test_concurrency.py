@@ -79,9 +79,11 @@ def _writer(url: str, key: str, writer: int, run: Run, plan: dict) -> None:
     mine = [f"c{i:03d}" for i in range(writer, CLIENTS, WRITERS)]
     headers = {"Authorization": f"Bearer {key}"}
     abandoned: set[str] = set()
-    with (httpx.Client(base_url=url, headers=headers, timeout=60) as http,
-          httpx.Client(base_url=url, headers=headers, timeout=60) as racer,
-          ThreadPoolExecutor(2) as pool):
+    with (
+        httpx.Client(base_url=url, headers=headers, timeout=60) as http,
+        httpx.Client(base_url=url, headers=headers, timeout=60) as racer,
+        ThreadPoolExecutor(2) as pool,
+    ):
         for number in range(1, SESSIONS + 1):
             for client in mine:
                 if client in abandoned:
@@ -108,12 +110,20 @@ def _writer(url: str, key: str, writer: int, run: Run, plan: dict) -> None:
                         run.retries += 1
                     again = _post(http, run, client, payload)
                     if again is None or again.status_code != 200 or again.json() != response.json():
-                        run.problem(f"retry of {client}/{number}: "
-                                    f"{None if again is None else again.status_code}, not 200 with the same body")
+                        run.problem(
+                            f"retry of {client}/{number}: "
+                            f"{None if again is None else again.status_code}, not 200 with the same body"
+                        )
 
 
-def _race(pool: ThreadPoolExecutor, connections: tuple[httpx.Client, httpx.Client], run: Run, client: str,
-          payload: dict, kind: str) -> bool:
+def _race(
+    pool: ThreadPoolExecutor,
+    connections: tuple[httpx.Client, httpx.Client],
+    run: Run,
+    client: str,
+    payload: dict,
+    kind: str,
+) -> bool:
     """Post ``payload`` and its twin (the same, or a different one) at the same instant on two connections."""
     other = payload if kind == "identical" else session_payload(client, payload["session_number"], variant=1)
     barrier = threading.Barrier(2, timeout=30)
@@ -163,8 +173,10 @@ def test_concurrent_writers_store_every_acknowledged_session_exactly_once(backen
             run = Run()
             plan = _race_plan()
             started = time.monotonic()
-            threads = [threading.Thread(target=_writer, args=(server.url, key, w, run, plan), daemon=True)
-                       for w in range(WRITERS)]
+            threads = [
+                threading.Thread(target=_writer, args=(server.url, key, w, run, plan), daemon=True)
+                for w in range(WRITERS)
+            ]
             for thread in threads:
                 thread.start()
             for thread in threads:
@@ -176,16 +188,32 @@ def test_concurrent_writers_store_every_acknowledged_session_exactly_once(backen
 
     lost = [k for k in run.acknowledged if k not in stored]
     duplicated = [k for k, rows in stored.items() if len(rows) != 1]
-    altered = [k for k, (payload, risk) in run.acknowledged.items()
-               if k in stored and not (same_payload(stored[k][0], payload) and stored[k][0]["risk"] == risk)]
+    altered = [
+        k
+        for k, (payload, risk) in run.acknowledged.items()
+        if k in stored and not (same_payload(stored[k][0], payload) and stored[k][0]["risk"] == risk)
+    ]
     unacknowledged = [k for k in stored if k not in run.acknowledged]
-    report(f"item 2 concurrency [{backend}]", writers=WRITERS, clients=CLIENTS,
-           sessions_planned=CLIENTS * SESSIONS, write_requests=run.tally.requests, retries=run.retries,
-           races=run.races, conflicts_409=run.conflicts_seen, acknowledged=len(run.acknowledged),
-           server_errors_5xx=run.tally.server_errors,
-           transport_errors=sum(run.tally.errors.values()), lost=len(lost), duplicated=len(duplicated),
-           altered=len(altered), stored_unacknowledged=len(unacknowledged), read_requests=reads.requests,
-           seconds=round(elapsed, 1), writes_per_second=round(run.tally.requests / elapsed, 1))
+    report(
+        f"item 2 concurrency [{backend}]",
+        writers=WRITERS,
+        clients=CLIENTS,
+        sessions_planned=CLIENTS * SESSIONS,
+        write_requests=run.tally.requests,
+        retries=run.retries,
+        races=run.races,
+        conflicts_409=run.conflicts_seen,
+        acknowledged=len(run.acknowledged),
+        server_errors_5xx=run.tally.server_errors,
+        transport_errors=sum(run.tally.errors.values()),
+        lost=len(lost),
+        duplicated=len(duplicated),
+        altered=len(altered),
+        stored_unacknowledged=len(unacknowledged),
+        read_requests=reads.requests,
+        seconds=round(elapsed, 1),
+        writes_per_second=round(run.tally.requests / elapsed, 1),
+    )
     print(f"  writes: {run.tally.summary()}\n  reads: {reads.summary()}")
     assert run.problems == []
     assert run.tally.server_errors == 0 and not run.tally.errors
@@ -205,8 +233,11 @@ def _read_back(server: ApiServer, key: str, run: Run) -> tuple[list[str], Tally]
             reads.status(response.status_code)
             history = response.json().get("history", []) if response.status_code == 200 else []
             got = [(h["session_number"], h["session_date"]) for h in history]
-            expected = [(n, run.acknowledged[(client, n)][0]["session_date"])
-                        for n in range(1, SESSIONS + 1) if (client, n) in run.acknowledged]
+            expected = [
+                (n, run.acknowledged[(client, n)][0]["session_date"])
+                for n in range(1, SESSIONS + 1)
+                if (client, n) in run.acknowledged
+            ]
             if got != expected or len(expected) != SESSIONS:
                 mismatches.append(client)
         caseload = http.get("/v1/clients", params={"page_size": CLIENTS})
@@ -234,9 +265,16 @@ def test_processes_starting_together_on_a_fresh_database_all_migrate(backend, tm
     """Replicas starting at once (or `keys create` beside `serve`) all bring the schema up; none fails."""
     with database(backend, tmp_path) as url:
         start_at = time.time() + 4  # every process has imported by then, so they migrate together
-        processes = [subprocess.Popen([sys.executable, "-c", MIGRATE_AT_ONCE, url, str(start_at)],
-                                      cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-                     for _ in range(4)]
+        processes = [
+            subprocess.Popen(
+                [sys.executable, "-c", MIGRATE_AT_ONCE, url, str(start_at)],
+                cwd=tmp_path,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            for _ in range(4)
+        ]
         try:
             outcomes = [(p.wait(timeout=120), p.stdout.read()[-400:]) for p in processes]
         finally:
@@ -246,7 +284,8 @@ def test_processes_starting_together_on_a_fresh_database_all_migrate(backend, tm
                     p.wait()
                 p.stdout.close()
         tables = stored_sessions(url)  # the schema is there (and empty)
-    report(f"concurrent first start [{backend}]", processes=len(processes),
-           failed=sum(code != 0 for code, _ in outcomes))
+    report(
+        f"concurrent first start [{backend}]", processes=len(processes), failed=sum(code != 0 for code, _ in outcomes)
+    )
     assert [code for code, _ in outcomes] == [0] * len(processes), [out for code, out in outcomes if code]
     assert tables == {}

@@ -43,12 +43,21 @@ def test_kill_9_while_recording_loses_no_acknowledged_session(backend, champion,
             for writer in writers:
                 writer.send(http, next(c for c in writer.clients if writer.next[c] <= MAX_SESSIONS), following)
 
-    report(f"item 3 crash [{backend}]", writers=WRITERS, killed_after_seconds=round(crash.killed_after, 1),
-           requests_before_kill=crash.before.requests, acknowledged=crash.acknowledged,
-           in_flight_at_kill=crash.in_flight, in_flight_committed=crash.in_flight_committed,
-           server_errors_5xx=crash.before.server_errors + crash.after.server_errors + following.server_errors,
-           lost=len(crash.lost), altered=len(crash.altered), phantom=len(crash.phantom),
-           requests_after_restart=crash.after.requests + following.requests, sqlite_integrity=integrity)
+    report(
+        f"item 3 crash [{backend}]",
+        writers=WRITERS,
+        killed_after_seconds=round(crash.killed_after, 1),
+        requests_before_kill=crash.before.requests,
+        acknowledged=crash.acknowledged,
+        in_flight_at_kill=crash.in_flight,
+        in_flight_committed=crash.in_flight_committed,
+        server_errors_5xx=crash.before.server_errors + crash.after.server_errors + following.server_errors,
+        lost=len(crash.lost),
+        altered=len(crash.altered),
+        phantom=len(crash.phantom),
+        requests_after_restart=crash.after.requests + following.requests,
+        sqlite_integrity=integrity,
+    )
     print(f"  before the kill: {crash.before.summary()}\n  after the restart: {crash.after.summary()}")
     assert all(not w.unexpected for w in writers), [w.unexpected for w in writers]
     assert crash.acknowledged >= MIN_ACKNOWLEDGED_BEFORE_KILL

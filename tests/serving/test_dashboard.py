@@ -64,8 +64,8 @@ def _seed(server: Server, sessions_csv: Path, episodes_csv: Path) -> None:
     counts = sessions.groupby("client_id").size()
     # Half who dropped out, half who did not: a caseload with some risk in it.
     long_enough = episodes.loc[counts[counts >= 5].index]
-    dropped = list(long_enough.index[long_enough["status"] == "dropout"][:SEED_CLIENTS // 2])
-    stayed = list(long_enough.index[long_enough["status"] != "dropout"][:SEED_CLIENTS - len(dropped)])
+    dropped = list(long_enough.index[long_enough["status"] == "dropout"][: SEED_CLIENTS // 2])
+    stayed = list(long_enough.index[long_enough["status"] != "dropout"][: SEED_CLIENTS - len(dropped)])
     chosen = sorted(dropped + stayed)
     today = dt.date.today()
     with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {server.key}"}, timeout=30) as http:
@@ -79,8 +79,12 @@ def _seed(server: Server, sessions_csv: Path, episodes_csv: Path) -> None:
             for row in rows.itertuples():
                 date = pd.Timestamp(row.session_date).date() + offset
                 scores = {k: float(getattr(row, k)) for k in ("ors", "srs") if pd.notna(getattr(row, k))}
-                body = {"session_number": int(row.session_number), "session_date": date.isoformat(),
-                        "scores": scores, "missed_since_last": int(row.missed_since_last)}
+                body = {
+                    "session_number": int(row.session_number),
+                    "session_date": date.isoformat(),
+                    "scores": scores,
+                    "missed_since_last": int(row.missed_since_last),
+                }
                 response = http.post(f"/v1/clients/{client_id}/sessions", json=body)
                 assert response.status_code == 201, response.text
 
@@ -293,8 +297,10 @@ def test_pages_need_a_session_and_a_form_needs_its_csrf_token(api):
     assert response.status_code == 403
     headers = api.new_clinic()
     _login(api, headers)
-    response = api.client.post("/ui/clients/x-1/sessions", data={
-        "csrf_token": "forged", "session_number": "1", "session_date": "2025-03-03", "score_ors": "14"})
+    response = api.client.post(
+        "/ui/clients/x-1/sessions",
+        data={"csrf_token": "forged", "session_number": "1", "session_date": "2025-03-03", "score_ors": "14"},
+    )
     assert response.status_code == 403
     assert api.client.get("/v1/clients/x-1", headers=headers).status_code == 404  # nothing stored
     api.client.cookies.clear()
@@ -303,8 +309,14 @@ def test_pages_need_a_session_and_a_form_needs_its_csrf_token(api):
 def test_a_recorded_session_is_the_apis_and_errors_never_echo_values(api, caplog):
     headers = api.new_clinic()
     csrf = _login(api, headers)
-    form = {"csrf_token": csrf, "session_number": "1", "session_date": "2025-03-03", "score_ors": "14.5",
-            "score_srs": "33", "missed_since_last": ""}
+    form = {
+        "csrf_token": csrf,
+        "session_number": "1",
+        "session_date": "2025-03-03",
+        "score_ors": "14.5",
+        "score_srs": "33",
+        "missed_since_last": "",
+    }
     with caplog.at_level(logging.INFO):
         response = api.client.post("/ui/clients/priv-77/sessions", data=form, follow_redirects=False)
     assert response.status_code == 303
@@ -319,8 +331,14 @@ def test_a_recorded_session_is_the_apis_and_errors_never_echo_values(api, caplog
     assert "POST /ui/clients/{client_id}/sessions 303" in " ".join(server_logs)
     assert not any("priv-77" in message for message in server_logs)  # route templates only
     # Out of range, not a number, a date going back: field and rule, never the value typed.
-    bad = {**form, "session_number": "2", "session_date": "2025-02-01", "score_ors": "40.5",
-           "score_srs": "lots", "missed_since_last": "-3"}
+    bad = {
+        **form,
+        "session_number": "2",
+        "session_date": "2025-02-01",
+        "score_ors": "40.5",
+        "score_srs": "lots",
+        "missed_since_last": "-3",
+    }
     response = api.client.post("/ui/clients/priv-77/sessions", data=bad)
     assert response.status_code == 422
     alert = re.search(r'<div class="alert error" role="alert".*?</div>', response.text, re.S).group(0)
@@ -329,12 +347,12 @@ def test_a_recorded_session_is_the_apis_and_errors_never_echo_values(api, caplog
     assert "ORS: must be within 0-40" in alert  # listed with the others, not after they are fixed
     for value in ("40.5", "lots", "-3", "2025-02-01"):
         assert value not in alert
-    response = api.client.post("/ui/clients/priv-77/sessions", data={**bad, "score_srs": "30",
-                                                                      "missed_since_last": ""})
+    response = api.client.post("/ui/clients/priv-77/sessions", data={**bad, "score_srs": "30", "missed_since_last": ""})
     alert = re.search(r'<div class="alert error" role="alert".*?</div>', response.text, re.S).group(0)
     assert "ORS: must be within 0-40" in alert and "40.5" not in alert
-    response = api.client.post("/ui/clients/priv-77/sessions", data={**bad, "score_ors": "20", "score_srs": "30",
-                                                                      "missed_since_last": ""})
+    response = api.client.post(
+        "/ui/clients/priv-77/sessions", data={**bad, "score_ors": "20", "score_srs": "30", "missed_since_last": ""}
+    )
     assert "Session date: date is earlier than this client&#39;s previous session" in response.text
     assert len(api.client.get("/v1/clients/priv-77/risk", headers=headers).json()["history"]) == 1
     api.client.cookies.clear()

@@ -25,9 +25,11 @@ from dropout_risk.serving.suggestions import HIGH_RISK, SUGGESTIONS, Suggestion,
 nan = math.nan
 REG = default_registry()
 SPEC = FeatureSpec(
-    max_landmark=8, off_track_z=1.0,
+    max_landmark=8,
+    off_track_z=1.0,
     instruments=(REG["ors"], REG["phq9"], REG["srs"]),
-    numeric_covariates=("age",), categorical_covariates={"gender": ("F", "M")},
+    numeric_covariates=("age",),
+    categorical_covariates={"gender": ("F", "M")},
 )
 
 
@@ -135,22 +137,35 @@ def test_numpy_scalars_and_bools_are_numbers():
 
 
 def test_labels_fall_back_to_the_instrument_name_and_respect_its_direction():
-    custom_outcome = Instrument(key="sleep", name="Sleep diary score", min=0, max=20, higher_is_better=False,
-                                role="outcome", cutoff=12, reliable_change=3)
-    custom_alliance = Instrument(key="bond", name="Bond scale", min=0, max=10, higher_is_better=False,
-                                 role="alliance", cutoff=6)
-    spec = FeatureSpec(max_landmark=8, off_track_z=1.0, instruments=(REG["gad7"], custom_outcome, custom_alliance,
-                                                                       REG["wai_sr"]))
+    custom_outcome = Instrument(
+        key="sleep",
+        name="Sleep diary score",
+        min=0,
+        max=20,
+        higher_is_better=False,
+        role="outcome",
+        cutoff=12,
+        reliable_change=3,
+    )
+    custom_alliance = Instrument(
+        key="bond", name="Bond scale", min=0, max=10, higher_is_better=False, role="alliance", cutoff=6
+    )
+    spec = FeatureSpec(
+        max_landmark=8, off_track_z=1.0, instruments=(REG["gad7"], custom_outcome, custom_alliance, REG["wai_sr"])
+    )
     assert text("sleep_current", 15.0, spec) == "Sleep diary score is 5 (clinical cutoff 12)"
     assert text("sleep_change_last", -2.0, spec) == "Sleep diary score rose 2 points since last session (worse)"
     assert text("gad7_current", 21.0, spec) == "GAD-7 is 0 (clinical cutoff 8)"
     assert text("wai_sr_current", 40.0, spec) == "alliance score (WAI-SR) is 40"
     # a lower-is-better alliance scale: normalised -2 means the raw score rose by 2, which is worse
-    assert text("bond_change_last", -2.0, spec) == \
-        "alliance score (Bond scale) rose 2 points since last session (worse)"
+    assert (
+        text("bond_change_last", -2.0, spec) == "alliance score (Bond scale) rose 2 points since last session (worse)"
+    )
     assert text("bond_min", 3.0, spec) == "worst alliance score (Bond scale) so far was 7"
-    assert text("bond_n_below_cutoff", 2.0, spec) == \
-        "alliance score (Bond scale) on the wrong side of the cutoff of 6 in 2 sessions so far"
+    assert (
+        text("bond_n_below_cutoff", 2.0, spec)
+        == "alliance score (Bond scale) on the wrong side of the cutoff of 6 in 2 sessions so far"
+    )
     assert text("bond_any_drop", 1.0, spec) == "alliance score (Bond scale) has worsened at least once"
     assert set(SHORT_LABELS) == {i.key for i in REG.values()}
 
@@ -159,9 +174,18 @@ def test_labels_fall_back_to_the_instrument_name_and_respect_its_direction():
 
 
 ROW = {
-    "landmark": 3.0, "missed_total": 2.0, "missed_last": 0.0, "last_gap_days": 21.0,
-    "ors_current": 18.0, "phq9_change_last": 3.0, "srs_change_last": -4.0, "srs_n_below_cutoff": 1.0,
-    "age": 22.0, "gender": "M", "ors_slope": nan, "srs_mean": None,
+    "landmark": 3.0,
+    "missed_total": 2.0,
+    "missed_last": 0.0,
+    "last_gap_days": 21.0,
+    "ors_current": 18.0,
+    "phq9_change_last": 3.0,
+    "srs_change_last": -4.0,
+    "srs_n_below_cutoff": 1.0,
+    "age": 22.0,
+    "gender": "M",
+    "ors_slope": nan,
+    "srs_mean": None,
 }
 
 
@@ -169,23 +193,50 @@ def test_factors_are_ordered_by_absolute_contribution_with_effect_and_rounding()
     contributions = {"landmark": 0.1, "srs_change_last": 0.61234567, "phq9_change_last": -0.9, "age": 0.2}
     out = factors(ROW, contributions, SPEC)
     assert out == [
-        {"feature": "phq9_change_last", "contribution": -0.9, "effect": "lowers",
-         "text": "PHQ-9 fell 3 points since last session (better)"},
-        {"feature": "srs_change_last", "contribution": 0.6123, "effect": "raises",
-         "text": "alliance score (SRS) fell 4 points since last session"},
+        {
+            "feature": "phq9_change_last",
+            "contribution": -0.9,
+            "effect": "lowers",
+            "text": "PHQ-9 fell 3 points since last session (better)",
+        },
+        {
+            "feature": "srs_change_last",
+            "contribution": 0.6123,
+            "effect": "raises",
+            "text": "alliance score (SRS) fell 4 points since last session",
+        },
         {"feature": "age", "contribution": 0.2, "effect": "raises", "text": "age 22"},
         {"feature": "landmark", "contribution": 0.1, "effect": "raises", "text": "session 3 of treatment"},
     ]
 
 
 def test_at_most_top_factors():
-    contributions = {name: 0.1 * (i + 1) for i, name in enumerate(
-        ["landmark", "missed_total", "missed_last", "last_gap_days", "ors_current", "phq9_change_last",
-         "srs_change_last"])}
-    assert [f["feature"] for f in factors(ROW, contributions, SPEC)] == \
-        ["srs_change_last", "phq9_change_last", "ors_current", "last_gap_days", "missed_last"]
-    assert [f["feature"] for f in factors(ROW, contributions, SPEC, top=3)] == \
-        ["srs_change_last", "phq9_change_last", "ors_current"]
+    contributions = {
+        name: 0.1 * (i + 1)
+        for i, name in enumerate(
+            [
+                "landmark",
+                "missed_total",
+                "missed_last",
+                "last_gap_days",
+                "ors_current",
+                "phq9_change_last",
+                "srs_change_last",
+            ]
+        )
+    }
+    assert [f["feature"] for f in factors(ROW, contributions, SPEC)] == [
+        "srs_change_last",
+        "phq9_change_last",
+        "ors_current",
+        "last_gap_days",
+        "missed_last",
+    ]
+    assert [f["feature"] for f in factors(ROW, contributions, SPEC, top=3)] == [
+        "srs_change_last",
+        "phq9_change_last",
+        "ors_current",
+    ]
 
 
 def test_fewer_than_minimum_only_when_fewer_exist():
@@ -195,8 +246,13 @@ def test_fewer_than_minimum_only_when_fewer_exist():
 
 
 def test_min_abs_trims_only_beyond_minimum():
-    contributions = {"landmark": 0.01, "missed_total": 0.02, "missed_last": 0.03, "ors_current": 0.5,
-                     "srs_change_last": 0.4}
+    contributions = {
+        "landmark": 0.01,
+        "missed_total": 0.02,
+        "missed_last": 0.03,
+        "ors_current": 0.5,
+        "srs_change_last": 0.4,
+    }
     names = [f["feature"] for f in factors(ROW, contributions, SPEC, min_abs=0.1)]
     assert names == ["ors_current", "srs_change_last", "missed_last"]  # 3rd kept below min_abs: minimum is 3
     assert len(factors(ROW, contributions, SPEC)) == 5
@@ -242,18 +298,25 @@ def test_bad_top_or_minimum_raise(top, minimum):
 
 
 def test_texts_read_the_feature_builder_output_in_raw_units():
-    sessions = pd.DataFrame({
-        "client_id": pd.array(["a"] * 3, dtype="string"),
-        "session_number": [1, 2, 3],
-        "session_date": pd.to_datetime(["2024-01-01", "2024-01-08", "2024-01-29"]),
-        "missed_since_last": [0.0, 1.0, 0.0],
-        "ors": [12.0, 14.0, 13.0],
-        "phq9": [20.0, 18.0, 15.0],
-        "srs": [38.0, 37.0, 33.0],
-    })
-    episodes = pd.DataFrame({"client_id": pd.array(["a"], dtype="string"),
-                             "status": pd.array(["ongoing"], dtype="string"), "age": [22.0],
-                             "gender": pd.array(["M"], dtype="string")})
+    sessions = pd.DataFrame(
+        {
+            "client_id": pd.array(["a"] * 3, dtype="string"),
+            "session_number": [1, 2, 3],
+            "session_date": pd.to_datetime(["2024-01-01", "2024-01-08", "2024-01-29"]),
+            "missed_since_last": [0.0, 1.0, 0.0],
+            "ors": [12.0, 14.0, 13.0],
+            "phq9": [20.0, 18.0, 15.0],
+            "srs": [38.0, 37.0, 33.0],
+        }
+    )
+    episodes = pd.DataFrame(
+        {
+            "client_id": pd.array(["a"], dtype="string"),
+            "status": pd.array(["ongoing"], dtype="string"),
+            "age": [22.0],
+            "gender": pd.array(["M"], dtype="string"),
+        }
+    )
     identity = Curve(intercept=(0,) * 8, slope=(1,) * 8, resid_sd=(1,) * 8)  # expected = intake score
     features = build_features(sessions, episodes, SPEC, ExpectedTrajectories({"ors": identity, "phq9": identity}))
     row = features.iloc[-1].to_dict()
@@ -264,8 +327,9 @@ def test_texts_read_the_feature_builder_output_in_raw_units():
     assert texts["phq9_intake"] == "PHQ-9 at intake was 20"
     assert texts["phq9_slope"] == "PHQ-9 improving about 2.5 points per session"
     assert texts["phq9_dist_cutoff"] == "PHQ-9 is 5 points above the clinical cutoff of 10 (clinical range)"
-    assert texts["phq9_expected_dev"] == \
-        "PHQ-9 is 5 points below the expected trajectory for this intake score (better)"
+    assert (
+        texts["phq9_expected_dev"] == "PHQ-9 is 5 points below the expected trajectory for this intake score (better)"
+    )
     assert texts["phq9_reliable_improvement"] == "no reliable improvement on PHQ-9 since intake"
     assert texts["ors_change_last"] == "ORS worsened 1 point since last session"
     assert texts["ors_expected_dev"] == "ORS is 1 point above the expected trajectory for this intake score"
@@ -291,8 +355,14 @@ def test_flag_labels_cover_exactly_the_flags():
 
 
 def test_describe_flags_lists_firing_flags_in_flags_order():
-    row = {"missed_appointments": True, "off_track": np.False_, "alliance_drop": np.True_,
-           "alliance_below_cutoff": False, "no_reliable_improvement": True, "unrelated": True}
+    row = {
+        "missed_appointments": True,
+        "off_track": np.False_,
+        "alliance_drop": np.True_,
+        "alliance_below_cutoff": False,
+        "no_reliable_improvement": True,
+        "unrelated": True,
+    }
     assert describe_flags(row) == [
         {"flag": "alliance_drop", "text": "alliance dropped since the last session"},
         {"flag": "no_reliable_improvement", "text": "no reliable improvement by session 4"},
@@ -319,8 +389,11 @@ def test_every_flag_has_a_sourced_suggestion_and_nothing_else_is_in_the_table():
 def test_suggestions_one_per_firing_flag_in_flags_order():
     out = suggestions_for(["missed_appointments", "alliance_below_cutoff", "alliance_below_cutoff"], "moderate")
     assert [s["flag"] for s in out] == ["alliance_below_cutoff", "missed_appointments"]
-    assert out[0] == {"flag": "alliance_below_cutoff", "text": SUGGESTIONS["alliance_below_cutoff"].text,
-                      "source": SUGGESTIONS["alliance_below_cutoff"].source}
+    assert out[0] == {
+        "flag": "alliance_below_cutoff",
+        "text": SUGGESTIONS["alliance_below_cutoff"].text,
+        "source": SUGGESTIONS["alliance_below_cutoff"].source,
+    }
 
 
 def test_high_risk_suggestion_only_for_the_high_band():

@@ -12,8 +12,15 @@ from dropout_risk.serving.db import transaction
 from dropout_risk.serving.export import export_contract
 
 runner = CliRunner()
-S = [{"session_number": n, "session_date": f"2025-04-0{n}", "scores": {"ors": 10.0 + n, "srs": 35.0},
-      "missed_since_last": n % 2} for n in range(1, 4)]
+S = [
+    {
+        "session_number": n,
+        "session_date": f"2025-04-0{n}",
+        "scores": {"ors": 10.0 + n, "srs": 35.0},
+        "missed_since_last": n % 2,
+    }
+    for n in range(1, 4)
+]
 
 
 def test_keys_create_list_revoke(tmp_path, monkeypatch):

@@ -55,11 +55,22 @@ def _documented() -> dict:
 
 PATHS = _documented()
 # Every operation the schema documents, valid requests; invalid ones for those that take any input.
-CASES = [(method.upper(), path, mode) for path, operations in PATHS.items() for method, spec in operations.items()
-         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
-         if mode is GenerationMode.POSITIVE or spec.get("parameters") or spec.get("requestBody")]
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,
-          response_schema_conformance, negative_data_rejection, ignored_auth]
+CASES = [
+    (method.upper(), path, mode)
+    for path, operations in PATHS.items()
+    for method, spec in operations.items()
+    for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
+    if mode is GenerationMode.POSITIVE or spec.get("parameters") or spec.get("requestBody")
+]
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    negative_data_rejection,
+    ignored_auth,
+]
 EXAMPLES = int(os.environ.get("DROPOUT_RISK_FUZZ_EXAMPLES", "40"))  # per operation and mode; more for a deep run
 SEEDED = ("seeded-1", "seeded-2", "seeded-3")
 SESSIONS = [
@@ -113,8 +124,9 @@ def _strategy(operation, mode: GenerationMode):
     strategy = operation.as_strategy(mode)
     if mode is GenerationMode.POSITIVE and "{client_id}" in operation.path:
         # Seeded clients too, or every client-id route would only ever answer 404.
-        strategy = st.one_of(strategy, *(operation.as_strategy(mode, path_parameters={"client_id": client_id})
-                                         for client_id in SEEDED))
+        strategy = st.one_of(
+            strategy, *(operation.as_strategy(mode, path_parameters={"client_id": client_id}) for client_id in SEEDED)
+        )
     return strategy
 
 
@@ -123,8 +135,12 @@ def test_fuzz(fuzz, method, path, mode):
     operation = fuzz.schema[path][method]
     headers = {"Authorization": f"Bearer {ADMIN_KEY}"} if path.startswith("/v1/admin/") else fuzz.clinic_headers
 
-    @settings(max_examples=EXAMPLES, deadline=None, database=None,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large])
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
+    )
     @given(case=_strategy(operation, mode))
     def run(case):
         response = case.call_and_validate(session=fuzz.client, headers=headers, checks=CHECKS)
@@ -155,9 +171,16 @@ def histories(draw, max_sessions: int = 12) -> list[dict]:
     return sessions
 
 
-covariates = st.dictionaries(st.sampled_from(["age", "gender", "clinic_id", "therapist_id", "x"]),
-                             st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6),
-                                       st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=20)))
+covariates = st.dictionaries(
+    st.sampled_from(["age", "gender", "clinic_id", "therapist_id", "x"]),
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(-(10**6), 10**6),
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.text(max_size=20),
+    ),
+)
 
 
 _recorded = itertools.count()
@@ -172,8 +195,9 @@ def test_valid_histories_are_scored_and_recorded_alike(fuzz, history, extra):
 
     def send(path: str, method: str, body: dict, client_id: str | None = None):
         operation = schema[path][method]
-        case = operation.Case(body=body, media_type="application/json",
-                              path_parameters={"client_id": client_id} if client_id else None)
+        case = operation.Case(
+            body=body, media_type="application/json", path_parameters={"client_id": client_id} if client_id else None
+        )
         response = case.call_and_validate(session=fuzz.client, headers=headers, checks=CHECKS)
         fuzz.statuses[response.status_code] += 1
         return response

@@ -61,8 +61,10 @@ class Client:
 
     def history(self) -> dict:
         name = f"scorer-{self.index}"
-        return {"sessions": [session_payload(name, n, seed=11) for n in range(1, 4)],
-                "covariates": {"age": 30 + self.index}}
+        return {
+            "sessions": [session_payload(name, n, seed=11) for n in range(1, 4)],
+            "covariates": {"age": 30 + self.index},
+        }
 
     def run(self, url: str, key: str, tally: Tally, stop: threading.Event) -> None:
         body = self.history()
@@ -73,8 +75,9 @@ class Client:
                     return
                 requests = [("score", "/v1/score", body)]
                 if number < 400:
-                    requests.append(("record", f"/v1/clients/{recorded}/sessions",
-                                     session_payload(recorded, number + 1, seed=11)))
+                    requests.append(
+                        ("record", f"/v1/clients/{recorded}/sessions", session_payload(recorded, number + 1, seed=11))
+                    )
                 for kind, path, payload in requests:
                     try:
                         response = http.post(path, json=payload)
@@ -130,14 +133,24 @@ def test_promotion_under_load_swaps_without_a_failed_or_mixed_response(models, t
         for kind, version, probabilities in client.seen:
             if kind == "score":
                 by_version.setdefault((client.index, version), set()).add(probabilities)
-    went_back = [c.index for c in clients if any(order.get(a, -1) > order.get(b, -1)
-                                                 for a, b in zip(c.versions(), c.versions()[1:], strict=False))]
-    report("item 4 hot swap", clients=CLIENTS, requests=tally.requests, responses_2xx=len(responses),
-           failed=sum(len(c.failures) for c in clients), server_errors_5xx=tally.server_errors,
-           on_first_version=sum(v == models.first for _, v, _ in responses),
-           on_second_version=sum(v == models.second for _, v, _ in responses),
-           clients_on_new_version=sum(models.second in c.versions() for c in clients),
-           went_back=len(went_back), seconds_from_promotion_to_all_clients_swapped=round(swapped_after, 1))
+    went_back = [
+        c.index
+        for c in clients
+        if any(order.get(a, -1) > order.get(b, -1) for a, b in zip(c.versions(), c.versions()[1:], strict=False))
+    ]
+    report(
+        "item 4 hot swap",
+        clients=CLIENTS,
+        requests=tally.requests,
+        responses_2xx=len(responses),
+        failed=sum(len(c.failures) for c in clients),
+        server_errors_5xx=tally.server_errors,
+        on_first_version=sum(v == models.first for _, v, _ in responses),
+        on_second_version=sum(v == models.second for _, v, _ in responses),
+        clients_on_new_version=sum(models.second in c.versions() for c in clients),
+        went_back=len(went_back),
+        seconds_from_promotion_to_all_clients_swapped=round(swapped_after, 1),
+    )
     print(f"  {tally.summary()}")
     assert all(not c.failures for c in clients), [c.failures[:5] for c in clients]
     assert {v for _, v, _ in responses} <= {models.first, models.second}

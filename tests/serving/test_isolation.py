@@ -55,25 +55,32 @@ def _key(headers: dict[str, str]) -> str:
 
 def _counts(api) -> tuple[int, int]:
     with transaction(api.app.state.sessions) as db:
-        return (db.scalar(select(func.count()).select_from(Client)),
-                db.scalar(select(func.count()).select_from(SessionRecord)))
+        return (
+            db.scalar(select(func.count()).select_from(Client)),
+            db.scalar(select(func.count()).select_from(SessionRecord)),
+        )
 
 
 def _rows(api, clinic_name: str) -> list[tuple]:
     """Every stored column of a clinic's clients and sessions."""
     with transaction(api.app.state.sessions) as db:
         clinic = db.scalar(select(Clinic.id).where(Clinic.name == clinic_name))
-        clients = db.execute(select(*Client.__table__.c).where(Client.clinic_id == clinic)
-                             .order_by(Client.id)).all()
-        sessions = db.execute(select(*SessionRecord.__table__.c).join(Client, Client.id == SessionRecord.client_pk)
-                              .where(Client.clinic_id == clinic).order_by(SessionRecord.id)).all()
+        clients = db.execute(select(*Client.__table__.c).where(Client.clinic_id == clinic).order_by(Client.id)).all()
+        sessions = db.execute(
+            select(*SessionRecord.__table__.c)
+            .join(Client, Client.id == SessionRecord.client_pk)
+            .where(Client.clinic_id == clinic)
+            .order_by(SessionRecord.id)
+        ).all()
     return [tuple(row) for row in [*clients, *sessions]]
 
 
 def _views(api, headers: dict, client_ids: list[str]) -> list:
     """What a clinic's key sees of its clients: each client, its risk, the caseload in every order."""
-    seen = [api.client.get(f"/v1/clients?order={order}", headers=headers).json()
-            for order in ("risk", "recent", "client_id")]
+    seen = [
+        api.client.get(f"/v1/clients?order={order}", headers=headers).json()
+        for order in ("risk", "recent", "client_id")
+    ]
     for client_id in client_ids:
         seen += [api.client.get(f"/v1/clients/{client_id}{tail}", headers=headers).json() for tail in ("", "/risk")]
     return seen
@@ -89,8 +96,12 @@ def _clinic_with_client(api, client_id: str) -> tuple[str, dict]:
 
 
 def test_every_v1_endpoint_is_covered(api):
-    documented = {(method.upper(), path) for path, operations in api.app.openapi()["paths"].items()
-                  for method in operations if path.startswith("/v1/")}
+    documented = {
+        (method.upper(), path)
+        for path, operations in api.app.openapi()["paths"].items()
+        for method in operations
+        if path.startswith("/v1/")
+    }
     assert documented == set(V1)
 
 
@@ -191,8 +202,10 @@ def test_the_caseload_never_lists_another_clinics_clients(api):
         empty = api.client.get(f"/v1/clients?order={order}", headers=a).json()
         assert (empty["items"], empty["total"]) == ([], 0)
     # A's own clients, one under an identifier B also uses.
-    assert api.client.post("/v1/clients/shared-3/sessions", json={**S1, "scores": {"ors": 30.0}},
-                           headers=a).status_code == 201
+    assert (
+        api.client.post("/v1/clients/shared-3/sessions", json={**S1, "scores": {"ors": 30.0}}, headers=a).status_code
+        == 201
+    )
     assert api.client.put("/v1/clients/a-only", json={"age": 50}, headers=a).status_code == 200
     b_ids = {"b-only", "shared-3", "b-other"}
     for order in ("risk", "recent", "client_id"):
@@ -220,8 +233,9 @@ def test_score_stores_nothing_visible_to_anyone(api):
         {"sessions": [S1, {**S2, "session_number": 3}]},  # a gap: 422
         {"sessions": [S1], "client_id": "b-score"},  # there is no client to name: 422
     ]
-    statuses = [api.client.post("/v1/score", json=body, headers=headers).status_code
-                for body in bodies for headers in (a, b)]
+    statuses = [
+        api.client.post("/v1/score", json=body, headers=headers).status_code for body in bodies for headers in (a, b)
+    ]
     assert statuses == [200, 200, 200, 200, 422, 422, 422, 422]
     response = api.client.post("/v1/score", json=bodies[1], headers=a)
     assert "b-score" not in response.text and "client_id" not in response.json()

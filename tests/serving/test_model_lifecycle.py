@@ -34,8 +34,9 @@ def test_no_model_at_start_is_not_ready_with_a_clear_log(tmp_path, caplog):
             assert ready.status_code == 503
             assert ready.json()["status"] == "not_ready" and ready.json()["model"]["loaded"] is False
             assert client.get("/healthz").status_code == 200
-    assert any("not ready" in r.getMessage() and "models:/dropout-risk@champion" in r.getMessage()
-               for r in caplog.records)
+    assert any(
+        "not ready" in r.getMessage() and "models:/dropout-risk@champion" in r.getMessage() for r in caplog.records
+    )
 
 
 def test_registry_outage_keeps_serving_and_reports_degraded(champion, tmp_path, fast_failing_registry):
@@ -50,10 +51,10 @@ def test_registry_outage_keeps_serving_and_reports_degraded(champion, tmp_path, 
                 assert ready.status_code == 200 and ready.json()["status"] == "degraded"
                 from dropout_risk.serving.db import transaction
                 from dropout_risk.serving.keys import create_key
+
                 with transaction(app.state.sessions) as db:
                     key, _ = create_key(db, "outage-clinic")
-                response = client.post("/v1/clients/o/sessions", json=S1,
-                                       headers={"Authorization": f"Bearer {key}"})
+                response = client.post("/v1/clients/o/sessions", json=S1, headers={"Authorization": f"Bearer {key}"})
                 assert response.status_code == 201
                 assert response.json()["risk"]["model_version"] == champion.version
             assert client.post("/v1/admin/reload", headers=ADMIN).json()["registry"] == "reachable"
@@ -69,6 +70,7 @@ def test_a_newly_promoted_champion_is_swapped_in(mlflow_store, tmp_path):
     with TestClient(app) as client:
         from dropout_risk.serving.db import transaction
         from dropout_risk.serving.keys import create_key
+
         with transaction(app.state.sessions) as db:
             key, _ = create_key(db, "swap-clinic")
         headers = {"Authorization": f"Bearer {key}"}

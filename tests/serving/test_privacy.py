@@ -171,8 +171,21 @@ def _without_timings(text: str) -> str:
 @pytest.fixture
 def every_logger(caplog):
     caplog.set_level(logging.DEBUG)
-    for name in ("dropout_risk", "uvicorn", "uvicorn.error", "uvicorn.access", "fastapi", "starlette", "mlflow",
-                 "alembic", "sqlalchemy.pool", "sqlalchemy.orm", "asyncio", "anyio", "multipart"):
+    for name in (
+        "dropout_risk",
+        "uvicorn",
+        "uvicorn.error",
+        "uvicorn.access",
+        "fastapi",
+        "starlette",
+        "mlflow",
+        "alembic",
+        "sqlalchemy.pool",
+        "sqlalchemy.orm",
+        "asyncio",
+        "anyio",
+        "multipart",
+    ):
         caplog.set_level(logging.DEBUG, logger=name)
     # SQLAlchemy's echo=True: every statement with its parameters. (DEBUG would add result rows, which is
     # a data dump by design: never turn it on against health data.)
@@ -220,8 +233,9 @@ def test_no_client_id_or_score_in_logs_or_error_bodies(api, every_logger, capfd,
 
     monkeypatch.setattr(service, "score_history", fail)
     try:
-        response = api.client.post(f"/v1/clients/{ID}-9/sessions", json=S1,
-                                   headers={"Authorization": f"Bearer {keys['key']}"})
+        response = api.client.post(
+            f"/v1/clients/{ID}-9/sessions", json=S1, headers={"Authorization": f"Bearer {keys['key']}"}
+        )
     except RuntimeError:
         pytest.fail("the exception reached the server, which would log it (message, traceback) as it is")
     assert response.status_code == 500 and response.json() == {"detail": "internal error"}
@@ -261,8 +275,12 @@ def test_a_real_server_never_prints_a_client_id_or_score(champion, tmp_path):
     keys["wrong"] = "drk_" + ID
 
     port = _free_port()
-    env = {**os.environ, "DROPOUT_RISK_DATABASE_URL": url, "MLFLOW_TRACKING_URI": champion.store.uri,
-           "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "DROPOUT_RISK_DATABASE_URL": url,
+        "MLFLOW_TRACKING_URI": champion.store.uri,
+        "PYTHONUNBUFFERED": "1",
+    }
     env.pop("DROPOUT_RISK_CONFIG", None)
     command = [str(Path(sys.executable).with_name("dropout-risk")), "serve", "--host", "127.0.0.1", "--port", str(port)]
     stdout, stderr = tmp_path / "stdout.log", tmp_path / "stderr.log"
@@ -282,10 +300,17 @@ def test_a_real_server_never_prints_a_client_id_or_score(champion, tmp_path):
                 time.sleep(0.25)
 
             def send(request: Request, headers: dict) -> tuple[int, str, dict]:
-                body = request.content if request.content is not None else (
-                    json.dumps(request.json).encode() if request.json is not None else None)
-                response = client.request(request.method, request.path, content=body,
-                                          headers={**headers, "Content-Type": request.content_type})
+                body = (
+                    request.content
+                    if request.content is not None
+                    else (json.dumps(request.json).encode() if request.json is not None else None)
+                )
+                response = client.request(
+                    request.method,
+                    request.path,
+                    content=body,
+                    headers={**headers, "Content-Type": request.content_type},
+                )
                 return response.status_code, response.text, dict(response.headers)
 
             errors = _run(send, keys)
@@ -294,8 +319,10 @@ def test_a_real_server_never_prints_a_client_id_or_score(champion, tmp_path):
             with sqlite3.connect(database) as connection:
                 connection.execute("DROP TABLE clients")
             bearer = {"Authorization": f"Bearer {keys['key']}"}
-            for response in (client.post(f"/v1/clients/{ID}-5/sessions", json=S1, headers=bearer),
-                             client.get(f"/v1/clients/{ID}", headers=bearer)):
+            for response in (
+                client.post(f"/v1/clients/{ID}-5/sessions", json=S1, headers=bearer),
+                client.get(f"/v1/clients/{ID}", headers=bearer),
+            ):
                 assert response.status_code == 500, response.text
                 errors.append(response.text)
     finally:

@@ -97,8 +97,9 @@ def test_registry_outages_keep_serving_then_the_new_champion_is_picked_up(tmp_pa
         registry.start()
         store = MlflowStore(registry.url, registry.artifacts)
         with active_store(store):
-            settings = settings_for(store, artifact_location=None, candidates=["logistic"], folds=2,
-                                    bootstrap_resamples=20)  # artifacts go through the server
+            settings = settings_for(
+                store, artifact_location=None, candidates=["logistic"], folds=2, bootstrap_resamples=20
+            )  # artifacts go through the server
             data = cohort(tmp_path / "data", 600, seed=31)
             first = train(data["sessions"], data["episodes"], settings).model_version
             promote(settings, force=True, reason="outage test: the first champion")
@@ -110,18 +111,21 @@ def test_registry_outages_keep_serving_then_the_new_champion_is_picked_up(tmp_pa
             # 1. Cold start while the registry is down.
             key = start_with_key(api, "outage-clinic", ready=False)
             with api.client(key, timeout=10) as http:
+
                 def readyz() -> dict:
                     return http.get("/readyz").json()
 
                 cold = http.get("/readyz")
                 cold_score = http.post("/v1/score", json={"sessions": [session_payload("cold", 1)]})
                 registry.start()
-                figures["seconds_to_ready_after_cold_start"] = round(_wait_for(
-                    lambda: http.get("/readyz").status_code == 200, "ready once the registry is back"), 1)
+                figures["seconds_to_ready_after_cold_start"] = round(
+                    _wait_for(lambda: http.get("/readyz").status_code == 200, "ready once the registry is back"), 1
+                )
                 assert readyz()["model"]["version"] == first
 
-                threads = [threading.Thread(target=s.run, args=(api.url, key, tally, stop), daemon=True)
-                           for s in scorers]
+                threads = [
+                    threading.Thread(target=s.run, args=(api.url, key, tally, stop), daemon=True) for s in scorers
+                ]
                 try:
                     for thread in threads:
                         thread.start()
@@ -130,28 +134,32 @@ def test_registry_outages_keep_serving_then_the_new_champion_is_picked_up(tmp_pa
                     # 2. A hung registry.
                     registry.freeze()
                     try:
-                        figures["seconds_to_degraded_hung"] = round(_wait_for(
-                            lambda: readyz()["status"] == "degraded", "degraded (hung registry)"), 1)
+                        figures["seconds_to_degraded_hung"] = round(
+                            _wait_for(lambda: readyz()["status"] == "degraded", "degraded (hung registry)"), 1
+                        )
                         time.sleep(OUTAGE_SECONDS)
                         hung = (http.get("/readyz"), http.get("/v1/model").json()["version"])
                     finally:
                         registry.thaw()
-                    figures["seconds_to_ready_after_hang"] = round(_wait_for(
-                        lambda: readyz()["status"] == "ready", "ready after the hang"), 1)
+                    figures["seconds_to_ready_after_hang"] = round(
+                        _wait_for(lambda: readyz()["status"] == "ready", "ready after the hang"), 1
+                    )
 
                     # 3. The registry stops, and comes back with a new champion.
                     registry.stop()
                     outage_started = time.monotonic()
                     served_before = sum(len(s.versions) for s in scorers)
-                    figures["seconds_to_degraded_stopped"] = round(_wait_for(
-                        lambda: readyz()["status"] == "degraded", "degraded (stopped registry)"), 1)
+                    figures["seconds_to_degraded_stopped"] = round(
+                        _wait_for(lambda: readyz()["status"] == "degraded", "degraded (stopped registry)"), 1
+                    )
                     time.sleep(OUTAGE_SECONDS)
                     stopped = (http.get("/readyz"), http.get("/v1/model").json()["version"])
                     registry.start()  # on the same store and port; the outage lasts while it starts
                     figures["served_during_stop"] = sum(len(s.versions) for s in scorers) - served_before
                     figures["stop_outage_seconds"] = round(time.monotonic() - outage_started, 1)
-                    figures["seconds_to_ready_after_restart"] = round(_wait_for(
-                        lambda: readyz()["status"] == "ready", "ready again"), 1)
+                    figures["seconds_to_ready_after_restart"] = round(
+                        _wait_for(lambda: readyz()["status"] == "ready", "ready again"), 1
+                    )
                     promoted_at = time.monotonic()
                     with active_store(store):
                         promote(settings, version=second, force=True, reason="outage test: after the outage")
@@ -166,11 +174,20 @@ def test_registry_outages_keep_serving_then_the_new_champion_is_picked_up(tmp_pa
 
     versions = [v for s in scorers for v in s.versions]
     order = {first: 0, second: 1}
-    went_back = [s.index for s in scorers
-                 if any(order.get(a, -1) > order.get(b, -1) for a, b in zip(s.versions, s.versions[1:], strict=False))]
-    report("item 8 registry outage", requests=tally.requests, responses_2xx=len(versions),
-           failed=sum(len(s.failures) for s in scorers), server_errors_5xx=tally.server_errors,
-           went_back=len(went_back), **figures)
+    went_back = [
+        s.index
+        for s in scorers
+        if any(order.get(a, -1) > order.get(b, -1) for a, b in zip(s.versions, s.versions[1:], strict=False))
+    ]
+    report(
+        "item 8 registry outage",
+        requests=tally.requests,
+        responses_2xx=len(versions),
+        failed=sum(len(s.failures) for s in scorers),
+        server_errors_5xx=tally.server_errors,
+        went_back=len(went_back),
+        **figures,
+    )
     print(f"  {tally.summary()}")
     assert cold.status_code == 503 and cold.json()["status"] == "not_ready"
     assert cold_score.status_code == 503

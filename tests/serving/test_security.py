@@ -52,8 +52,10 @@ def test_another_clinics_client_is_indistinguishable_from_an_absent_one(api):
         assert foreign.json() == absent.json()
     assert api.client.get("/v1/clients", headers=b).json()["total"] == 0
     # B may use the same identifier for its own client: a separate record, A's is untouched.
-    assert api.client.post("/v1/clients/shared-id/sessions", json={**S1, "scores": {"ors": 30.0}},
-                           headers=b).status_code == 201
+    assert (
+        api.client.post("/v1/clients/shared-id/sessions", json={**S1, "scores": {"ors": 30.0}}, headers=b).status_code
+        == 201
+    )
     assert api.client.get("/v1/clients/shared-id", headers=a).json()["sessions"] == 1
     a_history = api.client.get("/v1/clients/shared-id/risk", headers=a).json()
     b_history = api.client.get("/v1/clients/shared-id/risk", headers=b).json()

@@ -62,10 +62,19 @@ def run_backend(backend: str, store: MlflowStore, root: Path, cycles: int, rng: 
     problems: list[str] = []
     workdir = root / backend
     workdir.mkdir()
-    writers = [ClinicWriter(f"w{i}", CLIENTS_PER_WRITER, MAX_SESSIONS, seed=rng.randrange(1 << 30))
-               for i in range(WRITERS)]
-    totals = {"requests": 0, "acknowledged": 0, "in_flight": 0, "in_flight_committed": 0, "server_errors_5xx": 0,
-              "lost": 0, "altered": 0, "phantom": 0}
+    writers = [
+        ClinicWriter(f"w{i}", CLIENTS_PER_WRITER, MAX_SESSIONS, seed=rng.randrange(1 << 30)) for i in range(WRITERS)
+    ]
+    totals = {
+        "requests": 0,
+        "acknowledged": 0,
+        "in_flight": 0,
+        "in_flight_committed": 0,
+        "server_errors_5xx": 0,
+        "lost": 0,
+        "altered": 0,
+        "phantom": 0,
+    }
     started = time.monotonic()
     with database(backend, workdir) as url, ApiServer(workdir, url, store.uri) as server:
         key = start_with_key(server, f"stress-{backend}")
@@ -79,9 +88,12 @@ def run_backend(backend: str, store: MlflowStore, root: Path, cycles: int, rng: 
             totals["lost"] += len(crash.lost)
             totals["altered"] += len(crash.altered)
             totals["phantom"] += len(crash.phantom)
-            print(f"  cycle {cycle}: killed after {crash.killed_after:.1f} s, {crash.acknowledged_this_run} "
-                  f"acknowledged in this run, {crash.in_flight} in flight ({crash.in_flight_committed} committed); "
-                  f"lost {len(crash.lost)}, altered {len(crash.altered)}, phantom {len(crash.phantom)}", flush=True)
+            print(
+                f"  cycle {cycle}: killed after {crash.killed_after:.1f} s, {crash.acknowledged_this_run} "
+                f"acknowledged in this run, {crash.in_flight} in flight ({crash.in_flight_committed} committed); "
+                f"lost {len(crash.lost)}, altered {len(crash.altered)}, phantom {len(crash.phantom)}",
+                flush=True,
+            )
             for name in ("lost", "altered", "phantom", "api_mismatches"):
                 if getattr(crash, name):
                     problems.append(f"{backend} cycle {cycle}: {name} {getattr(crash, name)[:10]}")
@@ -89,8 +101,13 @@ def run_backend(backend: str, store: MlflowStore, root: Path, cycles: int, rng: 
                 problems.append(f"{backend} cycle {cycle}: {crash.before.summary()} / {crash.after.summary()}")
         for writer in writers:
             problems.extend(f"{backend}: {text}" for text in writer.unexpected)
-    report(f"item 3 crash cycles [{backend}]", cycles=cycles, writers=WRITERS, **totals,
-           seconds=round(time.monotonic() - started, 1))
+    report(
+        f"item 3 crash cycles [{backend}]",
+        cycles=cycles,
+        writers=WRITERS,
+        **totals,
+        seconds=round(time.monotonic() - started, 1),
+    )
     return problems
 
 

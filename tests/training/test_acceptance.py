@@ -19,8 +19,12 @@ from tests.training.helpers import cohort, settings_for
 @pytest.mark.slow
 def test_simulated_5000_clients_meets_the_targets(mlflow_store, tmp_path):
     paths = cohort(tmp_path, 5000, seed=1)
-    report = train(paths["sessions"], paths["episodes"], settings_for(mlflow_store, bootstrap_resamples=100),
-                   truth_path=paths["truth"]).report
+    report = train(
+        paths["sessions"],
+        paths["episodes"],
+        settings_for(mlflow_store, bootstrap_resamples=100),
+        truth_path=paths["truth"],
+    ).report
     test, truth = report["test"], report["true_risk"]
     assert truth["ratio"] >= 0.95
     for landmark, values in truth["by_landmark"].items():
@@ -32,8 +36,9 @@ def test_simulated_5000_clients_meets_the_targets(mlflow_store, tmp_path):
 
 
 def test_real_trial_runs_end_to_end_with_wide_intervals(mlflow_store, trial_dir):
-    report = train(trial_dir / "sessions.csv", trial_dir / "episodes.csv",
-                   settings_for(mlflow_store, experiment="trial")).report
+    report = train(
+        trial_dir / "sessions.csv", trial_dir / "episodes.csv", settings_for(mlflow_store, experiment="trial")
+    ).report
     assert report["data"]["clients"] == 172 and report["data"]["instruments"] == ["hamd17", "hama"]
     test = report["test"]
     assert test["n_clients"] == 35

@@ -51,12 +51,14 @@ Build = Callable[[Base, Path], tuple[Path, Path]]
 
 def frames(change: Callable[[pd.DataFrame, pd.DataFrame, list[int]], Frames | None]) -> Build:
     """A case that edits copies of the text frames and writes them as sessions.csv and episodes.csv."""
+
     def build(base: Base, directory: Path) -> tuple[Path, Path]:
         sessions, episodes = base.sessions.copy(), base.episodes.copy()
         changed = change(sessions, episodes, base.rows)
         if changed is not None:
             sessions, episodes = changed
         return _write(directory, sessions, episodes)
+
     return build
 
 
@@ -68,16 +70,19 @@ def _write(directory: Path, sessions: pd.DataFrame, episodes: pd.DataFrame) -> t
 
 def raw_sessions(change: Callable[[bytes], bytes], name: str = "sessions.csv") -> Build:
     """A case that rewrites the bytes of the sessions file (encodings, empty files, broken CSV)."""
+
     def build(base: Base, directory: Path) -> tuple[Path, Path]:
         sessions, episodes = _write(directory, base.sessions, base.episodes)
         target = directory / name
         target.write_bytes(change(sessions.read_bytes()))
         return target, episodes
+
     return build
 
 
 def parquet(change: Callable[[pd.DataFrame, list[int]], None]) -> Build:
     """A case in a typed Parquet sessions file (numbers as numbers, dates as dates) beside a CSV episodes file."""
+
     def build(base: Base, directory: Path) -> tuple[Path, Path]:
         sessions = base.sessions.copy()
         for column in ("session_number", "missed_since_last", "ors", "srs"):
@@ -87,6 +92,7 @@ def parquet(change: Callable[[pd.DataFrame, list[int]], None]) -> Build:
         sessions.to_parquet(directory / "sessions.parquet", index=False)
         base.episodes.to_csv(directory / "episodes.csv", index=False)
         return directory / "sessions.parquet", directory / "episodes.csv"
+
     return build
 
 
@@ -112,6 +118,7 @@ def _drop_rows(frame: pd.DataFrame, rows: list[int]) -> pd.DataFrame:
 def _one_status(status: str):
     def change(_sessions, episodes, _rows):
         episodes["status"] = episodes["status"].where(episodes["status"] == "ongoing", status)
+
     return change
 
 
@@ -127,86 +134,203 @@ class Case:
 # Rows are 1-based data rows (row N is line N + 1 of a CSV). ``r[i]`` is the client's (i+1)th session.
 CORPUS = [
     # -- missing columns
-    Case("episodes_without_status", frames(lambda s, e, r: (s, e.drop(columns=["status"]))),
-         "episodes.csv, column status: required column is missing"),
-    Case("sessions_without_client_id", frames(lambda s, e, r: (s.drop(columns=["client_id"]), e)),
-         "sessions.csv, column client_id: required column is missing"),
-    Case("no_instrument_column", frames(lambda s, e, r: (s.drop(columns=["ors", "srs"]), e)),
-         "sessions.csv: no instrument column found"),
+    Case(
+        "episodes_without_status",
+        frames(lambda s, e, r: (s, e.drop(columns=["status"]))),
+        "episodes.csv, column status: required column is missing",
+    ),
+    Case(
+        "sessions_without_client_id",
+        frames(lambda s, e, r: (s.drop(columns=["client_id"]), e)),
+        "sessions.csv, column client_id: required column is missing",
+    ),
+    Case(
+        "no_instrument_column",
+        frames(lambda s, e, r: (s.drop(columns=["ors", "srs"]), e)),
+        "sessions.csv: no instrument column found",
+    ),
     # -- wrong types
-    Case("session_number_text", frames(lambda s, e, r: _set(s, r[2], "session_number", "third-7731")),
-         "row {r2}, column session_number: must be a whole number", secret="third-7731"),
-    Case("session_number_fraction", frames(lambda s, e, r: _set(s, r[2], "session_number", "2.77")),
-         "row {r2}, column session_number: must be a whole number", secret="2.77"),
-    Case("date_not_iso", frames(lambda s, e, r: _set(s, r[1], "session_date", "13/03/2024")),
-         "row {r1}, column session_date: must be an ISO date (YYYY-MM-DD)", secret="13/03/2024"),
-    Case("date_impossible", frames(lambda s, e, r: _set(s, r[1], "session_date", "2024-02-31")),
-         "row {r1}, column session_date: must be an ISO date (YYYY-MM-DD)", secret="2024-02-31"),
-    Case("score_text", frames(lambda s, e, r: _set(s, r[3], "ors", "high-23.7")),
-         "row {r3}, column ors: must be a number", secret="high-23.7"),
-    Case("score_infinite", frames(lambda s, e, r: _set(s, r[3], "srs", "inf")),
-         "row {r3}, column srs: must be a number"),
-    Case("missed_fraction", frames(lambda s, e, r: _set(s, r[1], "missed_since_last", "1.37")),
-         "row {r1}, column missed_since_last: must be a whole number", secret="1.37"),
-    Case("age_text", frames(lambda s, e, r: _set(e, 2, "age", "thirty-one")),
-         "episodes.csv, row 3, column age: must be a number", secret="thirty-one"),
+    Case(
+        "session_number_text",
+        frames(lambda s, e, r: _set(s, r[2], "session_number", "third-7731")),
+        "row {r2}, column session_number: must be a whole number",
+        secret="third-7731",
+    ),
+    Case(
+        "session_number_fraction",
+        frames(lambda s, e, r: _set(s, r[2], "session_number", "2.77")),
+        "row {r2}, column session_number: must be a whole number",
+        secret="2.77",
+    ),
+    Case(
+        "date_not_iso",
+        frames(lambda s, e, r: _set(s, r[1], "session_date", "13/03/2024")),
+        "row {r1}, column session_date: must be an ISO date (YYYY-MM-DD)",
+        secret="13/03/2024",
+    ),
+    Case(
+        "date_impossible",
+        frames(lambda s, e, r: _set(s, r[1], "session_date", "2024-02-31")),
+        "row {r1}, column session_date: must be an ISO date (YYYY-MM-DD)",
+        secret="2024-02-31",
+    ),
+    Case(
+        "score_text",
+        frames(lambda s, e, r: _set(s, r[3], "ors", "high-23.7")),
+        "row {r3}, column ors: must be a number",
+        secret="high-23.7",
+    ),
+    Case(
+        "score_infinite", frames(lambda s, e, r: _set(s, r[3], "srs", "inf")), "row {r3}, column srs: must be a number"
+    ),
+    Case(
+        "missed_fraction",
+        frames(lambda s, e, r: _set(s, r[1], "missed_since_last", "1.37")),
+        "row {r1}, column missed_since_last: must be a whole number",
+        secret="1.37",
+    ),
+    Case(
+        "age_text",
+        frames(lambda s, e, r: _set(e, 2, "age", "thirty-one")),
+        "episodes.csv, row 3, column age: must be a number",
+        secret="thirty-one",
+    ),
     # -- out of range (SRS above its maximum is in test_train_rejects.py)
-    Case("score_below_range", frames(lambda s, e, r: _set(s, r[2], "ors", "-3.37")),
-         "row {r2}, column ors: must be within 0-40 (Outcome Rating Scale)", secret="-3.37"),
-    Case("score_above_range", frames(lambda s, e, r: _set(s, r[2], "ors", "40.77")),
-         "row {r2}, column ors: must be within 0-40 (Outcome Rating Scale)", secret="40.77"),
-    Case("session_number_zero", frames(lambda s, e, r: _set(s, r[0], "session_number", "0")),
-         "row {r0}, column session_number: must be >= 1"),
-    Case("missed_negative", frames(lambda s, e, r: _set(s, r[1], "missed_since_last", "-13")),
-         "row {r1}, column missed_since_last: must be >= 0", secret="-13"),
-    Case("age_out_of_range", frames(lambda s, e, r: _set(e, 4, "age", "131.9")),
-         "episodes.csv, row 5, column age: must be within 0-120", secret="131.9"),
+    Case(
+        "score_below_range",
+        frames(lambda s, e, r: _set(s, r[2], "ors", "-3.37")),
+        "row {r2}, column ors: must be within 0-40 (Outcome Rating Scale)",
+        secret="-3.37",
+    ),
+    Case(
+        "score_above_range",
+        frames(lambda s, e, r: _set(s, r[2], "ors", "40.77")),
+        "row {r2}, column ors: must be within 0-40 (Outcome Rating Scale)",
+        secret="40.77",
+    ),
+    Case(
+        "session_number_zero",
+        frames(lambda s, e, r: _set(s, r[0], "session_number", "0")),
+        "row {r0}, column session_number: must be >= 1",
+    ),
+    Case(
+        "missed_negative",
+        frames(lambda s, e, r: _set(s, r[1], "missed_since_last", "-13")),
+        "row {r1}, column missed_since_last: must be >= 0",
+        secret="-13",
+    ),
+    Case(
+        "age_out_of_range",
+        frames(lambda s, e, r: _set(e, 4, "age", "131.9")),
+        "episodes.csv, row 5, column age: must be within 0-120",
+        secret="131.9",
+    ),
     # -- rules across rows and files
-    Case("duplicate_session_number", frames(lambda s, e, r: _set(s, r[2], "session_number", "2")),
-         "row {r2}, column session_number: duplicate session_number for this client"),
-    Case("numbering_gap", frames(lambda s, e, r: (_drop_rows(s, [r[1]]), e)),
-         "row {r1}, column session_number: numbering gap: the previous session number for this client is missing"),
-    Case("date_going_back", frames(lambda s, e, r: _set(s, r[2], "session_date", "2001-01-01")),
-         "row {r2}, column session_date: date is earlier than this client's previous session", secret="2001-01-01"),
-    Case("blank_client_id", frames(lambda s, e, r: _set(s, r[1], "client_id", "")),
-         "row {r1}, column client_id: is required but blank"),
-    Case("unknown_status", frames(lambda s, e, r: _set(e, 1, "status", "withdrawn-7731")),
-         "episodes.csv, row 2, column status: must be one of dropout, completed, ongoing", secret="withdrawn-7731"),
-    Case("duplicate_episode", frames(lambda s, e, r: (s, pd.concat([e, e.iloc[[3]]], ignore_index=True))),
-         "episodes.csv, row {episodes_end}, column client_id: must be unique"),
-    Case("sessions_without_episode", frames(lambda s, e, r: (s, e[e["client_id"] != s.loc[r[0], "client_id"]])),
-         "row {r0}, column client_id: client has sessions but no row in episodes"),
-    Case("episode_without_sessions", frames(lambda s, e, r: (_drop_rows(s, r), e)),
-         "column client_id: client has an episode but no sessions"),
+    Case(
+        "duplicate_session_number",
+        frames(lambda s, e, r: _set(s, r[2], "session_number", "2")),
+        "row {r2}, column session_number: duplicate session_number for this client",
+    ),
+    Case(
+        "numbering_gap",
+        frames(lambda s, e, r: (_drop_rows(s, [r[1]]), e)),
+        "row {r1}, column session_number: numbering gap: the previous session number for this client is missing",
+    ),
+    Case(
+        "date_going_back",
+        frames(lambda s, e, r: _set(s, r[2], "session_date", "2001-01-01")),
+        "row {r2}, column session_date: date is earlier than this client's previous session",
+        secret="2001-01-01",
+    ),
+    Case(
+        "blank_client_id",
+        frames(lambda s, e, r: _set(s, r[1], "client_id", "")),
+        "row {r1}, column client_id: is required but blank",
+    ),
+    Case(
+        "unknown_status",
+        frames(lambda s, e, r: _set(e, 1, "status", "withdrawn-7731")),
+        "episodes.csv, row 2, column status: must be one of dropout, completed, ongoing",
+        secret="withdrawn-7731",
+    ),
+    Case(
+        "duplicate_episode",
+        frames(lambda s, e, r: (s, pd.concat([e, e.iloc[[3]]], ignore_index=True))),
+        "episodes.csv, row {episodes_end}, column client_id: must be unique",
+    ),
+    Case(
+        "sessions_without_episode",
+        frames(lambda s, e, r: (s, e[e["client_id"] != s.loc[r[0], "client_id"]])),
+        "row {r0}, column client_id: client has sessions but no row in episodes",
+    ),
+    Case(
+        "episode_without_sessions",
+        frames(lambda s, e, r: (_drop_rows(s, r), e)),
+        "column client_id: client has an episode but no sessions",
+    ),
     # -- files that are not tables
     Case("empty_file", raw_sessions(lambda data: b""), "sessions.csv: file is empty (expected a header row)"),
-    Case("header_only", raw_sessions(lambda data: data.split(b"\n")[0] + b"\n"),
-         "sessions.csv: file has no data rows"),
-    Case("not_utf8", raw_sessions(lambda data: _line(data, 5, lambda line: line.replace(b"C", b"\xff\xfe", 1))),
-         "sessions.csv: line 5 is not valid UTF-8 text"),
-    Case("latin1_text", raw_sessions(lambda data: _line(data, 9, lambda line: line.replace(b"C", b"\xc9", 1))),
-         "sessions.csv: line 9 is not valid UTF-8 text"),
-    Case("very_long_line", raw_sessions(lambda data: _line(data, 4, lambda line: line + b",7" * 200_000)),
-         "sessions.csv: not a well-formed CSV file"),
-    Case("very_long_cell", raw_sessions(lambda data: _line(data, 4, lambda line: line.rsplit(b",", 1)[0] + b","
-                                                            + b"9" * 1_000_000)),
-         "sessions.csv, row 3, column srs: must be a number"),
-    Case("unterminated_quote", raw_sessions(lambda data: _line(data, 6, lambda line: b'"' + line)),
-         "sessions.csv: not a well-formed CSV file"),
-    Case("unsupported_extension", raw_sessions(lambda data: data, name="sessions.txt"),
-         "sessions.txt: unsupported file type '.txt'"),
-    Case("corrupt_parquet", raw_sessions(lambda data: b"PAR1" + data[:500], name="sessions.parquet"),
-         "sessions.parquet: not a readable Parquet file"),
+    Case("header_only", raw_sessions(lambda data: data.split(b"\n")[0] + b"\n"), "sessions.csv: file has no data rows"),
+    Case(
+        "not_utf8",
+        raw_sessions(lambda data: _line(data, 5, lambda line: line.replace(b"C", b"\xff\xfe", 1))),
+        "sessions.csv: line 5 is not valid UTF-8 text",
+    ),
+    Case(
+        "latin1_text",
+        raw_sessions(lambda data: _line(data, 9, lambda line: line.replace(b"C", b"\xc9", 1))),
+        "sessions.csv: line 9 is not valid UTF-8 text",
+    ),
+    Case(
+        "very_long_line",
+        raw_sessions(lambda data: _line(data, 4, lambda line: line + b",7" * 200_000)),
+        "sessions.csv: not a well-formed CSV file",
+    ),
+    Case(
+        "very_long_cell",
+        raw_sessions(lambda data: _line(data, 4, lambda line: line.rsplit(b",", 1)[0] + b"," + b"9" * 1_000_000)),
+        "sessions.csv, row 3, column srs: must be a number",
+    ),
+    Case(
+        "unterminated_quote",
+        raw_sessions(lambda data: _line(data, 6, lambda line: b'"' + line)),
+        "sessions.csv: not a well-formed CSV file",
+    ),
+    Case(
+        "unsupported_extension",
+        raw_sessions(lambda data: data, name="sessions.txt"),
+        "sessions.txt: unsupported file type '.txt'",
+    ),
+    Case(
+        "corrupt_parquet",
+        raw_sessions(lambda data: b"PAR1" + data[:500], name="sessions.parquet"),
+        "sessions.parquet: not a readable Parquet file",
+    ),
     # -- typed (Parquet) columns of the wrong type
-    Case("parquet_text_scores", parquet(_text_scores),
-         "sessions.parquet, row {r2}, column ors: must be a number", secret="high-23.7"),
-    Case("parquet_boolean_scores", parquet(lambda s, r: s.__setitem__("srs", s["srs"] > 30)),
-         "sessions.parquet, row 1, column srs: must be a number"),
+    Case(
+        "parquet_text_scores",
+        parquet(_text_scores),
+        "sessions.parquet, row {r2}, column ors: must be a number",
+        secret="high-23.7",
+    ),
+    Case(
+        "parquet_boolean_scores",
+        parquet(lambda s, r: s.__setitem__("srs", s["srs"] > 30)),
+        "sessions.parquet, row 1, column srs: must be a number",
+    ),
     # -- valid files that cannot train a model (every episode completed is in test_train_rejects.py)
-    Case("every_episode_dropout", frames(lambda s, e, r: _one_status("dropout")(s, e, r)),
-         "every ended episode has the same status (dropout)", contract=False),
-    Case("every_episode_ongoing", frames(lambda s, e, r: e.__setitem__("status", "ongoing")),
-         "no ended episodes: a model needs both dropout and completed episodes", contract=False),
+    Case(
+        "every_episode_dropout",
+        frames(lambda s, e, r: _one_status("dropout")(s, e, r)),
+        "every ended episode has the same status (dropout)",
+        contract=False,
+    ),
+    Case(
+        "every_episode_ongoing",
+        frames(lambda s, e, r: e.__setitem__("status", "ongoing")),
+        "no ended episodes: a model needs both dropout and completed episodes",
+        contract=False,
+    ),
 ]
 
 
@@ -249,9 +373,21 @@ def _nothing_in_mlflow(store) -> None:
 def test_train_refuses_and_registers_nothing(case, base, mlflow_store, tmp_path):
     sessions, episodes = case.build(base, tmp_path)
     report = tmp_path / "report.json"
-    result = runner.invoke(app, ["train", "--sessions", str(sessions), "--episodes", str(episodes),
-                                 "--config", str(_config(tmp_path, mlflow_store)), "--report", str(report),
-                                 "--promote"])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "--sessions",
+            str(sessions),
+            "--episodes",
+            str(episodes),
+            "--config",
+            str(_config(tmp_path, mlflow_store)),
+            "--report",
+            str(report),
+            "--promote",
+        ],
+    )
     _check_message(result, _expected(case, base), case, base, sessions)
     assert not report.exists()
     _nothing_in_mlflow(mlflow_store)

@@ -33,17 +33,22 @@ def landmark_frame(n_clients: int, seed: int = 0, max_landmarks: int = 4) -> pd.
     latent = rng.normal(size=n_clients)
     label = (rng.random(n_clients) < 1 / (1 + np.exp(-(latent - 0.8)))).astype(int)
     risk = 1 / (1 + np.exp(-(latent[client] - 0.8 + 0.5 * rng.normal(size=client.size))))
-    frame = pd.DataFrame({"client_id": [f"c{i:04d}" for i in client], "landmark": landmark,
-                          "risk": risk, "label": label[client]})
+    frame = pd.DataFrame(
+        {"client_id": [f"c{i:04d}" for i in client], "landmark": landmark, "risk": risk, "label": label[client]}
+    )
     return frame.sample(frac=1.0, random_state=seed).reset_index(drop=True)  # rows of a client not adjacent
 
 
 def _metrics(frame: pd.DataFrame) -> dict[str, float]:
     y, p = frame["label"], frame["risk"]
-    return {"roc_auc": roc_auc(y, p), "pr_auc": pr_auc(y, p), "brier": brier(y, p),
-            "calibration_slope": calibration_slope_intercept(y, p)[0],
-            "calibration_intercept": calibration_slope_intercept(y, p)[1],
-            "ece": expected_calibration_error(y, p)}
+    return {
+        "roc_auc": roc_auc(y, p),
+        "pr_auc": pr_auc(y, p),
+        "brier": brier(y, p),
+        "calibration_slope": calibration_slope_intercept(y, p)[0],
+        "calibration_intercept": calibration_slope_intercept(y, p)[1],
+        "ece": expected_calibration_error(y, p),
+    }
 
 
 ALL = ("roc_auc", "pr_auc", "brier", "calibration_slope", "calibration_intercept", "ece")
@@ -62,8 +67,9 @@ def test_duplicating_every_clients_rows_leaves_the_intervals_unchanged():
     fast_hundred = bootstrap_metric_cis(hundred, metrics=ALL, n_resamples=60, seed=7)
     for metric in ALL:
         np.testing.assert_allclose(fast_hundred["pooled"][metric], fast_once["pooled"][metric], rtol=1e-7)
-        np.testing.assert_allclose(fast_hundred["by_landmark"]["1"][metric], fast_once["by_landmark"]["1"][metric],
-                                   rtol=1e-7)
+        np.testing.assert_allclose(
+            fast_hundred["by_landmark"]["1"][metric], fast_once["by_landmark"]["1"][metric], rtol=1e-7
+        )
 
     def stat(frame):
         return {"brier": brier(frame["label"], frame["risk"]), "prevalence": frame["label"].mean()}
@@ -89,17 +95,20 @@ def test_fast_path_equals_generic_client_bootstrap_with_the_same_seed():
         np.testing.assert_allclose(fast["pooled"][metric], generic[metric], rtol=1e-6, err_msg=metric)
     for landmark in ("1", "4"):
         # per-landmark intervals come from the same client draws as the pooled ones
-        generic_lm = client_bootstrap(frame, lambda f, k=int(landmark): _metrics(f[f["landmark"] == k]),
-                                      n_resamples=40, seed=3)
+        generic_lm = client_bootstrap(
+            frame, lambda f, k=int(landmark): _metrics(f[f["landmark"] == k]), n_resamples=40, seed=3
+        )
         for metric in ALL:
-            np.testing.assert_allclose(fast["by_landmark"][landmark][metric], generic_lm[metric], rtol=1e-6,
-                                       err_msg=f"{landmark} {metric}")
+            np.testing.assert_allclose(
+                fast["by_landmark"][landmark][metric], generic_lm[metric], rtol=1e-6, err_msg=f"{landmark} {metric}"
+            )
 
 
 def test_each_drawn_copy_of_a_client_gets_its_own_id():
     frame = landmark_frame(60, seed=4)
-    seen = client_bootstrap(frame, lambda f: {"clients": f["client_id"].nunique(), "rows": len(f)},
-                            n_resamples=30, seed=0)
+    seen = client_bootstrap(
+        frame, lambda f: {"clients": f["client_id"].nunique(), "rows": len(f)}, n_resamples=30, seed=0
+    )
     assert seen["clients"] == (60.0, 60.0)
     assert seen["rows"][0] < seen["rows"][1]  # rows per resample vary: whole clients are drawn
 

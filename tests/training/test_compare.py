@@ -31,8 +31,9 @@ LANDMARKS = [str(k) for k in range(1, 9)]
 def compare_settings(store, **compare_config) -> CompareSettings:
     """Fast settings writing into ``store``: fewer bootstrap resamples (still enough for Holm with 3 pairs)."""
     config = {"bootstrap_resamples": 100, "pair_resamples": 1000, **compare_config}
-    return CompareSettings(training=TrainingConfig(artifact_location=str(store.artifacts)),
-                           compare=CompareConfig(**config))
+    return CompareSettings(
+        training=TrainingConfig(artifact_location=str(store.artifacts)), compare=CompareConfig(**config)
+    )
 
 
 def pair_of(report: dict, a: str, b: str) -> dict:
@@ -52,8 +53,15 @@ def alliance_only(mlflow_store, tmp_path_factory):
     root = tmp_path_factory.mktemp("alliance_only")
     paths = cohort(root / "data", 1200, seed=3, alliance_effect=1.5, outcome_effect=0.0)
     messages: list[str] = []
-    report = compare(paths["sessions"], paths["episodes"], compare_settings(mlflow_store), SETS, model="logistic",
-                     out_dir=root / "plots", progress=messages.append)
+    report = compare(
+        paths["sessions"],
+        paths["episodes"],
+        compare_settings(mlflow_store),
+        SETS,
+        model="logistic",
+        out_dir=root / "plots",
+        progress=messages.append,
+    )
     return report, root / "plots", messages
 
 
@@ -99,9 +107,13 @@ def test_report_json_keys(alliance_only):
             assert {"roc_auc", "roc_auc_ci", "brier", "brier_ci", "n_rows", "n_clients"} <= set(values)
         assert metrics["columns"][0] == "landmark" and metrics["n_features"] == len(metrics["columns"])
     assert sorted(report["feature_sets"]["outcome+alliance"]["columns"]) == sorted(
-        {*report["feature_sets"]["outcome"]["columns"], *report["feature_sets"]["alliance"]["columns"]})
+        {*report["feature_sets"]["outcome"]["columns"], *report["feature_sets"]["alliance"]["columns"]}
+    )
     assert [(p["a"], p["b"]) for p in report["pairs"]] == [
-        ("outcome", "alliance"), ("outcome", "outcome+alliance"), ("alliance", "outcome+alliance")]
+        ("outcome", "alliance"),
+        ("outcome", "outcome+alliance"),
+        ("alliance", "outcome+alliance"),
+    ]
     for pair in report["pairs"]:
         assert {"a", "b", "delta_auc", "ci", "p_value", "p_value_holm", "marked", "cv_test", "by_landmark"} <= set(pair)
         assert len(pair["ci"]) == 2 and 0 < pair["p_value"] <= pair["p_value_holm"] <= 1
@@ -116,8 +128,10 @@ def test_every_set_used_the_same_folds(alliance_only):
     assert len(report["design"]["fold_clients"]) == 5
     assert sum(report["design"]["fold_clients"]) == report["data"]["clients_evaluated"]
     client = MlflowClient()
-    children = client.search_runs([client.get_run(report["run_id"]).info.experiment_id],
-                                  filter_string=f"tags.mlflow.parentRunId = '{report['run_id']}'")
+    children = client.search_runs(
+        [client.get_run(report["run_id"]).info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{report['run_id']}'",
+    )
     assert {run.data.params["fold_digest"] for run in children} == digests
     assert {run.data.params["seed"] for run in children} == {"0"}
 
@@ -135,8 +149,9 @@ def test_mlflow_parent_and_one_nested_run_per_set(alliance_only):
     parent_plots = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
     assert {"plots/roc.png", "plots/auc_by_landmark.png"} <= parent_plots
 
-    children = client.search_runs([parent.info.experiment_id],
-                                  filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    children = client.search_runs(
+        [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+    )
     assert sorted(run.data.tags["feature_set"] for run in children) == sorted(SETS.split(","))
     for run in children:
         name = run.data.tags["feature_set"]
@@ -145,7 +160,12 @@ def test_mlflow_parent_and_one_nested_run_per_set(alliance_only):
         assert "roc_auc_ci_lo" in run.data.metrics and "l1_roc_auc" in run.data.metrics
         assert {a.path for a in client.list_artifacts(run.info.run_id)} == {"feature_set.json", "plots"}
     assert sorted(p.name for p in plots.iterdir()) == [
-        "auc_by_landmark.png", "roc.png", "roc_alliance.png", "roc_outcome.png", "roc_outcome_alliance.png"]
+        "auc_by_landmark.png",
+        "roc.png",
+        "roc_alliance.png",
+        "roc_outcome.png",
+        "roc_outcome_alliance.png",
+    ]
 
 
 def test_progress_and_markdown(alliance_only):
@@ -153,8 +173,13 @@ def test_progress_and_markdown(alliance_only):
     assert messages[0] == "validating data"
     assert sum(m.startswith("fitted ") for m in messages) == 3 * 5  # sets x folds
     text = render_markdown(report)
-    for heading in ("## Design", "## Pooled over landmark sessions", "## ROC AUC by landmark session",
-                    "## Pairs of feature sets", "Holm"):
+    for heading in (
+        "## Design",
+        "## Pooled over landmark sessions",
+        "## ROC AUC by landmark session",
+        "## Pairs of feature sets",
+        "Holm",
+    ):
         assert heading in text
     assert "**yes: alliance better**" in text
 
@@ -188,15 +213,20 @@ def test_corrected_cv_test():
 
 def _spec(covariates: bool = True) -> FeatureSpec:
     registry = default_registry()
-    return FeatureSpec(max_landmark=8, off_track_z=1.0, instruments=(registry["ors"], registry["srs"]),
-                       numeric_covariates=("age",) if covariates else (),
-                       categorical_covariates={"gender": ("F", "M")} if covariates else {})
+    return FeatureSpec(
+        max_landmark=8,
+        off_track_z=1.0,
+        instruments=(registry["ors"], registry["srs"]),
+        numeric_covariates=("age",) if covariates else (),
+        categorical_covariates={"gender": ("F", "M")} if covariates else {},
+    )
 
 
 def test_resolve_feature_sets_groups_config_sets_and_explicit_features():
     defined = {"srs_core": ["srs_current", "srs_min"], "mixed": ["outcome", "srs_mean"]}
-    sets, warnings = resolve_feature_sets(["outcome+alliance", "srs_core", "mixed", *DEFAULT_FEATURE_SETS[:1]],
-                                          _spec(), defined)
+    sets, warnings = resolve_feature_sets(
+        ["outcome+alliance", "srs_core", "mixed", *DEFAULT_FEATURE_SETS[:1]], _spec(), defined
+    )
     assert not warnings
     by_name = {s.name: s for s in sets}
     assert by_name["srs_core"].columns == ("landmark", "srs_current", "srs_min")
@@ -205,13 +235,16 @@ def test_resolve_feature_sets_groups_config_sets_and_explicit_features():
     assert by_name["outcome+alliance"].groups == ("outcome", "alliance")
 
 
-@pytest.mark.parametrize(("names", "message"), [
-    (["outcome", "aliance"], "'aliance'"),
-    (["outcome+alliance+atendance"], "'atendance'"),
-    (["outcome", "outcome"], "listed twice"),
-    (["outcome+"], "empty part"),
-    (["bad_set"], "'srs_latest'"),
-])
+@pytest.mark.parametrize(
+    ("names", "message"),
+    [
+        (["outcome", "aliance"], "'aliance'"),
+        (["outcome+alliance+atendance"], "'atendance'"),
+        (["outcome", "outcome"], "listed twice"),
+        (["outcome+"], "empty part"),
+        (["bad_set"], "'srs_latest'"),
+    ],
+)
 def test_resolve_feature_sets_names_the_bad_name(names, message):
     with pytest.raises(FeatureSetError, match=message):
         resolve_feature_sets(names, _spec(), {"bad_set": ["alliance", "srs_latest"]})
@@ -236,8 +269,11 @@ def test_config_set_names_are_checked():
 def test_bad_arguments_stop_before_any_run(mlflow_store, tmp_path):
     paths = cohort(tmp_path / "data", 200, seed=1)
     settings = compare_settings(mlflow_store, experiment="compare-rejects")
-    for kwargs, message in (({"model": "forest"}, "--model"), ({"landmarks": "9-2"}, "backwards"),
-                            ({"feature_sets": "outcome,nonsense"}, "'nonsense'")):
+    for kwargs, message in (
+        ({"model": "forest"}, "--model"),
+        ({"landmarks": "9-2"}, "backwards"),
+        ({"feature_sets": "outcome,nonsense"}, "'nonsense'"),
+    ):
         with pytest.raises(CompareError, match=message):
             compare(paths["sessions"], paths["episodes"], settings, **{"feature_sets": "outcome", **kwargs})
     assert MlflowClient().get_experiment_by_name("compare-rejects") is None

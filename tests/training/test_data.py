@@ -35,14 +35,18 @@ def test_problems_carry_the_users_file_names(trial_dir: Path, tmp_path: Path):
     sessions.write_text("\n".join(text) + "\n")
     result = load_contract(sessions, trial_dir / "episodes.csv", REGISTRY)
     assert [str(p) for p in result.problems] == [
-        "clinic-sessions.csv, row 3, column hamd17: must be within 0-52 (Hamilton Depression Rating Scale (17 items))"]
+        "clinic-sessions.csv, row 3, column hamd17: must be within 0-52 (Hamilton Depression Rating Scale (17 items))"
+    ]
 
 
-@pytest.mark.parametrize(("content", "message"), [
-    (b"", "file is empty"),
-    (b"client_id,session_number\nA,1\n\xff\xfe,2\n", "line 3 is not valid UTF-8 text"),
-    (b'client_id,session_number\nA,1\nB,2,3,4\n', "not a well-formed CSV file"),
-])
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "file is empty"),
+        (b"client_id,session_number\nA,1\n\xff\xfe,2\n", "line 3 is not valid UTF-8 text"),
+        (b"client_id,session_number\nA,1\nB,2,3,4\n", "not a well-formed CSV file"),
+    ],
+)
 def test_unreadable_csv_files(tmp_path: Path, content: bytes, message: str):
     path = tmp_path / "sessions.csv"
     path.write_bytes(content)

@@ -52,8 +52,10 @@ def test_gate_promotes_rejects_and_rolls_back(mlflow_store, tmp_path):
         promote(settings, version="9")
 
     client = MlflowClient()
-    runs = client.search_runs([client.get_experiment_by_name(settings.training.experiment).experiment_id],
-                              filter_string="tags.kind = 'promotion'")
+    runs = client.search_runs(
+        [client.get_experiment_by_name(settings.training.experiment).experiment_id],
+        filter_string="tags.kind = 'promotion'",
+    )
     assert len(runs) == 3
     reasons = {r.data.tags.get("reason") for r in runs}
     assert "rollback drill" in reasons

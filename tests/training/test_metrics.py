@@ -130,8 +130,9 @@ def test_net_benefit_by_hand():
     # t=.25: flag 5 rows, TP 3 FP 2; t=.5: TP 2 FP 1; t=.6 (p >= t flags the .6): TP 2 FP 1; t=.95: none
     expected = [3 / 6 - 2 / 6 * (0.25 / 0.75), 2 / 6 - 1 / 6 * 1.0, 2 / 6 - 1 / 6 * 1.5, 0.0]
     np.testing.assert_allclose(net_benefit(y, p, t), expected, atol=1e-12)
-    np.testing.assert_allclose(net_benefit_treat_all(y, t), [0.5 - 0.5 / 3, 0.0, 0.5 - 0.5 * 1.5, 0.5 - 0.5 * 19],
-                               atol=1e-12)
+    np.testing.assert_allclose(
+        net_benefit_treat_all(y, t), [0.5 - 0.5 / 3, 0.0, 0.5 - 0.5 * 1.5, 0.5 - 0.5 * 19], atol=1e-12
+    )
     # a perfect classifier below its cut point: net benefit = prevalence
     assert net_benefit(y, y * 0.8 + 0.1, [0.5])[0] == pytest.approx(0.5)
 
@@ -147,23 +148,35 @@ def test_top_fraction_by_hand():
     y = np.array([1, 0, 1, 1, 0, 0, 0, 1, 0, 0])
     order = np.random.default_rng(0).permutation(10)  # row order must not matter
     out = top_fraction_metrics(y[order], p[order], fractions=(0.1, 0.25, 0.3))
-    assert out == pytest.approx({
-        "sensitivity_top10": 1 / 4, "precision_top10": 1.0,  # k = 1
-        "sensitivity_top25": 2 / 4, "precision_top25": 2 / 3,  # k = ceil(2.5) = 3
-        "sensitivity_top30": 2 / 4, "precision_top30": 2 / 3,  # k = 3, although 0.3 * 10 > 3 in floats
-    })
+    assert out == pytest.approx(
+        {
+            "sensitivity_top10": 1 / 4,
+            "precision_top10": 1.0,  # k = 1
+            "sensitivity_top25": 2 / 4,
+            "precision_top25": 2 / 3,  # k = ceil(2.5) = 3
+            "sensitivity_top30": 2 / 4,
+            "precision_top30": 2 / 3,  # k = 3, although 0.3 * 10 > 3 in floats
+        }
+    )
 
 
 def _lead_frame() -> pd.DataFrame:
     rows = [
         # client A: dropout, first at/above 0.5 at landmark 2, last attended session 6 -> lead 4
-        ("A", 1, 0.1, 1, 6), ("A", 2, 0.5, 1, 6), ("A", 3, 0.7, 1, 6), ("A", 4, 0.2, 1, 6),
+        ("A", 1, 0.1, 1, 6),
+        ("A", 2, 0.5, 1, 6),
+        ("A", 3, 0.7, 1, 6),
+        ("A", 4, 0.2, 1, 6),
         # client B: dropout never alerted
-        ("B", 1, 0.2, 1, 3), ("B", 2, 0.3, 1, 3), ("B", 3, 0.4, 1, 3),
+        ("B", 1, 0.2, 1, 3),
+        ("B", 2, 0.3, 1, 3),
+        ("B", 3, 0.4, 1, 3),
         # client C: completed therapy; its alerts do not count
-        ("C", 1, 0.9, 0, 12), ("C", 2, 0.9, 0, 12),
+        ("C", 1, 0.9, 0, 12),
+        ("C", 2, 0.9, 0, 12),
         # client D: dropout alerted at landmark 1, last session 2 -> lead 1
-        ("D", 1, 0.8, 1, 2), ("D", 2, 0.3, 1, 2),
+        ("D", 1, 0.8, 1, 2),
+        ("D", 2, 0.3, 1, 2),
     ]
     frame = pd.DataFrame(rows, columns=["client_id", "landmark", "risk", "label", "last_session"])
     return frame.sample(frac=1.0, random_state=1).reset_index(drop=True)  # first alert is by landmark, not row
@@ -199,18 +212,30 @@ def test_single_class_gives_nan_aucs_not_an_exception(label):
 def test_empty_input_gives_nan():
     out = binary_metrics(np.array([]), np.array([]))
     assert out["n_rows"] == 0
-    for key in ("roc_auc", "pr_auc", "brier", "calibration_slope", "calibration_intercept", "ece", "prevalence",
-                "sensitivity_top10", "precision_top10"):
+    for key in (
+        "roc_auc",
+        "pr_auc",
+        "brier",
+        "calibration_slope",
+        "calibration_intercept",
+        "ece",
+        "prevalence",
+        "sensitivity_top10",
+        "precision_top10",
+    ):
         assert math.isnan(out[key]), key
     assert all(math.isnan(v) for v in out["net_benefit"].values())
 
 
-@pytest.mark.parametrize(("y", "p"), [
-    ([0, 1, 1], [0.2, np.nan, 0.4]),  # missing risk
-    ([0, 1, 1], [0.2, 1.4, 0.4]),  # not a probability
-    ([0, 2, 1], [0.2, 0.3, 0.4]),  # not a 0/1 label
-    ([0, 1], [0.2, 0.3, 0.4]),  # lengths differ
-])
+@pytest.mark.parametrize(
+    ("y", "p"),
+    [
+        ([0, 1, 1], [0.2, np.nan, 0.4]),  # missing risk
+        ([0, 1, 1], [0.2, 1.4, 0.4]),  # not a probability
+        ([0, 2, 1], [0.2, 0.3, 0.4]),  # not a 0/1 label
+        ([0, 1], [0.2, 0.3, 0.4]),  # lengths differ
+    ],
+)
 def test_malformed_input_raises(y, p):
     with pytest.raises(ValueError):
         binary_metrics(y, p)
@@ -258,11 +283,13 @@ def test_batched_metrics_equal_the_metric_on_repeated_rows(name):
 def test_evaluate_pooled_and_by_landmark():
     rng = np.random.default_rng(5)
     n_clients, n_landmarks = 300, 4
-    frame = pd.DataFrame({
-        "client_id": np.repeat([f"c{i}" for i in range(n_clients)], n_landmarks),
-        "landmark": np.tile(np.arange(1, n_landmarks + 1), n_clients),
-        "label": np.repeat(rng.integers(0, 2, n_clients), n_landmarks),
-    })
+    frame = pd.DataFrame(
+        {
+            "client_id": np.repeat([f"c{i}" for i in range(n_clients)], n_landmarks),
+            "landmark": np.tile(np.arange(1, n_landmarks + 1), n_clients),
+            "label": np.repeat(rng.integers(0, 2, n_clients), n_landmarks),
+        }
+    )
     frame["risk"] = np.clip(0.3 * frame["label"] + rng.random(len(frame)) * 0.7, 0, 1)
     out = evaluate(frame)
     assert set(out) == {"pooled", "by_landmark"}

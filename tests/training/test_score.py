@@ -31,8 +31,9 @@ def champion(mlflow_store, tmp_path_factory):
 def test_score_writes_every_session_with_the_champion(champion, tmp_path):
     paths, settings = champion
     out = tmp_path / "risk.csv"
-    result = runner.invoke(app, ["score", "--sessions", str(paths["sessions"]), "--episodes", str(paths["episodes"]),
-                                 "--out", str(out)])
+    result = runner.invoke(
+        app, ["score", "--sessions", str(paths["sessions"]), "--episodes", str(paths["episodes"]), "--out", str(out)]
+    )
     assert result.exit_code == 0, result.output
     scored = pd.read_csv(out, dtype={"client_id": str})
     assert list(scored.columns) == ["client_id", "session_number", "risk"]
@@ -56,8 +57,9 @@ def test_score_writes_every_session_with_the_champion(champion, tmp_path):
 def test_score_without_episodes_and_to_parquet(champion, tmp_path):
     paths, _ = champion
     out = tmp_path / "risk.parquet"
-    result = runner.invoke(app, ["score", "--sessions", str(paths["sessions"]), "--out", str(out),
-                                 "--model", "models:/dropout-risk/1"])
+    result = runner.invoke(
+        app, ["score", "--sessions", str(paths["sessions"]), "--out", str(out), "--model", "models:/dropout-risk/1"]
+    )
     assert result.exit_code == 0, result.output
     assert len(pd.read_parquet(out)) == len(pd.read_csv(paths["sessions"]))
 
@@ -71,6 +73,16 @@ def test_score_rejects_bad_input_and_unknown_models(champion, tmp_path):
     assert result.exit_code == 1
     assert "row 3, column ors: must be within 0-40" in " ".join(result.output.split())
     assert not (tmp_path / "o.csv").exists()
-    result = runner.invoke(app, ["score", "--sessions", str(paths["sessions"]), "--out", str(tmp_path / "o.csv"),
-                                 "--model", "models:/dropout-risk@nonexistent"])
+    result = runner.invoke(
+        app,
+        [
+            "score",
+            "--sessions",
+            str(paths["sessions"]),
+            "--out",
+            str(tmp_path / "o.csv"),
+            "--model",
+            "models:/dropout-risk@nonexistent",
+        ],
+    )
     assert result.exit_code == 1 and "cannot load model" in result.output

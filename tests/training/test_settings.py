@@ -16,9 +16,9 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "dropout-risk.example.toml"
 def test_example_config_loads_and_states_the_defaults():
     settings = load_settings(TrainingSettings, EXAMPLE)
     defaults = TrainingConfig()
-    assert settings.training.model_dump(exclude={"artifact_location", "min_clients_per_fold", "logistic_c",
-                                                 "alert_top_fraction"}) == \
-        defaults.model_dump(exclude={"artifact_location", "min_clients_per_fold", "logistic_c", "alert_top_fraction"})
+    assert settings.training.model_dump(
+        exclude={"artifact_location", "min_clients_per_fold", "logistic_c", "alert_top_fraction"}
+    ) == defaults.model_dump(exclude={"artifact_location", "min_clients_per_fold", "logistic_c", "alert_top_fraction"})
     assert "bdi2" in settings.registry()
 
 
@@ -33,9 +33,14 @@ def test_unknown_keys_are_refused(tmp_path):
         load_settings(TrainingSettings, tmp_path / "c.toml")
 
 
-@pytest.mark.parametrize("settings_class", ["dropout_risk.training.settings:TrainingSettings",
-                                            "dropout_risk.training.compare_settings:CompareSettings",
-                                            "dropout_risk.serving.settings:ServingSettings"])
+@pytest.mark.parametrize(
+    "settings_class",
+    [
+        "dropout_risk.training.settings:TrainingSettings",
+        "dropout_risk.training.compare_settings:CompareSettings",
+        "dropout_risk.serving.settings:ServingSettings",
+    ],
+)
 def test_every_command_reads_the_one_example_file(settings_class):
     import importlib
 

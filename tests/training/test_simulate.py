@@ -104,6 +104,7 @@ def assert_contract(cohort: Cohort, config: SimulationConfig) -> None:
 
 # ------------------------------------------------------------------ schema and contract
 
+
 def test_default_cohort_meets_the_contract(cohort):
     assert_contract(cohort, SimulationConfig(n_clients=400, seed=7))
 
@@ -135,8 +136,13 @@ def test_contract_holds_for_any_valid_config(
     n_clients, seed, dropout_rate, n_clinics, alliance_effect, outcome_effect, ongoing_fraction
 ):
     config = SimulationConfig(
-        n_clients=n_clients, seed=seed, dropout_rate=dropout_rate, n_clinics=n_clinics,
-        alliance_effect=alliance_effect, outcome_effect=outcome_effect, ongoing_fraction=ongoing_fraction,
+        n_clients=n_clients,
+        seed=seed,
+        dropout_rate=dropout_rate,
+        n_clinics=n_clinics,
+        alliance_effect=alliance_effect,
+        outcome_effect=outcome_effect,
+        ongoing_fraction=ongoing_fraction,
     )
     assert_contract(simulate_cohort(config), config)
 
@@ -178,6 +184,7 @@ def test_registry_ranges_are_honoured():
 
 
 # ------------------------------------------------------------------ determinism and files
+
 
 def read_bytes(paths: dict) -> dict:
     return {name: path.read_bytes() for name, path in paths.items()}
@@ -222,6 +229,7 @@ def test_switching_instrument_keeps_the_same_clients():
 
 
 # ------------------------------------------------------------------ the truth and its calibration
+
 
 def brute_force_true_risk(hazard: np.ndarray, pmf: np.ndarray, k: int) -> float:
     """The docstring definition, term by term: sum_{L >= k} P(L | L >= k) (1 - prod_{j=k}^{L-1} (1 - h_j))."""
@@ -274,6 +282,7 @@ def test_effects_zero_make_risk_depend_only_on_age_clinic_and_session():
 
 # ------------------------------------------------------------------ config validation
 
+
 @pytest.mark.parametrize(
     "bad",
     [
@@ -300,6 +309,9 @@ def test_config_is_frozen_and_has_documented_defaults():
     assert (config.seed, config.dropout_rate, config.outcome, config.alliance) == (0, 0.25, "ors", "srs")
     assert (config.n_clinics, config.alliance_effect, config.outcome_effect) == (5, 1.0, 1.0)
     assert (config.ongoing_fraction, config.start_date, config.intake_span_days) == (
-        0.05, datetime.date(2023, 1, 2), 730)
+        0.05,
+        datetime.date(2023, 1, 2),
+        730,
+    )
     with pytest.raises(ValidationError):
         config.seed = 3

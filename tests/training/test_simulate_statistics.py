@@ -53,16 +53,19 @@ REGISTRY = default_registry()
 
 # ------------------------------------------------------------------ helpers
 
+
 def client_table(cohort: Cohort, outcome: str, alliance: str | None) -> pd.DataFrame:
     """One row per client: status, age, clinic, sessions, intake/last outcome, mean alliance."""
     s = cohort.sessions
     g = s.groupby("client_id", sort=True)
-    table = pd.DataFrame({
-        "n_sessions": g["session_number"].max(),
-        "intake": g[outcome].first(),
-        "last": g[outcome].last(),
-        "missed_last_two": g.tail(2).groupby("client_id")["missed_since_last"].mean(),
-    })
+    table = pd.DataFrame(
+        {
+            "n_sessions": g["session_number"].max(),
+            "intake": g[outcome].first(),
+            "last": g[outcome].last(),
+            "missed_last_two": g.tail(2).groupby("client_id")["missed_since_last"].mean(),
+        }
+    )
     if alliance is not None:
         table["alliance_mean"] = g[alliance].mean()
     episodes = cohort.episodes.set_index("client_id")
@@ -130,6 +133,7 @@ def chi_square_independence(counts: np.ndarray) -> tuple[float, float]:
 
 # ------------------------------------------------------------------ fixtures
 
+
 @pytest.fixture(scope="module")
 def cohort() -> Cohort:
     return simulate_cohort(SimulationConfig(n_clients=N_CLIENTS, seed=SEED))
@@ -141,6 +145,7 @@ def clients(cohort) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------ helper self-checks
+
 
 def test_chi_square_sf_matches_known_quantiles():
     # Textbook critical values: chi2(4) 0.95 -> 9.488, 0.999 -> 18.467; chi2(1) 0.95 -> 3.841.
@@ -157,13 +162,15 @@ def test_auc_helper_on_known_orderings():
 
 # ------------------------------------------------------------------ dropout rate and timing
 
+
 def test_dropout_rate_among_ended_episodes(clients):
     assert ended(clients)["dropout"].mean() == pytest.approx(0.25, abs=0.025)
 
 
 def test_dropout_rate_follows_config():
-    table = client_table(simulate_cohort(SimulationConfig(n_clients=N_CLIENTS, seed=SEED, dropout_rate=0.40)),
-                         "ors", "srs")
+    table = client_table(
+        simulate_cohort(SimulationConfig(n_clients=N_CLIENTS, seed=SEED, dropout_rate=0.40)), "ors", "srs"
+    )
     assert ended(table)["dropout"].mean() == pytest.approx(0.40, abs=0.03)
 
 
@@ -189,6 +196,7 @@ def test_completers_attend_about_eight_sessions(clients):
 
 # ------------------------------------------------------------------ alliance and outcome
 
+
 def test_alliance_separates_completers_from_dropouts(clients):
     assert alliance_dropout_d(clients) == pytest.approx(0.55, abs=0.12)
 
@@ -199,7 +207,8 @@ def test_alliance_outcome_correlation(clients):
 
 def test_alliance_effect_zero_removes_the_dropout_gap_but_keeps_r():
     table = client_table(
-        simulate_cohort(SimulationConfig(n_clients=N_CLIENTS, seed=SEED, alliance_effect=0.0)), "ors", "srs")
+        simulate_cohort(SimulationConfig(n_clients=N_CLIENTS, seed=SEED, alliance_effect=0.0)), "ors", "srs"
+    )
     assert abs(alliance_dropout_d(table)) < 0.1
     assert alliance_outcome_r(table, "ors") == pytest.approx(0.28, abs=0.08)
 
@@ -221,6 +230,7 @@ def test_about_half_of_completers_recover(clients):
 
 
 # ------------------------------------------------------------------ who drops out
+
 
 def test_younger_clients_drop_out_more(clients):
     t = ended(clients)
@@ -244,6 +254,7 @@ def test_clinics_differ_in_dropout(clients):
 
 
 # ------------------------------------------------------------------ the truth itself
+
 
 def test_true_risk_at_session_one_matches_realised_rate(cohort, clients):
     t = ended(clients)

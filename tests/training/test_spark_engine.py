@@ -32,8 +32,10 @@ from tests.training.helpers import cohort, settings_for  # noqa: E402
 
 runner = CliRunner()
 # pyspark 4 on pandas 3: its version notice and its own astype(copy=False); what we use is tested here.
-pytestmark = [pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas:FutureWarning"),
-              pytest.mark.filterwarnings("ignore:The copy keyword is deprecated")]
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas:FutureWarning"),
+    pytest.mark.filterwarnings("ignore:The copy keyword is deprecated"),
+]
 TOLERANCE = 1e-9
 MODEL_URI = "models:/dropout-risk/1"
 
@@ -67,8 +69,11 @@ def data(tmp_path_factory):
 def model_uri(mlflow_store, tmp_path_factory):
     paths = cohort(tmp_path_factory.mktemp("spark-train"), 500, seed=5)
     # A quick recipe (the scoring code is what is under test, not the model): logistic, 2 folds.
-    train(paths["sessions"], paths["episodes"],
-          settings_for(mlflow_store, folds=2, candidates=["logistic"], bootstrap_resamples=20))
+    train(
+        paths["sessions"],
+        paths["episodes"],
+        settings_for(mlflow_store, folds=2, candidates=["logistic"], bootstrap_resamples=20),
+    )
     return MODEL_URI
 
 
@@ -93,8 +98,9 @@ def comparable(frame: pd.DataFrame) -> pd.DataFrame:
 
 def assert_same_features(spark_frame: pd.DataFrame, pandas_frame: pd.DataFrame) -> None:
     assert list(spark_frame.columns) == list(pandas_frame.columns)
-    pd.testing.assert_frame_equal(comparable(spark_frame), comparable(pandas_frame), check_dtype=False,
-                                  check_exact=False, rtol=0, atol=TOLERANCE)
+    pd.testing.assert_frame_equal(
+        comparable(spark_frame), comparable(pandas_frame), check_dtype=False, check_exact=False, rtol=0, atol=TOLERANCE
+    )
 
 
 def read_spark(spark, path):
@@ -110,16 +116,18 @@ def test_features_from_csv_equal_the_pandas_engine(spark, data):
     assert result.episodes["status"].eq("ongoing").sum() >= 20 and expected["label"].isna().any()
     assert (expected["missed_total"] > 0).any() and len(result.episodes) == 400
 
-    with spark_engine.SparkInputs(spark, read_spark(spark, data["sessions"]),
-                                  read_spark(spark, data["episodes"])) as inputs:
+    with spark_engine.SparkInputs(
+        spark, read_spark(spark, data["sessions"]), read_spark(spark, data["episodes"])
+    ) as inputs:
         check = inputs.check()
         assert check.ok and check.clients == 400 and check.session_rows == len(result.sessions)
         assert check.infer_spec(default_registry(), FeatureConfig()) == spec
         fitted = check.fit_trajectories(spec)
         for key, curve in trajectories.curves.items():
             for part in ("intercept", "slope", "resid_sd"):
-                np.testing.assert_allclose(getattr(fitted.curves[key], part), getattr(curve, part),
-                                           rtol=1e-12, atol=1e-12)
+                np.testing.assert_allclose(
+                    getattr(fitted.curves[key], part), getattr(curve, part), rtol=1e-12, atol=1e-12
+                )
             assert fitted.curves[key].n_clients == curve.n_clients
         table = inputs.features(spec, fitted, check).toPandas()
 
@@ -131,8 +139,9 @@ def test_features_from_csv_equal_the_pandas_engine(spark, data):
 def test_features_from_typed_parquet_with_the_one_call_api(spark, data):
     _, spec, _, expected = pandas_features(data["sessions_pq"], data["episodes_pq"])
     assert "waited_weeks" in spec.numeric_covariates and spec.categorical_covariates["referral"] == ("gp", "self")
-    frame = spark_engine.build_features_spark(spark, read_spark(spark, data["sessions_pq"]),
-                                              read_spark(spark, data["episodes_pq"]))
+    frame = spark_engine.build_features_spark(
+        spark, read_spark(spark, data["sessions_pq"]), read_spark(spark, data["episodes_pq"])
+    )
     assert_same_features(frame.toPandas(), expected)
 
 
@@ -146,9 +155,12 @@ def test_invalid_data_fails_with_row_free_problems(spark, data, tmp_path):
     episodes.to_csv(tmp_path / "episodes.csv", index=False)
 
     with pytest.raises(ContractError) as caught:
-        spark_engine.build_features_spark(spark, read_spark(spark, tmp_path / "bad.csv"),
-                                          read_spark(spark, tmp_path / "episodes.csv"),
-                                          names={"sessions": "bad.csv", "episodes": "episodes.csv"})
+        spark_engine.build_features_spark(
+            spark,
+            read_spark(spark, tmp_path / "bad.csv"),
+            read_spark(spark, tmp_path / "episodes.csv"),
+            names={"sessions": "bad.csv", "episodes": "episodes.csv"},
+        )
     message = str(caught.value)
     assert "bad.csv, column ors: must be within 0-40 (Outcome Rating Scale) (2 rows)" in message
     assert "bad.csv, column session_date: must be an ISO date (YYYY-MM-DD) (1 row)" in message
@@ -165,8 +177,9 @@ def test_scores_equal_score_sessions(spark, data, model_uri):
     result = load_contract(data["sessions"], data["episodes"], default_registry())
     expected = score_sessions(model, result.sessions, result.episodes)
 
-    scored = spark_engine.score_spark(spark, model_uri, read_spark(spark, data["sessions"]),
-                                      read_spark(spark, data["episodes"])).toPandas()
+    scored = spark_engine.score_spark(
+        spark, model_uri, read_spark(spark, data["sessions"]), read_spark(spark, data["episodes"])
+    ).toPandas()
     scored = scored.sort_values(["client_id", "session_number"], kind="stable").reset_index(drop=True)
     assert len(scored) == len(expected) == len(result.sessions)
     assert (scored["session_number"] > model.spec.max_landmark).any()  # late sessions: last landmark's risk
@@ -185,8 +198,9 @@ def test_features_command_on_spark_writes_the_pandas_table(spark, data, tmp_path
     files = ["--sessions", data["sessions"], "--episodes", data["episodes"]]
     result, output = invoke("features", *files, "--out", tmp_path / "pandas.parquet")
     assert result.exit_code == 0, output
-    result, output = invoke("features", *files, "--out", tmp_path / "spark.parquet", "--engine", "spark",
-                            "--spark-master", "local[2]")
+    result, output = invoke(
+        "features", *files, "--out", tmp_path / "spark.parquet", "--engine", "spark", "--spark-master", "local[2]"
+    )
     assert result.exit_code == 0, output
     assert "wrote" in output and "400 clients" in output
     assert_same_features(pd.read_parquet(tmp_path / "spark.parquet"), pd.read_parquet(tmp_path / "pandas.parquet"))
@@ -216,8 +230,9 @@ def test_commands_reject_unknown_engines_and_non_parquet_spark_output(data, tmp_
     result, output = invoke("features", *files, "--out", tmp_path / "f.csv", "--engine", "spark")
     assert result.exit_code == 1 and "writes Parquet" in output
     assert not (tmp_path / "f.csv").exists()
-    result, output = invoke("score", "--sessions", data["sessions"], "--out", tmp_path / "r.parquet",
-                            "--engine", "dask")
+    result, output = invoke(
+        "score", "--sessions", data["sessions"], "--out", tmp_path / "r.parquet", "--engine", "dask"
+    )
     assert result.exit_code == 1 and "pandas or spark" in output
 
 
@@ -247,8 +262,9 @@ def test_text_reaches_arrow_in_one_piece():
     # pandas 3 text after a concat is a chunked pyarrow array, which pyspark 4 cannot put in a batch.
     chunked = pd.concat([pd.Series(["a", None], dtype="str"), pd.Series(["b"], dtype="str")], ignore_index=True)
     assert isinstance(pa.Array.from_pandas(chunked), pa.ChunkedArray)
-    frame = spark_engine.for_arrow(pd.DataFrame({"client_id": chunked, "gender": pd.Categorical(["F", None, "M"]),
-                                                 "risk": [0.1, 0.2, 0.3]}))
+    frame = spark_engine.for_arrow(
+        pd.DataFrame({"client_id": chunked, "gender": pd.Categorical(["F", None, "M"]), "risk": [0.1, 0.2, 0.3]})
+    )
     assert frame["client_id"].tolist() == ["a", None, "b"] and frame["gender"].tolist() == ["F", None, "M"]
     assert isinstance(pa.Array.from_pandas(frame["client_id"], type=pa.string()), pa.Array)
     assert frame["risk"].dtype == "float64"

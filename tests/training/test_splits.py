@@ -21,14 +21,25 @@ def _rows(n_clients: int = 200, seed: int = 0) -> pd.DataFrame:
     clients = np.repeat([f"c{i:04d}" for i in range(n_clients)], sessions)
     labels = np.repeat(rng.binomial(1, 0.25, n_clients).astype(float), sessions)
     clinic = np.repeat(rng.choice(["a", "b", "c"], n_clients), sessions)
-    return pd.DataFrame({"client_id": clients, "label": labels, "clinic_id": clinic,
-                         "landmark": np.concatenate([np.arange(1, s + 1) for s in sessions])})
+    return pd.DataFrame(
+        {
+            "client_id": clients,
+            "label": labels,
+            "clinic_id": clinic,
+            "landmark": np.concatenate([np.arange(1, s + 1) for s in sessions]),
+        }
+    )
 
 
 def _clients(rows: pd.DataFrame) -> pd.DataFrame:
     first = rows.groupby("client_id")
-    return pd.DataFrame({"client_id": first.size().index, "label": first["label"].first().to_numpy(),
-                         "first_date": pd.date_range("2023-01-01", periods=first.ngroups, freq="D")[::-1]})
+    return pd.DataFrame(
+        {
+            "client_id": first.size().index,
+            "label": first["label"].first().to_numpy(),
+            "first_date": pd.date_range("2023-01-01", periods=first.ngroups, freq="D")[::-1],
+        }
+    )
 
 
 def test_random_holdout_is_disjoint_and_stratified():
@@ -77,6 +88,8 @@ def test_too_few_clients_says_how_many_without_ids():
     labels = pd.Series([1.0] * 7 + [0.0] * 40, index=[f"secret{i}" for i in range(47)])
     with pytest.raises(TooFewClientsError) as caught:
         check_enough_clients(labels, folds=3, min_per_fold=5, what="training clients")
-    assert str(caught.value) == ("training clients: 7 dropout client(s), but 3 folds need at least 15 "
-                                 "(5 per fold); lower training.folds or add data")
+    assert str(caught.value) == (
+        "training clients: 7 dropout client(s), but 3 folds need at least 15 "
+        "(5 per fold); lower training.folds or add data"
+    )
     check_enough_clients(labels, folds=1, min_per_fold=5, what="x")

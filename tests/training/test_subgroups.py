@@ -15,8 +15,20 @@ from dropout_risk.training.subgroups import age_band, subgroup_metrics
 
 def test_age_band_boundaries_and_missing():
     ages = pd.Series([18, 24.9, 25, 34, 35, 49, 50, 64.5, 65, 90, np.nan, None])
-    assert age_band(ages).tolist() == ["<25", "<25", "25-34", "25-34", "35-49", "35-49", "50-64", "50-64",
-                                       "65+", "65+", "unknown", "unknown"]
+    assert age_band(ages).tolist() == [
+        "<25",
+        "<25",
+        "25-34",
+        "25-34",
+        "35-49",
+        "35-49",
+        "50-64",
+        "50-64",
+        "65+",
+        "65+",
+        "unknown",
+        "unknown",
+    ]
 
 
 def _frame() -> pd.DataFrame:
@@ -29,13 +41,15 @@ def _frame() -> pd.DataFrame:
     label[15:40] = 1  # clinic03 below holds only dropouts
     clinic = rng.choice(["clinic01", "clinic02"], n_clients).astype(object)
     clinic[15:40] = "clinic03"
-    frame = pd.DataFrame({
-        "client_id": np.repeat(np.arange(n_clients), n_landmarks),
-        "gender": np.repeat(genders, n_landmarks),
-        "age": np.repeat(rng.integers(18, 80, n_clients).astype(float), n_landmarks),
-        "clinic_id": np.repeat(clinic, n_landmarks),
-        "label": np.repeat(label, n_landmarks),
-    })
+    frame = pd.DataFrame(
+        {
+            "client_id": np.repeat(np.arange(n_clients), n_landmarks),
+            "gender": np.repeat(genders, n_landmarks),
+            "age": np.repeat(rng.integers(18, 80, n_clients).astype(float), n_landmarks),
+            "clinic_id": np.repeat(clinic, n_landmarks),
+            "label": np.repeat(label, n_landmarks),
+        }
+    )
     frame["risk"] = np.clip(0.25 * frame["label"] + 0.75 * rng.random(len(frame)), 0, 1)
     return frame
 
@@ -45,11 +59,20 @@ def test_output_shape_values_and_json_ready():
     out = subgroup_metrics(frame, by=("gender", "age_band", "clinic_id", "therapist_id"))
     assert list(out) == ["gender", "age_band", "clinic_id"]  # therapist_id absent: skipped
     assert set(out["gender"]) == {"female", "male", "non-binary", "unknown"}
-    assert list(out["age_band"]) == [b for b in ("<25", "25-34", "35-49", "50-64", "65+")
-                                     if b in set(age_band(frame["age"]))]  # derived from age, in age order
+    assert list(out["age_band"]) == [
+        b for b in ("<25", "25-34", "35-49", "50-64", "65+") if b in set(age_band(frame["age"]))
+    ]  # derived from age, in age order
     female = out["gender"]["female"]
-    assert set(female) == {"roc_auc", "brier", "mean_predicted", "observed_rate", "n_rows", "n_clients",
-                           "n_events", "auc_note"}
+    assert set(female) == {
+        "roc_auc",
+        "brier",
+        "mean_predicted",
+        "observed_rate",
+        "n_rows",
+        "n_clients",
+        "n_events",
+        "auc_note",
+    }
     rows = frame[frame["gender"] == "female"]
     assert female["roc_auc"] == pytest.approx(roc_auc_score(rows["label"], rows["risk"]))
     assert female["observed_rate"] == pytest.approx(rows["label"].mean())

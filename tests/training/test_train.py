@@ -20,8 +20,9 @@ LANDMARKS = [str(k) for k in range(1, 9)]
 def trained(mlflow_store, tmp_path_factory):
     paths = cohort(tmp_path_factory.mktemp("cohort"), 1200, seed=5)
     settings = settings_for(mlflow_store)
-    outcome = train(paths["sessions"], paths["episodes"], settings, truth_path=paths["truth"],
-                    leave_one_clinic_out=True)
+    outcome = train(
+        paths["sessions"], paths["episodes"], settings, truth_path=paths["truth"], leave_one_clinic_out=True
+    )
     return outcome, paths, settings
 
 
@@ -66,17 +67,26 @@ def test_the_run_records_params_metrics_data_and_artifacts(trained):
     assert run.data.metrics["test_roc_auc"] == pytest.approx(outcome.report["test"]["roc_auc"])
     assert "test_l8_roc_auc" in run.data.metrics and "true_risk_ratio" in run.data.metrics
     digests = {d.dataset.name: d.dataset.digest for d in run.inputs.dataset_inputs}
-    assert digests == {"sessions": outcome.report["data"]["sessions_digest"],
-                       "episodes": outcome.report["data"]["episodes_digest"]}
+    assert digests == {
+        "sessions": outcome.report["data"]["sessions_digest"],
+        "episodes": outcome.report["data"]["episodes_digest"],
+    }
     artifacts = {a.path for a in client.list_artifacts(outcome.run_id)}
     assert {"plots", "model_card.md", "report.json", "evaluation"} <= artifacts
     plots = {a.path for a in client.list_artifacts(outcome.run_id, "plots")}
-    assert plots == {"plots/roc.png", "plots/calibration.png", "plots/auc_by_landmark.png",
-                     "plots/decision_curve.png"}
+    assert plots == {"plots/roc.png", "plots/calibration.png", "plots/auc_by_landmark.png", "plots/decision_curve.png"}
     card = client.download_artifacts(outcome.run_id, "model_card.md")
     text = open(card).read()
-    for section in ("## Intended use", "## Data", "## Outcome", "## Predictors", "## Missing data",
-                    "## Validation design", "## Performance", "## Limits"):
+    for section in (
+        "## Intended use",
+        "## Data",
+        "## Outcome",
+        "## Predictors",
+        "## Missing data",
+        "## Validation design",
+        "## Performance",
+        "## Limits",
+    ):
         assert section in text
     assert "95% CI" in text
 

@@ -41,19 +41,35 @@ def _broken(kind: str, base: dict[str, Path]) -> tuple[pd.DataFrame, pd.DataFram
     return sessions, episodes
 
 
-@pytest.mark.parametrize(("kind", "message"), [
-    ("out_of_range", "row 5, column srs: must be within 0-40"),
-    ("one_class", "every ended episode has the same status (completed)"),
-    ("too_few", "but 4 folds need at least 20"),
-    ("missing_column", "column session_date: required column is missing"),
-])
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ("out_of_range", "row 5, column srs: must be within 0-40"),
+        ("one_class", "every ended episode has the same status (completed)"),
+        ("too_few", "but 4 folds need at least 20"),
+        ("missing_column", "column session_date: required column is missing"),
+    ],
+)
 def test_bad_training_data_registers_nothing(kind, message, base, mlflow_store, tmp_path):
     sessions, episodes = _write(tmp_path, *_broken(kind, base))
     config = tmp_path / "c.toml"
-    config.write_text(f'[training]\nfolds = 3\nartifact_location = "{mlflow_store.artifacts}"\n'
-                      f'experiment = "rejects"\n')
-    result = runner.invoke(app, ["train", "--sessions", str(sessions), "--episodes", str(episodes),
-                                 "--config", str(config), "--report", str(tmp_path / "r.json")])
+    config.write_text(
+        f'[training]\nfolds = 3\nartifact_location = "{mlflow_store.artifacts}"\nexperiment = "rejects"\n'
+    )
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "--sessions",
+            str(sessions),
+            "--episodes",
+            str(episodes),
+            "--config",
+            str(config),
+            "--report",
+            str(tmp_path / "r.json"),
+        ],
+    )
     assert result.exit_code == 1, result.output
     assert message in " ".join(result.output.split())
     assert "Traceback" not in result.output
