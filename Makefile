@@ -9,7 +9,7 @@ SEED ?= 42
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test venv browser bench clean
+.PHONY: run test test-fast lint typecheck venv browser bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,10 +40,27 @@ browser:
 	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium) \
 		|| echo "warning: could not install chromium (not root?): the browser tests will skip"
 
-## Lint, then the whole test suite.
-test: venv browser
-	$(BIN)/ruff check dropout_risk features training models serving cli tests benchmarks
+SOURCES := dropout_risk features training models serving cli tests benchmarks
+PACKAGES := cli features models serving training
+
+## Lint and formatting (ruff), then types (mypy), then the whole test suite: what CI runs.
+test: venv browser lint typecheck
 	$(BIN)/python -m pytest
+
+## The edit loop: lint, types, and every test but the reliability, Spark and browser ones.
+test-fast: venv lint typecheck
+	$(BIN)/python -m pytest -m "not reliability and not spark and not browser"
+
+lint: venv
+	$(BIN)/ruff check $(SOURCES)
+	$(BIN)/ruff format --check $(SOURCES)
+
+## mypy cannot follow the package-dir mapping, so it reads the folders through links named as installed.
+typecheck: venv
+	@mkdir -p .typecheck/dropout_risk
+	@ln -sfn ../../dropout_risk/__init__.py .typecheck/dropout_risk/__init__.py
+	@for p in $(PACKAGES); do ln -sfn ../../$$p .typecheck/dropout_risk/$$p; done
+	MYPYPATH=.typecheck $(BIN)/mypy -p dropout_risk
 
 ## Speed figures (see benchmarks/README.md).
 bench: venv
@@ -56,4 +73,4 @@ bench: venv
 	$(BIN)/python benchmarks/spark_vs_pandas.py
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache .hypothesis *.egg-info mlflow.db mlruns
+	rm -rf $(VENV) runs .pytest_cache .hypothesis .mypy_cache .typecheck *.egg-info mlflow.db mlruns
