@@ -17,12 +17,14 @@ FOLDERS = ("cli", "features", "models", "serving", "training")
 
 @pytest.fixture(scope="module")
 def wheel_names(tmp_path_factory) -> list[str]:
-    out = tmp_path_factory.mktemp("wheel")
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(out), str(ROOT)],
-        check=True,
-        capture_output=True,
-    )
+    # Built from a copy: setuptools writes build/ into the directory it runs in.
+    source, out = tmp_path_factory.mktemp("source"), tmp_path_factory.mktemp("wheel")
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    for folder in ("dropout_risk", *FOLDERS):
+        shutil.copytree(ROOT / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    command = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(out), str(source)]
+    subprocess.run(command, check=True, capture_output=True, cwd=source)
     (wheel,) = out.glob("dropout_risk-*.whl")
     with zipfile.ZipFile(wheel) as archive:
         return archive.namelist()
