@@ -9,12 +9,14 @@ SEED ?= 42
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test test-fast lint typecheck venv browser bench clean
+.PHONY: run test test-fast lint typecheck lock venv browser bench clean
 
-$(STAMP): pyproject.toml
+# Installs the exact versions in requirements.lock, then the project itself (editable, no resolving).
+$(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,spark]'
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -61,6 +63,12 @@ typecheck: venv
 	@ln -sfn ../../dropout_risk/__init__.py .typecheck/dropout_risk/__init__.py
 	@for p in $(PACKAGES); do ln -sfn ../../$$p .typecheck/dropout_risk/$$p; done
 	MYPYPATH=.typecheck $(BIN)/mypy -p dropout_risk
+
+## Re-resolve requirements.lock from pyproject.toml (after changing a dependency or a bound).
+lock: venv
+	$(BIN)/python -m pip install --quiet pip-tools
+	$(BIN)/pip-compile --quiet --upgrade --extra test --extra spark --strip-extras --no-emit-find-links \
+		--no-emit-index-url --output-file requirements.lock pyproject.toml
 
 ## Speed figures (see benchmarks/README.md).
 bench: venv

@@ -31,7 +31,7 @@ def simulate(
     ] = 1.0,
     config: ConfigOption = None,
 ) -> None:
-    """Simulate a cohort reproducing the published dropout statistics (domain.md section 6)."""
+    """Simulate a cohort reproducing the published dropout statistics (docs/domain.md section 6)."""
     registry = settings(config).registry()
     with user_errors():
         sim = SimulationConfig(

@@ -2,7 +2,7 @@
 
 Validation, features, clinical flags and the simulator all read this table, so
 adding a scale is one entry here or one ``[[instruments]]`` table in the config
-file (see ``features.config``). Numbers come from ``shared/domain.md`` section 2.
+file (see ``features.config``). Numbers come from ``docs/domain.md`` section 2.
 
 Clinical-side convention, used everywhere (flags, recovery, cutoff distance):
 a score is on the clinical side when it is ``>= cutoff`` for a lower-is-better

@@ -1,7 +1,7 @@
 """Landmark features: one row per (client, attended session k <= max_landmark).
 
 The row for session k describes the client as known right after session k and
-uses ONLY that client's sessions 1..k (shared/domain.md section 5): every
+uses ONLY that client's sessions 1..k (docs/domain.md section 5): every
 feature is a running ("so far") quantity, computed over the whole table at once
 with cumulative sums, running maxima of row positions (a per-client forward
 fill) and group-wise cumulative ops on rows sorted by client and session. There

@@ -1,6 +1,6 @@
 """Expected treatment response: where a client's outcome score should be by session k.
 
-The established feedback systems (OQ-Analyst, PCOMS; shared/domain.md section 3)
+The established feedback systems (OQ-Analyst, PCOMS; docs/domain.md section 3)
 judge progress against the course expected *from the intake score*, not against
 zero change: a client who starts very distressed is expected to move more. We
 fit the same idea from the training data, per outcome instrument and per

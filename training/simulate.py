@@ -1,6 +1,6 @@
 """Synthetic cohort simulator: session-by-session outcome and alliance scores with dropout.
 
-The generating process reproduces the published numbers in ``shared/domain.md``
+The generating process reproduces the published numbers in ``docs/domain.md``
 section 6 (dropout rate, front-loaded timing, alliance-dropout d about 0.55,
 alliance-outcome r about 0.28, PCOMS intake norms, about half of completers
 recovered, younger clients leaving more) on the instrument scales of section 2.
