@@ -9,11 +9,20 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from dropout_risk.cli.common import ConfigOption, console, err_console, fail, settings, user_errors
-from dropout_risk.cli.data import EpisodesOption, SessionsOption
-from dropout_risk.training.compare import DEFAULT_FEATURE_SETS, CompareError, compare, write_reports
-from dropout_risk.training.compare_settings import CompareSettings
-from dropout_risk.training.splits import TooFewClientsError
+from dropout_risk.cli.common import (
+    ConfigOption,
+    EpisodesOption,
+    SessionsOption,
+    console,
+    err_console,
+    fail,
+    settings,
+    user_errors,
+)
+
+# The help text's copy of training.compare.DEFAULT_FEATURE_SETS (importing that module costs seconds);
+# tests/cli/test_cli_startup.py keeps the two equal.
+DEFAULT_FEATURE_SETS_HELP = "outcome,alliance,outcome+alliance,outcome+alliance+attendance+covariates"
 
 
 def _num(value, digits: int = 3) -> str:
@@ -109,7 +118,7 @@ def compare_command(
         typer.Option(
             "--feature-sets",
             help="Comma-separated sets: groups joined by + (attendance, outcome, alliance, covariates) or sets "
-            f"defined in [compare.feature_sets]. Default: the config's sets, else {','.join(DEFAULT_FEATURE_SETS)}.",
+            f"defined in [compare.feature_sets]. Default: the config's sets, else {DEFAULT_FEATURE_SETS_HELP}.",
         ),
     ] = None,
     model: Annotated[
@@ -138,6 +147,10 @@ def compare_command(
     config: ConfigOption = None,
 ) -> None:
     """Compare feature sets on the same client-grouped folds: which scores predict dropout, from which session."""
+    from dropout_risk.training.compare import CompareError, compare, write_reports
+    from dropout_risk.training.compare_settings import CompareSettings
+    from dropout_risk.training.splits import TooFewClientsError
+
     project = settings(config, CompareSettings)
     with user_errors(), console.status("comparing feature sets") as status:
         try:

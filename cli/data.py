@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -11,6 +11,8 @@ from rich.table import Table
 from dropout_risk.cli.common import (
     ConfigOption,
     EngineOption,
+    EpisodesOption,
+    SessionsOption,
     SparkMasterOption,
     check_engine,
     console,
@@ -19,13 +21,10 @@ from dropout_risk.cli.common import (
     settings,
     user_errors,
 )
-from dropout_risk.features.contract import ValidationResult
-from dropout_risk.features.landmarks import build_features
-from dropout_risk.features.spec import infer_spec
-from dropout_risk.training.data import load_contract, write_table
 
-SessionsOption = Annotated[Path, typer.Option("--sessions", help="Sessions file (.csv or .parquet).")]
-EpisodesOption = Annotated[Path, typer.Option("--episodes", help="Episodes file (.csv or .parquet).")]
+if TYPE_CHECKING:
+    from dropout_risk.features.config import ProjectSettings
+    from dropout_risk.features.contract import ValidationResult
 
 
 def _print_summary(summary: dict) -> None:
@@ -41,7 +40,9 @@ def _print_summary(summary: dict) -> None:
     console.print(table)
 
 
-def _checked(sessions: Path, episodes: Path, config: Path | None) -> tuple[ValidationResult, object]:
+def _checked(sessions: Path, episodes: Path, config: Path | None) -> tuple[ValidationResult, ProjectSettings]:
+    from dropout_risk.training.data import load_contract
+
     project = settings(config)
     registry = project.registry()
     with user_errors():
@@ -76,6 +77,10 @@ def features(
     if engine == "spark":
         _features_on_spark(sessions, episodes, out, spark_master, config)
         return
+    from dropout_risk.features.landmarks import build_features
+    from dropout_risk.features.spec import infer_spec
+    from dropout_risk.training.data import write_table
+
     result, project = _checked(sessions, episodes, config)
     spec = infer_spec(result.sessions, result.episodes, project.registry(), project.features)
     with console.status("building landmark features"):

@@ -5,21 +5,24 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from dropout_risk.cli.common import ConfigOption, console, fail, settings
-from dropout_risk.serving.db import make_engine, session_factory, transaction
-from dropout_risk.serving.keys import KeyError_, create_key, list_keys, revoke_key
-from dropout_risk.serving.migrate import upgrade
-from dropout_risk.serving.settings import ServingSettings
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
 
 keys_app = typer.Typer(help="Create, list and revoke clinics' API keys.", no_args_is_help=True)
 
 
-def _sessions(config: Path | None):
+def _sessions(config: Path | None) -> sessionmaker[Session]:
+    from dropout_risk.serving.db import make_engine, session_factory
+    from dropout_risk.serving.migrate import upgrade
+    from dropout_risk.serving.settings import ServingSettings
+
     project = settings(config, ServingSettings)
     engine = make_engine(project.database_url)
     upgrade(engine)
@@ -35,6 +38,7 @@ def serve(
     import uvicorn
 
     from dropout_risk.serving.app import create_app
+    from dropout_risk.serving.settings import ServingSettings
 
     project = settings(config, ServingSettings)
     # MLflow retries a registry call for minutes by default; the poller should notice an outage quickly
@@ -54,6 +58,9 @@ def keys_create(
     clinic: Annotated[str, typer.Option("--clinic", help="Clinic name (created if new).")], config: ConfigOption = None
 ) -> None:
     """Create a key for a clinic and print it once (only its hash is stored)."""
+    from dropout_risk.serving.db import transaction
+    from dropout_risk.serving.keys import create_key
+
     with transaction(_sessions(config)) as db:
         key, record = create_key(db, clinic)
     console.print(f"key for clinic [bold]{clinic}[/] (shown once, store it now):", highlight=False)
@@ -66,6 +73,9 @@ def keys_revoke(
     config: ConfigOption = None,
 ) -> None:
     """Revoke a key: requests with it get 401 from now on."""
+    from dropout_risk.serving.db import transaction
+    from dropout_risk.serving.keys import KeyError_, revoke_key
+
     try:
         with transaction(_sessions(config)) as db:
             count = revoke_key(db, prefix)
@@ -79,6 +89,9 @@ def keys_revoke(
 @keys_app.command("list")
 def keys_list(config: ConfigOption = None) -> None:
     """List keys: prefix, clinic, created, revoked."""
+    from dropout_risk.serving.db import transaction
+    from dropout_risk.serving.keys import list_keys
+
     with transaction(_sessions(config)) as db:
         rows = list_keys(db)
     table = Table("prefix", "clinic", "created", "revoked")
@@ -93,6 +106,7 @@ def export(
     config: ConfigOption = None,
 ) -> None:
     """Write the stored sessions and episodes as the training data contract."""
+    from dropout_risk.serving.db import transaction
     from dropout_risk.serving.export import export_contract
 
     with transaction(_sessions(config)) as db:

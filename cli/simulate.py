@@ -8,7 +8,6 @@ from typing import Annotated, Literal
 import typer
 
 from dropout_risk.cli.common import ConfigOption, console, settings, user_errors
-from dropout_risk.training.simulate import SimulationConfig, simulate_cohort, write_cohort
 
 
 def simulate(
@@ -32,6 +31,8 @@ def simulate(
     config: ConfigOption = None,
 ) -> None:
     """Simulate a cohort reproducing the published dropout statistics (docs/domain.md section 6)."""
+    from dropout_risk.training.simulate import SimulationConfig, simulate_cohort, write_cohort
+
     registry = settings(config).registry()
     with user_errors():
         sim = SimulationConfig(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -13,6 +13,8 @@ from rich.table import Table
 from dropout_risk.cli.common import (
     ConfigOption,
     EngineOption,
+    EpisodesOption,
+    SessionsOption,
     SparkMasterOption,
     check_engine,
     console,
@@ -21,14 +23,12 @@ from dropout_risk.cli.common import (
     settings,
     user_errors,
 )
-from dropout_risk.cli.data import EpisodesOption, SessionsOption
-from dropout_risk.features.instruments import InstrumentRegistry
-from dropout_risk.models.registry import CHAMPION, load_model, model_uri
-from dropout_risk.training.promote import Decision, PromotionError, promote
-from dropout_risk.training.score import score_file
-from dropout_risk.training.settings import TrainingSettings
-from dropout_risk.training.splits import TooFewClientsError
-from dropout_risk.training.train import TrainingDataError, train
+from dropout_risk.models.names import CHAMPION, model_uri
+
+if TYPE_CHECKING:
+    from dropout_risk.features.instruments import InstrumentRegistry
+    from dropout_risk.models.packaged import DropoutRiskModel
+    from dropout_risk.training.promote import Decision
 
 
 def _report_table(report: dict) -> Table:
@@ -76,6 +76,11 @@ def train_command(
     ] = False,
 ) -> None:
     """Train, validate by client, register as challenger (and optionally promote)."""
+    from dropout_risk.training.promote import PromotionError, promote
+    from dropout_risk.training.settings import TrainingSettings
+    from dropout_risk.training.splits import TooFewClientsError
+    from dropout_risk.training.train import TrainingDataError, train
+
     if split not in ("random", "temporal"):
         fail("--split must be random or temporal")
     project = settings(config, TrainingSettings)
@@ -121,6 +126,9 @@ def promote_command(
     config: ConfigOption = None,
 ) -> None:
     """Make a version the champion if it passes the gate (or by force, with a reason)."""
+    from dropout_risk.training.promote import PromotionError, promote
+    from dropout_risk.training.settings import TrainingSettings
+
     project = settings(config, TrainingSettings)
     try:
         decision = promote(project, version=version, force=force, reason=reason)
@@ -131,7 +139,7 @@ def promote_command(
         raise typer.Exit(code=1)
 
 
-def _scoring_registry(base: InstrumentRegistry, model) -> InstrumentRegistry:
+def _scoring_registry(base: InstrumentRegistry, model: DropoutRiskModel) -> InstrumentRegistry:
     """The config's instruments plus any the model was trained with (declared in another config)."""
     return base.with_extra([i for i in model.spec.instruments if i.key not in base])
 
@@ -146,6 +154,10 @@ def score_command(
     config: ConfigOption = None,
 ) -> None:
     """Write client_id, session_number, risk for every session of every client."""
+    from dropout_risk.models.registry import load_model
+    from dropout_risk.training.score import score_file
+    from dropout_risk.training.settings import TrainingSettings
+
     check_engine(engine)
     project = settings(config, TrainingSettings)
     with console.status(f"loading {model}"):
@@ -180,7 +192,12 @@ def score_command(
 
 
 def _score_on_spark(
-    packaged, sessions: Path, episodes: Path | None, out: Path, registry: InstrumentRegistry, master: str
+    packaged: DropoutRiskModel,
+    sessions: Path,
+    episodes: Path | None,
+    out: Path,
+    registry: InstrumentRegistry,
+    master: str,
 ) -> None:
     """The same risks computed by Spark: the model's score_history on each bucket of clients, Parquet out."""
     from dropout_risk.training.spark_engine import SparkUnavailableError, score_job, spark_for_job

@@ -9,16 +9,20 @@ from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
+from dropout_risk.models.names import CHALLENGER, CHAMPION, MODEL_NAME, model_uri
 from dropout_risk.models.packaged import DropoutRiskModel
 
-MODEL_NAME = "dropout-risk"
-CHAMPION = "champion"
-CHALLENGER = "challenger"
+__all__ = [
+    "CHALLENGER",
+    "CHAMPION",
+    "MODEL_NAME",
+    "load_model",
+    "log_model",
+    "model_uri",
+    "set_alias",
+    "version_for_alias",
+]
 _RUNTIME_PACKAGES = ("mlflow", "scikit-learn", "lightgbm", "pandas", "numpy", "pyarrow", "pydantic")
-
-
-def model_uri(alias: str = CHAMPION, name: str = MODEL_NAME) -> str:
-    return f"models:/{name}@{alias}"
 
 
 def _pip_requirements() -> list[str]:

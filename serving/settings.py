@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from dropout_risk.features.config import ProjectSettings
-from dropout_risk.models.registry import CHAMPION, model_uri
+from dropout_risk.models.names import CHAMPION, model_uri
 
 
 class RiskBands(BaseModel):

@@ -1,0 +1,37 @@
+"""The command starts without its heavy dependencies: they load inside the command that needs them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+HEAVY = ("pandas", "numpy", "mlflow", "sklearn", "lightgbm", "pandera", "sqlalchemy", "fastapi", "pyspark", "scipy")
+
+
+def _heavy_modules_after(code: str) -> list[str]:
+    probe = f"{code}\nimport json, sys\nprint(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}})))"
+    out = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True).stdout
+    return [name for name in json.loads(out.splitlines()[-1]) if name in HEAVY]
+
+
+def test_importing_the_cli_loads_no_heavy_library():
+    assert _heavy_modules_after("import dropout_risk.cli.main") == []
+
+
+def test_help_of_every_command_loads_no_heavy_library():
+    code = (
+        "from typer.testing import CliRunner\n"
+        "from dropout_risk.cli.main import app\n"
+        "commands = [[], ['validate'], ['features'], ['train'], ['score'], ['compare'], ['serve'], ['keys', 'list']]\n"
+        "for args in commands:\n"
+        "    assert CliRunner().invoke(app, [*args, '--help']).exit_code == 0, args"
+    )
+    assert _heavy_modules_after(code) == []
+
+
+def test_the_help_text_names_the_default_feature_sets():
+    from dropout_risk.cli.compare import DEFAULT_FEATURE_SETS_HELP
+    from dropout_risk.training.compare import DEFAULT_FEATURE_SETS
+
+    assert DEFAULT_FEATURE_SETS_HELP == ",".join(DEFAULT_FEATURE_SETS)
