@@ -4,8 +4,11 @@ The row for session k describes the client as known right after session k and
 uses ONLY that client's sessions 1..k (docs/domain.md section 5): every
 feature is a running ("so far") quantity, computed over the whole table at once
 with cumulative sums, running maxima of row positions (a per-client forward
-fill) and group-wise cumulative ops on rows sorted by client and session. There
-is no per-client Python code, so a million sessions take seconds.
+fill) and group-wise cumulative ops on rows sorted by client and session
+(``features.client_blocks``). There is no per-client Python code, so a million
+sessions take seconds. This module lays out the table and the episode columns;
+``features.score_features`` computes the attendance, outcome and alliance
+features for both the table and the service's one-client path.
 
 Conventions
 - Scores are first normalised so that higher is better (``Instrument.normalise``:
@@ -30,20 +33,19 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from dropout_risk.features.client_blocks import ClientBlocks, take
 from dropout_risk.features.config import FeatureConfig
-from dropout_risk.features.instruments import Instrument, InstrumentRegistry, default_registry
+from dropout_risk.features.instruments import InstrumentRegistry, default_registry
+from dropout_risk.features.score_features import ROUNDING_TOLERANCE, session_features
 from dropout_risk.features.spec import (
-    ALLIANCE_SUFFIXES,
-    ATTENDANCE_FEATURES,
     LANDMARK,
-    OUTCOME_SUFFIXES,
     FeatureSpec,
     infer_spec,
 )
 from dropout_risk.features.trajectories import ExpectedTrajectories, fit_expected_trajectories
 
-ROUNDING_TOLERANCE = 1e-9
-NS_PER_DAY = 86_400 * 10**9
+__all__ = ["OPTIONAL_EPISODE_IDS", "ROUNDING_TOLERANCE", "ClientHistory", "build_features", "client_features"]
+
 LABELS = {"dropout": 1.0, "completed": 0.0}
 OPTIONAL_EPISODE_IDS = ("clinic_id", "therapist_id")
 
@@ -90,7 +92,7 @@ def build_features(
     columns.update(_episode_columns(episodes, client_ids, clients.codes, spec))
     date_ns = frame["session_date"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
     columns.update(
-        _session_features(
+        session_features(
             session,
             date_ns,
             _float_column(frame, "missed_since_last"),
@@ -111,26 +113,6 @@ def build_features(
     ]
     # Every Series here already carries the sorted RangeIndex, so arrays and Series line up.
     return pd.DataFrame({name: columns[name] for name in ids + spec.feature_columns()[1:]})
-
-
-def _session_features(
-    session: np.ndarray,
-    date_ns: np.ndarray,
-    missed: np.ndarray,
-    raw: dict[str, np.ndarray],
-    clients: _Clients,
-    spec: FeatureSpec,
-    trajectories: ExpectedTrajectories,
-) -> dict:
-    """Every attendance, outcome and alliance feature: the one implementation both paths call."""
-    columns = _attendance_features(date_ns, missed, clients, session)
-    for instrument in spec.outcome_instruments:
-        columns.update(
-            _outcome_features(instrument, raw[instrument.key], clients, session, trajectories, spec.off_track_z)
-        )
-    for instrument in spec.alliance_instruments:
-        columns.update(_alliance_features(instrument, raw[instrument.key], clients, session))
-    return columns
 
 
 # --- one client, no pandas: the service's path ------------------------------------------------
@@ -172,14 +154,14 @@ def client_features(history: ClientHistory, spec: FeatureSpec, trajectories: Exp
     keep = history.session_number <= spec.max_landmark
     session = history.session_number[keep].astype(np.int64)
     n = len(session)
-    clients = _Clients(codes=np.zeros(n, dtype=np.int64), first_row=np.zeros(n, dtype=np.int64))
+    clients = ClientBlocks(codes=np.zeros(n, dtype=np.int64), first_row=np.zeros(n, dtype=np.int64))
     raw = {
         i.key: np.asarray(history.scores[i.key], dtype=float)[keep] if i.key in history.scores else np.full(n, np.nan)
         for i in spec.instruments
     }
     columns: dict[str, np.ndarray] = {LANDMARK: session.astype(float)}
     columns.update(
-        _session_features(session, history.date_ns[keep], history.missed[keep], raw, clients, spec, trajectories)
+        session_features(session, history.date_ns[keep], history.missed[keep], raw, clients, spec, trajectories)
     )
     for name in spec.numeric_covariates:
         columns[name] = np.full(n, _numeric_covariate(history.covariates.get(name)))
@@ -190,88 +172,10 @@ def client_features(history: ClientHistory, spec: FeatureSpec, trajectories: Exp
     return {name: np.asarray(columns[name], dtype=float) for name in spec.feature_columns()}
 
 
-# --- the sorted session table and per-client bookkeeping ----------------------------------
+# --- the sorted session table ---------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Clients:
-    """Client blocks of a table sorted by client then session.
-
-    ``codes`` is the client's index in the sorted unique ids, ``first_row`` the
-    position of the client's first row, both per row.
-    """
-
-    codes: np.ndarray
-    first_row: np.ndarray
-
-    @classmethod
-    def from_sorted_codes(cls, codes: np.ndarray) -> _Clients:
-        rows = np.arange(len(codes))
-        starts = np.ones(len(codes), dtype=bool)
-        starts[1:] = codes[1:] != codes[:-1]
-        first_row = np.maximum.accumulate(np.where(starts, rows, 0))
-        return cls(codes, first_row)
-
-    def last_position(self, mask: np.ndarray) -> np.ndarray:
-        """Per row: position of the latest row so far (this one included) where mask holds, -1 if none.
-
-        A running maximum of positions is a forward fill; checking it against the
-        client's first row keeps it from reaching into the previous client.
-        """
-        latest = np.maximum.accumulate(np.where(mask, np.arange(len(mask)), -1))
-        return np.where(latest >= self.first_row, latest, -1)
-
-    def previous_position(self, mask: np.ndarray) -> np.ndarray:
-        """Per row: position of the latest row strictly before this one where mask holds, -1 if none."""
-        before = np.concatenate([[-1], self.last_position(mask)[:-1]]).astype(np.int64)
-        # At a client's first row, `before` points into the previous client: below first_row.
-        return np.where(before >= self.first_row, before, -1)
-
-    def count(self, mask: np.ndarray) -> np.ndarray:
-        """Per row: how many rows so far (this one included) satisfy mask. Integer, so exact."""
-        running = np.cumsum(mask, dtype=np.int64)
-        return running - (running[self.first_row] - mask[self.first_row])
-
-    def _grid(self) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
-        """(block, position) of each row in a clients x sessions grid, and the grid's shape."""
-        rows = np.arange(len(self.codes))
-        block = np.cumsum(rows == self.first_row) - 1
-        position = rows - self.first_row
-        shape = (int(block[-1]) + 1, int(position.max()) + 1) if len(rows) else (0, 0)
-        return block, position, shape
-
-    def _accumulate(self, values: np.ndarray, ufunc: np.ufunc, pad: float) -> np.ndarray:
-        # Lay each client's rows out along one grid row and accumulate along it: each client's
-        # running value is summed in session order from its own rows only, exactly as a per-client
-        # loop would (a global cumsum minus an offset would lose precision on large tables).
-        if len(values) == 0 or self.first_row[-1] == 0:  # one client (the service's case): no grid needed
-            return ufunc.accumulate(values)
-        block, position, shape = self._grid()
-        grid = np.full(shape, pad)
-        grid[block, position] = values
-        return ufunc.accumulate(grid, axis=1)[block, position]
-
-    def cumsum(self, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Running sums per client (NaN-free input)."""
-        return {name: self._accumulate(np.asarray(v, dtype=float), np.add, 0.0) for name, v in values.items()}
-
-    def cummin(self, values: np.ndarray) -> np.ndarray:
-        return self._accumulate(np.asarray(values, dtype=float), np.minimum, np.inf)
-
-
-def _take(values: np.ndarray, position: np.ndarray) -> np.ndarray:
-    """values[position] as float, NaN where position is -1."""
-    found = position >= 0
-    if not found.any():
-        return np.full(len(position), np.nan)
-    return np.where(found, values[np.where(found, position, 0)].astype(float), np.nan)
-
-
-def _flag(condition: np.ndarray, known: np.ndarray) -> np.ndarray:
-    return np.where(known, condition.astype(float), np.nan)
-
-
-def _landmark_sessions(sessions: pd.DataFrame, max_landmark: int) -> tuple[pd.DataFrame, _Clients, pd.Index]:
+def _landmark_sessions(sessions: pd.DataFrame, max_landmark: int) -> tuple[pd.DataFrame, ClientBlocks, pd.Index]:
     """Sessions 1..max_landmark sorted by client and session, the client blocks, the sorted unique ids.
 
     Later sessions are dropped first: no row may depend on them.
@@ -290,17 +194,13 @@ def _landmark_sessions(sessions: pd.DataFrame, max_landmark: int) -> tuple[pd.Da
     if repeated.any():
         raise ValueError("sessions: a client has the same session_number twice")
     frame = sessions.take(order).reset_index(drop=True)
-    return frame, _Clients.from_sorted_codes(codes), client_ids
+    return frame, ClientBlocks.from_sorted_codes(codes), client_ids
 
 
 def _float_column(frame: pd.DataFrame, name: str) -> np.ndarray:
     if name not in frame.columns:
         return np.full(len(frame), np.nan)
     return frame[name].to_numpy(dtype=float, na_value=np.nan)
-
-
-def _normalised(instrument: Instrument, raw: np.ndarray) -> np.ndarray:
-    return np.asarray(instrument.normalise(raw), dtype=float)
 
 
 # --- episode columns: ids, status, label, covariates ---------------------------------------
@@ -320,14 +220,14 @@ def _episode_columns(
         if name in episodes.columns:
             out[name] = _take_episode(episodes[name], row)
     out["status"] = _take_episode(episodes["status"], row)
-    out["label"] = _take(_labels(episodes["status"]), row)
+    out["label"] = take(_labels(episodes["status"]), row)
     for name in spec.numeric_covariates:
         values = (
             pd.to_numeric(episodes[name], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
             if name in episodes.columns
             else np.full(len(episodes), np.nan)
         )
-        out[name] = _take(values, row)
+        out[name] = take(values, row)
     for name, levels in spec.categorical_covariates.items():
         level_codes = _level_codes(episodes[name], levels) if name in episodes.columns else np.full(len(episodes), -1)
         # With no episode rows at all, every row is -1 already (and there is nothing to index).
@@ -353,149 +253,3 @@ def _level_codes(column: pd.Series, levels: tuple[str, ...]) -> np.ndarray:
     known = column.notna().to_numpy()
     codes = pd.Index(levels, dtype=str).get_indexer(column.astype(str))
     return np.where(known, codes, -1)
-
-
-# --- attendance ----------------------------------------------------------------------------
-
-
-def _attendance_features(
-    date_ns: np.ndarray, missed: np.ndarray, clients: _Clients, session: np.ndarray
-) -> dict[str, np.ndarray]:
-    days = (date_ns - date_ns[clients.first_row]) / NS_PER_DAY
-    previous_row = clients.previous_position(np.ones(len(session), dtype=bool))
-    known = ~np.isnan(missed)
-    missed_total = clients.cumsum({"m": np.where(known, missed, 0.0)})["m"]
-    steps = (session - 1).astype(float)
-    features = {
-        "days_in_treatment": days,
-        "mean_gap_days": np.divide(days, steps, out=np.full(len(days), np.nan), where=steps > 0),
-        "last_gap_days": days - _take(days, previous_row),
-        "missed_total": np.where(clients.count(known) > 0, missed_total, np.nan),
-        "missed_last": missed,
-    }
-    assert tuple(features) == ATTENDANCE_FEATURES
-    return features
-
-
-# --- shared running statistics of one instrument -------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Running:
-    """Running quantities of one instrument's observed (non-NaN) scores, per row."""
-
-    n: np.ndarray  # observations so far
-    first: np.ndarray  # first observed score
-    current: np.ndarray  # last observed score
-    current_session: np.ndarray  # session number of that observation
-    change_last: np.ndarray  # last minus previous observation
-    drop_at_row: np.ndarray  # previous observation minus this row's score (NaN unless observed with a previous)
-    sums: dict[str, np.ndarray]  # Sx, Sy, Sxy, Sxx over observed (session, score)
-
-
-def _running(score: np.ndarray, clients: _Clients, session: np.ndarray) -> _Running:
-    observed = ~np.isnan(score)
-    n = clients.count(observed)
-    last = clients.last_position(observed)
-    first = clients.last_position(observed & (n == 1))
-    previous_score = _take(score, clients.previous_position(observed))
-    step = np.where(observed, score - previous_score, np.nan)
-    x = np.where(observed, session.astype(float), 0.0)
-    y = np.where(observed, score, 0.0)
-    sums = clients.cumsum({"sx": x, "sy": y, "sxy": x * y, "sxx": x * x})
-    return _Running(
-        n=n,
-        first=_take(score, first),
-        current=_take(score, last),
-        current_session=_take(session, last),
-        change_last=_take(step, last),
-        drop_at_row=-step,
-        sums=sums,
-    )
-
-
-def _ols_slope(n: np.ndarray, sums: dict[str, np.ndarray]) -> np.ndarray:
-    """Slope of score on session number from running sums; NaN with fewer than 2 points."""
-    numerator = n * sums["sxy"] - sums["sx"] * sums["sy"]
-    denominator = n * sums["sxx"] - sums["sx"] ** 2
-    ok = (n >= 2) & (denominator > 0)  # distinct session numbers make it > 0 once n >= 2
-    return np.divide(numerator, denominator, out=np.full(len(n), np.nan), where=ok)
-
-
-# --- outcome ----------------------------------------------------------------------------------
-
-
-def _outcome_features(
-    instrument: Instrument,
-    raw: np.ndarray,
-    clients: _Clients,
-    session: np.ndarray,
-    trajectories: ExpectedTrajectories,
-    off_track_z: float,
-) -> dict[str, np.ndarray]:
-    score = _normalised(instrument, raw)
-    run = _running(score, clients, session)
-    change_intake = np.where(run.n >= 2, run.current - run.first, np.nan)
-    known_change = ~np.isnan(change_intake)
-    rc = instrument.reliable_change
-    if rc is None:
-        improved = deteriorated = np.full(len(score), np.nan)
-    else:
-        improved = _flag(change_intake >= rc - ROUNDING_TOLERANCE, known_change)
-        deteriorated = _flag(change_intake <= -rc + ROUNDING_TOLERANCE, known_change)
-    if instrument.cutoff is None:
-        dist_cutoff = np.full(len(score), np.nan)
-    else:
-        dist_cutoff = run.current - float(instrument.normalise(instrument.cutoff))
-    if instrument.key in trajectories:
-        expected, resid_sd = trajectories.expected(instrument.key, run.first, run.current_session)
-    else:  # a spec instrument the stored curves do not cover: no expectation to compare against
-        expected = resid_sd = np.full(len(score), np.nan)
-    deviation = run.current - expected
-    off_track = _flag(deviation < -off_track_z * resid_sd, ~np.isnan(deviation) & ~np.isnan(resid_sd))
-    values = {
-        "intake": run.first,
-        "current": run.current,
-        "sessions_since_obs": session - run.current_session,
-        "change_intake": change_intake,
-        "change_last": run.change_last,
-        "slope": _ols_slope(run.n, run.sums),
-        "reliable_improvement": improved,
-        "reliable_deterioration": deteriorated,
-        "dist_cutoff": dist_cutoff,
-        "expected_dev": deviation,
-        "off_track": off_track,
-    }
-    assert tuple(values) == OUTCOME_SUFFIXES
-    return {f"{instrument.key}_{suffix}": v for suffix, v in values.items()}
-
-
-# --- alliance -------------------------------------------------------------------------------
-
-
-def _alliance_features(
-    instrument: Instrument, raw: np.ndarray, clients: _Clients, session: np.ndarray
-) -> dict[str, np.ndarray]:
-    score = _normalised(instrument, raw)
-    run = _running(score, clients, session)
-    observed = ~np.isnan(score)
-    any_seen = run.n > 0
-    running_min = clients.cummin(np.where(observed, score, np.inf))
-    if instrument.cutoff is None:
-        n_below = np.full(len(score), np.nan)
-    else:
-        clinical = observed & instrument.is_clinical(raw)
-        n_below = np.where(any_seen, clients.count(clinical).astype(float), np.nan)
-    rc = instrument.reliable_change
-    threshold_hit = run.drop_at_row >= rc - ROUNDING_TOLERANCE if rc is not None else run.drop_at_row > 0
-    values = {
-        "current": run.current,
-        "min": np.where(any_seen, running_min, np.nan),
-        "mean": np.divide(run.sums["sy"], run.n, out=np.full(len(score), np.nan), where=any_seen),
-        "change_first": np.where(run.n >= 2, run.current - run.first, np.nan),
-        "change_last": run.change_last,
-        "n_below_cutoff": n_below,
-        "any_drop": _flag(clients.count(threshold_hit & ~np.isnan(run.drop_at_row)) > 0, run.n >= 2),
-    }
-    assert tuple(values) == ALLIANCE_SUFFIXES
-    return {f"{instrument.key}_{suffix}": v for suffix, v in values.items()}
