@@ -16,8 +16,7 @@ from dataclasses import dataclass, field
 from mlflow import MlflowClient
 
 from dropout_risk.models.compiled import CompiledModel
-from dropout_risk.models.packaged import DropoutRiskModel
-from dropout_risk.models.registry import load_model
+from dropout_risk.models.registry import load_scorer
 
 log = logging.getLogger("dropout_risk.model")
 _PER_LANDMARK = re.compile(r"test_l\d+_")
@@ -28,12 +27,16 @@ class LoadedModel:
     name: str
     version: str
     alias: str | None
-    model: DropoutRiskModel
     compiled: CompiledModel
     run_id: str | None
     trained_at: str | None
     metrics: dict = field(default_factory=dict)
     loaded_at: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat())
+
+    @property
+    def model(self) -> CompiledModel:
+        """The served model's ``kind``, ``spec`` and ``trajectories`` (the scorer carries them)."""
+        return self.compiled
 
 
 def _parse_uri(uri: str) -> tuple[str, str | None, str | None]:
@@ -101,7 +104,8 @@ class ModelHolder:
 
     def _load(self, client: MlflowClient, version: str) -> LoadedModel:
         # Load by explicit version: the alias may move between the lookup and the load.
-        model = load_model(f"models:/{self.name}/{version}")
+        # The scorer artifact's plain files: nothing unpickled, no scikit-learn internals read.
+        compiled = load_scorer(f"models:/{self.name}/{version}")
         model_version = client.get_model_version(self.name, version)
         run = client.get_run(model_version.run_id) if model_version.run_id else None
         metrics = {
@@ -118,8 +122,7 @@ class ModelHolder:
             name=self.name,
             version=version,
             alias=self.alias,
-            model=model,
-            compiled=CompiledModel.from_model(model),
+            compiled=compiled,
             run_id=model_version.run_id,
             trained_at=trained_at,
             metrics=metrics,
