@@ -23,7 +23,7 @@ from dropout_risk.cli.common import (
 )
 from dropout_risk.cli.data import EpisodesOption, SessionsOption
 from dropout_risk.features.instruments import InstrumentRegistry
-from dropout_risk.models.registry import CHAMPION, load_model, model_uri
+from dropout_risk.models.registry import CHAMPION, load_model, load_scorer, model_uri
 from dropout_risk.training.promote import Decision, PromotionError, promote
 from dropout_risk.training.score import score_file
 from dropout_risk.training.settings import TrainingSettings
@@ -150,12 +150,13 @@ def score_command(
     project = settings(config, TrainingSettings)
     with console.status(f"loading {model}"):
         try:
-            packaged = load_model(model)
+            # pandas: the scorer from the model's plain files, as serving; Spark ships the packaged model.
+            scorer = load_model(model) if engine == "spark" else load_scorer(model)
         except Exception as exc:  # MLflow raises several types for a missing model or store
             fail(f"cannot load model {model}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
-    registry = _scoring_registry(project.registry(), packaged)
+    registry = _scoring_registry(project.registry(), scorer)
     if engine == "spark":
-        _score_on_spark(packaged, sessions, episodes, out, registry, spark_master)
+        _score_on_spark(scorer, sessions, episodes, out, registry, spark_master)
         return
     progress = Progress(
         TextColumn("scoring"),
@@ -168,7 +169,7 @@ def score_command(
     with user_errors(), progress:
         task = progress.add_task("score", total=None)
         scored = score_file(
-            packaged,
+            scorer,
             sessions,
             episodes,
             out,
