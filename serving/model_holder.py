@@ -186,7 +186,7 @@ class ModelHolder:
                 # Raises (as the registry being unreachable) if the registry went away meanwhile;
                 # if it still answers, this version's files are what is missing.
                 client.get_model_version(self.name, version)
-                reason = "its scorer files cannot be downloaded (absent from the artifact store?)"
+                reason = "its scorer files cannot be downloaded (logged before scorer artifacts, or a damaged store?)"
                 raise _VersionUnloadable(LoadFailure(version, type(exc).__name__, reason)) from exc
             try:
                 return CompiledModel.from_directory(files)
