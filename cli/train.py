@@ -27,6 +27,7 @@ from dropout_risk.models.names import CHAMPION, model_uri
 
 if TYPE_CHECKING:
     from dropout_risk.features.instruments import InstrumentRegistry
+    from dropout_risk.models.compiled import CompiledModel
     from dropout_risk.models.packaged import DropoutRiskModel
     from dropout_risk.training.promote import Decision
 
@@ -139,7 +140,7 @@ def promote_command(
         raise typer.Exit(code=1)
 
 
-def _scoring_registry(base: InstrumentRegistry, model: DropoutRiskModel) -> InstrumentRegistry:
+def _scoring_registry(base: InstrumentRegistry, model: DropoutRiskModel | CompiledModel) -> InstrumentRegistry:
     """The config's instruments plus any the model was trained with (declared in another config)."""
     return base.with_extra([i for i in model.spec.instruments if i.key not in base])
 
@@ -154,7 +155,7 @@ def score_command(
     config: ConfigOption = None,
 ) -> None:
     """Write client_id, session_number, risk for every session of every client."""
-    from dropout_risk.models.registry import load_model
+    from dropout_risk.models.registry import load_model, load_scorer
     from dropout_risk.training.score import score_file
     from dropout_risk.training.settings import TrainingSettings
 
@@ -162,12 +163,13 @@ def score_command(
     project = settings(config, TrainingSettings)
     with console.status(f"loading {model}"):
         try:
-            packaged = load_model(model)
+            # pandas: the scorer from the model's plain files, as serving; Spark ships the packaged model.
+            scorer = load_model(model) if engine == "spark" else load_scorer(model)
         except Exception as exc:  # MLflow raises several types for a missing model or store
             fail(f"cannot load model {model}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
-    registry = _scoring_registry(project.registry(), packaged)
+    registry = _scoring_registry(project.registry(), scorer)
     if engine == "spark":
-        _score_on_spark(packaged, sessions, episodes, out, registry, spark_master)
+        _score_on_spark(scorer, sessions, episodes, out, registry, spark_master)
         return
     progress = Progress(
         TextColumn("scoring"),
@@ -180,7 +182,7 @@ def score_command(
     with user_errors(), progress:
         task = progress.add_task("score", total=None)
         scored = score_file(
-            packaged,
+            scorer,
             sessions,
             episodes,
             out,

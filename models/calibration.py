@@ -14,13 +14,11 @@ import numpy as np
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
-EPS = 1e-6
+from dropout_risk.models.logodds import EPS, logit
+
+__all__ = ["EPS", "Method", "ProbabilityCalibrator", "logit"]
+
 Method = Literal["sigmoid", "isotonic"]
-
-
-def logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(np.asarray(p, dtype=float), EPS, 1 - EPS)
-    return np.log(p / (1 - p))
 
 
 class ProbabilityCalibrator:

@@ -24,6 +24,8 @@ class ClinicalRuleClassifier(ClassifierMixin, BaseEstimator):
         self.spec = spec
 
     def _spec(self) -> FeatureSpec:
+        if self.spec is None:  # None only as scikit-learn's default-constructible placeholder
+            raise ValueError("ClinicalRuleClassifier needs the feature spec (spec=FeatureSpec.to_dict())")
         return FeatureSpec.from_dict(self.spec)
 
     def decision_function(self, X: pd.DataFrame) -> np.ndarray:

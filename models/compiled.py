@@ -1,13 +1,11 @@
-"""A numpy-only scorer equal to ``DropoutRiskModel.predict_features`` / ``.contributions``.
+"""The scorer serving and batch scoring use: a trained model rebuilt from its scorer artifact.
 
-The packaged model goes through pandas (``prepare``) and scikit-learn's pipeline
-machinery: about 10 ms to score one client and 15 ms more to explain it, nearly
-all of it per-call overhead. ``CompiledModel`` reads the fitted numbers out of
-the model once (imputer medians, missing-value indicators, scaler moments,
-one-hot levels and coefficients of a logistic pipeline; the booster and its
-pandas category mapping of a LightGBM one; the calibrator's Platt parameters)
-and then scores a float matrix with a handful of numpy operations, giving the
-same numbers to floating-point noise (see ``tests/models/test_compiled.py``).
+``CompiledModel`` reads the plain files training wrote into the MLflow model
+(``models.artifact``: JSON numbers, and LightGBM's own model text) and scores a float
+matrix with a handful of numpy operations, or LightGBM's booster. It never unpickles
+the model nor reads scikit-learn internals, so a dependency upgrade cannot change how a
+registered model scores. Training registers a model only once its artifact has given
+``DropoutRiskModel``'s risks and contributions on the training rows (``models.extract``).
 
 The input matrix has one column per ``spec.feature_columns()``, in that order.
 A categorical column holds the category *code*, the position of the level
@@ -15,29 +13,32 @@ within the spec's levels, as a float; NaN (or anything that is not a valid
 code) means missing or unknown, exactly what ``DropoutRiskModel.prepare`` makes
 of an unseen level. ``matrix`` builds it from a feature frame (batches, tests);
 ``row`` from one JSON-like record without pandas (serving).
-
-Models it cannot reproduce exactly (a clinical rule, an unfamiliar pipeline)
-make ``from_model`` raise ``ValueError``: the caller keeps the slow path.
 """
 
 from __future__ import annotations
 
-import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
+import lightgbm
 import numpy as np
 import pandas as pd
 from scipy.special import expit
-from sklearn.compose import ColumnTransformer
-from sklearn.impute import SimpleImputer
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from dropout_risk.models.calibration import ProbabilityCalibrator, logit
-from dropout_risk.models.estimators import ColumnSelector
+from dropout_risk.features.landmarks import build_features
+from dropout_risk.features.spec import FeatureSpec
+from dropout_risk.features.trajectories import ExpectedTrajectories
+from dropout_risk.models.artifact import (
+    ArtifactError,
+    Calibration,
+    LightGBMParams,
+    LogisticParams,
+    ScorerArtifact,
+    read_artifact,
+)
+from dropout_risk.models.logodds import logit
 
 # A plain decimal literal: float() reads it exactly as pandas.to_numeric does. Anything else
 # (thousands separators, "inf", underscores, ...) goes through pandas.to_numeric itself.
@@ -60,114 +61,48 @@ def _is_missing(value: Any) -> bool:
         return False
 
 
+def _positions(features: list[str] | tuple[str, ...], columns: list[str]) -> list[int]:
+    unknown = sorted({f for f in features if f not in columns})
+    if unknown:
+        raise ArtifactError(f"the scorer uses {len(unknown)} feature(s) outside its feature spec")
+    return [columns.index(f) for f in features]
+
+
 class _LogisticScorer:
-    """The design matrix of a fitted ``make_logistic`` pipeline, rebuilt in numpy."""
+    """A logistic model's design matrix, rebuilt from its terms, times its coefficients."""
 
-    def __init__(self, pipeline: Pipeline, columns: list[str], levels: dict[str, tuple[str, ...]]):
-        selected = _selected_columns(pipeline, columns)
-        prep = pipeline.named_steps.get("prep")
-        model = pipeline.named_steps.get("model")
-        if not isinstance(prep, ColumnTransformer) or not isinstance(model, LogisticRegression):
-            raise ValueError(
-                "a logistic model must be Pipeline[select, prep: ColumnTransformer, model: LogisticRegression]"
-            )
-        if len(model.classes_) != 2 or model.coef_.shape[0] != 1:
-            raise ValueError("only a binary logistic regression can be compiled")
-        if getattr(prep, "sparse_output_", False):
-            raise ValueError("a sparse design matrix is not supported")
-        position = {c: i for i, c in enumerate(columns)}
-
-        self.num_x: list[int] = []  # input (matrix) column of each numeric design input
-        self.num_design: list[int] = []  # its design column
-        medians: list[float] = []
-        indicator_x: list[int] = []  # input column of each missing-value indicator
-        indicator_design: list[int] = []
-        centre: dict[int, float] = {}
-        scale: dict[int, float] = {}
-        self.categorical: list[tuple[int, np.ndarray]] = []  # (input column, code -> design column or -1)
-        sources: list[str] = []  # input feature behind each design column
-        names: list[str] = []  # expected get_feature_names_out, to check the order
-        for block, transformer, block_columns in prep.transformers_:
-            if transformer == "drop" or (block == "remainder" and len(_as_list(block_columns)) == 0):
-                continue
-            block_columns = _as_list(block_columns)
-            if not all(isinstance(c, str) and c in selected for c in block_columns):
-                raise ValueError(f"block {block!r} must name selected columns")
-            steps = list(transformer.named_steps.values()) if isinstance(transformer, Pipeline) else [transformer]
-            imputer, *rest = steps
-            if not isinstance(imputer, SimpleImputer) or not _nan_marks_missing(imputer):
-                raise ValueError(f"block {block!r} must start with a SimpleImputer of NaN")
-            block_names: list[str] = []
-            if rest and isinstance(rest[-1], OneHotEncoder):
-                if len(rest) != 1 or imputer.add_indicator:
-                    raise ValueError(f"categorical block {block!r} must be SimpleImputer -> OneHotEncoder")
-                encoder: OneHotEncoder = rest[0]
-                if (
-                    encoder.drop_idx_ is not None
-                    or getattr(encoder, "_infrequent_enabled", False)
-                    or encoder.handle_unknown != "ignore"
-                ):
-                    raise ValueError("only OneHotEncoder(handle_unknown='ignore') without drop/infrequent levels")
-                for column, fill, categories in zip(
-                    block_columns, imputer.statistics_, encoder.categories_, strict=True
-                ):
-                    if column not in levels:
-                        raise ValueError(f"{column!r} is one-hot encoded but is not a categorical covariate")
-                    where = {category: len(sources) + i for i, category in enumerate(categories)}
-                    table = [where.get(level, -1) for level in levels[column]] + [where.get(fill, -1)]
-                    self.categorical.append((position[column], np.asarray(table, dtype=np.intp)))
-                    sources += [column] * len(categories)
-                    block_names += [f"{column}_{category}" for category in categories]
-            else:
-                scaler = rest[0] if rest else None
-                if len(rest) > 1 or (scaler is not None and not isinstance(scaler, StandardScaler)):
-                    raise ValueError(f"numeric block {block!r} must be SimpleImputer [-> StandardScaler]")
-                statistics = np.asarray(imputer.statistics_, dtype=float)
-                if np.isnan(statistics).any():
-                    raise ValueError("an imputer that drops empty features is not supported")
-                for column in block_columns:
-                    if column in levels:
-                        raise ValueError(f"{column!r} is a categorical covariate in a numeric block")
-                indicated = list(imputer.indicator_.features_) if imputer.add_indicator else []
-                width = len(block_columns) + len(indicated)
-                mean = scaler.mean_ if scaler is not None and scaler.with_mean else np.zeros(width)
-                std = scaler.scale_ if scaler is not None and scaler.with_std else np.ones(width)
-                for k, column in enumerate(block_columns):
-                    self.num_x.append(position[column])
-                    self.num_design.append(len(sources))
-                    medians.append(statistics[k])
-                    centre[len(sources)], scale[len(sources)] = mean[k], std[k]
-                    sources.append(column)
-                for j, k in enumerate(indicated):
-                    column = block_columns[k]
-                    indicator_x.append(position[column])
-                    indicator_design.append(len(sources))
-                    d = len(block_columns) + j
-                    centre[len(sources)], scale[len(sources)] = mean[d], std[d]
-                    sources.append(column)
-                block_names += [*block_columns, *(f"missingindicator_{block_columns[k]}" for k in indicated)]
-            if prep.verbose_feature_names_out:
-                block_names = [f"{block}__{name}" for name in block_names]
-            names += block_names
-        if names != [str(n) for n in prep.get_feature_names_out()] or len(sources) != model.coef_.shape[1]:
-            raise ValueError("the design matrix of this pipeline is not laid out as expected")
-
-        self.width = len(sources)
-        self.num_x, self.num_design = np.asarray(self.num_x, np.intp), np.asarray(self.num_design, np.intp)
-        self.medians = np.asarray(medians, dtype=float)
-        self.indicator_x = np.asarray(indicator_x, np.intp)
-        self.indicator_design = np.asarray(indicator_design, np.intp)
-        # Scaled design columns (numeric and indicators) are contiguous from 0 in a make_logistic pipeline;
-        # keep them general anyway: a column index list with its centre and scale.
-        self.scaled = np.asarray(sorted(centre), np.intp)
-        self.centre = np.asarray([centre[i] for i in self.scaled], dtype=float)
-        self.scale = np.asarray([scale[i] for i in self.scaled], dtype=float)
-        self.coef_t = np.array(model.coef_.T, dtype=float)  # (width, 1), as sklearn's decision_function uses it
-        self.coef = np.ascontiguousarray(model.coef_[0], dtype=float)
-        self.intercept = np.array(model.intercept_, dtype=float)
+    def __init__(self, params: LogisticParams, columns: list[str], levels: dict[str, tuple[str, ...]]):
+        terms = params.terms
+        features = [t.feature for t in terms]
+        position = dict(zip(features, _positions(features, columns), strict=True))
+        for term in terms:
+            if (term.input == "category") != (term.feature in levels):
+                raise ArtifactError("a logistic term does not match its feature's type in the spec")
+        values = [i for i, t in enumerate(terms) if t.input == "value"]
+        indicators = [i for i, t in enumerate(terms) if t.input == "missing"]
+        self.width = len(terms)
+        self.num_x = np.asarray([position[terms[i].feature] for i in values], np.intp)
+        self.num_design = np.asarray(values, np.intp)
+        self.medians = np.asarray([terms[i].median for i in values], dtype=float)
+        self.indicator_x = np.asarray([position[terms[i].feature] for i in indicators], np.intp)
+        self.indicator_design = np.asarray(indicators, np.intp)
+        self.scaled = np.asarray(sorted(values + indicators), np.intp)
+        self.centre = np.asarray([terms[i].centre for i in self.scaled], dtype=float)
+        self.scale = np.asarray([terms[i].scale for i in self.scaled], dtype=float)
+        # Per categorical feature: code -> design column (-1: none), the last entry for a missing value.
+        self.categorical: list[tuple[int, np.ndarray]] = []
+        for feature in dict.fromkeys(t.feature for t in terms if t.input == "category"):
+            where = {t.category: i for i, t in enumerate(terms) if t.input == "category" and t.feature == feature}
+            fill = params.missing_category.get(feature)
+            table = [where.get(level, -1) for level in levels[feature]] + [-1 if fill is None else where.get(fill, -1)]
+            self.categorical.append((position[feature], np.asarray(table, dtype=np.intp)))
+        coef = np.asarray([t.coef for t in terms], dtype=float)
+        self.coef_t = coef.reshape(-1, 1)  # (width, 1), as scikit-learn's decision_function uses it
+        self.coef = coef
+        self.intercept = np.array([params.intercept], dtype=float)
         # design column -> input feature, as a 0/1 matrix: terms @ source sums each feature's terms.
         self.source = np.zeros((self.width, len(columns)))
-        self.source[np.arange(self.width), [position[s] for s in sources]] = 1.0
+        self.source[np.arange(self.width), [position[f] for f in features]] = 1.0
 
     def design(self, X: np.ndarray) -> np.ndarray:
         design = np.zeros((X.shape[0], self.width))
@@ -195,28 +130,25 @@ class _LogisticScorer:
 
 
 class _LightGBMScorer:
-    """The fitted booster of a ``make_lightgbm`` pipeline, fed a numpy matrix."""
+    """LightGBM's booster, loaded from its own model text, fed a numpy matrix."""
 
-    def __init__(self, pipeline: Pipeline, columns: list[str], levels: dict[str, tuple[str, ...]]):
-        selected = _selected_columns(pipeline, columns)
-        model = pipeline.named_steps.get("model")
-        booster = getattr(model, "booster_", None)
-        if booster is None or getattr(model, "objective_", None) != "binary" or callable(model.objective):
-            raise ValueError("a lightgbm model must be a fitted binary LGBMClassifier")
-        position = {c: i for i, c in enumerate(columns)}
-        self.booster = booster
-        self.selected_x = np.asarray([position[c] for c in selected], np.intp)
-        # At prediction LightGBM re-codes each pandas categorical column (in column order) against the
-        # categories it saw in training (set_categories: a level it did not see becomes NaN).
+    def __init__(self, params: LightGBMParams, columns: list[str], levels: dict[str, tuple[str, ...]]):
+        try:
+            self.booster = lightgbm.Booster(model_str=params.booster)
+        except Exception as exc:  # LightGBM raises its own error type, or a ValueError, on a damaged text
+            raise ArtifactError(f"the LightGBM model text cannot be loaded ({type(exc).__name__})") from None
+        if self.booster.num_feature() != len(params.features):
+            raise ArtifactError("the LightGBM model text and scorer.json disagree on the number of features")
+        selected = list(params.features)
+        self.selected_x = np.asarray(_positions(selected, columns), np.intp)
         categorical = [c for c in selected if c in levels]
-        trained = booster.pandas_categorical
-        if trained is None:
-            trained = [list(levels[c]) for c in categorical]
-        if len(trained) != len(categorical):
-            raise ValueError("the booster's categorical features do not match the spec's categorical covariates")
+        if set(params.categories) != set(categorical):
+            raise ArtifactError("the booster's categorical features do not match the spec's categorical covariates")
+        # The booster codes a category by its position among the categories it saw in training
+        # (pandas' set_categories: a level it did not see is missing to it).
         self.recode: list[tuple[int, np.ndarray]] = []
-        for column, categories in zip(categorical, trained, strict=True):
-            where = {category: float(i) for i, category in enumerate(categories)}
+        for column in categorical:
+            where = {category: float(i) for i, category in enumerate(params.categories[column])}
             table = [where.get(level, np.nan) for level in levels[column]] + [np.nan]
             self.recode.append((selected.index(column), np.asarray(table, dtype=float)))
         self.n_columns = len(columns)
@@ -228,88 +160,63 @@ class _LightGBMScorer:
         return inputs
 
     def raw_probability(self, X: np.ndarray) -> np.ndarray:
-        return self.booster.predict(self.inputs(X), num_threads=1)
+        return np.asarray(self.booster.predict(self.inputs(X), num_threads=1), dtype=float)
 
     def raw_contributions(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        raw = self.booster.predict(self.inputs(X), pred_contrib=True, num_threads=1)
+        raw = np.asarray(self.booster.predict(self.inputs(X), pred_contrib=True, num_threads=1), dtype=float)
         out = np.zeros((X.shape[0], self.n_columns))
         out[:, self.selected_x] = raw[:, :-1]
         return out, raw[:, -1]
 
 
-_SCORERS = {"logistic": _LogisticScorer, "lightgbm": _LightGBMScorer}
+class _Calibrator:
+    """``ProbabilityCalibrator.transform`` in numpy: Platt scaling, or the isotonic curve."""
 
+    def __init__(self, calibration: Calibration):
+        self.method = calibration.method
+        self.coef, self.intercept = calibration.coef, calibration.intercept
+        self.x, self.y = np.asarray(calibration.x, dtype=float), np.asarray(calibration.y, dtype=float)
 
-def _as_list(columns: Any) -> list:
-    if isinstance(columns, str) or not isinstance(columns, Sequence | np.ndarray):
-        raise ValueError("column blocks must be lists of column names")
-    return list(columns)
+    @property
+    def logit_slope(self) -> float:
+        return self.coef if self.method == "sigmoid" else 1.0
 
-
-def _nan_marks_missing(imputer: SimpleImputer) -> bool:
-    return isinstance(imputer.missing_values, float) and math.isnan(imputer.missing_values)
-
-
-def _selected_columns(pipeline: Any, columns: list[str]) -> list[str]:
-    if not isinstance(pipeline, Pipeline) or not isinstance(pipeline.named_steps.get("select"), ColumnSelector):
-        raise ValueError("the estimator must be a Pipeline starting with a ColumnSelector named 'select'")
-    selected = list(pipeline.named_steps["select"].columns)
-    unknown = [c for c in selected if c not in columns]
-    if unknown:
-        raise ValueError(f"the estimator uses columns outside the feature spec: {unknown}")
-    return selected
+    def __call__(self, p: np.ndarray) -> np.ndarray:
+        p = np.asarray(p, dtype=float).reshape(-1)
+        if self.method == "sigmoid":
+            return expit(logit(p) * self.coef + self.intercept)
+        # scikit-learn's IsotonicRegression(out_of_bounds="clip"): clip, then interpolate linearly.
+        return np.interp(np.clip(p, self.x[0], self.x[-1]), self.x, self.y)
 
 
 class CompiledModel:
-    """Numpy-only scorer equal to DropoutRiskModel.predict_features / .contributions (to 1e-12)."""
+    """A trained model, from its scorer artifact: risks and contributions equal to ``DropoutRiskModel``'s."""
 
-    columns: list[str]  # == model.spec.feature_columns(), the order of the input matrix
+    columns: list[str]  # == spec.feature_columns(), the order of the input matrix
 
-    def __init__(
-        self,
-        *,
-        kind: str,
-        columns: list[str],
-        levels: dict[str, tuple[str, ...]],
-        scorer: _LogisticScorer | _LightGBMScorer,
-        calibrator: ProbabilityCalibrator,
-    ):
-        self.kind = kind
-        self.columns = list(columns)
-        self.levels = {c: tuple(v) for c, v in levels.items()}
-        self._scorer = scorer
-        self._method = calibrator.method
-        self.logit_slope = calibrator.logit_slope
-        if self._method == "sigmoid":
-            platt = calibrator.model_
-            if len(platt.classes_) != 2 or platt.coef_.shape != (1, 1):
-                raise ValueError("the Platt calibrator must be a binary logistic regression on one input")
-            self._platt_coef = float(platt.coef_[0, 0])
-            self._platt_intercept = float(platt.intercept_[0])
-        else:
-            self._isotonic = calibrator.model_
-        self._numeric = [j for j, c in enumerate(self.columns) if c not in self.levels]
+    def __init__(self, artifact: ScorerArtifact):
+        try:
+            self.spec = FeatureSpec.from_dict(artifact.spec)
+            self.trajectories = ExpectedTrajectories.from_dict(artifact.trajectories)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ArtifactError(f"the feature spec or trajectories cannot be read ({type(exc).__name__})") from None
+        self.kind: str = artifact.kind
+        self.columns = self.spec.feature_columns()
+        self.levels = {c: tuple(v) for c, v in self.spec.categorical_covariates.items()}
+        estimator = artifact.estimator
+        self._scorer = (
+            _LogisticScorer(estimator, self.columns, self.levels)
+            if isinstance(estimator, LogisticParams)
+            else _LightGBMScorer(estimator, self.columns, self.levels)
+        )
+        self._calibrator = _Calibrator(artifact.calibration)
+        self.logit_slope = self._calibrator.logit_slope
         self._index = {c: {level: float(i) for i, level in enumerate(self.levels[c])} for c in self.levels}
 
     @classmethod
-    def from_model(cls, model: Any) -> CompiledModel:
-        """Compile a logistic or LightGBM ``DropoutRiskModel``; ``ValueError`` for anything else."""
-        scorer_type = _SCORERS.get(getattr(model, "kind", None))
-        if scorer_type is None:
-            raise ValueError(f"a {getattr(model, 'kind', None)!r} model cannot be compiled")
-        calibrator = model.calibrator
-        if not isinstance(calibrator, ProbabilityCalibrator) or calibrator.method not in ("sigmoid", "isotonic"):
-            raise ValueError("only a ProbabilityCalibrator (sigmoid or isotonic) can be compiled")
-        spec = model.spec
-        columns = spec.feature_columns()
-        levels = dict(spec.categorical_covariates)
-        return cls(
-            kind=model.kind,
-            columns=columns,
-            levels=levels,
-            scorer=scorer_type(model.estimator, columns, levels),
-            calibrator=calibrator,
-        )
+    def from_directory(cls, directory: Path) -> CompiledModel:
+        """The scorer in ``directory`` (the artifact's folder); ``ArtifactError`` if it cannot be read."""
+        return cls(read_artifact(directory))
 
     # -- inputs --------------------------------------------------------------------------------
     def matrix(self, features: pd.DataFrame) -> np.ndarray:
@@ -361,10 +268,8 @@ class CompiledModel:
         return self._scorer.raw_probability(self._check(X))
 
     def calibrate(self, p: np.ndarray) -> np.ndarray:
-        """``ProbabilityCalibrator.transform``: Platt scaling in numpy, or the fitted isotonic regression."""
-        if self._method == "sigmoid":
-            return expit(logit(p) * self._platt_coef + self._platt_intercept)
-        return self._isotonic.predict(np.asarray(p, dtype=float))
+        """``ProbabilityCalibrator.transform``: Platt scaling or the isotonic curve, in numpy."""
+        return self._calibrator(p)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Calibrated probabilities, shape (n,)."""
@@ -383,13 +288,24 @@ class CompiledModel:
         parts, bias = self._scorer.raw_contributions(X)
         return parts * self.logit_slope, bias * self.logit_slope
 
-    def discrepancy(self, model: Any, features: pd.DataFrame) -> dict[str, float]:
-        """Max abs differences from ``model`` (the one compiled) on ``features``: a check before trusting it."""
-        X = self.matrix(features)
-        expected = model.contributions(features)
-        parts, bias = self.contributions(X)
-        return {
-            "predict": float(np.max(np.abs(self.predict(X) - model.predict_features(features)), initial=0.0)),
-            "contributions": float(np.max(np.abs(parts - expected[self.columns].to_numpy()), initial=0.0)),
-            "bias": float(np.max(np.abs(bias - expected["bias"].to_numpy()), initial=0.0)),
-        }
+    # -- history to risk (batch scoring) ---------------------------------------------------------
+    def score_history(self, sessions: pd.DataFrame, episodes: pd.DataFrame | None = None) -> pd.DataFrame:
+        """``DropoutRiskModel.score_history``: the risk after every session of validated, typed ``sessions``.
+
+        A session past the model's last landmark gets the last landmark's risk.
+        """
+        if episodes is None:
+            episodes = pd.DataFrame({"client_id": pd.Series(dtype="string"), "status": pd.Series(dtype="string")})
+        features = build_features(sessions, episodes, self.spec, self.trajectories)
+        return risk_per_session(sessions, features, self.predict(self.matrix(features)), self.spec.max_landmark)
+
+
+def risk_per_session(
+    sessions: pd.DataFrame, features: pd.DataFrame, risk: np.ndarray, max_landmark: int
+) -> pd.DataFrame:
+    """Each session's risk: its landmark row's; past the last landmark, the last one's (the model saw no later)."""
+    by_landmark = features[["client_id", "landmark"]].assign(risk=risk)
+    keys = sessions[["client_id", "session_number"]].copy()
+    keys["landmark"] = np.minimum(keys["session_number"].to_numpy(), max_landmark)
+    scored = keys.merge(by_landmark, on=["client_id", "landmark"], how="left", validate="many_to_one")
+    return scored[["client_id", "session_number", "landmark", "risk"]]

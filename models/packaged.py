@@ -12,16 +12,17 @@ from __future__ import annotations
 
 from typing import Any
 
-import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 from mlflow.models import ModelSignature
+from mlflow.pyfunc import PythonModel
 from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
 
 from dropout_risk.features.landmarks import build_features
 from dropout_risk.features.spec import FeatureSpec
 from dropout_risk.features.trajectories import ExpectedTrajectories
 from dropout_risk.models.calibration import ProbabilityCalibrator
+from dropout_risk.models.compiled import risk_per_session
 from dropout_risk.models.estimators import lightgbm_contributions, logistic_contributions
 
 RISK = "risk"
@@ -29,7 +30,7 @@ CONTRIBUTION_PREFIX = "contrib__"
 BIAS = f"{CONTRIBUTION_PREFIX}bias"
 
 
-class DropoutRiskModel(mlflow.pyfunc.PythonModel):
+class DropoutRiskModel(PythonModel):
     """A calibrated dropout-risk model with its own feature definition."""
 
     def __init__(
@@ -156,8 +157,4 @@ class DropoutRiskModel(mlflow.pyfunc.PythonModel):
         everything up to it.
         """
         features = self.build_features(sessions, episodes)
-        risk = features[["client_id", "landmark"]].assign(risk=self.predict_features(features))
-        keys = sessions[["client_id", "session_number"]].copy()
-        keys["landmark"] = np.minimum(keys["session_number"].to_numpy(), self.spec.max_landmark)
-        scored = keys.merge(risk, on=["client_id", "landmark"], how="left", validate="many_to_one")
-        return scored[["client_id", "session_number", "landmark", "risk"]]
+        return risk_per_session(sessions, features, self.predict_features(features), self.spec.max_landmark)

@@ -2,6 +2,16 @@
 
 A request reads ``holder.current`` once and uses that object throughout, so a
 response carries exactly one model version even while a new one is loading.
+
+A version is loaded from its scorer artifact (plain JSON and LightGBM text; see
+``models.compiled``), never by unpickling. Two kinds of trouble are kept apart:
+
+- the registry does not answer: ``registry_reachable`` is False, the current model
+  keeps serving, and every poll tries again;
+- the registry answers but a version's files cannot be read: a ``LoadFailure``
+  naming the version and the reason, the current model (if any) keeps serving, and
+  polls do not load that version again. An explicit ``refresh()`` (the admin reload)
+  retries it, and so does the alias moving to another version.
 """
 
 from __future__ import annotations
@@ -10,14 +20,17 @@ import asyncio
 import datetime as dt
 import logging
 import re
+import tempfile
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from mlflow import MlflowClient
+from mlflow.entities import Run
 
+from dropout_risk.models.artifact import ArtifactError
 from dropout_risk.models.compiled import CompiledModel
-from dropout_risk.models.packaged import DropoutRiskModel
-from dropout_risk.models.registry import load_model
+from dropout_risk.models.registry import fetch_scorer_files
 
 log = logging.getLogger("dropout_risk.model")
 _PER_LANDMARK = re.compile(r"test_l\d+_")
@@ -28,12 +41,38 @@ class LoadedModel:
     name: str
     version: str
     alias: str | None
-    model: DropoutRiskModel
     compiled: CompiledModel
     run_id: str | None
     trained_at: str | None
     metrics: dict = field(default_factory=dict)
     loaded_at: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat())
+
+    @property
+    def model(self) -> CompiledModel:
+        """The served model's ``kind``, ``spec`` and ``trajectories`` (the scorer carries them)."""
+        return self.compiled
+
+
+@dataclass(frozen=True)
+class LoadFailure:
+    """Why a registered version could not be loaded: the exception type and a short reason of ours.
+
+    Shown by /readyz: it never holds the model's content nor client data.
+    """
+
+    version: str
+    error: str
+    reason: str
+    at: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat())
+
+    def as_dict(self) -> dict[str, str]:
+        return {"version": self.version, "error": self.error, "reason": self.reason, "at": self.at}
+
+
+class _VersionUnloadable(Exception):
+    def __init__(self, failure: LoadFailure):
+        super().__init__(failure.reason)
+        self.failure = failure
 
 
 def _parse_uri(uri: str) -> tuple[str, str | None, str | None]:
@@ -57,76 +96,125 @@ class ModelHolder:
         self._current: LoadedModel | None = None
         self._lock = threading.Lock()  # one load at a time; readers never wait on it
         self.registry_reachable = False
-        self.last_error: str | None = None
+        self.last_error: str | None = None  # the last registry error's type
+        self.load_failure: LoadFailure | None = None  # the version the registry names, if it cannot be loaded
 
     @property
     def current(self) -> LoadedModel | None:
         return self._current
 
-    def refresh(self) -> bool:
+    def refresh(self, *, retry_failed: bool = True) -> bool:
         """Check the registry; load and swap in a new version if there is one. True if swapped.
 
-        Never raises: an unreachable registry leaves the current model serving.
+        Never raises: an unreachable registry or an unloadable version leaves the current
+        model serving. ``retry_failed=False`` (the poll) skips a version that failed to load.
         """
         with self._lock:
             try:
                 client = MlflowClient()
-                if self.alias is not None:
-                    version = str(client.get_model_version_by_alias(self.name, self.alias).version)
-                else:
-                    version = self.pinned_version
+                version = self._wanted_version(client)
                 self.registry_reachable = True
                 self.last_error = None
                 if self._current is not None and self._current.version == version:
+                    self.load_failure = None  # the alias is back on the version being served
+                    return False
+                if not retry_failed and self.load_failure is not None and self.load_failure.version == version:
                     return False
                 loaded = self._load(client, version)
+            except _VersionUnloadable as unloadable:
+                self._failed(unloadable.failure)
+                return False
             except Exception as exc:  # MLflow raises many types for an absent store or model
-                self.registry_reachable = False
-                self.last_error = type(exc).__name__
-                if self._current is None:
-                    log.error(
-                        "model registry unreachable or model %s missing (%s): not ready", self.uri, type(exc).__name__
-                    )
-                else:
-                    log.warning(
-                        "model registry unreachable (%s): still serving version %s",
-                        type(exc).__name__,
-                        self._current.version,
-                    )
+                self._unreachable(exc)
                 return False
             previous = self._current.version if self._current else None
             self._current = loaded
+            self.load_failure = None
             log.info("serving %s version %s (was %s)", self.name, loaded.version, previous)
             return True
 
+    def _wanted_version(self, client: MlflowClient) -> str:
+        version = self.pinned_version
+        if self.alias is not None:
+            version = str(client.get_model_version_by_alias(self.name, self.alias).version)
+        if version is None:  # _parse_uri always gives an alias or a version
+            raise ValueError(f"{self.uri} names neither an alias nor a version")
+        return version
+
+    def _unreachable(self, exc: Exception) -> None:
+        self.registry_reachable = False
+        self.last_error = type(exc).__name__
+        if self._current is None:
+            log.error("model registry unreachable or model %s missing (%s): not ready", self.uri, type(exc).__name__)
+        else:
+            log.warning(
+                "model registry unreachable (%s): still serving version %s", type(exc).__name__, self._current.version
+            )
+
+    def _failed(self, failure: LoadFailure) -> None:
+        self.load_failure = failure
+        serving = f"still serving version {self._current.version}" if self._current else "not ready"
+        log.error(
+            "model %s version %s load failed (%s: %s): %s; not retried until the alias moves or an admin reload",
+            self.name,
+            failure.version,
+            failure.error,
+            failure.reason,
+            serving,
+        )
+
     def _load(self, client: MlflowClient, version: str) -> LoadedModel:
         # Load by explicit version: the alias may move between the lookup and the load.
-        model = load_model(f"models:/{self.name}/{version}")
         model_version = client.get_model_version(self.name, version)
         run = client.get_run(model_version.run_id) if model_version.run_id else None
-        metrics = {
-            k.removeprefix("test_"): v
-            for k, v in (run.data.metrics.items() if run else ())
-            if k.startswith("test_") and not _PER_LANDMARK.match(k)
-        }
-        trained_at = (
-            dt.datetime.fromtimestamp(run.info.start_time / 1000, dt.UTC).isoformat()
-            if run and run.info.start_time
-            else None
-        )
         return LoadedModel(
             name=self.name,
             version=version,
             alias=self.alias,
-            model=model,
-            compiled=CompiledModel.from_model(model),
+            compiled=self._read_scorer(client, version),
             run_id=model_version.run_id,
-            trained_at=trained_at,
-            metrics=metrics,
+            trained_at=_trained_at(run),
+            metrics=_test_metrics(run),
         )
+
+    def _read_scorer(self, client: MlflowClient, version: str) -> CompiledModel:
+        """The version's scorer; ``_VersionUnloadable`` if its files are absent or unreadable."""
+        with tempfile.TemporaryDirectory(prefix="dropout-risk-scorer-") as tmp:
+            try:
+                files = fetch_scorer_files(f"models:/{self.name}/{version}", Path(tmp))
+            except Exception as exc:
+                # Raises (as the registry being unreachable) if the registry went away meanwhile;
+                # if it still answers, this version's files are what is missing.
+                client.get_model_version(self.name, version)
+                reason = "its scorer files cannot be downloaded (logged before scorer artifacts, or a damaged store?)"
+                raise _VersionUnloadable(LoadFailure(version, type(exc).__name__, reason)) from exc
+            try:
+                return CompiledModel.from_directory(files)
+            except ArtifactError as exc:
+                raise _VersionUnloadable(LoadFailure(version, type(exc).__name__, str(exc))) from exc
+            except Exception as exc:  # a fault of the files, not of the registry: never retried by polls
+                reason = "its scorer files cannot be read"
+                raise _VersionUnloadable(LoadFailure(version, type(exc).__name__, reason)) from exc
 
     async def poll(self, interval: float) -> None:
         """Refresh every ``interval`` seconds until cancelled (loading runs in a worker thread)."""
         while True:
             await asyncio.sleep(interval)
-            await asyncio.to_thread(self.refresh)
+            await asyncio.to_thread(self.refresh, retry_failed=False)
+
+
+def _trained_at(run: Run | None) -> str | None:
+    if run is None or not run.info.start_time:
+        return None
+    return dt.datetime.fromtimestamp(run.info.start_time / 1000, dt.UTC).isoformat()
+
+
+def _test_metrics(run: Run | None) -> dict[str, float]:
+    """The run's overall test metrics, without the ``test_`` prefix (per-landmark ones left out)."""
+    if run is None:
+        return {}
+    return {
+        k.removeprefix("test_"): v
+        for k, v in run.data.metrics.items()
+        if k.startswith("test_") and not _PER_LANDMARK.match(k)
+    }

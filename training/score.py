@@ -4,17 +4,24 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
 
 from dropout_risk.features.contract import ContractError, validate_contract
 from dropout_risk.features.instruments import InstrumentRegistry
-from dropout_risk.models.packaged import DropoutRiskModel
 from dropout_risk.training.data import read_table, write_table
 
 CLIENTS_PER_CHUNK = 5_000
 Advance = Callable[[int], None]
+
+
+class HistoryScorer(Protocol):
+    """What scores histories: the scorer the CLI loads from the model's files (``models.compiled``),
+    or the packaged ``DropoutRiskModel``; both give the same risks."""
+
+    def score_history(self, sessions: pd.DataFrame, episodes: pd.DataFrame | None = None) -> pd.DataFrame: ...
 
 
 def _episodes_or_placeholder(episodes_path: Path | None, sessions: pd.DataFrame) -> pd.DataFrame:
@@ -26,7 +33,7 @@ def _episodes_or_placeholder(episodes_path: Path | None, sessions: pd.DataFrame)
 
 
 def score_sessions(
-    model: DropoutRiskModel, sessions: pd.DataFrame, episodes: pd.DataFrame, advance: Advance | None = None
+    model: HistoryScorer, sessions: pd.DataFrame, episodes: pd.DataFrame, advance: Advance | None = None
 ) -> pd.DataFrame:
     """``client_id``, ``session_number``, ``risk`` for typed, validated frames, in chunks of clients."""
     codes, ids = pd.factorize(sessions["client_id"], sort=True)
@@ -49,7 +56,7 @@ def score_sessions(
 
 
 def score_file(
-    model: DropoutRiskModel,
+    model: HistoryScorer,
     sessions_path: Path,
     episodes_path: Path | None,
     out: Path,

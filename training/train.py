@@ -230,7 +230,7 @@ def train(
             }
         )
         _log_artifacts(Path(tmp), scored, report, spec, prep)
-        info = log_model(model, input_example=model.example_input(test_rows.head(3)))
+        info = log_model(model, check_rows=train_rows, input_example=model.example_input(test_rows.head(3)))
         version = str(info.registered_model_version)
         set_alias(CHALLENGER, version)
         report["model_version"] = version

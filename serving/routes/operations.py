@@ -22,7 +22,11 @@ async def healthz() -> dict:
 
 @router.get("/readyz", responses={503: {"description": "Not ready: no model loaded or database unreachable"}})
 def readyz(request: Request, response: Response) -> dict:
-    """Ready when a model is loaded and the database answers; "degraded" when the registry is unreachable."""
+    """Ready when a model is loaded and the database answers.
+
+    "degraded" when the registry is unreachable, or the version it names failed to load
+    (``model.load_failed`` says which version and why; the previous version keeps serving).
+    """
     holder = request.app.state.holder
     try:
         with request.app.state.engine.connect() as connection:
@@ -36,12 +40,14 @@ def readyz(request: Request, response: Response) -> dict:
         "version": loaded.version if loaded else None,
         "registry": "reachable" if holder.registry_reachable else "unreachable",
     }
+    if holder.load_failure is not None:  # the version the registry names cannot be loaded: which, and why
+        model["load_failed"] = holder.load_failure.as_dict()
     ready = loaded is not None and database == "ok"
     if not ready:
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
         state = "not_ready"
     else:
-        state = "ready" if holder.registry_reachable else "degraded"
+        state = "ready" if holder.registry_reachable and holder.load_failure is None else "degraded"
     return {"status": state, "database": database, "model": model}
 
 
@@ -60,8 +66,11 @@ async def reload(request: Request, _admin: Annotated[None, Depends(require_admin
     holder = request.app.state.holder
     swapped = await asyncio.to_thread(holder.refresh)
     loaded = holder.current
-    return {
+    answer = {
         "swapped": swapped,
         "version": loaded.version if loaded else None,
         "registry": "reachable" if holder.registry_reachable else "unreachable",
     }
+    if holder.load_failure is not None:
+        answer["load_failed"] = holder.load_failure.as_dict()
+    return answer

@@ -1,18 +1,23 @@
-"""CompiledModel: the numpy scorer gives DropoutRiskModel's risks and contributions to floating-point noise."""
+"""CompiledModel, built from the extracted scorer artifact, gives DropoutRiskModel's risks and contributions."""
 
 from __future__ import annotations
 
+import json
 import pickle
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from dropout_risk.models import extract as extraction
+from dropout_risk.models.artifact import BOOSTER_TXT, SCORER_JSON, ArtifactError, ScorerArtifact, write_artifact
 from dropout_risk.models.calibration import ProbabilityCalibrator
 from dropout_risk.models.clinical_rule import ClinicalRuleClassifier
 from dropout_risk.models.compiled import CompiledModel
 from dropout_risk.models.estimators import make_candidate
+from dropout_risk.models.extract import ArtifactMismatchError, compile_model, discrepancy, extract
 from dropout_risk.models.packaged import DropoutRiskModel
 
 BLANK = "blank"  # a numeric covariate never observed in training
@@ -100,10 +105,15 @@ def models(cohort) -> dict[str, DropoutRiskModel]:
     return {name: build(cohort, *variant) for name, variant in VARIANTS.items()}
 
 
+def from_files(model: DropoutRiskModel, directory: Path) -> CompiledModel:
+    """What serving loads: the artifact written to files and read back."""
+    return CompiledModel.from_directory(write_artifact(extract(model), directory))
+
+
 @pytest.fixture(params=list(VARIANTS))
-def pair(request, models) -> tuple[DropoutRiskModel, CompiledModel]:
+def pair(request, models, tmp_path) -> tuple[DropoutRiskModel, CompiledModel]:
     model = models[request.param]
-    return model, CompiledModel.from_model(model)
+    return model, from_files(model, tmp_path / "scorer")
 
 
 def max_abs(a, b) -> float:
@@ -143,7 +153,7 @@ def test_contributions_equal_the_packaged_model(cohort, pair):
 
 
 def test_subset_models_leave_unused_features_at_zero(models):
-    compiled = CompiledModel.from_model(models["lightgbm-subset"])
+    compiled = compile_model(models["lightgbm-subset"])
     used = set(models["lightgbm-subset"].estimator.named_steps["select"].columns)
     assert "days_in_treatment" not in used and len(used) < len(compiled.columns)
 
@@ -166,8 +176,8 @@ def test_single_rows_equal_the_batch(cohort, pair):
 def test_the_calibrator_is_applied(cohort, models):
     """The sigmoid and isotonic variants share their estimator's raw output but not their risks."""
     for kind in ("logistic", "lightgbm"):
-        sigmoid = CompiledModel.from_model(models[f"{kind}-sigmoid"])
-        isotonic = CompiledModel.from_model(models[f"{kind}-isotonic"])
+        sigmoid = compile_model(models[f"{kind}-sigmoid"])
+        isotonic = compile_model(models[f"{kind}-isotonic"])
         X = sigmoid.matrix(cohort.rows)
         np.testing.assert_array_equal(sigmoid.raw_probability(X), isotonic.raw_probability(X))
         assert max_abs(sigmoid.predict(X), isotonic.predict(X)) > 0.01
@@ -176,7 +186,7 @@ def test_the_calibrator_is_applied(cohort, models):
 
 @pytest.mark.parametrize("name", ["logistic-sigmoid", "lightgbm-isotonic"])
 def test_calibrate_equals_the_calibrator_at_the_extremes(models, name):
-    compiled = CompiledModel.from_model(models[name])
+    compiled = compile_model(models[name])
     p = np.array([0.0, 1e-12, 1e-7, 1e-6, 0.001, 0.2, 0.5, 0.93, 1 - 1e-7, 1 - 1e-12, 1.0])
     np.testing.assert_allclose(compiled.calibrate(p), models[name].calibrator.transform(p), rtol=0, atol=1e-12)
 
@@ -188,7 +198,7 @@ def test_calibrate_equals_the_calibrator_at_the_extremes(models, name):
 def test_every_category_scores_as_in_pandas(cohort, models, name):
     """One row under each spec level, an unseen level and a missing value, of both categorical covariates."""
     model = models[name]
-    compiled = CompiledModel.from_model(model)
+    compiled = compile_model(model)
     base = cohort.rows.iloc[[0]]
     values = [*REFERRAL_LEVELS, "tribunal", None]
     variants = pd.concat(
@@ -210,7 +220,7 @@ def test_every_category_scores_as_in_pandas(cohort, models, name):
 
 
 def test_invalid_codes_are_missing_values(cohort, models):
-    compiled = CompiledModel.from_model(models["lightgbm-sigmoid"])
+    compiled = compile_model(models["lightgbm-sigmoid"])
     X = compiled.matrix(cohort.rows.head(5))
     j = compiled.columns.index(REFERRAL)
     missing = X.copy()
@@ -248,7 +258,7 @@ def json_records(rows: pd.DataFrame, columns: list[str], categorical) -> list[di
 
 def test_matrix_follows_the_spec_columns_and_prepare(cohort, models):
     model = models["logistic-sigmoid"]
-    compiled = CompiledModel.from_model(model)
+    compiled = compile_model(model)
     assert compiled.columns == cohort.spec.feature_columns()
     X = compiled.matrix(cohort.rows)
     assert X.shape == (N_ROWS, len(compiled.columns)) and X.dtype == np.float64
@@ -274,7 +284,7 @@ def test_matrix_follows_the_spec_columns_and_prepare(cohort, models):
 
 
 def test_row_equals_matrix_of_one_record(cohort, models):
-    compiled = CompiledModel.from_model(models["lightgbm-sigmoid"])
+    compiled = compile_model(models["lightgbm-sigmoid"])
     records = json_records(cohort.rows.head(40), compiled.columns, compiled.levels)
     odd = {
         "age": "n/a",
@@ -296,7 +306,7 @@ def test_row_equals_matrix_of_one_record(cohort, models):
 
 def test_bad_shapes_and_infinity_are_refused(cohort, models):
     model = models["logistic-sigmoid"]
-    compiled = CompiledModel.from_model(model)
+    compiled = compile_model(model)
     X = compiled.matrix(cohort.rows.head(3))
     with pytest.raises(ValueError, match="columns"):
         compiled.predict(X[:, 1:])
@@ -315,18 +325,18 @@ def test_bad_shapes_and_infinity_are_refused(cohort, models):
 
 def test_a_pickled_model_compiles_to_the_same_scorer(cohort, pair):
     model, compiled = pair
-    restored = CompiledModel.from_model(pickle.loads(pickle.dumps(model)))
+    restored = compile_model(pickle.loads(pickle.dumps(model)))
     X = compiled.matrix(cohort.rows)
     np.testing.assert_array_equal(restored.predict(X), compiled.predict(X))
     for got, expected in zip(restored.contributions(X), compiled.contributions(X), strict=True):
         np.testing.assert_array_equal(got, expected)
-    assert restored.discrepancy(model, cohort.rows)["predict"] <= 1e-12
+    assert discrepancy(restored, model, cohort.rows)["predict"] <= 1e-12
 
 
 def test_discrepancy_reports_the_differences(cohort, models):
-    compiled = CompiledModel.from_model(models["lightgbm-sigmoid"])
-    assert max(compiled.discrepancy(models["lightgbm-sigmoid"], cohort.rows).values()) <= 1e-10
-    other = compiled.discrepancy(models["lightgbm-isotonic"], cohort.rows)
+    compiled = compile_model(models["lightgbm-sigmoid"])
+    assert max(discrepancy(compiled, models["lightgbm-sigmoid"], cohort.rows).values()) <= 1e-10
+    other = discrepancy(compiled, models["lightgbm-isotonic"], cohort.rows)
     assert other["predict"] > 0.01 and other["contributions"] > 0.001
 
 
@@ -342,12 +352,111 @@ def test_other_models_are_refused(cohort, models):
         columns=template.columns,
     )
     with pytest.raises(ValueError, match="cannot be compiled"):
-        CompiledModel.from_model(clinical)
+        compile_model(clinical)
     mislabelled = pickle.loads(pickle.dumps(clinical))
     mislabelled.kind = "logistic"
     with pytest.raises(ValueError, match="Pipeline"):
-        CompiledModel.from_model(mislabelled)
+        compile_model(mislabelled)
     swapped = pickle.loads(pickle.dumps(template))
     swapped.kind = "lightgbm"
     with pytest.raises(ValueError, match="LGBMClassifier"):
-        CompiledModel.from_model(swapped)
+        compile_model(swapped)
+
+
+# --- the artifact files ------------------------------------------------------------------------------
+
+
+def _no_constants(name: str) -> float:
+    raise AssertionError(f"{name} is not standard JSON")
+
+
+@pytest.mark.parametrize("name", ["logistic-isotonic", "lightgbm-sigmoid"])
+def test_the_artifact_is_plain_json_and_lightgbm_text(cohort, models, name, tmp_path):
+    directory = write_artifact(extract(models[name]), tmp_path / "scorer")
+    document = json.loads((directory / SCORER_JSON).read_text(), parse_constant=_no_constants)
+    assert document["kind"] == models[name].kind
+    assert document["spec"] == cohort.spec.to_dict()
+    assert document["trajectories"] == json.loads(json.dumps(cohort.trajectories.to_dict()))
+    files = sorted(p.name for p in directory.iterdir())
+    if models[name].kind == "lightgbm":
+        assert files == [BOOSTER_TXT, SCORER_JSON]
+        assert (directory / BOOSTER_TXT).read_text().startswith("tree\n")
+    else:
+        assert files == [SCORER_JSON]
+        assert {t["input"] for t in document["logistic"]["terms"]} == {"value", "missing", "category"}
+
+
+def _tampered_coefficient(artifact: ScorerArtifact) -> ScorerArtifact:
+    terms = list(artifact.estimator.terms)
+    terms[0] = replace(terms[0], coef=terms[0].coef + 1e-7)  # a rounding-sized slip, not a gross error
+    return replace(artifact, estimator=replace(artifact.estimator, terms=tuple(terms)))
+
+
+def _forgotten_missing_category(artifact: ScorerArtifact) -> ScorerArtifact:
+    return replace(artifact, estimator=replace(artifact.estimator, missing_category={}))
+
+
+def _categories_in_spec_order(artifact: ScorerArtifact) -> ScorerArtifact:
+    """LightGBM's codes taken from the spec's levels instead of the training frame's categories."""
+    categories = {**artifact.estimator.categories, REFERRAL: REFERRAL_LEVELS}
+    return replace(artifact, estimator=replace(artifact.estimator, categories=categories))
+
+
+@pytest.mark.parametrize(
+    "name, tamper",
+    [
+        ("logistic-sigmoid", _tampered_coefficient),
+        ("logistic-sigmoid", _forgotten_missing_category),
+        ("lightgbm-sigmoid", _categories_in_spec_order),
+    ],
+)
+def test_a_wrong_extraction_is_refused(cohort, models, name, tamper, tmp_path, monkeypatch):
+    model = models[name]
+    assert extraction.write_verified_artifact(model, cohort.train, tmp_path / "right").is_dir()
+    wrong = tamper(extract(model))
+    monkeypatch.setattr(extraction, "extract", lambda _model: wrong)
+    with pytest.raises(ArtifactMismatchError, match=f"does not reproduce the fitted {model.kind} model"):
+        extraction.write_verified_artifact(model, cohort.train, tmp_path / "wrong")
+
+
+def test_an_empty_check_is_refused(cohort, models, tmp_path):
+    with pytest.raises(ValueError, match="no feature rows"):
+        extraction.write_verified_artifact(models["logistic-sigmoid"], cohort.train.head(0), tmp_path / "scorer")
+
+
+def _edit_json(directory: Path, edit) -> None:
+    document = json.loads((directory / SCORER_JSON).read_text())
+    edit(document)
+    (directory / SCORER_JSON).write_text(json.dumps(document))
+
+
+DAMAGE = {
+    "no scorer.json": (lambda d: (d / SCORER_JSON).unlink(), "scorer.json is missing"),
+    "not JSON": (lambda d: (d / SCORER_JSON).write_text("{"), "scorer.json is not valid JSON"),
+    "another format version": (lambda d: _edit_json(d, lambda j: j.update(version=99)), "format version 99"),
+    "a field missing": (lambda d: _edit_json(d, lambda j: j.pop("calibration")), r"malformed \(KeyError\)"),
+    "text for a number": (
+        lambda d: _edit_json(d, lambda j: j["calibration"].update(coef="0.5")),
+        r"malformed \(TypeError\)",
+    ),
+    "an unknown feature": (
+        lambda d: _edit_json(d, lambda j: j["lightgbm"]["features"].__setitem__(0, "shoe_size")),
+        "outside its feature spec",
+    ),
+    "no booster.txt": (lambda d: (d / BOOSTER_TXT).unlink(), "booster.txt is missing"),
+    "a damaged booster": (
+        lambda d: (d / BOOSTER_TXT).write_text("tree\nversion=v4\nnum_class=one\n"),
+        "LightGBM model text cannot be loaded",
+    ),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
+def test_a_damaged_artifact_raises_artifact_error(models, damage, tmp_path):
+    directory = write_artifact(extract(models["lightgbm-sigmoid"]), tmp_path / "scorer")
+    CompiledModel.from_directory(directory)  # intact, it loads
+    spoil, message = DAMAGE[damage]
+    spoil(directory)
+    with pytest.raises(ArtifactError, match=message) as caught:
+        CompiledModel.from_directory(directory)
+    assert "tree" not in str(caught.value) and len(str(caught.value)) < 120  # names the fault, not the content

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pickle
 import warnings
+from dataclasses import replace
 
+import cloudpickle
 import mlflow
 import numpy as np
 import pandas as pd
@@ -12,10 +14,20 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.types import DataType
 
+from dropout_risk.models import extract as extraction
 from dropout_risk.models.calibration import ProbabilityCalibrator
 from dropout_risk.models.estimators import make_candidate
+from dropout_risk.models.extract import ArtifactMismatchError
 from dropout_risk.models.packaged import BIAS, CONTRIBUTION_PREFIX, RISK, DropoutRiskModel
-from dropout_risk.models.registry import MODEL_NAME, load_model, log_model, model_uri, set_alias, version_for_alias
+from dropout_risk.models.registry import (
+    MODEL_NAME,
+    load_model,
+    load_scorer,
+    log_model,
+    model_uri,
+    set_alias,
+    version_for_alias,
+)
 
 KINDS = ("logistic", "lightgbm")
 
@@ -309,7 +321,7 @@ def registered(mlflow_store, clinic, models):
     rows = clinic.features.head(5)
     example = models["lightgbm"].example_input(rows)
     with mlflow.start_run(experiment_id=experiment) as run:
-        info = log_model(models["lightgbm"], registered_name=MODEL_NAME, input_example=example)
+        info = log_model(models["lightgbm"], check_rows=clinic.train, registered_name=MODEL_NAME, input_example=example)
     return {"info": info, "run_id": run.info.run_id, "rows": rows, "example": example, "uri": mlflow_store.uri}
 
 
@@ -339,6 +351,40 @@ def test_loaded_model_predicts_identically(registered, models):
         explained.reset_index(drop=True),
         original.predict(None, rows, params={"contributions": True}).reset_index(drop=True),
     )
+
+
+def test_the_scorer_loads_from_its_files_without_unpickling(registered, models, monkeypatch):
+    original = models["lightgbm"]
+    rows = registered["rows"]
+
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("serving must not unpickle the model")
+
+    for module, name in [(pickle, "load"), (pickle, "loads"), (cloudpickle, "load"), (cloudpickle, "loads")]:
+        monkeypatch.setattr(module, name, refuse)
+    monkeypatch.setattr(mlflow.pyfunc, "load_model", refuse)
+    for uri in (f"models:/{MODEL_NAME}/1", f"runs:/{registered['run_id']}/model"):
+        scorer = load_scorer(uri)
+        assert scorer.kind == "lightgbm" and scorer.spec == original.spec
+        assert scorer.trajectories == original.trajectories
+        X = scorer.matrix(registered["example"])
+        np.testing.assert_allclose(scorer.predict(X), original.predict_features(rows), rtol=0, atol=1e-12)
+        parts, bias = scorer.contributions(X)
+        expected = original.contributions(rows)
+        np.testing.assert_allclose(parts, expected[scorer.columns].to_numpy(), rtol=0, atol=1e-10)
+        np.testing.assert_allclose(bias, expected["bias"].to_numpy(), rtol=0, atol=1e-10)
+
+
+def test_a_model_whose_scorer_disagrees_is_not_logged(registered, models, clinic, monkeypatch):
+    client = MlflowClient()
+    before = len(client.search_model_versions(f"name='{MODEL_NAME}'"))
+    right = extraction.extract(models["logistic"])
+    wrong = replace(right, calibration=replace(right.calibration, intercept=right.calibration.intercept + 1e-6))
+    monkeypatch.setattr(extraction, "extract", lambda _model: wrong)
+    experiment = mlflow.get_experiment_by_name("packaged-tests").experiment_id
+    with mlflow.start_run(experiment_id=experiment), pytest.raises(ArtifactMismatchError, match="not registering"):
+        log_model(models["logistic"], check_rows=clinic.train, registered_name=MODEL_NAME)
+    assert len(client.search_model_versions(f"name='{MODEL_NAME}'")) == before
 
 
 def test_logged_signature_and_metadata(registered, models):
