@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, NoReturn, overload
 
 import typer
 from pydantic import ValidationError
 from rich.console import Console
 
-from dropout_risk.features.config import ConfigFileError, ProjectSettings, load_settings
+from dropout_risk.features.config import ConfigFileError, ProjectSettings, S, load_settings
 from dropout_risk.features.contract import ContractError
 from dropout_risk.training.data import DataFileError
 
@@ -57,6 +57,13 @@ def user_errors() -> Iterator[None]:
         fail(f"invalid configuration: {details}")
 
 
+@overload
+def settings(config: Path | None) -> ProjectSettings: ...
+@overload
+def settings(config: Path | None, cls: type[S]) -> S: ...
+
+
 def settings(config: Path | None, cls: type[ProjectSettings] = ProjectSettings) -> ProjectSettings:
+    """The settings of ``cls`` (typed as ``cls``: ``settings(config, ServingSettings)`` is a ServingSettings)."""
     with user_errors():
         return load_settings(cls, config)
