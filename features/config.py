@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TypeVar
+from typing import TypeVar, overload
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import (
@@ -104,8 +104,16 @@ def resolve_config_file(config_file: Path | None = None) -> Path | None:
     return DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.is_file() else None
 
 
-def load_settings(settings_cls: type[S] = ProjectSettings, config_file: Path | None = None) -> S:
-    """Read settings once, at the edge, and pass them in from there."""
+@overload
+def load_settings() -> ProjectSettings: ...
+@overload
+def load_settings(settings_cls: type[S], config_file: Path | None = None) -> S: ...
+
+
+def load_settings(
+    settings_cls: type[ProjectSettings] = ProjectSettings, config_file: Path | None = None
+) -> ProjectSettings:
+    """Read settings once, at the edge, and pass them in from there (typed as the class asked for)."""
     path = resolve_config_file(config_file)
     bound = type(
         settings_cls.__name__,

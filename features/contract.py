@@ -10,6 +10,9 @@ records):
 3. rules across rows and files: duplicate sessions, numbering gaps, dates going
    back, clients with sessions but no episode and the reverse.
 
+The rules a client's sessions obey, and their words, live in ``features.session_rules``
+(shared with the API); here they are applied to whole files at once.
+
 Rows are numbered from 1 at the first data row (the header is not a row), so
 in a CSV file row N is line N + 1.
 """
@@ -24,6 +27,12 @@ import pandera.pandas as pa
 from pandera.errors import SchemaErrors
 
 from dropout_risk.features.instruments import InstrumentRegistry
+from dropout_risk.features.session_rules import (
+    DATE_GOES_BACK,
+    DUPLICATE_NUMBER,
+    NUMBERING_GAP,
+    NUMBERING_STARTS_AT_ONE,
+)
 
 STATUSES = ("dropout", "completed", "ongoing")
 SESSION_ID_COLUMNS = ("client_id", "session_number", "session_date")
@@ -184,11 +193,7 @@ def sessions_schema(registry: InstrumentRegistry) -> pa.DataFrameSchema:
     for instrument in registry.values():
         columns[instrument.key] = pa.Column(
             float,
-            pa.Check.in_range(
-                instrument.min,
-                instrument.max,
-                error=f"must be within {instrument.min:g}-{instrument.max:g} ({instrument.name})",
-            ),
+            pa.Check.in_range(instrument.min, instrument.max, error=instrument.range_rule),
             nullable=True,
             required=False,
         )
@@ -235,35 +240,20 @@ def _session_order_problems(sessions: pd.DataFrame) -> list[Problem]:
     problems: list[Problem] = []
 
     duplicated = ordered.duplicated(["client_id", "session_number"], keep="first")
-    problems += [
-        Problem("sessions", int(i) + 1, "session_number", "duplicate session_number for this client")
-        for i in ordered.index[duplicated]
-    ]
+    problems += [Problem("sessions", int(i) + 1, "session_number", DUPLICATE_NUMBER) for i in ordered.index[duplicated]]
 
     distinct = ordered[~duplicated]
     previous = distinct.groupby("client_id", sort=False)["session_number"].shift()
     first_wrong = previous.isna() & (distinct["session_number"] != 1)
     gap = previous.notna() & (distinct["session_number"] != previous + 1)
     problems += [
-        Problem("sessions", int(i) + 1, "session_number", "numbering must start at 1 for each client")
-        for i in distinct.index[first_wrong]
+        Problem("sessions", int(i) + 1, "session_number", NUMBERING_STARTS_AT_ONE) for i in distinct.index[first_wrong]
     ]
-    problems += [
-        Problem(
-            "sessions",
-            int(i) + 1,
-            "session_number",
-            "numbering gap: the previous session number for this client is missing",
-        )
-        for i in distinct.index[gap]
-    ]
+    problems += [Problem("sessions", int(i) + 1, "session_number", NUMBERING_GAP) for i in distinct.index[gap]]
 
     previous_date = by_client["session_date"].shift()
     back = ordered["session_date"].notna() & previous_date.notna() & (ordered["session_date"] < previous_date)
-    problems += [
-        Problem("sessions", int(i) + 1, "session_date", "date is earlier than this client's previous session")
-        for i in ordered.index[back]
-    ]
+    problems += [Problem("sessions", int(i) + 1, "session_date", DATE_GOES_BACK) for i in ordered.index[back]]
     return problems
 
 

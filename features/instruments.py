@@ -44,6 +44,14 @@ class Instrument(BaseModel):
             raise ValueError(f"instrument {self.key}: cutoff must lie within [min, max]")
         return self
 
+    @property
+    def range_rule(self) -> str:
+        """The rule a score out of range breaks, as every check words it (files, API, dashboard)."""
+        return f"must be within {self.min:g}-{self.max:g} ({self.name})"
+
+    def accepts(self, value: float) -> bool:
+        return self.min <= value <= self.max
+
     def normalise(self, values):
         """Map raw scores so that higher is better, keeping the scale's own range.
 

@@ -4,28 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.staticfiles import StaticFiles
 
 from dropout_risk.serving.db import make_engine, session_factory
 from dropout_risk.serving.migrate import upgrade
 from dropout_risk.serving.model_holder import ModelHolder
-from dropout_risk.serving.observability import AccessMiddleware, Metrics, route_template
+from dropout_risk.serving.observability import AccessMiddleware, Metrics
 from dropout_risk.serving.routes import clients, operations, scoring
 from dropout_risk.serving.service import Invalid
 from dropout_risk.serving.settings import ServingSettings
-from dropout_risk.serving.ui import STATIC_DIR as UI_STATIC_DIR
-from dropout_risk.serving.ui import router as ui_router
-
-log = logging.getLogger("dropout_risk.app")
+from dropout_risk.serving.ui import install as install_dashboard
 
 
-def _problems(errors) -> list[dict]:
+def _problems(errors: Sequence[Any]) -> list[dict[str, object]]:
     """Validation errors without the input values pydantic would echo (health data)."""
     return [
         {
@@ -70,13 +66,14 @@ def create_app(settings: ServingSettings, *, holder: ModelHolder | None = None, 
     app.state.reader = reader
     app.state.read_sessions = session_factory(reader)
     app.state.holder = holder
+    app.state.registry = settings.registry()
     app.state.metrics = Metrics()
-    app.add_middleware(AccessMiddleware)
+    # Outside every route and handler: the one place an unhandled error is answered (500) and logged.
+    app.add_middleware(AccessMiddleware, metrics=app.state.metrics)
     app.include_router(clients.router)
     app.include_router(scoring.router)
     app.include_router(operations.router)
-    app.include_router(ui_router)  # the clinician dashboard at /ui
-    app.mount("/ui/static", StaticFiles(directory=UI_STATIC_DIR), name="ui-static")
+    install_dashboard(app)  # the clinician dashboard at /ui
 
     @app.exception_handler(RequestValidationError)
     async def _invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -86,11 +83,5 @@ def create_app(settings: ServingSettings, *, holder: ModelHolder | None = None, 
     async def _invalid_history(_request: Request, exc: Invalid) -> JSONResponse:
         detail = [{"loc": list(p.loc), "msg": p.msg, "type": "value_error"} for p in exc.problems]
         return JSONResponse({"detail": detail}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
-
-    @app.exception_handler(Exception)
-    async def _internal(request: Request, exc: Exception) -> JSONResponse:
-        # The type and the route only: a message or traceback could carry client data.
-        log.error("internal error on %s %s: %s", request.method, route_template(request), type(exc).__name__)
-        return JSONResponse({"detail": "internal error"}, status_code=status.HTTP_500_INTERNAL_SERVER_ERROR)
 
     return app

@@ -1,18 +1,26 @@
-"""FastAPI dependencies: settings, database sessions, the model, the caller's clinic."""
+"""FastAPI dependencies: settings, database sessions, the model, metrics, the caller's clinic.
+
+The one place that reads ``app.state`` (set up by ``serving.app.create_app``): routes
+declare what they need with the ``Annotated`` aliases at the bottom.
+"""
 
 from __future__ import annotations
 
 import hmac
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from dropout_risk.features.instruments import InstrumentRegistry
 from dropout_risk.serving.keys import clinic_for_key
 from dropout_risk.serving.model_holder import LoadedModel, ModelHolder
+from dropout_risk.serving.observability import Metrics
 from dropout_risk.serving.schemas import ErrorBody
+from dropout_risk.serving.scoring import ScoringContext
 from dropout_risk.serving.settings import ServingSettings
 
 bearer = HTTPBearer(auto_error=False, description="A clinic's API key (dropout-risk keys create --clinic NAME)")
@@ -20,9 +28,12 @@ UNAUTHORIZED = HTTPException(
     status.HTTP_401_UNAUTHORIZED, "missing, unknown or revoked API key", headers={"WWW-Authenticate": "Bearer"}
 )
 # The answers the dependencies and body parsing give, documented on the routes that can give them.
-UNAUTHORIZED_RESPONSE = {401: {"model": ErrorBody, "description": "Missing, unknown or revoked API key"}}
-NO_MODEL_RESPONSE = {503: {"model": ErrorBody, "description": "No model loaded yet"}}
-BAD_BODY_RESPONSE = {400: {"model": ErrorBody, "description": "The body cannot be read (not UTF-8 JSON text)"}}
+Responses = dict[int | str, dict[str, Any]]  # FastAPI's type of a route's ``responses``
+UNAUTHORIZED_RESPONSE: Responses = {401: {"model": ErrorBody, "description": "Missing, unknown or revoked API key"}}
+NO_MODEL_RESPONSE: Responses = {503: {"model": ErrorBody, "description": "No model loaded yet"}}
+BAD_BODY_RESPONSE: Responses = {
+    400: {"model": ErrorBody, "description": "The body cannot be read (not UTF-8 JSON text)"}
+}
 
 
 # Trivial dependencies are async: FastAPI runs a sync one in the thread pool, a hop per dependency.
@@ -52,6 +63,22 @@ async def get_read_db(request: Request) -> AsyncIterator[Session]:
         session.close()
 
 
+async def get_engine(request: Request) -> Engine:
+    return request.app.state.engine
+
+
+async def get_reader(request: Request) -> Engine:
+    return request.app.state.reader
+
+
+async def get_metrics(request: Request) -> Metrics:
+    return request.app.state.metrics
+
+
+async def get_registry(request: Request) -> InstrumentRegistry:
+    return request.app.state.registry
+
+
 async def get_holder(request: Request) -> ModelHolder:
     return request.app.state.holder
 
@@ -64,13 +91,28 @@ async def get_model(holder: Annotated[ModelHolder, Depends(get_holder)]) -> Load
     return loaded
 
 
-def _clinic_for(request: Request, key: str) -> int | None:
-    with request.app.state.reader.connect() as connection:  # a Core connection: no ORM session needed
-        return clinic_for_key(connection, key)
+async def get_scoring(
+    model: Annotated[LoadedModel, Depends(get_model)],
+    registry: Annotated[InstrumentRegistry, Depends(get_registry)],
+    settings: Annotated[ServingSettings, Depends(get_settings)],
+) -> ScoringContext:
+    """Everything scoring reads, from the request's one model version; 503 when no model is loaded."""
+    return ScoringContext.of(model, registry, settings.serving.bands)
+
+
+async def get_optional_scoring(
+    holder: Annotated[ModelHolder, Depends(get_holder)],
+    registry: Annotated[InstrumentRegistry, Depends(get_registry)],
+    settings: Annotated[ServingSettings, Depends(get_settings)],
+) -> ScoringContext | None:
+    """As ``get_scoring``, or None while no model is loaded (for routes that still answer then)."""
+    loaded = holder.current
+    return None if loaded is None else ScoringContext.of(loaded, registry, settings.serving.bands)
 
 
 async def require_clinic(
-    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+    reader: Annotated[Engine, Depends(get_reader)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> int:
     """The caller's clinic, from one indexed read of the key's digest.
 
@@ -80,7 +122,8 @@ async def require_clinic(
     """
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise UNAUTHORIZED
-    clinic_id = _clinic_for(request, credentials.credentials)
+    with reader.connect() as connection:  # a Core connection: no ORM session needed
+        clinic_id = clinic_for_key(connection, credentials.credentials)
     if clinic_id is None:
         raise UNAUTHORIZED
     return clinic_id
@@ -97,6 +140,13 @@ async def require_admin(
 
 Db = Annotated[Session, Depends(get_db)]
 ReadDb = Annotated[Session, Depends(get_read_db)]
+Holder = Annotated[ModelHolder, Depends(get_holder)]
 Model = Annotated[LoadedModel, Depends(get_model)]
+Scoring = Annotated[ScoringContext, Depends(get_scoring)]
+MaybeScoring = Annotated[ScoringContext | None, Depends(get_optional_scoring)]
+Registry = Annotated[InstrumentRegistry, Depends(get_registry)]
+RiskMetrics = Annotated[Metrics, Depends(get_metrics)]
+DbEngine = Annotated[Engine, Depends(get_engine)]
 ClinicId = Annotated[int, Depends(require_clinic)]
 Settings = Annotated[ServingSettings, Depends(get_settings)]
+Admin = Annotated[None, Depends(require_admin)]

@@ -22,6 +22,8 @@ from typing import Any
 from dropout_risk.features.flags import FLAGS, NO_IMPROVEMENT_FROM_SESSION
 from dropout_risk.features.instruments import Instrument
 from dropout_risk.features.spec import LANDMARK, FeatureSpec
+from dropout_risk.serving.risk import Factor, FlagOut
+from dropout_risk.serving.values import fires, is_missing, plain_number
 
 # The intercept column of DropoutRiskModel.contributions: not a feature.
 BIAS = "bias"
@@ -51,9 +53,9 @@ FLAG_LABELS: dict[str, str] = {
 # --- flags -------------------------------------------------------------------------------
 
 
-def describe_flags(flags_row: Mapping[str, Any]) -> list[dict]:
-    """``[{"flag", "text"}]`` for the flags that fire, in ``FLAGS`` order (NaN / missing do not fire)."""
-    return [{"flag": name, "text": FLAG_LABELS[name]} for name in FLAGS if _fires(flags_row.get(name))]
+def describe_flags(flags_row: Mapping[str, Any]) -> list[FlagOut]:
+    """The flags that fire, in ``FLAGS`` order (NaN / missing do not fire)."""
+    return [FlagOut(flag=name, text=FLAG_LABELS[name]) for name in FLAGS if fires(flags_row.get(name))]
 
 
 # --- factors -----------------------------------------------------------------------------
@@ -67,10 +69,10 @@ def factors(
     top: int = 5,
     minimum: int = 3,
     min_abs: float = 0.0,
-) -> list[dict]:
+) -> list[Factor]:
     """The largest contributions, in plain words.
 
-    Returns ``[{"feature", "contribution", "effect", "text"}]`` ordered by
+    Returns ``Factor`` (feature, contribution, effect, text) items ordered by
     |contribution| (largest first; ties keep the order of ``contributions``),
     at most ``top`` of them. ``contribution`` is on the calibrated log-odds
     scale, rounded to 4 decimals; ``effect`` is "raises" or "lowers" the risk.
@@ -92,18 +94,18 @@ def factors(
         if name == BIAS or contribution is None or round(contribution, 4) == 0:
             continue
         value = features_row.get(name)
-        if _missing(value):
+        if is_missing(value):
             continue
         candidates.append((name, contribution, value))
     candidates.sort(key=lambda item: -abs(item[1]))  # stable: ties keep their order
     chosen = [c for rank, c in enumerate(candidates[:top]) if rank < minimum or abs(c[1]) >= min_abs]
     return [
-        {
-            "feature": name,
-            "contribution": round(contribution, 4),
-            "effect": "raises" if contribution > 0 else "lowers",
-            "text": _describe(describers.get(name), name, value),
-        }
+        Factor(
+            feature=name,
+            contribution=round(contribution, 4),
+            effect="raises" if contribution > 0 else "lowers",
+            text=_describe(describers.get(name), name, value),
+        )
         for name, contribution, value in chosen
     ]
 
@@ -120,36 +122,13 @@ def instrument_label(instrument: Instrument) -> str:
 # --- numbers -----------------------------------------------------------------------------
 
 
-def _num(value: float) -> str:
-    """Whole numbers when integral (after rounding to one decimal), else one decimal."""
-    rounded = round(float(value), 1)
-    if rounded == int(rounded):
-        return str(int(rounded))
-    return f"{rounded:.1f}"
-
-
 def _count(value: float, singular: str, plural: str | None = None) -> str:
-    text = _num(value)
+    text = plain_number(value)
     return f"{text} {singular if text == '1' else (plural or singular + 's')}"
 
 
 def _points(size: float) -> str:
     return _count(size, "point")
-
-
-def _missing(value: Any) -> bool:
-    if value is None:
-        return True
-    try:
-        return bool(value != value)  # NaN and NaT are unequal to themselves
-    except TypeError:  # pd.NA
-        return True
-
-
-def _fires(value: Any) -> bool:
-    if _missing(value):
-        return False
-    return bool(value)
 
 
 def _as_float(value: Any) -> float | None:
@@ -182,7 +161,7 @@ def _describe(describer: Describer | None, name: str, value: Any) -> str:
 
 def _unknown(name: str, value: Any) -> str:
     number = _as_float(value) if not isinstance(value, str) else None
-    return f"{name}: {_num(number) if number is not None else value}"
+    return f"{name}: {plain_number(number) if number is not None else value}"
 
 
 def _describers(spec: FeatureSpec) -> dict[str, Describer]:
@@ -204,11 +183,11 @@ def _describers(spec: FeatureSpec) -> dict[str, Describer]:
 def _landmark(max_landmark: int, k: float) -> str:
     # Sessions after the last landmark are scored on the last landmark's row.
     later = " or later" if k >= max_landmark else ""
-    return f"session {_num(k)}{later} of treatment"
+    return f"session {plain_number(k)}{later} of treatment"
 
 
 def _numeric_covariate(name: str, value: float) -> str:
-    return f"{name.replace('_', ' ')} {_num(value)}"
+    return f"{name.replace('_', ' ')} {plain_number(value)}"
 
 
 def _categorical_covariate(name: str, value: Any) -> str:
@@ -219,13 +198,13 @@ def _categorical_covariate(name: str, value: Any) -> str:
 
 
 def _missed_total(n: float) -> str:
-    if _num(n) == "0":
+    if plain_number(n) == "0":
         return "no missed appointments so far"
     return f"{_count(n, 'missed appointment')} so far"
 
 
 def _missed_last(n: float) -> str:
-    if _num(n) == "0":
+    if plain_number(n) == "0":
         return "no missed appointments since the last session"
     return f"{_count(n, 'missed appointment')} since the last session"
 
@@ -248,13 +227,13 @@ def _subject(instrument: Instrument) -> str:
 
 
 def _raw(instrument: Instrument, normalised: float) -> str:
-    return _num(instrument.normalise(normalised))  # the reflection is its own inverse
+    return plain_number(instrument.normalise(normalised))  # the reflection is its own inverse
 
 
 def _change(since: str, instrument: Instrument, change: float) -> str:
     """A change in normalised units (positive = better) in the raw direction of the scale."""
     subject = _subject(instrument)
-    if _num(abs(change)) == "0":
+    if plain_number(abs(change)) == "0":
         return f"{subject} unchanged since {since}"
     better = change > 0
     size = _points(abs(change))
@@ -273,7 +252,7 @@ def _current(instrument: Instrument, value: float) -> str:
     if instrument.cutoff is None:
         return text
     kind = "clinical cutoff" if instrument.role == "outcome" else "cutoff"
-    return f"{text} ({kind} {_num(instrument.cutoff)})"
+    return f"{text} ({kind} {plain_number(instrument.cutoff)})"
 
 
 # outcome
@@ -285,14 +264,14 @@ def _intake(instrument: Instrument, value: float) -> str:
 
 def _sessions_since_obs(instrument: Instrument, n: float) -> str:
     label = _subject(instrument)
-    if _num(n) == "0":
+    if plain_number(n) == "0":
         return f"{label} given at this session"
     return f"{label} last given {_count(n, 'session')} ago"
 
 
 def _slope(instrument: Instrument, slope: float) -> str:
     label = _subject(instrument)
-    if _num(abs(slope)) == "0":
+    if plain_number(abs(slope)) == "0":
         return f"{label} about level so far"
     trend = "improving" if slope > 0 else "worsening"
     return f"{label} {trend} about {_points(abs(slope))} per session"
@@ -312,9 +291,11 @@ def _dist_cutoff(instrument: Instrument, distance: float) -> str:
     """Normalised current minus normalised cutoff: positive is the healthy side."""
     label = _subject(instrument)
     cutoff = (
-        f"the clinical cutoff of {_num(instrument.cutoff)}" if instrument.cutoff is not None else "the clinical cutoff"
+        f"the clinical cutoff of {plain_number(instrument.cutoff)}"
+        if instrument.cutoff is not None
+        else "the clinical cutoff"
     )
-    if _num(abs(distance)) == "0":
+    if plain_number(abs(distance)) == "0":
         return f"{label} is at {cutoff}"
     size = _points(abs(distance))
     healthy = distance > 0
@@ -327,7 +308,7 @@ def _dist_cutoff(instrument: Instrument, distance: float) -> str:
 def _expected_dev(instrument: Instrument, deviation: float) -> str:
     label = _subject(instrument)
     where = "the expected trajectory for this intake score"
-    if _num(abs(deviation)) == "0":
+    if plain_number(abs(deviation)) == "0":
         return f"{label} is on {where}"
     size = _points(abs(deviation))
     better = deviation > 0
@@ -369,9 +350,9 @@ def _mean(instrument: Instrument, value: float) -> str:
 
 
 def _n_below_cutoff(instrument: Instrument, n: float) -> str:
-    cutoff = f"the cutoff of {_num(instrument.cutoff)}" if instrument.cutoff is not None else "the cutoff"
+    cutoff = f"the cutoff of {plain_number(instrument.cutoff)}" if instrument.cutoff is not None else "the cutoff"
     worse_side = "below" if instrument.higher_is_better else "on the wrong side of"
-    if _num(n) == "0":
+    if plain_number(n) == "0":
         return f"{_subject(instrument)} not {worse_side} {cutoff} so far"
     return f"{_subject(instrument)} {worse_side} {cutoff} in {_count(n, 'session')} so far"
 

@@ -65,7 +65,7 @@ def list_keys(session: Session) -> list[tuple[str, str, dt.datetime, dt.datetime
         .join(Clinic, Clinic.id == ApiKey.clinic_id)
         .order_by(ApiKey.id)
     ).all()
-    return [tuple(row) for row in rows]
+    return [(prefix, clinic, created, revoked) for prefix, clinic, created, revoked in rows]
 
 
 _KEYS = ApiKey.__table__

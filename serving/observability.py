@@ -76,8 +76,9 @@ def route_template(request: Request) -> str:
 class AccessMiddleware:
     """Counts, times and logs every HTTP request (pure ASGI: BaseHTTPMiddleware costs a task per request)."""
 
-    def __init__(self, app: ASGIApp):
+    def __init__(self, app: ASGIApp, metrics: Metrics):
         self.app = app
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -97,9 +98,9 @@ class AccessMiddleware:
             try:
                 await self.app(scope, receive, send_status)
             except Exception as exc:
-                # Answered and logged here, never re-raised: Starlette re-raises an unhandled error to the
-                # server, which logs its message and traceback (a driver error names the client id and the
-                # scores it was writing), and drops the connection.
+                # The one place an unhandled error is answered and logged, never re-raised: Starlette re-raises
+                # it to the server, which logs its message and traceback (a driver error names the client id
+                # and the scores it was writing), and drops the connection. The type and the route only.
                 error_log.error(
                     "internal error on %s %s: %s", scope["method"], route_template(Request(scope)), type(exc).__name__
                 )
@@ -107,9 +108,7 @@ class AccessMiddleware:
                     await JSONResponse({"detail": "internal error"}, status_code=500)(scope, receive, send_status)
         finally:
             elapsed = time.perf_counter() - start
-            request = Request(scope)
-            route = route_template(request)
-            metrics: Metrics = request.app.state.metrics
-            metrics.requests.labels(scope["method"], route, str(status)).inc()
-            metrics.latency.labels(scope["method"], route).observe(elapsed)
+            route = route_template(Request(scope))
+            self.metrics.requests.labels(scope["method"], route, str(status)).inc()
+            self.metrics.latency.labels(scope["method"], route).observe(elapsed)
             access_log.info("%s %s %d %.1fms", scope["method"], route, status, elapsed * 1000)

@@ -1,4 +1,4 @@
-"""Request and response bodies of the /v1 API."""
+"""Request and response bodies of the /v1 API (the risk inside them is ``serving.risk``'s)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict
 from pydantic_core import PydanticCustomError
+
+from dropout_risk.serving.risk import Band, HistoryItem, Risk
+from dropout_risk.serving.tables import Status
 
 
 def _date_text(value: object) -> object:
@@ -21,8 +24,6 @@ Score = Annotated[float, Field(allow_inf_nan=False)]
 JsonScore = Annotated[float, Strict(), Field(allow_inf_nan=False)]
 JsonInt = Annotated[int, Strict()]
 SessionDate = Annotated[dt.date, BeforeValidator(_date_text)]
-Status = Literal["ongoing", "completed", "dropout"]
-Band = Literal["low", "moderate", "high"]
 ClientId = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:@~-]+$")]
 MAX_SESSIONS = 500
 
@@ -46,43 +47,6 @@ class SessionBody(SessionIn):
 
 class SessionOut(SessionIn):
     pass
-
-
-class Factor(BaseModel):
-    feature: str
-    contribution: float
-    effect: Literal["raises", "lowers"]
-    text: str
-
-
-class FlagOut(BaseModel):
-    flag: str
-    text: str
-
-
-class SuggestionOut(BaseModel):
-    flag: str
-    text: str
-    source: str
-
-
-class Risk(BaseModel):
-    probability: float = Field(ge=0, le=1)
-    band: Band
-    model_version: str
-    landmark: int
-    session_number: int
-    factors: list[Factor]
-    flags: list[FlagOut]
-    suggestions: list[SuggestionOut]
-    missing_inputs: list[str] = Field(description="model instruments not given at this session (scored as missing)")
-
-
-class HistoryItem(BaseModel):
-    session_number: int
-    session_date: dt.date
-    probability: float
-    band: Band
 
 
 class RecordedSession(BaseModel):

@@ -6,6 +6,9 @@ equal to the batch builder by a test), and the packaged model scores them
 through its numpy twin (``models.compiled``, held equal to the sklearn and
 LightGBM path). So the API's risk equals ``dropout-risk score`` for the same
 history, in a fraction of the time.
+
+Everything scoring needs travels in one ``ScoringContext``, built once per
+request so that every part of a response comes from one model version.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -20,10 +24,40 @@ from dropout_risk.features.flags import flag_arrays
 from dropout_risk.features.instruments import InstrumentRegistry
 from dropout_risk.features.landmarks import ClientHistory, client_features
 from dropout_risk.features.spec import FeatureSpec
+from dropout_risk.features.trajectories import ExpectedTrajectories
 from dropout_risk.serving.explain import describe_flags, factors
 from dropout_risk.serving.model_holder import LoadedModel
+from dropout_risk.serving.risk import HistoryItem, Risk
 from dropout_risk.serving.settings import RiskBands
 from dropout_risk.serving.suggestions import suggestions_for
+
+
+class Scorer(Protocol):
+    """What scoring uses of ``models.compiled.CompiledModel``: its input columns, risks and contributions."""
+
+    @property
+    def columns(self) -> Sequence[str]: ...
+
+    def predict(self, X: np.ndarray) -> np.ndarray: ...
+
+    def contributions(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+@dataclass(frozen=True)
+class ScoringContext:
+    """The model version being served, the instrument registry and the risk bands: all scoring reads."""
+
+    version: str
+    spec: FeatureSpec
+    trajectories: ExpectedTrajectories
+    scorer: Scorer
+    registry: InstrumentRegistry
+    bands: RiskBands
+
+    @classmethod
+    def of(cls, loaded: LoadedModel, registry: InstrumentRegistry, bands: RiskBands) -> ScoringContext:
+        model = loaded.model
+        return cls(loaded.version, model.spec, model.trajectories, loaded.compiled, registry, bands)
 
 
 @dataclass(frozen=True)
@@ -35,39 +69,11 @@ class HistoryRow:
 
 
 @dataclass(frozen=True)
-class Problem:
-    loc: tuple[str | int, ...]
-    msg: str
+class Scored:
+    """The risk after the latest session, explained, and the risk after every session."""
 
-
-def check_scores(scores: Mapping[str, float], registry: InstrumentRegistry, loc: tuple) -> list[Problem]:
-    problems = []
-    for key, value in scores.items():
-        instrument = registry.get(key)
-        if instrument is None:
-            problems.append(Problem((*loc, "scores", key), "unknown instrument: not in the instrument registry"))
-        elif not instrument.min <= value <= instrument.max:
-            problems.append(
-                Problem(
-                    (*loc, "scores", key), f"must be within {instrument.min:g}-{instrument.max:g} ({instrument.name})"
-                )
-            )
-    return problems
-
-
-def check_history(history: Sequence[HistoryRow], registry: InstrumentRegistry) -> list[Problem]:
-    """A whole history (POST /v1/score): numbered 1..n in order, dates never going back, scores in range."""
-    problems = []
-    for position, row in enumerate(history):
-        loc = ("body", "sessions", position)
-        if row.session_number != position + 1:
-            problems.append(
-                Problem((*loc, "session_number"), "sessions must be numbered 1, 2, 3, ... in order, without gaps")
-            )
-        if position and row.session_date < history[position - 1].session_date:
-            problems.append(Problem((*loc, "session_date"), "date is earlier than the previous session"))
-        problems += check_scores(row.scores, registry, loc)
-    return problems
+    risk: Risk
+    history: list[HistoryItem]
 
 
 def client_history(history: Sequence[HistoryRow], covariates: Mapping[str, object]) -> ClientHistory:
@@ -88,52 +94,43 @@ def _explained_row(features: dict[str, np.ndarray], spec: FeatureSpec, row: int)
     """One row's feature values, categorical covariates back as their level (for the plain words)."""
     values: dict[str, object] = {name: float(column[row]) for name, column in features.items()}
     for name, levels in spec.categorical_covariates.items():
-        code = values[name]
+        code = float(features[name][row])
         values[name] = levels[int(code)] if code == code else None
     return values
 
 
-def score_history(
-    loaded: LoadedModel, history: Sequence[HistoryRow], covariates: Mapping[str, object], status: str, bands: RiskBands
-) -> tuple[dict, list[dict]]:
-    """(risk after the latest session, risk after every session) for one client's history.
-
-    ``status`` is the episode's; it labels training rows but never changes a risk.
-    """
-    model, compiled = loaded.model, loaded.compiled
-    spec = model.spec
-    features = client_features(client_history(history, covariates), spec, model.trajectories)
-    matrix = np.column_stack([features[c] for c in compiled.columns])
-    probabilities = compiled.predict(matrix)
+def score_history(context: ScoringContext, history: Sequence[HistoryRow], covariates: Mapping[str, object]) -> Scored:
+    """The risk after the latest session of one client's history, and after every session."""
+    spec, scorer, bands = context.spec, context.scorer, context.bands
+    features = client_features(client_history(history, covariates), spec, context.trajectories)
+    matrix = np.column_stack([features[c] for c in scorer.columns])
+    probabilities = scorer.predict(matrix)
+    # Sessions after the last landmark are scored on the last landmark's row.
     landmark_of = np.minimum([row.session_number for row in history], spec.max_landmark)
     timeline = [
-        {
-            "session_number": row.session_number,
-            "session_date": row.session_date,
-            "probability": float(probabilities[k - 1]),
-            "band": bands.band(float(probabilities[k - 1])),
-        }
+        HistoryItem(
+            session_number=row.session_number,
+            session_date=row.session_date,
+            probability=float(probabilities[k - 1]),
+            band=bands.band(float(probabilities[k - 1])),
+        )
         for row, k in zip(history, landmark_of, strict=True)
     ]
-
-    latest = history[-1]
     k = int(landmark_of[-1])
-    probability = float(probabilities[k - 1])
-    band = bands.band(probability)
+    latest = timeline[-1]
     last = {name: column[k - 1 : k] for name, column in features.items()}
-    fired = {name: bool(value[0]) for name, value in flag_arrays(last, spec, 1).items()}
-    flags = describe_flags(fired)
-    parts, _bias = compiled.contributions(matrix[k - 1 : k])
-    contributions = dict(zip(compiled.columns, parts[0].tolist(), strict=True))
-    risk = {
-        "probability": probability,
-        "band": band,
-        "model_version": loaded.version,
-        "landmark": k,
-        "session_number": latest.session_number,
-        "factors": factors(_explained_row(features, spec, k - 1), contributions, spec),
-        "flags": flags,
-        "suggestions": suggestions_for([f["flag"] for f in flags], band),
-        "missing_inputs": [i.key for i in spec.instruments if latest.scores.get(i.key) is None],
-    }
-    return risk, timeline
+    flags = describe_flags({name: bool(value[0]) for name, value in flag_arrays(last, spec, 1).items()})
+    parts, _bias = scorer.contributions(matrix[k - 1 : k])
+    contributions = dict(zip(scorer.columns, parts[0].tolist(), strict=True))
+    risk = Risk(
+        probability=latest.probability,
+        band=latest.band,
+        model_version=context.version,
+        landmark=k,
+        session_number=latest.session_number,
+        factors=factors(_explained_row(features, spec, k - 1), contributions, spec),
+        flags=flags,
+        suggestions=suggestions_for([f.flag for f in flags], latest.band),
+        missing_inputs=[i.key for i in spec.instruments if history[-1].scores.get(i.key) is None],
+    )
+    return Scored(risk, timeline)

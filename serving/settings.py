@@ -6,6 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from dropout_risk.features.config import ProjectSettings
 from dropout_risk.models.names import CHAMPION, model_uri
+from dropout_risk.serving.risk import Band
 
 
 class RiskBands(BaseModel):
@@ -22,7 +23,7 @@ class RiskBands(BaseModel):
             raise ValueError("bands.moderate must be below bands.high")
         return self
 
-    def band(self, probability: float) -> str:
+    def band(self, probability: float) -> Band:
         if probability >= self.high:
             return "high"
         return "moderate" if probability >= self.moderate else "low"

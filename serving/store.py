@@ -7,8 +7,10 @@ decoding every stored risk would cost more than scoring the client.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from sqlalchemy import func, insert, select, update
@@ -16,28 +18,29 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from dropout_risk.serving.risk import Risk
 from dropout_risk.serving.schemas import SessionIn
 from dropout_risk.serving.scoring import HistoryRow
-from dropout_risk.serving.tables import Client, SessionRecord
+from dropout_risk.serving.tables import Base, Client, SessionRecord, Status
 
 # Core tables, not ORM entities, on the hot path: ORM-enabled DML costs more than the statement.
-CLIENTS = Client.__table__
-SESSIONS = SessionRecord.__table__
+CLIENTS = Base.metadata.tables[Client.__tablename__]
+SESSIONS = Base.metadata.tables[SessionRecord.__tablename__]
 
 
 @dataclass(frozen=True)
 class ClientRow:
     id: int
-    status: str
-    covariates: dict
+    status: Status
+    covariates: dict[str, object]
 
 
 @dataclass(frozen=True)
 class StoredSession:
     session_number: int
-    session_date: object
+    session_date: dt.date
     missed_since_last: int | None
-    scores: dict
+    scores: dict[str, float]
     payload_hash: str
 
     def history_row(self) -> HistoryRow:
@@ -101,13 +104,15 @@ def stored_sessions(db: Session, client_pk: int) -> list[StoredSession]:
     return [StoredSession(*row) for row in rows]
 
 
-def stored_risk(db: Session, client_pk: int, session_number: int) -> dict:
-    return db.scalar(
+def stored_risk(db: Session, client_pk: int, session_number: int) -> Risk:
+    """The risk returned when the session was recorded (a stored session always has one)."""
+    stored = db.execute(
         select(SESSIONS.c.risk).where(SESSIONS.c.client_pk == client_pk, SESSIONS.c.session_number == session_number)
-    )
+    ).scalar_one()
+    return Risk.from_stored(stored)
 
 
-def insert_session(db: Session, client_pk: int, session: SessionIn, digest: str, risk: dict) -> None:
+def insert_session(db: Session, client_pk: int, session: SessionIn, digest: str, risk: Risk) -> None:
     db.execute(
         insert(SESSIONS).values(
             client_pk=client_pk,
@@ -116,23 +121,32 @@ def insert_session(db: Session, client_pk: int, session: SessionIn, digest: str,
             missed_since_last=session.missed_since_last,
             scores=dict(session.scores),
             payload_hash=digest,
-            risk=risk,
+            risk=risk.stored(),
         )
     )
 
 
-def set_current_risk(db: Session, client_pk: int, risk: dict, last_date) -> None:
+def set_current_risk(db: Session, client_pk: int, risk: Risk, last_date: dt.date) -> None:
+    """The risk the caseload lists and sorts by: the one served after the client's latest session."""
     db.execute(
         update(CLIENTS)
         .where(CLIENTS.c.id == client_pk)
         .values(
-            current_probability=risk["probability"],
-            current_band=risk["band"],
-            current_session=risk["session_number"],
-            current_model_version=risk["model_version"],
+            current_probability=risk.probability,
+            current_band=risk.band,
+            current_session=risk.session_number,
+            current_model_version=risk.model_version,
             last_session_date=last_date,
             updated_at=func.now(),
         )
+    )
+
+
+def set_episode(db: Session, client_pk: int, status: Status, covariates: Mapping[str, object]) -> None:
+    db.execute(
+        update(CLIENTS)
+        .where(CLIENTS.c.id == client_pk)
+        .values(status=status, covariates=dict(covariates), updated_at=func.now())
     )
 
 

@@ -20,6 +20,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from dropout_risk.features.flags import FLAGS
+from dropout_risk.serving.risk import SuggestionOut
+from dropout_risk.serving.values import fires
 
 HIGH_RISK = "high_risk"
 BANDS = ("low", "moderate", "high")
@@ -114,7 +116,7 @@ SUGGESTIONS: dict[str, Suggestion] = _table(
 )
 
 
-def suggestions_for(flags: Sequence[str], band: str) -> list[dict]:
+def suggestions_for(flags: Sequence[str] | Mapping[str, object], band: str) -> list[SuggestionOut]:
     """Next steps for the flags that fire, in ``FLAGS`` order, then ``high_risk`` when ``band`` is "high".
 
     ``flags`` names the flags that fire (a name given twice counts once). A
@@ -125,7 +127,7 @@ def suggestions_for(flags: Sequence[str], band: str) -> list[dict]:
     if isinstance(flags, str):
         flags = [flags]
     elif isinstance(flags, Mapping):
-        flags = [name for name, fires in flags.items() if _fires(fires)]
+        flags = [name for name, value in flags.items() if fires(value)]
     firing = set(flags)
     unknown = sorted(map(str, firing - set(FLAGS)))
     if unknown:
@@ -135,15 +137,4 @@ def suggestions_for(flags: Sequence[str], band: str) -> list[dict]:
     keys = [name for name in FLAGS if name in firing]
     if band == HIGH_BAND:
         keys.append(HIGH_RISK)
-    return [{"flag": key, "text": SUGGESTIONS[key].text, "source": SUGGESTIONS[key].source} for key in keys]
-
-
-def _fires(value: object) -> bool:
-    if value is None:
-        return False
-    try:
-        if value != value:  # NaN
-            return False
-        return bool(value)
-    except TypeError:  # pd.NA
-        return False
+    return [SuggestionOut(flag=key, text=SUGGESTIONS[key].text, source=SUGGESTIONS[key].source) for key in keys]

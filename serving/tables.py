@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Literal
 
 from sqlalchemy import JSON, Date, DateTime, Float, ForeignKey, Integer, String, UniqueConstraint, func
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from dropout_risk.serving.risk import Band
+
+Status = Literal["ongoing", "completed", "dropout"]  # an episode's status, as the data contract names them
 
 
 class Base(DeclarativeBase):
@@ -44,10 +49,10 @@ class Client(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     clinic_id: Mapped[int] = mapped_column(ForeignKey("clinics.id"), index=True)
     external_id: Mapped[str] = mapped_column(String(200))
-    status: Mapped[str] = mapped_column(String(20), default="ongoing")
+    status: Mapped[Status] = mapped_column(String(20), default="ongoing")
     covariates: Mapped[dict] = mapped_column(JSON, default=dict)
     current_probability: Mapped[float | None] = mapped_column(Float, index=True)
-    current_band: Mapped[str | None] = mapped_column(String(20))
+    current_band: Mapped[Band | None] = mapped_column(String(20))
     current_session: Mapped[int | None] = mapped_column(Integer)
     current_model_version: Mapped[str | None] = mapped_column(String(40))
     last_session_date: Mapped[dt.date | None] = mapped_column(Date)

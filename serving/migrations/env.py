@@ -13,7 +13,10 @@ target_metadata = Base.metadata
 def run_migrations_online() -> None:
     connection = context.config.attributes.get("connection")
     if connection is None:  # the alembic command line: build an engine from the URL option
-        engine = create_engine(context.config.get_main_option("sqlalchemy.url"))
+        url = context.config.get_main_option("sqlalchemy.url")
+        if url is None:
+            raise RuntimeError("set sqlalchemy.url in the alembic configuration (or run through serving.migrate)")
+        engine = create_engine(url)
         with engine.connect() as connection:
             _run(connection)
         return

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
+from fastapi import APIRouter, HTTPException, Path, Query, Response, status
+from sqlalchemy.orm import Session
 
 from dropout_risk.serving import service
 from dropout_risk.serving.deps import (
@@ -13,8 +14,11 @@ from dropout_risk.serving.deps import (
     UNAUTHORIZED_RESPONSE,
     ClinicId,
     Db,
-    Model,
+    MaybeScoring,
     ReadDb,
+    Responses,
+    RiskMetrics,
+    Scoring,
     Settings,
 )
 from dropout_risk.serving.schemas import (
@@ -30,10 +34,11 @@ from dropout_risk.serving.schemas import (
     SessionOut,
 )
 from dropout_risk.serving.store import session_counts
+from dropout_risk.serving.tables import Client
 
 router = APIRouter(prefix="/v1/clients", tags=["clients"], responses=UNAUTHORIZED_RESPONSE)
 ClientPath = Annotated[ClientId, Path(description="The clinic's own identifier for the client")]
-NOT_FOUND = {404: {"model": ErrorBody, "description": "No such client for this clinic"}}
+NOT_FOUND: Responses = {404: {"model": ErrorBody, "description": "No such client for this clinic"}}
 
 
 @router.post(
@@ -53,23 +58,20 @@ def record_session(
     payload: SessionBody,
     clinic: ClinicId,
     db: Db,
-    model: Model,
-    settings: Settings,
-    request: Request,
+    scoring: Scoring,
+    metrics: RiskMetrics,
     response: Response,
 ) -> RecordedSession:
     """Record one attended session and return the client's updated risk."""
     try:
-        recorded = service.record_session(
-            db, clinic, client_id, payload, model, settings.registry(), settings.serving.bands
-        )
+        recorded = service.record_session(db, clinic, client_id, payload, scoring)
     except service.Conflict as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
     db.commit()
     if not recorded.created:
         response.status_code = status.HTTP_200_OK
     risk = recorded.risk
-    request.app.state.metrics.observe_risk(risk["probability"], risk["band"])
+    metrics.observe_risk(risk.probability, risk.band)
     session = SessionOut(
         session_number=payload.session_number,
         session_date=payload.session_date,
@@ -81,12 +83,10 @@ def record_session(
 
 @router.put("/{client_id}", response_model=ClientOut, responses=BAD_BODY_RESPONSE)
 def update_client(
-    client_id: ClientPath, update: ClientUpdate, clinic: ClinicId, db: Db, settings: Settings, request: Request
+    client_id: ClientPath, update: ClientUpdate, clinic: ClinicId, db: Db, scoring: MaybeScoring
 ) -> ClientOut:
     """Create or update the client's covariates and episode status (when treatment ends)."""
-    client = service.update_client(
-        db, clinic, client_id, update, request.app.state.holder.current, settings.serving.bands
-    )
+    client = service.update_client(db, clinic, client_id, update, scoring)
     out = _client_out(db, client)
     db.commit()
     return out
@@ -101,17 +101,15 @@ def get_client(client_id: ClientPath, clinic: ClinicId, db: ReadDb) -> ClientOut
 
 
 @router.get("/{client_id}/risk", response_model=ClientRisk, responses={**NOT_FOUND, **NO_MODEL_RESPONSE})
-def get_risk(
-    client_id: ClientPath, clinic: ClinicId, db: ReadDb, model: Model, settings: Settings, request: Request
-) -> ClientRisk:
+def get_risk(client_id: ClientPath, clinic: ClinicId, db: ReadDb, scoring: Scoring, metrics: RiskMetrics) -> ClientRisk:
     """The client's current risk and the risk after every session, from the model being served."""
     try:
-        client, risk, timeline = service.client_risk(db, clinic, client_id, model, settings.serving.bands)
+        view = service.client_risk(db, clinic, client_id, scoring)
     except service.NotFound as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
-    if risk is not None:
-        request.app.state.metrics.observe_risk(risk["probability"], risk["band"])
-    return ClientRisk(client_id=client_id, status=client.status, risk=risk, history=timeline)
+    if view.risk is not None:
+        metrics.observe_risk(view.risk.probability, view.risk.band)
+    return ClientRisk(client_id=client_id, status=view.client.status, risk=view.risk, history=view.history)
 
 
 @router.get("", response_model=Caseload)
@@ -141,7 +139,7 @@ def list_clients(
     return Caseload(items=items, page=page, page_size=size, total=total, order=order)
 
 
-def _client_out(db, client) -> ClientOut:
+def _client_out(db: Session, client: Client) -> ClientOut:
     counts = session_counts(db, [client.id])
     return ClientOut(
         client_id=client.external_id,

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi import APIRouter, Response, status
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
-from dropout_risk.serving.deps import UNAUTHORIZED_RESPONSE, require_admin
+from dropout_risk.serving.deps import UNAUTHORIZED_RESPONSE, Admin, DbEngine, Holder, RiskMetrics
 
 router = APIRouter(tags=["operations"])
 
@@ -21,15 +20,14 @@ async def healthz() -> dict:
 
 
 @router.get("/readyz", responses={503: {"description": "Not ready: no model loaded or database unreachable"}})
-def readyz(request: Request, response: Response) -> dict:
+def readyz(holder: Holder, engine: DbEngine, response: Response) -> dict:
     """Ready when a model is loaded and the database answers.
 
     "degraded" when the registry is unreachable, or the version it names failed to load
     (``model.load_failed`` says which version and why; the previous version keeps serving).
     """
-    holder = request.app.state.holder
     try:
-        with request.app.state.engine.connect() as connection:
+        with engine.connect() as connection:
             connection.execute(text("SELECT 1"))
         database = "ok"
     except Exception:  # any driver error means not reachable
@@ -52,18 +50,16 @@ def readyz(request: Request, response: Response) -> dict:
 
 
 @router.get("/metrics", include_in_schema=False)
-def metrics(request: Request) -> Response:
-    state = request.app.state
-    loaded = state.holder.current
+def metrics(holder: Holder, metrics: RiskMetrics) -> Response:
+    loaded = holder.current
     if loaded is not None:
-        state.metrics.set_model(loaded.name, loaded.version)
-    return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        metrics.set_model(loaded.name, loaded.version)
+    return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.post("/v1/admin/reload", tags=["admin"], responses=UNAUTHORIZED_RESPONSE)
-async def reload(request: Request, _admin: Annotated[None, Depends(require_admin)]) -> dict:
+async def reload(_admin: Admin, holder: Holder) -> dict:
     """Check the registry now and swap to the aliased version if it moved (admin key)."""
-    holder = request.app.state.holder
     swapped = await asyncio.to_thread(holder.refresh)
     loaded = holder.current
     answer = {

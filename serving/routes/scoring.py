@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 
+from dropout_risk.serving import service
 from dropout_risk.serving.deps import (
     BAD_BODY_RESPONSE,
     NO_MODEL_RESPONSE,
     UNAUTHORIZED_RESPONSE,
     ClinicId,
     Model,
-    Settings,
+    RiskMetrics,
+    Scoring,
 )
 from dropout_risk.serving.schemas import ErrorBody, ModelInfo, ScoreRequest, ScoreResponse
-from dropout_risk.serving.scoring import HistoryRow, check_history, score_history
-from dropout_risk.serving.service import Invalid
+from dropout_risk.serving.scoring import HistoryRow
 
 router = APIRouter(prefix="/v1", tags=["scoring"], responses=UNAUTHORIZED_RESPONSE)
 
@@ -24,15 +25,12 @@ router = APIRouter(prefix="/v1", tags=["scoring"], responses=UNAUTHORIZED_RESPON
     response_model=ScoreResponse,
     responses={422: {"model": ErrorBody, "description": "Invalid history"}, **BAD_BODY_RESPONSE, **NO_MODEL_RESPONSE},
 )
-def score(body: ScoreRequest, _clinic: ClinicId, model: Model, settings: Settings, request: Request) -> ScoreResponse:
+def score(body: ScoreRequest, _clinic: ClinicId, scoring: Scoring, metrics: RiskMetrics) -> ScoreResponse:
     """Score a whole history sent in the body; nothing is stored."""
     history = [HistoryRow(s.session_number, s.session_date, s.scores, s.missed_since_last) for s in body.sessions]
-    problems = check_history(history, settings.registry())
-    if problems:
-        raise Invalid(problems)
-    risk, timeline = score_history(model, history, body.covariates, "ongoing", settings.serving.bands)
-    request.app.state.metrics.observe_risk(risk["probability"], risk["band"])
-    return ScoreResponse(risk=risk, history=timeline)
+    scored = service.score(history, body.covariates, scoring)
+    metrics.observe_risk(scored.risk.probability, scored.risk.band)
+    return ScoreResponse(risk=scored.risk, history=scored.history)
 
 
 @router.get("/model", response_model=ModelInfo, responses=NO_MODEL_RESPONSE)

@@ -1,9 +1,10 @@
 """The clinician dashboard at /ui: the caseload and each client's trajectory, in the browser.
 
-``router`` holds the pages; ``STATIC_DIR`` the local CSS and JavaScript the app
-mounts at /ui/static (nothing is loaded from a CDN).
+``install(app)`` adds the pages, the local CSS and JavaScript at /ui/static
+(nothing is loaded from a CDN) and the redirect to the sign-in page.
 """
 
-from dropout_risk.serving.ui.routes import STATIC_DIR, router
+from dropout_risk.serving.ui.pages import STATIC_DIR
+from dropout_risk.serving.ui.routes import install, router
 
-__all__ = ["STATIC_DIR", "router"]
+__all__ = ["STATIC_DIR", "install", "router"]

@@ -51,7 +51,7 @@ class UiSession:
 
 
 @dataclass(frozen=True)
-class SignedIn:
+class SignedInClinic:
     """A checked session: the key is still active and belongs to this clinic."""
 
     clinic_id: int
@@ -115,7 +115,7 @@ def check_key(db: Session, key: str) -> tuple[int, int] | None:
     return None if key_id is None else (clinic_id, key_id)
 
 
-def signed_in(db: Session, session: UiSession | None) -> SignedIn | None:
+def signed_in(db: Session, session: UiSession | None) -> SignedInClinic | None:
     """The session's clinic if its key is still active (one indexed read), else None."""
     if session is None or session.clinic_id is None or session.key_id is None:
         return None
@@ -126,7 +126,7 @@ def signed_in(db: Session, session: UiSession | None) -> SignedIn | None:
     ).first()
     if row is None or row.clinic_id != session.clinic_id:
         return None
-    return SignedIn(clinic_id=row.clinic_id, clinic_name=row.name, csrf=session.csrf)
+    return SignedInClinic(clinic_id=row.clinic_id, clinic_name=row.name, csrf=session.csrf)
 
 
 def csrf_ok(expected: str | None, given: object) -> bool:

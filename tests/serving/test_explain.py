@@ -36,7 +36,7 @@ SPEC = FeatureSpec(
 def text(name: str, value, spec: FeatureSpec = SPEC) -> str:
     """The text ``factors`` gives a feature (through the public function, not a helper)."""
     [factor] = factors({name: value}, {name: 0.5}, spec)
-    return factor["text"]
+    return factor.text
 
 
 # --- texts per feature kind --------------------------------------------------------------------
@@ -192,7 +192,7 @@ ROW = {
 def test_factors_are_ordered_by_absolute_contribution_with_effect_and_rounding():
     contributions = {"landmark": 0.1, "srs_change_last": 0.61234567, "phq9_change_last": -0.9, "age": 0.2}
     out = factors(ROW, contributions, SPEC)
-    assert out == [
+    assert [f.model_dump() for f in out] == [
         {
             "feature": "phq9_change_last",
             "contribution": -0.9,
@@ -225,14 +225,14 @@ def test_at_most_top_factors():
             ]
         )
     }
-    assert [f["feature"] for f in factors(ROW, contributions, SPEC)] == [
+    assert [f.feature for f in factors(ROW, contributions, SPEC)] == [
         "srs_change_last",
         "phq9_change_last",
         "ors_current",
         "last_gap_days",
         "missed_last",
     ]
-    assert [f["feature"] for f in factors(ROW, contributions, SPEC, top=3)] == [
+    assert [f.feature for f in factors(ROW, contributions, SPEC, top=3)] == [
         "srs_change_last",
         "phq9_change_last",
         "ors_current",
@@ -241,7 +241,7 @@ def test_at_most_top_factors():
 
 def test_fewer_than_minimum_only_when_fewer_exist():
     out = factors(ROW, {"missed_total": 0.3, "ors_current": -0.2}, SPEC)
-    assert [f["feature"] for f in out] == ["missed_total", "ors_current"]
+    assert [f.feature for f in out] == ["missed_total", "ors_current"]
     assert factors(ROW, {}, SPEC) == []
 
 
@@ -253,7 +253,7 @@ def test_min_abs_trims_only_beyond_minimum():
         "ors_current": 0.5,
         "srs_change_last": 0.4,
     }
-    names = [f["feature"] for f in factors(ROW, contributions, SPEC, min_abs=0.1)]
+    names = [f.feature for f in factors(ROW, contributions, SPEC, min_abs=0.1)]
     assert names == ["ors_current", "srs_change_last", "missed_last"]  # 3rd kept below min_abs: minimum is 3
     assert len(factors(ROW, contributions, SPEC)) == 5
 
@@ -270,7 +270,7 @@ def test_missing_values_and_zero_or_nan_contributions_are_skipped():
         "missed_total": -0.25,
     }
     out = factors(ROW, contributions, SPEC)
-    assert [(f["feature"], f["contribution"], f["effect"]) for f in out] == [("missed_total", -0.25, "lowers")]
+    assert [(f.feature, f.contribution, f.effect) for f in out] == [("missed_total", -0.25, "lowers")]
 
 
 def test_missing_categorical_values_are_skipped():
@@ -280,15 +280,15 @@ def test_missing_categorical_values_are_skipped():
 
 def test_ties_keep_the_order_of_the_contributions():
     out = factors(ROW, {"missed_total": 0.3, "ors_current": -0.3, "age": 0.3}, SPEC)
-    assert [f["feature"] for f in out] == ["missed_total", "ors_current", "age"]
+    assert [f.feature for f in out] == ["missed_total", "ors_current", "age"]
 
 
 def test_pandas_rows_work_as_mappings():
     row = pd.Series({"ors_current": 18.0, "missed_total": 2.0})
     contributions = pd.Series({"ors_current": 0.25, "missed_total": -0.5, "bias": 1.0})
     out = factors(row, contributions, SPEC)
-    assert [(f["feature"], f["contribution"]) for f in out] == [("missed_total", -0.5), ("ors_current", 0.25)]
-    assert all(type(f["contribution"]) is float for f in out)
+    assert [(f.feature, f.contribution) for f in out] == [("missed_total", -0.5), ("ors_current", 0.25)]
+    assert all(type(f.contribution) is float for f in out)
 
 
 @pytest.mark.parametrize(("top", "minimum"), [(0, 0), (3, 4), (5, -1)])
@@ -363,7 +363,7 @@ def test_describe_flags_lists_firing_flags_in_flags_order():
         "no_reliable_improvement": True,
         "unrelated": True,
     }
-    assert describe_flags(row) == [
+    assert [f.model_dump() for f in describe_flags(row)] == [
         {"flag": "alliance_drop", "text": "alliance dropped since the last session"},
         {"flag": "no_reliable_improvement", "text": "no reliable improvement by session 4"},
         {"flag": "missed_appointments", "text": "missed appointments"},
@@ -388,8 +388,8 @@ def test_every_flag_has_a_sourced_suggestion_and_nothing_else_is_in_the_table():
 
 def test_suggestions_one_per_firing_flag_in_flags_order():
     out = suggestions_for(["missed_appointments", "alliance_below_cutoff", "alliance_below_cutoff"], "moderate")
-    assert [s["flag"] for s in out] == ["alliance_below_cutoff", "missed_appointments"]
-    assert out[0] == {
+    assert [s.flag for s in out] == ["alliance_below_cutoff", "missed_appointments"]
+    assert out[0].model_dump() == {
         "flag": "alliance_below_cutoff",
         "text": SUGGESTIONS["alliance_below_cutoff"].text,
         "source": SUGGESTIONS["alliance_below_cutoff"].source,
@@ -397,17 +397,17 @@ def test_suggestions_one_per_firing_flag_in_flags_order():
 
 
 def test_high_risk_suggestion_only_for_the_high_band():
-    assert [s["flag"] for s in suggestions_for(["off_track"], "high")] == ["off_track", HIGH_RISK]
-    assert [s["flag"] for s in suggestions_for([], "high")] == [HIGH_RISK]
+    assert [s.flag for s in suggestions_for(["off_track"], "high")] == ["off_track", HIGH_RISK]
+    assert [s.flag for s in suggestions_for([], "high")] == [HIGH_RISK]
     assert suggestions_for([], "moderate") == []
     assert suggestions_for([], "low") == []
-    assert [s["flag"] for s in suggestions_for(list(reversed(FLAGS)), "low")] == list(FLAGS)
+    assert [s.flag for s in suggestions_for(list(reversed(FLAGS)), "low")] == list(FLAGS)
 
 
 def test_suggestions_accept_describe_flags_output_and_a_flags_mapping():
     fired = {"off_track": True, "alliance_drop": True, "missed_appointments": False}
-    by_name = suggestions_for([f["flag"] for f in describe_flags(fired)], "low")
-    assert [s["flag"] for s in by_name] == ["alliance_drop", "off_track"]
+    by_name = suggestions_for([f.flag for f in describe_flags(fired)], "low")
+    assert [s.flag for s in by_name] == ["alliance_drop", "off_track"]
     assert suggestions_for(fired, "low") == by_name
 
 

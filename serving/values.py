@@ -1,0 +1,28 @@
+"""Loose values as the explanations and the dashboard read them: missing or not, a number as a clinician writes it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def is_missing(value: Any) -> bool:
+    """None, NaN, NaT and pd.NA are missing."""
+    if value is None:
+        return True
+    try:
+        return bool(value != value)  # NaN and NaT are unequal to themselves
+    except TypeError:  # pd.NA
+        return True
+
+
+def fires(value: Any) -> bool:
+    """A flag's value: true fires; false and missing do not."""
+    return not is_missing(value) and bool(value)
+
+
+def plain_number(value: float) -> str:
+    """Whole when whole (after rounding to one decimal), else one decimal: 12, 12.5."""
+    rounded = round(float(value), 1)
+    if rounded == int(rounded):
+        return str(int(rounded))
+    return f"{rounded:.1f}"
