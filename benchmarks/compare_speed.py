@@ -16,10 +16,10 @@ from pathlib import Path
 
 import mlflow
 
-from dropout_risk.training.compare import DEFAULT_FEATURE_SETS, compare
 from dropout_risk.training.compare_settings import CompareSettings
+from dropout_risk.training.jobs.compare import DEFAULT_FEATURE_SETS, compare
 from dropout_risk.training.settings import TrainingConfig
-from dropout_risk.training.simulate import SimulationConfig, simulate_cohort, write_cohort
+from dropout_risk.training.simulation.cohort import SimulationConfig, simulate_cohort, write_cohort
 
 CLIENTS = 5_000
 TARGET_SECONDS = 180

@@ -11,8 +11,8 @@ from rich.table import Table
 
 from dropout_risk.cli.common import ConfigOption, console, err_console, fail, settings, user_errors
 from dropout_risk.cli.data import EpisodesOption, SessionsOption
-from dropout_risk.training.compare import DEFAULT_FEATURE_SETS, CompareError, compare, write_reports
 from dropout_risk.training.compare_settings import CompareSettings
+from dropout_risk.training.jobs.compare import DEFAULT_FEATURE_SETS, CompareError, compare, write_reports
 from dropout_risk.training.splits import TooFewClientsError
 
 

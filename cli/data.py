@@ -92,7 +92,7 @@ def features(
 
 def _features_on_spark(sessions: Path, episodes: Path, out: Path, master: str, config: Path | None) -> None:
     """The same table built by Spark: validated per client bucket, spec and curves from the whole data."""
-    from dropout_risk.training.spark_engine import SparkUnavailableError, features_job, spark_for_job
+    from dropout_risk.training.spark.inputs import SparkUnavailableError, features_job, spark_for_job
 
     project = settings(config)
     try:

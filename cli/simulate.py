@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 import typer
 
 from dropout_risk.cli.common import ConfigOption, console, settings, user_errors
-from dropout_risk.training.simulate import SimulationConfig, simulate_cohort, write_cohort
+from dropout_risk.training.simulation.cohort import SimulationConfig, simulate_cohort, write_cohort
 
 
 def simulate(

@@ -24,11 +24,11 @@ from dropout_risk.cli.common import (
 from dropout_risk.cli.data import EpisodesOption, SessionsOption
 from dropout_risk.features.instruments import InstrumentRegistry
 from dropout_risk.models.registry import CHAMPION, load_model, model_uri
-from dropout_risk.training.promote import Decision, PromotionError, promote
-from dropout_risk.training.score import score_file
+from dropout_risk.training.jobs.promote import Decision, PromotionError, promote
+from dropout_risk.training.jobs.score import score_file
+from dropout_risk.training.jobs.train import TrainingDataError, train
 from dropout_risk.training.settings import TrainingSettings
 from dropout_risk.training.splits import TooFewClientsError
-from dropout_risk.training.train import TrainingDataError, train
 
 
 def _report_table(report: dict) -> Table:
@@ -183,7 +183,7 @@ def _score_on_spark(
     packaged, sessions: Path, episodes: Path | None, out: Path, registry: InstrumentRegistry, master: str
 ) -> None:
     """The same risks computed by Spark: the model's score_history on each bucket of clients, Parquet out."""
-    from dropout_risk.training.spark_engine import SparkUnavailableError, score_job, spark_for_job
+    from dropout_risk.training.spark.inputs import SparkUnavailableError, score_job, spark_for_job
 
     try:
         with user_errors(), spark_for_job(master) as spark, console.status("scoring on Spark"):

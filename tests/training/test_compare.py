@@ -9,7 +9,8 @@ from mlflow import MlflowClient
 
 from dropout_risk.features.instruments import default_registry
 from dropout_risk.features.spec import FeatureSpec
-from dropout_risk.training.compare import (
+from dropout_risk.training.compare_settings import CompareConfig, CompareSettings
+from dropout_risk.training.jobs.compare import (
     DEFAULT_FEATURE_SETS,
     CompareError,
     FeatureSetError,
@@ -20,7 +21,6 @@ from dropout_risk.training.compare import (
     render_markdown,
     resolve_feature_sets,
 )
-from dropout_risk.training.compare_settings import CompareConfig, CompareSettings
 from dropout_risk.training.settings import TrainingConfig
 from tests.training.helpers import cohort
 

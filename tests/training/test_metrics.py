@@ -12,7 +12,7 @@ from sklearn.calibration import calibration_curve
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
-from dropout_risk.training.metrics import (
+from dropout_risk.training.evaluation.metrics import (
     BATCHED_METRICS,
     ResampleWeights,
     alert_lead_time,

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from dropout_risk.features.instruments import Instrument, InstrumentRegistry, default_registry
-from dropout_risk.training.simulate import (
+from dropout_risk.training.simulation.cohort import (
     MAX_SESSIONS,
     Cohort,
     SimulationConfig,

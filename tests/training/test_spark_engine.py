@@ -24,10 +24,10 @@ from dropout_risk.features.landmarks import build_features  # noqa: E402
 from dropout_risk.features.spec import infer_spec  # noqa: E402
 from dropout_risk.features.trajectories import fit_expected_trajectories  # noqa: E402
 from dropout_risk.models.registry import load_model  # noqa: E402
-from dropout_risk.training import spark_engine  # noqa: E402
 from dropout_risk.training.data import DataFileError, load_contract, read_table  # noqa: E402
-from dropout_risk.training.score import score_sessions  # noqa: E402
-from dropout_risk.training.train import train  # noqa: E402
+from dropout_risk.training.jobs.score import score_sessions  # noqa: E402
+from dropout_risk.training.jobs.train import train  # noqa: E402
+from dropout_risk.training.spark import inputs as spark_engine  # noqa: E402
 from tests.training.helpers import cohort, settings_for  # noqa: E402
 
 runner = CliRunner()

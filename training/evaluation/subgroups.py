@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from fairlearn.metrics import MetricFrame
 
-from dropout_risk.training.metrics import as_labels, as_scores, brier, roc_auc
+from dropout_risk.training.evaluation.metrics import as_labels, as_scores, brier, roc_auc
 
 AGE_BANDS = ("<25", "25-34", "35-49", "50-64", "65+")
 _AGE_EDGES = (-np.inf, 25, 35, 50, 65, np.inf)

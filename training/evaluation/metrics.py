@@ -12,7 +12,7 @@ missing, lengths that differ) raises ``ValueError`` naming the problem, never a 
 The ``_batched_*`` helpers (collected in ``BATCHED_METRICS``) evaluate a metric for many weight
 vectors at once: one per bootstrap resample, held as per-client draw counts
 (``ResampleWeights``). Weighted metrics with integer weights equal the metric on the data with
-rows repeated, so the client bootstrap in ``training.bootstrap`` needs no copies of the data.
+rows repeated, so the client bootstrap in ``training.evaluation.bootstrap`` needs no copies of the data.
 The calibration slope and intercept have one implementation (the batched Newton fit, called
 with unit weights for a point estimate); the tests check every batched kernel against the
 single-sample metric on rows repeated by their weights.
@@ -348,7 +348,7 @@ BATCHED_METRICS = {
     "prevalence": lambda y, p, w: _batched_mean(y, w),
     "mean_predicted": lambda y, p, w: _batched_mean(p, w),
 }
-"""Metrics that ``training.bootstrap`` can evaluate for many resamples in one pass."""
+"""Metrics that ``training.evaluation.bootstrap`` can evaluate for many resamples in one pass."""
 
 
 # ---------------------------------------------------------------------------------------------

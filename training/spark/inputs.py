@@ -285,7 +285,7 @@ def _given(column: pd.Series) -> pd.Series:
 
 
 def _placeholder_episodes(sessions: pd.DataFrame) -> pd.DataFrame:
-    # As training.score does without an episodes file: every client ongoing, covariates unknown.
+    # As training.jobs.score does without an episodes file: every client ongoing, covariates unknown.
     return pd.DataFrame({"client_id": pd.unique(sessions["client_id"].dropna()), "status": "ongoing"})
 
 
@@ -861,7 +861,7 @@ def _score_bucket(
     result = inputs.validated(sessions_raw, episodes_raw)
     scored = model.score_history(result.sessions, result.episodes)[["client_id", "session_number", "risk"]]
     if not np.isfinite(scored["risk"].to_numpy(dtype=float, na_value=np.nan)).all():
-        raise RuntimeError("scoring produced missing risks")  # a bug, not bad data (as in training.score)
+        raise RuntimeError("scoring produced missing risks")  # a bug, not bad data (as in training.jobs.score)
     return for_arrow(scored)
 
 
@@ -880,7 +880,7 @@ def score_spark(
     registry: InstrumentRegistry | None = None,
     names: dict[str, str] | None = None,
 ) -> DataFrame:
-    """``client_id``, ``session_number``, ``risk`` for every session, as ``training.score.score_sessions``.
+    """``client_id``, ``session_number``, ``risk`` for every session, as ``training.jobs.score.score_sessions``.
 
     ``model``: a models:/ or runs:/ URI (loaded once, on the driver, with
     ``models.registry.load_model``, and shipped to the workers with the tasks)

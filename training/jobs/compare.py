@@ -32,7 +32,7 @@ Design, and why
   clients: calibration slope about 1.15 that way, 1.00 this way). ``calibrate = false``
   reports the model's own probabilities instead (the report says which).
 * **Statistics resample clients.** Per-set CIs come from
-  ``training.bootstrap.bootstrap_metric_cis`` (the same resamples for every set);
+  ``training.evaluation.bootstrap.bootstrap_metric_cis`` (the same resamples for every set);
   pairs from ``paired_bootstrap_difference`` (percentile CI of AUC(a) - AUC(b) over
   resampled clients, two-sided bootstrap p). DeLong's test assumes independent rows,
   which the landmark rows of one client are not; the client bootstrap does not.
@@ -82,10 +82,10 @@ from dropout_risk.features.spec import GROUP_NAMES, LANDMARK, FeatureSpec, infer
 from dropout_risk.features.trajectories import fit_expected_trajectories
 from dropout_risk.models.calibration import ProbabilityCalibrator
 from dropout_risk.models.estimators import make_candidate
-from dropout_risk.training.bootstrap import bootstrap_metric_cis, paired_bootstrap_difference
 from dropout_risk.training.compare_settings import GROUP_JOINER, SET_SEPARATOR, CompareSettings
 from dropout_risk.training.data import load_contract
-from dropout_risk.training.metrics import (
+from dropout_risk.training.evaluation.bootstrap import bootstrap_metric_cis, paired_bootstrap_difference
+from dropout_risk.training.evaluation.metrics import (
     brier,
     calibration_slope_intercept,
     expected_calibration_error,
@@ -93,7 +93,7 @@ from dropout_risk.training.metrics import (
     pr_auc,
     roc_auc,
 )
-from dropout_risk.training.plots import plot_by_landmark, plot_roc
+from dropout_risk.training.evaluation.plots import plot_by_landmark, plot_roc
 from dropout_risk.training.splits import check_enough_clients, grouped_folds
 from dropout_risk.training.tracking import log_dataset, use_experiment
 

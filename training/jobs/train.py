@@ -23,12 +23,12 @@ from dropout_risk.features.trajectories import fit_expected_trajectories
 from dropout_risk.models.clinical_rule import ClinicalRuleClassifier
 from dropout_risk.models.packaged import DropoutRiskModel
 from dropout_risk.models.registry import CHALLENGER, MODEL_NAME, log_model, set_alias
-from dropout_risk.training.clinic_validation import leave_one_clinic_out_metrics, summarise
 from dropout_risk.training.data import load_contract, read_table
-from dropout_risk.training.evaluation import evaluate_scores, subgroups, true_risk_comparison
+from dropout_risk.training.evaluation.clinic_validation import leave_one_clinic_out_metrics, summarise
+from dropout_risk.training.evaluation.holdout import evaluate_scores, subgroups, true_risk_comparison
+from dropout_risk.training.evaluation.model_card import render_model_card
+from dropout_risk.training.evaluation.plots import plot_by_landmark, plot_calibration, plot_decision_curve, plot_roc
 from dropout_risk.training.fitting import fit_calibrated, fit_candidates, select
-from dropout_risk.training.model_card import render_model_card
-from dropout_risk.training.plots import plot_by_landmark, plot_calibration, plot_decision_curve, plot_roc
 from dropout_risk.training.settings import TrainingSettings
 from dropout_risk.training.splits import SplitKind, check_enough_clients, grouped_folds, holdout_clients
 from dropout_risk.training.tracking import log_dataset, log_report_metrics, use_experiment

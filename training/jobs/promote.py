@@ -17,10 +17,10 @@ from mlflow import MlflowClient
 
 from dropout_risk.models.packaged import DropoutRiskModel
 from dropout_risk.models.registry import CHALLENGER, CHAMPION, MODEL_NAME, load_model, set_alias, version_for_alias
-from dropout_risk.training.metrics import calibration_slope_intercept, expected_calibration_error, roc_auc
+from dropout_risk.training.evaluation.metrics import calibration_slope_intercept, expected_calibration_error, roc_auc
+from dropout_risk.training.jobs.train import TEST_DATA_DIR
 from dropout_risk.training.settings import GateConfig, TrainingSettings
 from dropout_risk.training.tracking import use_experiment
-from dropout_risk.training.train import TEST_DATA_DIR
 
 
 class PromotionError(ValueError):

@@ -1,0 +1,1 @@
+"""The Spark engine: the pandas engine's contract, features and scores, run per bucket of clients."""
