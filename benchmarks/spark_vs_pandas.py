@@ -36,7 +36,8 @@ from dropout_risk.features.trajectories import fit_expected_trajectories
 from dropout_risk.training.data import load_contract, write_table
 from dropout_risk.training.jobs.score import score_file
 from dropout_risk.training.simulation.cohort import SimulationConfig, simulate_cohort, write_cohort
-from dropout_risk.training.spark import inputs as spark_engine
+from dropout_risk.training.spark.jobs import features_job, score_job
+from dropout_risk.training.spark.session import spark_session
 
 SESSIONS_PER_CLIENT = 6.6  # the simulator's mean, to size the cohort
 
@@ -128,7 +129,7 @@ def main() -> None:
         print(f"model: {model.kind}, trained and registered in {seconds:.1f} s")
 
         spark, seconds = timed(
-            spark_engine.spark_session, args.master, "dropout-risk-bench", {"spark.driver.memory": args.driver_memory}
+            spark_session, args.master, "dropout-risk-bench", {"spark.driver.memory": args.driver_memory}
         )
         print(
             f"spark: {args.master}, {spark.conf.get('spark.sql.shuffle.partitions')} shuffle partitions, "
@@ -137,7 +138,7 @@ def main() -> None:
         (directory / "warm").mkdir()
         warm = cohort_parquet(20_000, args.seed + 2, directory / "warm")
         _, seconds = timed(
-            spark_engine.features_job,
+            features_job,
             spark,
             warm["sessions"],
             warm["episodes"],
@@ -146,7 +147,7 @@ def main() -> None:
             FeatureConfig(),
         )
         _, more = timed(
-            spark_engine.score_job,
+            score_job,
             spark,
             model,
             warm["sessions"],
@@ -167,7 +168,7 @@ def main() -> None:
             + ")"
         )
         job, spark_seconds = timed(
-            spark_engine.features_job,
+            features_job,
             spark,
             paths["sessions"],
             paths["episodes"],
@@ -185,7 +186,7 @@ def main() -> None:
         )
         print(f"  pandas        {rate(args.rows, pandas_seconds)}")
         job, spark_seconds = timed(
-            spark_engine.score_job,
+            score_job,
             spark,
             model,
             paths["sessions"],

@@ -92,7 +92,8 @@ def features(
 
 def _features_on_spark(sessions: Path, episodes: Path, out: Path, master: str, config: Path | None) -> None:
     """The same table built by Spark: validated per client bucket, spec and curves from the whole data."""
-    from dropout_risk.training.spark.inputs import SparkUnavailableError, features_job, spark_for_job
+    from dropout_risk.training.spark.jobs import features_job
+    from dropout_risk.training.spark.session import SparkUnavailableError, spark_for_job
 
     project = settings(config)
     try:

@@ -131,11 +131,6 @@ def promote_command(
         raise typer.Exit(code=1)
 
 
-def _scoring_registry(base: InstrumentRegistry, model) -> InstrumentRegistry:
-    """The config's instruments plus any the model was trained with (declared in another config)."""
-    return base.with_extra([i for i in model.spec.instruments if i.key not in base])
-
-
 def score_command(
     sessions: SessionsOption,
     out: Annotated[Path, typer.Option("--out", help="Output file (.csv or .parquet; the spark engine: .parquet).")],
@@ -153,7 +148,7 @@ def score_command(
             packaged = load_model(model)
         except Exception as exc:  # MLflow raises several types for a missing model or store
             fail(f"cannot load model {model}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
-    registry = _scoring_registry(project.registry(), packaged)
+    registry = project.registry().union(packaged.spec.instruments)
     if engine == "spark":
         _score_on_spark(packaged, sessions, episodes, out, registry, spark_master)
         return
@@ -183,7 +178,8 @@ def _score_on_spark(
     packaged, sessions: Path, episodes: Path | None, out: Path, registry: InstrumentRegistry, master: str
 ) -> None:
     """The same risks computed by Spark: the model's score_history on each bucket of clients, Parquet out."""
-    from dropout_risk.training.spark.inputs import SparkUnavailableError, score_job, spark_for_job
+    from dropout_risk.training.spark.jobs import score_job
+    from dropout_risk.training.spark.session import SparkUnavailableError, spark_for_job
 
     try:
         with user_errors(), spark_for_job(master) as spark, console.status("scoring on Spark"):

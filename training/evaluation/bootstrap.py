@@ -25,13 +25,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from dropout_risk.training.evaluation.metrics import (
-    BATCHED_METRICS,
-    ResampleWeights,
-    as_labels,
-    as_scores,
-    landmark_key,
-)
+from dropout_risk.training.evaluation.batched import BATCHED_METRICS, ResampleWeights
+from dropout_risk.training.evaluation.metrics import as_labels, as_scores, landmark_key
 
 DEFAULT_METRICS = ("roc_auc", "pr_auc", "brier", "calibration_slope", "ece")
 PAIRED_METRICS = ("roc_auc", "pr_auc", "brier")
