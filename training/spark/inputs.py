@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from dropout_risk.features.config import FeatureConfig
-from dropout_risk.features.contract import EPISODE_REQUIRED_COLUMNS, SESSION_ID_COLUMNS, ContractError, Problem
+from dropout_risk.features.contract import ContractError, file_problems
 from dropout_risk.features.instruments import Instrument, InstrumentRegistry, default_registry
 from dropout_risk.features.spec import FeatureSpec
 from dropout_risk.features.trajectories import ExpectedTrajectories
@@ -56,7 +56,8 @@ class SparkInputs:
         self.names = dict(names or {})
         self.session_rows = sessions.count()
         episode_rows = episodes.count() if episodes is not None else None
-        problems = _file_problems(sessions, episodes, self.session_rows, episode_rows)
+        episode_columns = None if episodes is None else episodes.columns
+        problems = file_problems(sessions.columns, self.session_rows, episode_columns, episode_rows)
         if problems:
             raise ContractError([replace(p, file=self.names.get(p.file, p.file)) for p in problems])
         self.buckets = bucket_count(spark, self.session_rows)
@@ -148,28 +149,6 @@ class SparkInputs:
         """client_id, session_number, risk (lazy); validates first unless given a clean ``check``."""
         self._checked(check, max_landmark=model.spec.max_landmark)
         return self.apply(functools.partial(score_bucket, self.inputs, model), SCORE_SCHEMA)
-
-
-def _file_problems(
-    sessions: DataFrame, episodes: DataFrame | None, session_rows: int, episode_rows: int | None
-) -> list[Problem]:
-    """What validate_contract checks before reading a row: required columns, empty files."""
-    problems = [
-        Problem("sessions", None, c, "required column is missing")
-        for c in SESSION_ID_COLUMNS
-        if c not in sessions.columns
-    ]
-    if episodes is not None:
-        problems += [
-            Problem("episodes", None, c, "required column is missing")
-            for c in EPISODE_REQUIRED_COLUMNS
-            if c not in episodes.columns
-        ]
-    if session_rows == 0:
-        problems.append(Problem("sessions", None, None, "file has no data rows"))
-    if episode_rows == 0:
-        problems.append(Problem("episodes", None, None, "file has no data rows"))
-    return problems
 
 
 # --- frames in, frames out ---------------------------------------------------------------------
