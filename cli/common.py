@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, NoReturn, TypeVar, overload
 
 import typer
 from pydantic import ValidationError
@@ -14,6 +14,8 @@ from rich.console import Console
 from dropout_risk.features.config import ConfigFileError, ProjectSettings, load_settings
 from dropout_risk.features.contract import ContractError
 from dropout_risk.training.data import DataFileError
+
+S = TypeVar("S", bound=ProjectSettings)
 
 console = Console()
 # Problem lines are never wrapped: one problem, one line, greppable.
@@ -57,6 +59,15 @@ def user_errors() -> Iterator[None]:
         fail(f"invalid configuration: {details}")
 
 
+@overload
+def settings(config: Path | None) -> ProjectSettings: ...
+
+
+@overload
+def settings(config: Path | None, cls: type[S]) -> S: ...
+
+
 def settings(config: Path | None, cls: type[ProjectSettings] = ProjectSettings) -> ProjectSettings:
+    """The settings of ``cls`` (a ``ProjectSettings`` subclass: the command's sections) from ``config``."""
     with user_errors():
         return load_settings(cls, config)

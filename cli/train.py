@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeGuard, get_args
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -23,15 +23,16 @@ from dropout_risk.cli.common import (
 )
 from dropout_risk.cli.data import EpisodesOption, SessionsOption
 from dropout_risk.features.instruments import InstrumentRegistry
+from dropout_risk.models.packaged import DropoutRiskModel
 from dropout_risk.models.registry import CHAMPION, load_model, model_uri
 from dropout_risk.training.jobs.promote import Decision, PromotionError, promote
 from dropout_risk.training.jobs.score import score_file
 from dropout_risk.training.jobs.train import TrainingDataError, train
 from dropout_risk.training.settings import TrainingSettings
-from dropout_risk.training.splits import TooFewClientsError
+from dropout_risk.training.splits import SplitKind, TooFewClientsError
 
 
-def _report_table(report: dict) -> Table:
+def _report_table(report: dict[str, Any]) -> Table:
     table = Table(
         title=f"{report['model_name']} v{report['model_version']} ({report['model_kind']}), "
         f"{report['test']['n_clients']} test clients"
@@ -63,6 +64,10 @@ def _print_decision(decision: Decision) -> None:
         console.print(f"  - {line}", highlight=False)
 
 
+def _is_split_kind(value: str) -> TypeGuard[SplitKind]:
+    return value in get_args(SplitKind)
+
+
 def train_command(
     sessions: SessionsOption,
     episodes: EpisodesOption,
@@ -76,7 +81,7 @@ def train_command(
     ] = False,
 ) -> None:
     """Train, validate by client, register as challenger (and optionally promote)."""
-    if split not in ("random", "temporal"):
+    if not _is_split_kind(split):
         fail("--split must be random or temporal")
     project = settings(config, TrainingSettings)
     with user_errors(), console.status("training") as status:
@@ -175,7 +180,12 @@ def score_command(
 
 
 def _score_on_spark(
-    packaged, sessions: Path, episodes: Path | None, out: Path, registry: InstrumentRegistry, master: str
+    packaged: DropoutRiskModel,
+    sessions: Path,
+    episodes: Path | None,
+    out: Path,
+    registry: InstrumentRegistry,
+    master: str,
 ) -> None:
     """The same risks computed by Spark: the model's score_history on each bucket of clients, Parquet out."""
     from dropout_risk.training.spark.jobs import score_job

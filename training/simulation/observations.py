@@ -32,7 +32,7 @@ def session_days(rng: np.random.Generator, missed: np.ndarray, intake_span_days:
     Missed appointments before session 1 delay the first attended session likewise.
     """
     n, K = missed.shape
-    offered = rng.integers(0, intake_span_days, size=n)
+    offered = rng.integers(0, intake_span_days, size=(n,))
     jitter = rng.integers(-SESSION_JITTER_DAYS, SESSION_JITTER_DAYS + 1, size=(n, K))
     gaps = 7 * missed + np.where(np.arange(K)[None, :] == 0, 0, 7 + jitter)
     return offered[:, None] + np.cumsum(gaps, axis=1)

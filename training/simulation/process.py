@@ -258,7 +258,7 @@ def simulate_attendance(
     n, K = logit_h.shape
     k = np.arange(1, K + 1)
     leaves = (rng.random((n, K)) < sigmoid(logit_h)) & (k[None, :] < planned_length[:, None])
-    dropped = leaves.any(axis=1)
+    dropped = np.any(leaves, axis=1)
     first_leave = np.argmax(leaves, axis=1) + 1
     n_sessions = np.where(dropped, first_leave, planned_length)
     return n_sessions, dropped

@@ -195,7 +195,8 @@ class SparkCheck:
             elif kind == "unusable":
                 columns[name] = pd.Series([pd.NaT], dtype="datetime64[ns]")
             else:
-                columns[name] = pd.Series(self.levels.get(name) or [None], dtype="string")
+                levels: list[str | None] = [*self.levels.get(name, [])]
+                columns[name] = pd.Series(levels or [None], dtype="string")
         episodes = pd.concat(columns, axis=1) if columns else pd.DataFrame()
         return infer_spec(sessions, episodes, registry, config)
 
