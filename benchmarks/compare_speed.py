@@ -16,10 +16,11 @@ from pathlib import Path
 
 import mlflow
 
-from dropout_risk.training.compare import DEFAULT_FEATURE_SETS, compare
 from dropout_risk.training.compare_settings import CompareSettings
+from dropout_risk.training.comparison.feature_sets import DEFAULT_FEATURE_SETS
+from dropout_risk.training.jobs.compare import compare
 from dropout_risk.training.settings import TrainingConfig
-from dropout_risk.training.simulate import SimulationConfig, simulate_cohort, write_cohort
+from dropout_risk.training.simulation.cohort import SimulationConfig, simulate_cohort, write_cohort
 
 CLIENTS = 5_000
 TARGET_SECONDS = 180
@@ -48,21 +49,22 @@ def main() -> None:
         seconds = time.perf_counter() - start
     fitted = next(t for t, m in stages if m.startswith("bootstrap CIs"))
     print(
-        f"clients={CLIENTS} sets={len(report['feature_sets'])} folds={report['design']['folds']} "
-        f"model={report['model']} rows={report['data']['rows']}"
+        f"clients={CLIENTS} sets={len(report.feature_sets)} folds={report.design.folds} "
+        f"model={report.model} rows={report.data.rows}"
     )
     print(f"compare_seconds={seconds:.1f} target_seconds={TARGET_SECONDS} (fitting done at {fitted:.1f} s)")
-    for name, metrics in report["feature_sets"].items():
-        lo, hi = metrics["roc_auc_ci"]
+    for name, result in report.feature_sets.items():
+        metrics = result.metrics.pooled
+        lo, hi = metrics.roc_auc_ci
         print(
-            f"  {name}: roc_auc={metrics['roc_auc']:.3f} ({lo:.3f}-{hi:.3f}) brier={metrics['brier']:.4f} "
-            f"slope={metrics['calibration_slope']:.2f}"
+            f"  {name}: roc_auc={metrics.roc_auc:.3f} ({lo:.3f}-{hi:.3f}) brier={metrics.brier:.4f} "
+            f"slope={metrics.calibration_slope:.2f}"
         )
-    for pair in report["pairs"]:
-        lo, hi = pair["ci"]
+    for pair in report.pairs:
+        lo, hi = pair.ci
         print(
-            f"  {pair['a']} - {pair['b']}: {pair['delta_auc']:+.3f} ({lo:+.3f} to {hi:+.3f}) "
-            f"p={pair['p_value']:.4f} holm={pair['p_value_holm']:.4f} marked={pair['marked']}"
+            f"  {pair.a} - {pair.b}: {pair.delta_auc:+.3f} ({lo:+.3f} to {hi:+.3f}) "
+            f"p={pair.p_value:.4f} holm={pair.p_value_holm:.4f} marked={pair.marked}"
         )
 
 

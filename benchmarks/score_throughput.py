@@ -79,10 +79,10 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     logging.getLogger("mlflow").setLevel(logging.ERROR)
     from dropout_risk.models.registry import load_model
-    from dropout_risk.training.promote import promote
+    from dropout_risk.training.jobs.promote import promote
+    from dropout_risk.training.jobs.train import train
     from dropout_risk.training.settings import TrainingConfig, TrainingSettings
-    from dropout_risk.training.simulate import SimulationConfig, simulate_cohort, write_cohort
-    from dropout_risk.training.train import train
+    from dropout_risk.training.simulation.cohort import SimulationConfig, simulate_cohort, write_cohort
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

@@ -38,10 +38,10 @@ def main() -> None:
     from dropout_risk.serving.keys import create_key
     from dropout_risk.serving.migrate import upgrade
     from dropout_risk.serving.settings import ServingConfig, ServingSettings
-    from dropout_risk.training.promote import promote
+    from dropout_risk.training.jobs.promote import promote
+    from dropout_risk.training.jobs.train import train
     from dropout_risk.training.settings import TrainingConfig, TrainingSettings
-    from dropout_risk.training.simulate import SimulationConfig, simulate_cohort, write_cohort
-    from dropout_risk.training.train import train
+    from dropout_risk.training.simulation.cohort import SimulationConfig, simulate_cohort, write_cohort
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

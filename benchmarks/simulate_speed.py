@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dropout_risk.training.simulate import SimulationConfig, simulate_cohort, write_cohort  # noqa: E402
+from dropout_risk.training.simulation.cohort import SimulationConfig, simulate_cohort, write_cohort  # noqa: E402
 
 TARGET_SECONDS = 30.0
 

@@ -2,14 +2,14 @@
 
     .venv/bin/python benchmarks/spark_vs_pandas.py [--rows 2000000] [--master local[2]] [--seed 0]
 
-Simulates a cohort (training.simulate) cut to exactly ``--rows`` session rows
+Simulates a cohort (training.simulation) cut to exactly ``--rows`` session rows
 (~300,000 clients for 2 million rows), writes it as Parquet, trains a small
 model in a throwaway MLflow store, then times the two commands end to end,
 files in and Parquet out, as a user runs them:
 
 - features: the pandas engine (read, validate, infer the spec, fit the curves,
-  build_features, write) vs ``training.spark_engine.features_job``;
-- scoring: ``training.score.score_file`` vs ``training.spark_engine.score_job``.
+  build_features, write) vs ``training.spark.jobs.features_job``;
+- scoring: ``training.jobs.score.score_file`` vs ``training.spark.jobs.score_job``.
 
 Spark's session start and a small warm-up job (JVM, Python workers importing
 pandas and pandera) are timed apart: they are paid once per session. Both
@@ -33,10 +33,11 @@ from dropout_risk.features.instruments import default_registry
 from dropout_risk.features.landmarks import build_features
 from dropout_risk.features.spec import infer_spec
 from dropout_risk.features.trajectories import fit_expected_trajectories
-from dropout_risk.training import spark_engine
 from dropout_risk.training.data import load_contract, write_table
-from dropout_risk.training.score import score_file
-from dropout_risk.training.simulate import SimulationConfig, simulate_cohort, write_cohort
+from dropout_risk.training.jobs.score import score_file
+from dropout_risk.training.simulation.cohort import SimulationConfig, simulate_cohort, write_cohort
+from dropout_risk.training.spark.jobs import features_job, score_job
+from dropout_risk.training.spark.session import spark_session
 
 SESSIONS_PER_CLIENT = 6.6  # the simulator's mean, to size the cohort
 
@@ -79,8 +80,8 @@ def train_model(directory: Path, seed: int):
     import mlflow
 
     from dropout_risk.models.registry import load_model
+    from dropout_risk.training.jobs.train import train
     from dropout_risk.training.settings import TrainingConfig, TrainingSettings
-    from dropout_risk.training.train import train
 
     uri = f"sqlite:///{directory}/mlflow.db"
     os.environ["MLFLOW_TRACKING_URI"] = uri
@@ -128,7 +129,7 @@ def main() -> None:
         print(f"model: {model.kind}, trained and registered in {seconds:.1f} s")
 
         spark, seconds = timed(
-            spark_engine.spark_session, args.master, "dropout-risk-bench", {"spark.driver.memory": args.driver_memory}
+            spark_session, args.master, "dropout-risk-bench", {"spark.driver.memory": args.driver_memory}
         )
         print(
             f"spark: {args.master}, {spark.conf.get('spark.sql.shuffle.partitions')} shuffle partitions, "
@@ -137,7 +138,7 @@ def main() -> None:
         (directory / "warm").mkdir()
         warm = cohort_parquet(20_000, args.seed + 2, directory / "warm")
         _, seconds = timed(
-            spark_engine.features_job,
+            features_job,
             spark,
             warm["sessions"],
             warm["episodes"],
@@ -146,7 +147,7 @@ def main() -> None:
             FeatureConfig(),
         )
         _, more = timed(
-            spark_engine.score_job,
+            score_job,
             spark,
             model,
             warm["sessions"],
@@ -167,7 +168,7 @@ def main() -> None:
             + ")"
         )
         job, spark_seconds = timed(
-            spark_engine.features_job,
+            features_job,
             spark,
             paths["sessions"],
             paths["episodes"],
@@ -185,7 +186,7 @@ def main() -> None:
         )
         print(f"  pandas        {rate(args.rows, pandas_seconds)}")
         job, spark_seconds = timed(
-            spark_engine.score_job,
+            score_job,
             spark,
             model,
             paths["sessions"],

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import mlflow
 
+from dropout_risk.training.jobs.train import train
 from dropout_risk.training.settings import TrainingConfig, TrainingSettings
-from dropout_risk.training.simulate import SimulationConfig, simulate_cohort, write_cohort
-from dropout_risk.training.train import train
+from dropout_risk.training.simulation.cohort import SimulationConfig, simulate_cohort, write_cohort
 
 CLIENTS = 5_000
 TARGET_SECONDS = 120

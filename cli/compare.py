@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -19,75 +19,68 @@ from dropout_risk.cli.common import (
     settings,
     user_errors,
 )
+from dropout_risk.training.comparison.formatting import p_value, with_ci
 
-# The help text's copy of training.compare.DEFAULT_FEATURE_SETS (importing that module costs seconds);
-# tests/cli/test_cli_startup.py keeps the two equal.
+# The help text's copy of training.comparison.feature_sets.DEFAULT_FEATURE_SETS (that module imports
+# pandas and scikit-learn, seconds at start-up); tests/cli/test_cli_startup.py keeps the two equal.
 DEFAULT_FEATURE_SETS_HELP = "outcome,alliance,outcome+alliance,outcome+alliance+attendance+covariates"
 
 
-def _num(value, digits: int = 3) -> str:
-    return "n/a" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
+if TYPE_CHECKING:
+    from dropout_risk.training.comparison.result import CompareResult
 
 
-def _ci(value, ci, digits: int = 3) -> str:
+def _ci(value: float | None, ci: Sequence[float | None] | None, digits: int = 3) -> str:
     """The estimate above its 95% CI: two short lines keep the tables narrow."""
-    lo, hi = ci or (None, None)
-    return f"{_num(value, digits)}\n({_num(lo, digits)} to {_num(hi, digits)})"
+    return with_ci(value, ci, digits, sep="\n")
 
 
-def _p(value) -> str:
-    if value is None or not math.isfinite(value):
-        return "n/a"
-    return "<0.001" if value < 0.001 else f"{value:.3f}"
-
-
-def sets_table(report: dict) -> Table:
-    data = report["data"]
+def sets_table(result: CompareResult) -> Table:
+    data = result.data
     table = Table(
-        title=f"Feature sets: {report['model']}, {data['clients_evaluated']:,} clients, "
-        f"{data['rows']:,} rows, out-of-fold, 95% CIs"
+        title=f"Feature sets: {result.model}, {data.clients_evaluated:,} clients, "
+        f"{data.rows:,} rows, out-of-fold, 95% CIs"
     )
     table.add_column("feature set (n inputs)", overflow="fold", min_width=12)
     for column in ("ROC AUC", "PR AUC", "Brier", "calibration slope"):
         table.add_column(column, justify="center", overflow="fold")
-    for name, m in report["feature_sets"].items():
+    for name, s in result.feature_sets.items():
+        m = s.metrics.pooled
         table.add_row(
-            f"{name} ({m['n_features']})",
-            _ci(m["roc_auc"], m["roc_auc_ci"]),
-            _ci(m["pr_auc"], m["pr_auc_ci"]),
-            _ci(m["brier"], m["brier_ci"]),
-            _ci(m["calibration_slope"], m["calibration_slope_ci"], 2),
+            f"{name} ({s.n_features})",
+            _ci(m.roc_auc, m.roc_auc_ci),
+            _ci(m.pr_auc, m.pr_auc_ci),
+            _ci(m.brier, m.brier_ci),
+            _ci(m.calibration_slope, m.calibration_slope_ci, 2),
         )
     return table
 
 
-def landmark_table(report: dict) -> Table:
+def landmark_table(result: CompareResult) -> Table:
     """Sessions down, sets across: read down a column to see from which session a set discriminates."""
-    sets = report["feature_sets"]
-    landmarks = sorted({k for m in sets.values() for k in m["by_landmark"]}, key=int)
+    sets = [s.metrics for s in result.feature_sets.values()]
+    landmarks = sorted({k for m in sets for k in m.by_landmark}, key=int)
     table = Table(title="ROC AUC by landmark session (95% CI): from which session on")
     table.add_column("session", justify="right", no_wrap=True)
-    for name in sets:
+    for name in result.feature_sets:
         table.add_column(name, justify="center", overflow="fold", min_width=8)
     for k in landmarks:
         table.add_row(
             k,
             *(
-                _ci(m["by_landmark"][k]["roc_auc"], m["by_landmark"][k]["roc_auc_ci"], 2)
-                if k in m["by_landmark"]
-                else ""
-                for m in sets.values()
+                _ci(m.by_landmark[k].roc_auc, m.by_landmark[k].roc_auc_ci, 2) if k in m.by_landmark else ""
+                for m in sets
             ),
         )
     table.add_section()
     table.add_row(
         "AUC > 0.5\nfrom",
-        *(f"session {m['informative_from']}" if m.get("informative_from") else "never" for m in sets.values()),
+        *(f"session {m.informative_from}" if m.informative_from else "never" for m in sets),
     )
     return table
 
 
-def pairs_table(report: dict) -> Table:
+def pairs_table(result: CompareResult) -> Table:
     table = Table(
         title="Pairs: AUC(a) - AUC(b) on the same clients (paired client bootstrap); "
         "marked = 95% CI excludes 0 and Holm-adjusted p < 0.05"
@@ -97,14 +90,14 @@ def pairs_table(report: dict) -> Table:
     for column in ("p", "p Holm", "refit-aware p"):
         table.add_column(column, justify="right")
     table.add_column("marked", overflow="fold")
-    for pair in report["pairs"]:
-        mark = f"[bold green]* {pair['better']} better[/]" if pair["marked"] else "no"
+    for pair in result.pairs:
+        mark = f"[bold green]* {pair.better} better[/]" if pair.marked else "no"
         table.add_row(
-            f"{pair['a']}\nvs {pair['b']}",
-            _ci(pair["delta_auc"], pair["ci"]),
-            _p(pair["p_value"]),
-            _p(pair["p_value_holm"]),
-            _p(pair["cv_test"]["p_value"]),
+            f"{pair.a}\nvs {pair.b}",
+            _ci(pair.delta_auc, pair.ci),
+            p_value(pair.p_value),
+            p_value(pair.p_value_holm),
+            p_value(pair.cv_test.p_value),
             mark,
         )
     return table
@@ -147,8 +140,10 @@ def compare_command(
     config: ConfigOption = None,
 ) -> None:
     """Compare feature sets on the same client-grouped folds: which scores predict dropout, from which session."""
-    from dropout_risk.training.compare import CompareError, compare, write_reports
     from dropout_risk.training.compare_settings import CompareSettings
+    from dropout_risk.training.comparison.errors import CompareError
+    from dropout_risk.training.comparison.report import write_reports
+    from dropout_risk.training.jobs.compare import compare
     from dropout_risk.training.splits import TooFewClientsError
 
     project = settings(config, CompareSettings)
@@ -168,15 +163,15 @@ def compare_command(
             )
         except (CompareError, TooFewClientsError) as exc:
             fail(str(exc))
-    for warning in result["warnings"]:
+    for warning in result.warnings:
         err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
     console.print(sets_table(result))
     console.print(landmark_table(result))
-    if result["pairs"]:
+    if result.pairs:
         console.print(pairs_table(result))
     console.print(
-        f"MLflow run {result['run_id']} (experiment {project.compare.experiment}): one nested run per set; "
-        f"{result['elapsed_seconds']:.0f} s"
+        f"MLflow run {result.run_id} (experiment {project.compare.experiment}): one nested run per set; "
+        f"{result.elapsed_seconds or 0.0:.0f} s"
     )
     if report:
         json_path, md_path = write_reports(result, report)

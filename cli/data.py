@@ -97,7 +97,8 @@ def features(
 
 def _features_on_spark(sessions: Path, episodes: Path, out: Path, master: str, config: Path | None) -> None:
     """The same table built by Spark: validated per client bucket, spec and curves from the whole data."""
-    from dropout_risk.training.spark_engine import SparkUnavailableError, features_job, spark_for_job
+    from dropout_risk.training.spark.jobs import features_job
+    from dropout_risk.training.spark.session import SparkUnavailableError, spark_for_job
 
     project = settings(config)
     try:
@@ -105,6 +106,8 @@ def _features_on_spark(sessions: Path, episodes: Path, out: Path, master: str, c
             done = features_job(spark, sessions, episodes, out, project.registry(), project.features)
     except SparkUnavailableError as exc:
         fail(str(exc))
+    if done.spec is None:  # a bug, not bad data: features_job returns the spec it built
+        raise RuntimeError("the Spark features job returned no feature spec")
     for warning in done.warnings:
         err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
     console.print(

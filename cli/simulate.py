@@ -31,7 +31,7 @@ def simulate(
     config: ConfigOption = None,
 ) -> None:
     """Simulate a cohort reproducing the published dropout statistics (docs/domain.md section 6)."""
-    from dropout_risk.training.simulate import SimulationConfig, simulate_cohort, write_cohort
+    from dropout_risk.training.simulation.cohort import SimulationConfig, simulate_cohort, write_cohort
 
     registry = settings(config).registry()
     with user_errors():

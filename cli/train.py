@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any, TypeGuard, TypeVar, get_args
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -27,12 +28,14 @@ from dropout_risk.models.names import CHAMPION, model_uri
 
 if TYPE_CHECKING:
     from dropout_risk.features.instruments import InstrumentRegistry
-    from dropout_risk.models.compiled import CompiledModel
     from dropout_risk.models.packaged import DropoutRiskModel
-    from dropout_risk.training.promote import Decision
+    from dropout_risk.training.jobs.promote import Decision
+    from dropout_risk.training.splits import SplitKind
+
+Loaded = TypeVar("Loaded")
 
 
-def _report_table(report: dict) -> Table:
+def _report_table(report: dict[str, Any]) -> Table:
     table = Table(
         title=f"{report['model_name']} v{report['model_version']} ({report['model_kind']}), "
         f"{report['test']['n_clients']} test clients"
@@ -64,6 +67,12 @@ def _print_decision(decision: Decision) -> None:
         console.print(f"  - {line}", highlight=False)
 
 
+def _is_split_kind(value: str) -> TypeGuard[SplitKind]:
+    from dropout_risk.training.splits import SplitKind
+
+    return value in get_args(SplitKind)
+
+
 def train_command(
     sessions: SessionsOption,
     episodes: EpisodesOption,
@@ -77,12 +86,12 @@ def train_command(
     ] = False,
 ) -> None:
     """Train, validate by client, register as challenger (and optionally promote)."""
-    from dropout_risk.training.promote import PromotionError, promote
+    from dropout_risk.training.jobs.promote import PromotionError, promote
+    from dropout_risk.training.jobs.train import TrainingDataError, train
     from dropout_risk.training.settings import TrainingSettings
     from dropout_risk.training.splits import TooFewClientsError
-    from dropout_risk.training.train import TrainingDataError, train
 
-    if split not in ("random", "temporal"):
+    if not _is_split_kind(split):
         fail("--split must be random or temporal")
     project = settings(config, TrainingSettings)
     with user_errors(), console.status("training") as status:
@@ -127,7 +136,7 @@ def promote_command(
     config: ConfigOption = None,
 ) -> None:
     """Make a version the champion if it passes the gate (or by force, with a reason)."""
-    from dropout_risk.training.promote import PromotionError, promote
+    from dropout_risk.training.jobs.promote import PromotionError, promote
     from dropout_risk.training.settings import TrainingSettings
 
     project = settings(config, TrainingSettings)
@@ -138,11 +147,6 @@ def promote_command(
     _print_decision(decision)
     if not decision.promoted:
         raise typer.Exit(code=1)
-
-
-def _scoring_registry(base: InstrumentRegistry, model: DropoutRiskModel | CompiledModel) -> InstrumentRegistry:
-    """The config's instruments plus any the model was trained with (declared in another config)."""
-    return base.with_extra([i for i in model.spec.instruments if i.key not in base])
 
 
 def score_command(
@@ -156,21 +160,19 @@ def score_command(
 ) -> None:
     """Write client_id, session_number, risk for every session of every client."""
     from dropout_risk.models.registry import load_model, load_scorer
-    from dropout_risk.training.score import score_file
+    from dropout_risk.training.jobs.score import score_file
     from dropout_risk.training.settings import TrainingSettings
 
     check_engine(engine)
     project = settings(config, TrainingSettings)
-    with console.status(f"loading {model}"):
-        try:
-            # pandas: the scorer from the model's plain files, as serving; Spark ships the packaged model.
-            scorer = load_model(model) if engine == "spark" else load_scorer(model)
-        except Exception as exc:  # MLflow raises several types for a missing model or store
-            fail(f"cannot load model {model}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
-    registry = _scoring_registry(project.registry(), scorer)
-    if engine == "spark":
-        _score_on_spark(scorer, sessions, episodes, out, registry, spark_master)
+    if engine == "spark":  # Spark ships the packaged model to its workers
+        packaged = _loaded(model, load_model)
+        registry = project.registry().union(packaged.spec.instruments)
+        _score_on_spark(packaged, sessions, episodes, out, registry, spark_master)
         return
+    # pandas: the scorer from the model's plain files, as serving loads it.
+    scorer = _loaded(model, load_scorer)
+    registry = project.registry().union(scorer.spec.instruments)
     progress = Progress(
         TextColumn("scoring"),
         BarColumn(),
@@ -193,6 +195,14 @@ def score_command(
     console.print(f"[bold green]wrote[/] {out}: {len(scored):,} sessions, {scored['client_id'].nunique():,} clients")
 
 
+def _loaded(uri: str, load: Callable[[str], Loaded]) -> Loaded:
+    with console.status(f"loading {uri}"):
+        try:
+            return load(uri)
+        except Exception as exc:  # MLflow raises several types for a missing model or store
+            fail(f"cannot load model {uri}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+
+
 def _score_on_spark(
     packaged: DropoutRiskModel,
     sessions: Path,
@@ -202,7 +212,8 @@ def _score_on_spark(
     master: str,
 ) -> None:
     """The same risks computed by Spark: the model's score_history on each bucket of clients, Parquet out."""
-    from dropout_risk.training.spark_engine import SparkUnavailableError, score_job, spark_for_job
+    from dropout_risk.training.spark.jobs import score_job
+    from dropout_risk.training.spark.session import SparkUnavailableError, spark_for_job
 
     try:
         with user_errors(), spark_for_job(master) as spark, console.status("scoring on Spark"):

@@ -19,6 +19,7 @@ in a CSV file row N is line N + 1.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -273,8 +274,32 @@ def _cross_file_problems(sessions: pd.DataFrame, episodes: pd.DataFrame) -> list
     return problems
 
 
-def _missing_columns(file: str, frame: pd.DataFrame, required: tuple[str, ...]) -> list[Problem]:
-    return [Problem(file, None, c, "required column is missing") for c in required if c not in frame.columns]
+def file_problems(
+    session_columns: Iterable[str],
+    session_rows: int,
+    episode_columns: Iterable[str] | None,
+    episode_rows: int | None,
+) -> list[Problem]:
+    """What is checked before a row is read: required columns, then files without data rows.
+
+    ``episode_columns`` None: no episodes file (the Spark engine scores sessions alone).
+    """
+    problems = _missing_columns("sessions", session_columns, SESSION_ID_COLUMNS)
+    if episode_columns is not None:
+        problems += _missing_columns("episodes", episode_columns, EPISODE_REQUIRED_COLUMNS)
+    for file, rows in (("sessions", session_rows), ("episodes", episode_rows)):
+        if rows == 0:
+            problems.append(Problem(file, None, None, "file has no data rows"))
+    return problems
+
+
+def _data_rows(frame: pd.DataFrame) -> int:
+    return 0 if frame.empty else len(frame)  # a frame without columns holds no data either
+
+
+def _missing_columns(file: str, columns: Iterable[str], required: tuple[str, ...]) -> list[Problem]:
+    present = set(columns)
+    return [Problem(file, None, c, "required column is missing") for c in required if c not in present]
 
 
 def validate_contract(sessions: pd.DataFrame, episodes: pd.DataFrame, registry: InstrumentRegistry) -> ValidationResult:
@@ -283,11 +308,7 @@ def validate_contract(sessions: pd.DataFrame, episodes: pd.DataFrame, registry: 
     Accepts frames as read from CSV (all text) or Parquet (typed). Returns the
     typed frames, sorted by client and session, and every problem found.
     """
-    problems = _missing_columns("sessions", sessions, SESSION_ID_COLUMNS)
-    problems += _missing_columns("episodes", episodes, EPISODE_REQUIRED_COLUMNS)
-    for file, frame in (("sessions", sessions), ("episodes", episodes)):
-        if frame.empty:
-            problems.append(Problem(file, None, None, "file has no data rows"))
+    problems = file_problems(sessions.columns, _data_rows(sessions), episodes.columns, _data_rows(episodes))
     if problems:
         return ValidationResult(sessions, episodes, sorted(set(problems), key=_order))
 

@@ -199,6 +199,14 @@ class InstrumentRegistry(Mapping[str, Instrument]):
         """A new registry with user-declared instruments appended (keys must be new)."""
         return InstrumentRegistry([*self.values(), *extra])
 
+    def union(self, instruments: Iterable[Instrument]) -> InstrumentRegistry:
+        """This registry plus those of ``instruments`` whose key it lacks (its own entries win).
+
+        Scoring uses it for the configured instruments plus any a model was
+        trained with (declared in another config).
+        """
+        return self.with_extra([i for i in instruments if i.key not in self])
+
     def by_role(self, role: Role) -> list[Instrument]:
         return [i for i in self.values() if i.role == role]
 

@@ -19,7 +19,7 @@ so test and scoring rows are compared against curves that never saw them.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -128,16 +128,31 @@ def fit_expected_trajectories(sessions: pd.DataFrame, spec: FeatureSpec) -> Expe
     features are then NaN). At k = 1 every observed client's intake *is* its
     session-1 score, so that line is the identity with zero residual SD.
     """
-    frame = _landmark_sessions(sessions, spec.max_landmark)
+    sums = trajectory_sums(sessions, spec.outcome_instruments, spec.max_landmark)
+    return ExpectedTrajectories(
+        {
+            i.key: curve_from_sums(sums[i.key], spec.max_landmark)
+            if i.key in sums
+            else _unfitted_curve(spec.max_landmark)
+            for i in spec.outcome_instruments
+        }
+    )
+
+
+def trajectory_sums(
+    sessions: pd.DataFrame, instruments: Iterable[Instrument], max_landmark: int
+) -> dict[str, pd.DataFrame]:
+    """Per instrument with a column in ``sessions``: the per-k sums ``curve_from_sums`` fits a curve from.
+
+    The selection the fit uses: sessions <= max_landmark in client and session
+    order, normalised scores, the intake being a client's first observed score,
+    observed scores only. The Spark engine computes these per bucket of clients
+    and merges them, so both engines fit from this one definition.
+    """
+    frame = _landmark_sessions(sessions, max_landmark)
     clients = pd.factorize(frame["client_id"])[0]
     session = frame["session_number"].to_numpy(dtype=np.int64)
-    curves = {}
-    for instrument in spec.outcome_instruments:
-        if instrument.key not in frame.columns:
-            curves[instrument.key] = _unfitted_curve(spec.max_landmark)
-            continue
-        curves[instrument.key] = _fit_curve(instrument, frame[instrument.key], clients, session, spec.max_landmark)
-    return ExpectedTrajectories(curves)
+    return {i.key: _instrument_sums(i, frame[i.key], clients, session) for i in instruments if i.key in frame.columns}
 
 
 def _landmark_sessions(sessions: pd.DataFrame, max_landmark: int) -> pd.DataFrame:
@@ -151,19 +166,17 @@ def _unfitted_curve(max_landmark: int) -> Curve:
     return Curve(nan, nan, nan, (0,) * max_landmark)
 
 
-def _fit_curve(
-    instrument: Instrument, raw: pd.Series, clients: np.ndarray, session: np.ndarray, max_landmark: int
-) -> Curve:
+def _instrument_sums(instrument: Instrument, raw: pd.Series, clients: np.ndarray, session: np.ndarray) -> pd.DataFrame:
     score = np.asarray(instrument.normalise(raw.to_numpy(dtype=float, na_value=np.nan)), dtype=float)
     intake = pd.Series(score).groupby(clients, sort=False).transform("first").to_numpy()
     observed = ~np.isnan(score)
-    return curve_from_sums(_sums_by_session(session[observed], intake[observed], score[observed]), max_landmark)
+    return _sums_by_session(session[observed], intake[observed], score[observed])
 
 
 def curve_from_sums(sums: pd.DataFrame, max_landmark: int) -> Curve:
     """The curve from per-k sums (columns n, mx, my, sxx, sxy, syy about each k's means, index k).
 
-    Shared with the Spark engine, which merges the same sums across partitions.
+    Shared with the Spark engine, which merges ``trajectory_sums`` across buckets of clients.
     """
     stats = _lines(sums, max_landmark)
     fitted = (stats["n"] >= MIN_CLIENTS) & (stats["sxx"] > 0)

@@ -79,3 +79,8 @@ def load_contract(sessions_path: Path, episodes_path: Path, registry: Instrument
     names = {"sessions": Path(sessions_path).name, "episodes": Path(episodes_path).name}
     result.problems = [replace(p, file=names[p.file]) for p in result.problems]
     return result
+
+
+def placeholder_episodes(sessions: pd.DataFrame) -> pd.DataFrame:
+    """Episodes for scoring without an episodes file: every client ongoing, covariates unknown."""
+    return pd.DataFrame({"client_id": pd.unique(sessions["client_id"].dropna()), "status": "ongoing"})

@@ -10,8 +10,9 @@ import optuna
 import pandas as pd
 from sklearn.base import clone
 from sklearn.metrics import roc_auc_score
+from sklearn.pipeline import Pipeline
 
-from dropout_risk.models.calibration import ProbabilityCalibrator
+from dropout_risk.models.calibration import Method, ProbabilityCalibrator
 from dropout_risk.models.estimators import make_candidate
 from dropout_risk.training.settings import TrainingConfig
 
@@ -70,7 +71,7 @@ def fit_candidates(
     config: TrainingConfig,
     progress: Progress | None = None,
 ) -> dict[str, CandidateResult]:
-    results = {}
+    results: dict[str, CandidateResult] = {}
     for kind in dict.fromkeys(["logistic", *config.candidates]):  # logistic is always the baseline
         if progress:
             progress(f"cross-validating {kind}")
@@ -98,7 +99,9 @@ def select(results: dict[str, CandidateResult], candidates: Sequence[str], margi
     return best
 
 
-def fit_calibrated(result: CandidateResult, X: pd.DataFrame, y: np.ndarray, method: str):
+def fit_calibrated(
+    result: CandidateResult, X: pd.DataFrame, y: np.ndarray, method: Method
+) -> tuple[Pipeline, ProbabilityCalibrator]:
     """Refit on all training rows; the calibrator learns from the out-of-fold predictions only."""
     calibrator = ProbabilityCalibrator(method).fit(result.oof, y)
     return clone(result.estimator).fit(X, y), calibrator

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import mlflow
-import mlflow.data
+from mlflow.data.pandas_dataset import from_pandas
 
 from dropout_risk.training.data import read_table
 
@@ -44,17 +45,17 @@ def log_dataset(sessions_path: Path, episodes_path: Path) -> dict[str, str]:
     """Log both files as MLflow dataset inputs; returns their digests."""
     digests = {}
     for name, path in (("sessions", sessions_path), ("episodes", episodes_path)):
-        dataset = mlflow.data.from_pandas(read_table(path), source=str(Path(path).resolve()), name=name)
+        dataset = from_pandas(read_table(path), source=str(Path(path).resolve()), name=name)
         mlflow.log_input(dataset, context="training")
         digests[name] = dataset.digest
     return digests
 
 
-def _finite(metrics: dict[str, float]) -> dict[str, float]:
+def _finite(metrics: dict[str, float | None]) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)}
 
 
-def _flatten(prefix: str, metrics: dict) -> dict[str, float]:
+def _flatten(prefix: str, metrics: dict[str, Any]) -> dict[str, float | None]:
     flat = {f"{prefix}_{name}": metrics.get(name) for name in _POOLED}
     for name, (lo, hi) in metrics.get("ci", {}).items():
         flat[f"{prefix}_{name}_ci_lo"], flat[f"{prefix}_{name}_ci_hi"] = lo, hi
@@ -63,7 +64,7 @@ def _flatten(prefix: str, metrics: dict) -> dict[str, float]:
     return flat
 
 
-def log_report_metrics(report: dict) -> None:
+def log_report_metrics(report: dict[str, Any]) -> None:
     flat = _flatten("test", report["test"])
     for name, metrics in report["baselines"].items():
         flat.update(_flatten(f"baseline_{name}", metrics))

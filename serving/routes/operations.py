@@ -33,7 +33,7 @@ def readyz(holder: Holder, engine: DbEngine, response: Response) -> dict:
     except Exception:  # any driver error means not reachable
         database = "unreachable"
     loaded = holder.current
-    model = {
+    model: dict[str, object] = {
         "loaded": loaded is not None,
         "version": loaded.version if loaded else None,
         "registry": "reachable" if holder.registry_reachable else "unreachable",
@@ -62,7 +62,7 @@ async def reload(_admin: Admin, holder: Holder) -> dict:
     """Check the registry now and swap to the aliased version if it moved (admin key)."""
     swapped = await asyncio.to_thread(holder.refresh)
     loaded = holder.current
-    answer = {
+    answer: dict[str, object] = {
         "swapped": swapped,
         "version": loaded.version if loaded else None,
         "registry": "reachable" if holder.registry_reachable else "unreachable",

@@ -32,6 +32,6 @@ def test_help_of_every_command_loads_no_heavy_library():
 
 def test_the_help_text_names_the_default_feature_sets():
     from dropout_risk.cli.compare import DEFAULT_FEATURE_SETS_HELP
-    from dropout_risk.training.compare import DEFAULT_FEATURE_SETS
+    from dropout_risk.training.comparison.feature_sets import DEFAULT_FEATURE_SETS
 
     assert DEFAULT_FEATURE_SETS_HELP == ",".join(DEFAULT_FEATURE_SETS)

@@ -12,7 +12,7 @@ from dropout_risk.features.instruments import default_registry
 from dropout_risk.features.landmarks import ClientHistory, build_features, client_features
 from dropout_risk.features.spec import infer_spec
 from dropout_risk.features.trajectories import fit_expected_trajectories
-from dropout_risk.training.simulate import SimulationConfig, simulate_cohort
+from dropout_risk.training.simulation.cohort import SimulationConfig, simulate_cohort
 
 
 def history_of(sessions: pd.DataFrame, covariates: dict) -> ClientHistory:

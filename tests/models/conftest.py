@@ -14,7 +14,7 @@ from dropout_risk.features.instruments import default_registry
 from dropout_risk.features.landmarks import build_features
 from dropout_risk.features.spec import FeatureSpec, infer_spec
 from dropout_risk.features.trajectories import ExpectedTrajectories, fit_expected_trajectories
-from dropout_risk.training.simulate import SimulationConfig, simulate_cohort
+from dropout_risk.training.simulation.cohort import SimulationConfig, simulate_cohort
 
 N_CLIENTS = 400
 SEED = 11

@@ -8,7 +8,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
 from dropout_risk.models.calibration import EPS, ProbabilityCalibrator, logit
-from dropout_risk.training.metrics import calibration_slope_intercept
+from dropout_risk.training.evaluation.metrics import calibration_slope_intercept
 
 OVERCONFIDENCE = 3.0  # the model's log-odds are 3x the true ones: true calibration slope 1/3
 N = 20_000

@@ -15,8 +15,8 @@ from dropout_risk.serving.app import create_app
 from dropout_risk.serving.db import transaction
 from dropout_risk.serving.keys import create_key
 from dropout_risk.serving.settings import ServingConfig, ServingSettings
-from dropout_risk.training.promote import promote
-from dropout_risk.training.train import train
+from dropout_risk.training.jobs.promote import promote
+from dropout_risk.training.jobs.train import train
 from tests.conftest import MlflowStore, active_store
 from tests.training.helpers import cohort, settings_for
 

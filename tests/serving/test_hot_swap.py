@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 
-from dropout_risk.training.promote import promote
-from dropout_risk.training.train import train
+from dropout_risk.training.jobs.promote import promote
+from dropout_risk.training.jobs.train import train
 from tests.conftest import MlflowStore, active_store
 from tests.serving.processes import ApiServer, Tally, report, session_payload, start_with_key
 from tests.training.helpers import cohort, settings_for

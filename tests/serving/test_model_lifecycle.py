@@ -8,8 +8,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from dropout_risk.serving.app import create_app
-from dropout_risk.training.promote import promote
-from dropout_risk.training.train import train
+from dropout_risk.training.jobs.promote import promote
+from dropout_risk.training.jobs.train import train
 from tests.conftest import MlflowStore, active_store
 from tests.serving.conftest import ADMIN_KEY, serving_settings
 from tests.training.helpers import cohort, settings_for

@@ -46,8 +46,8 @@ MAX_SESSIONS = 30
 
 def champion(root: Path) -> MlflowStore:
     """A small trained and promoted model in a throwaway SQLite MLflow store."""
-    from dropout_risk.training.promote import promote
-    from dropout_risk.training.train import train
+    from dropout_risk.training.jobs.promote import promote
+    from dropout_risk.training.jobs.train import train
 
     store = MlflowStore(f"sqlite:///{root}/mlflow.db", root / "artifacts")
     with active_store(store):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from dropout_risk.training.settings import TrainingConfig, TrainingSettings
-from dropout_risk.training.simulate import SimulationConfig, simulate_cohort, write_cohort
+from dropout_risk.training.simulation.cohort import SimulationConfig, simulate_cohort, write_cohort
 
 
 def settings_for(store, **training) -> TrainingSettings:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 
-from dropout_risk.training.train import train
+from dropout_risk.training.jobs.train import train
 from tests.training.helpers import cohort, settings_for
 
 

@@ -22,7 +22,7 @@ from mlflow import MlflowClient
 from typer.testing import CliRunner
 
 from dropout_risk.cli.main import app
-from dropout_risk.training.simulate import SimulationConfig, simulate_cohort, write_cohort
+from dropout_risk.training.simulation.cohort import SimulationConfig, simulate_cohort, write_cohort
 
 runner = CliRunner()
 CLIENT_ID = re.compile(r"C\d{5}")  # the simulator's identifiers: none may reach the terminal

@@ -8,13 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dropout_risk.training.bootstrap import (
+from dropout_risk.training.evaluation.bootstrap import (
     bootstrap_metric_cis,
     client_bootstrap,
     paired_bootstrap_difference,
     percentile_interval,
 )
-from dropout_risk.training.metrics import (
+from dropout_risk.training.evaluation.metrics import (
     brier,
     calibration_slope_intercept,
     evaluate,

@@ -9,18 +9,12 @@ from mlflow import MlflowClient
 
 from dropout_risk.features.instruments import default_registry
 from dropout_risk.features.spec import FeatureSpec
-from dropout_risk.training.compare import (
-    DEFAULT_FEATURE_SETS,
-    CompareError,
-    FeatureSetError,
-    compare,
-    corrected_cv_test,
-    holm,
-    parse_landmarks,
-    render_markdown,
-    resolve_feature_sets,
-)
 from dropout_risk.training.compare_settings import CompareConfig, CompareSettings
+from dropout_risk.training.comparison.errors import CompareError, FeatureSetError
+from dropout_risk.training.comparison.feature_sets import DEFAULT_FEATURE_SETS, parse_landmarks, resolve_feature_sets
+from dropout_risk.training.comparison.report import render_markdown
+from dropout_risk.training.comparison.statistics import corrected_cv_test, holm
+from dropout_risk.training.jobs.compare import compare
 from dropout_risk.training.settings import TrainingConfig
 from tests.training.helpers import cohort
 
@@ -66,7 +60,7 @@ def alliance_only(mlflow_store, tmp_path_factory):
 
 
 def test_alliance_beats_outcome_when_only_alliance_drives_dropout(alliance_only):
-    report = alliance_only[0]
+    report = alliance_only[0].to_json()
     sets = report["feature_sets"]
     assert sets["alliance"]["roc_auc"] > sets["outcome"]["roc_auc"] + 0.04
     pair = pair_of(report, "alliance", "outcome")
@@ -82,7 +76,9 @@ def test_alliance_beats_outcome_when_only_alliance_drives_dropout(alliance_only)
 
 def test_no_pair_is_marked_when_neither_score_drives_dropout(mlflow_store, tmp_path):
     paths = cohort(tmp_path / "data", 1500, seed=3, alliance_effect=0.0, outcome_effect=0.0)
-    report = compare(paths["sessions"], paths["episodes"], compare_settings(mlflow_store), SETS, model="logistic")
+    report = compare(
+        paths["sessions"], paths["episodes"], compare_settings(mlflow_store), SETS, model="logistic"
+    ).to_json()
     assert len(report["pairs"]) == 3
     for pair in report["pairs"]:
         assert not pair["marked"], pair
@@ -93,7 +89,7 @@ def test_no_pair_is_marked_when_neither_score_drives_dropout(mlflow_store, tmp_p
 
 
 def test_report_json_keys(alliance_only):
-    report = alliance_only[0]
+    report = alliance_only[0].to_json()
     json.dumps(report, allow_nan=False)  # strict JSON: undefined values are null, not NaN
     assert list(report["feature_sets"]) == SETS.split(",")
     for name, metrics in report["feature_sets"].items():
@@ -122,7 +118,7 @@ def test_report_json_keys(alliance_only):
 
 
 def test_every_set_used_the_same_folds(alliance_only):
-    report = alliance_only[0]
+    report = alliance_only[0].to_json()
     digests = {m["fold_digest"] for m in report["feature_sets"].values()}
     assert digests == {report["design"]["fold_digest"]}
     assert len(report["design"]["fold_clients"]) == 5
@@ -137,7 +133,8 @@ def test_every_set_used_the_same_folds(alliance_only):
 
 
 def test_mlflow_parent_and_one_nested_run_per_set(alliance_only):
-    report, plots, _ = alliance_only
+    result, plots, _ = alliance_only
+    report = result.to_json()
     client = MlflowClient()
     parent = client.get_run(report["run_id"])
     assert parent.data.tags["kind"] == "feature_set_comparison"
@@ -206,9 +203,9 @@ def test_holm_adjustment():
 
 def test_corrected_cv_test():
     same = corrected_cv_test([0.0] * 5, 0.25)
-    assert same["p_value"] == 1.0 and same["ci"] == [0.0, 0.0]
+    assert same.p_value == 1.0 and same.ci == (0.0, 0.0)
     shifted = corrected_cv_test([0.05, 0.06, 0.04, 0.05, 0.055], 0.25)
-    assert shifted["p_value"] < 0.01 and shifted["ci"][0] > 0 and shifted["df"] == 4
+    assert shifted.p_value < 0.01 and shifted.ci[0] > 0 and shifted.df == 4
 
 
 def _spec(covariates: bool = True) -> FeatureSpec:

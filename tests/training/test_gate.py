@@ -6,9 +6,9 @@ import pytest
 from mlflow import MlflowClient
 
 from dropout_risk.models.registry import CHAMPION, MODEL_NAME, version_for_alias
-from dropout_risk.training.promote import PromotionError, judge, promote
+from dropout_risk.training.jobs.promote import PromotionError, judge, promote
+from dropout_risk.training.jobs.train import train
 from dropout_risk.training.settings import GateConfig
-from dropout_risk.training.train import train
 from tests.training.helpers import cohort, settings_for
 
 

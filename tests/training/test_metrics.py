@@ -12,15 +12,14 @@ from sklearn.calibration import calibration_curve
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
-from dropout_risk.training.metrics import (
-    BATCHED_METRICS,
-    ResampleWeights,
+from dropout_risk.models.calibration import logit
+from dropout_risk.training.evaluation.batched import BATCHED_METRICS, ResampleWeights
+from dropout_risk.training.evaluation.metrics import (
     alert_lead_time,
     binary_metrics,
     calibration_slope_intercept,
     evaluate,
     expected_calibration_error,
-    logit,
     net_benefit,
     net_benefit_treat_all,
     top_fraction_metrics,

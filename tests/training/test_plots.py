@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dropout_risk.training.plots import plot_by_landmark, plot_calibration, plot_decision_curve, plot_roc
+from dropout_risk.training.evaluation.plots import plot_by_landmark, plot_calibration, plot_decision_curve, plot_roc
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -7,8 +7,8 @@ import pytest
 from mlflow import MlflowClient
 
 from dropout_risk.models.registry import CHAMPION, version_for_alias
-from dropout_risk.training.promote import promote
-from dropout_risk.training.train import train
+from dropout_risk.training.jobs.promote import promote
+from dropout_risk.training.jobs.train import train
 from tests.conftest import MlflowStore, active_store
 from tests.training.helpers import cohort, settings_for
 

@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 from dropout_risk.cli.main import app
 from dropout_risk.models.registry import load_model
 from dropout_risk.training.data import load_contract
-from dropout_risk.training.promote import promote
-from dropout_risk.training.train import train
+from dropout_risk.training.jobs.promote import promote
+from dropout_risk.training.jobs.train import train
 from tests.training.helpers import cohort, settings_for
 
 runner = CliRunner()

@@ -18,17 +18,13 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from dropout_risk.features.instruments import Instrument, InstrumentRegistry, default_registry
-from dropout_risk.training.simulate import (
-    MAX_SESSIONS,
-    Cohort,
-    SimulationConfig,
-    _client_ids,
+from dropout_risk.training.simulation.cohort import Cohort, SimulationConfig, _client_ids, simulate_cohort, write_cohort
+from dropout_risk.training.simulation.parameters import MAX_SESSIONS
+from dropout_risk.training.simulation.process import (
     calibrate_intercept,
     expected_dropout,
     planned_length_pmf,
-    simulate_cohort,
     true_risk_matrix,
-    write_cohort,
 )
 
 REGISTRY = default_registry()

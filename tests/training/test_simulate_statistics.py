@@ -42,7 +42,7 @@ import pandas as pd
 import pytest
 
 from dropout_risk.features.instruments import default_registry
-from dropout_risk.training.simulate import Cohort, SimulationConfig, simulate_cohort
+from dropout_risk.training.simulation.cohort import Cohort, SimulationConfig, simulate_cohort
 
 pytestmark = pytest.mark.slow
 

@@ -24,10 +24,20 @@ from dropout_risk.features.landmarks import build_features  # noqa: E402
 from dropout_risk.features.spec import infer_spec  # noqa: E402
 from dropout_risk.features.trajectories import fit_expected_trajectories  # noqa: E402
 from dropout_risk.models.registry import load_model  # noqa: E402
-from dropout_risk.training import spark_engine  # noqa: E402
 from dropout_risk.training.data import DataFileError, load_contract, read_table  # noqa: E402
-from dropout_risk.training.score import score_sessions  # noqa: E402
-from dropout_risk.training.train import train  # noqa: E402
+from dropout_risk.training.jobs.score import score_sessions  # noqa: E402
+from dropout_risk.training.jobs.train import train  # noqa: E402
+from dropout_risk.training.spark.buckets import _apply_kinds  # noqa: E402
+from dropout_risk.training.spark.build import for_arrow, to_pandas_features  # noqa: E402
+from dropout_risk.training.spark.inputs import SparkInputs, build_features_spark, check_spark, score_spark  # noqa: E402
+from dropout_risk.training.spark.jobs import write_parquet_spark  # noqa: E402
+from dropout_risk.training.spark.session import (
+    MALFORMED,
+    SparkUnavailableError,
+    local_cores,
+    read_table_spark,
+    spark_session,
+)  # noqa: E402
 from tests.training.helpers import cohort, settings_for  # noqa: E402
 
 runner = CliRunner()
@@ -43,7 +53,7 @@ MODEL_URI = "models:/dropout-risk/1"
 @pytest.fixture(scope="module")
 def spark():
     # Small Arrow batches: a bucket arrives in several, as at scale (pyarrow then hands pandas chunked arrays).
-    session = spark_engine.spark_session("local[2]", config={"spark.sql.execution.arrow.maxRecordsPerBatch": "300"})
+    session = spark_session("local[2]", config={"spark.sql.execution.arrow.maxRecordsPerBatch": "300"})
     yield session
     session.stop()
 
@@ -104,7 +114,7 @@ def assert_same_features(spark_frame: pd.DataFrame, pandas_frame: pd.DataFrame) 
 
 
 def read_spark(spark, path):
-    return spark_engine.read_table_spark(spark, path)
+    return read_table_spark(spark, path)
 
 
 # --- features --------------------------------------------------------------------------------
@@ -116,9 +126,7 @@ def test_features_from_csv_equal_the_pandas_engine(spark, data):
     assert result.episodes["status"].eq("ongoing").sum() >= 20 and expected["label"].isna().any()
     assert (expected["missed_total"] > 0).any() and len(result.episodes) == 400
 
-    with spark_engine.SparkInputs(
-        spark, read_spark(spark, data["sessions"]), read_spark(spark, data["episodes"])
-    ) as inputs:
+    with SparkInputs(spark, read_spark(spark, data["sessions"]), read_spark(spark, data["episodes"])) as inputs:
         check = inputs.check()
         assert check.ok and check.clients == 400 and check.session_rows == len(result.sessions)
         assert check.infer_spec(default_registry(), FeatureConfig()) == spec
@@ -131,17 +139,15 @@ def test_features_from_csv_equal_the_pandas_engine(spark, data):
             assert fitted.curves[key].n_clients == curve.n_clients
         table = inputs.features(spec, fitted, check).toPandas()
 
-    assert_same_features(spark_engine.to_pandas_features(table, spec), expected)
-    restored = spark_engine.to_pandas_features(table, spec)
+    assert_same_features(to_pandas_features(table, spec), expected)
+    restored = to_pandas_features(table, spec)
     assert restored["gender"].dtype == expected["gender"].dtype  # the spec's levels, as Categorical
 
 
 def test_features_from_typed_parquet_with_the_one_call_api(spark, data):
     _, spec, _, expected = pandas_features(data["sessions_pq"], data["episodes_pq"])
     assert "waited_weeks" in spec.numeric_covariates and spec.categorical_covariates["referral"] == ("gp", "self")
-    frame = spark_engine.build_features_spark(
-        spark, read_spark(spark, data["sessions_pq"]), read_spark(spark, data["episodes_pq"])
-    )
+    frame = build_features_spark(spark, read_spark(spark, data["sessions_pq"]), read_spark(spark, data["episodes_pq"]))
     assert_same_features(frame.toPandas(), expected)
 
 
@@ -155,7 +161,7 @@ def test_invalid_data_fails_with_row_free_problems(spark, data, tmp_path):
     episodes.to_csv(tmp_path / "episodes.csv", index=False)
 
     with pytest.raises(ContractError) as caught:
-        spark_engine.build_features_spark(
+        build_features_spark(
             spark,
             read_spark(spark, tmp_path / "bad.csv"),
             read_spark(spark, tmp_path / "episodes.csv"),
@@ -177,7 +183,7 @@ def test_scores_equal_score_sessions(spark, data, model_uri):
     result = load_contract(data["sessions"], data["episodes"], default_registry())
     expected = score_sessions(model, result.sessions, result.episodes)
 
-    scored = spark_engine.score_spark(
+    scored = score_spark(
         spark, model_uri, read_spark(spark, data["sessions"]), read_spark(spark, data["episodes"])
     ).toPandas()
     scored = scored.sort_values(["client_id", "session_number"], kind="stable").reset_index(drop=True)
@@ -241,7 +247,7 @@ def test_spark_output_never_replaces_a_folder_it_did_not_write(tmp_path):
     folder.mkdir()
     (folder / "notes.txt").write_text("keep me")
     with pytest.raises(DataFileError, match="not an earlier Spark output"):
-        spark_engine.write_parquet_spark(None, folder, ["client_id"])
+        write_parquet_spark(None, folder, ["client_id"])
     assert (folder / "notes.txt").exists()
 
 
@@ -252,17 +258,17 @@ def test_an_object_column_is_typed_as_over_the_whole_file():
     # pandas < 3 reads text as object, and the contract types such a column as numbers only when every
     # given cell of the file is one: a bucket cannot see that, so the first pass decides for all buckets.
     episodes = pd.DataFrame({"site": pd.Series(["1", "2"], dtype=object), "band": pd.Series([None, " "], dtype=object)})
-    typed = spark_engine._apply_kinds(episodes.copy(), {"site": "text", "band": "numeric"})
+    typed = _apply_kinds(episodes.copy(), {"site": "text", "band": "numeric"})
     assert typed["site"].dtype == "string" and typed["site"].tolist() == ["1", "2"]
     assert typed["band"].dtype == "float64" and typed["band"].isna().all()
-    assert spark_engine._apply_kinds(episodes.copy(), {"site": "numeric"})["site"].dtype == object
+    assert _apply_kinds(episodes.copy(), {"site": "numeric"})["site"].dtype == object
 
 
 def test_text_reaches_arrow_in_one_piece():
     # pandas 3 text after a concat is a chunked pyarrow array, which pyspark 4 cannot put in a batch.
     chunked = pd.concat([pd.Series(["a", None], dtype="str"), pd.Series(["b"], dtype="str")], ignore_index=True)
     assert isinstance(pa.Array.from_pandas(chunked), pa.ChunkedArray)
-    frame = spark_engine.for_arrow(
+    frame = for_arrow(
         pd.DataFrame({"client_id": chunked, "gender": pd.Categorical(["F", None, "M"]), "risk": [0.1, 0.2, 0.3]})
     )
     assert frame["client_id"].tolist() == ["a", None, "b"] and frame["gender"].tolist() == ["F", None, "M"]
@@ -271,23 +277,23 @@ def test_text_reaches_arrow_in_one_piece():
 
 
 def test_local_master_cores():
-    assert spark_engine.local_cores("local[2]") == 2
-    assert spark_engine.local_cores("local") == 1
-    assert spark_engine.local_cores("local[3,2]") == 3
-    assert spark_engine.local_cores("local[*]") >= 1
-    assert spark_engine.local_cores("spark://head:7077") is None
+    assert local_cores("local[2]") == 2
+    assert local_cores("local") == 1
+    assert local_cores("local[3,2]") == 3
+    assert local_cores("local[*]") >= 1
+    assert local_cores("spark://head:7077") is None
 
 
 def test_missing_pyspark_names_the_extra(monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "pyspark", None)  # import pyspark -> ImportError
-    with pytest.raises(spark_engine.SparkUnavailableError, match=r"pip install '\.\[spark\]'"):
-        spark_engine.spark_session()
+    with pytest.raises(SparkUnavailableError, match=r"pip install '\.\[spark\]'"):
+        spark_session()
 
 
 def test_csv_is_read_as_text_like_the_pandas_engine(spark, data, tmp_path):
     frame = read_spark(spark, data["sessions"])
     assert {f.dataType.simpleString() for f in frame.schema.fields} == {"string"}
-    assert [c for c in frame.columns if c != spark_engine.MALFORMED] == list(read_table(data["sessions"]).columns)
+    assert [c for c in frame.columns if c != MALFORMED] == list(read_table(data["sessions"]).columns)
 
     # A short line is padded with blanks (as pandas does); a long one makes the file unreadable, as in
     # pandas, but Spark's own parse error would print the line: the first pass counts them instead.
@@ -295,10 +301,10 @@ def test_csv_is_read_as_text_like_the_pandas_engine(spark, data, tmp_path):
     fields = lines[1].split(",")
     short, long = ",".join(fields[:-1]), ",".join([*fields, "SECRET"])
     (tmp_path / "s.csv").write_text("\n".join([lines[0], short, *lines[2:5], long, *lines[5:]]) + "\n")
-    check = spark_engine.check_spark(spark, read_spark(spark, tmp_path / "s.csv"), read_spark(spark, data["episodes"]))
+    check = check_spark(spark, read_spark(spark, tmp_path / "s.csv"), read_spark(spark, data["episodes"]))
     message = "; ".join(map(str, check.problems))
     assert message == "sessions: not a well-formed CSV file: a line has more fields than the header (1 row)"
     assert "SECRET" not in message and short not in message
     (tmp_path / "s.csv").write_text("\n".join([lines[0], short, *lines[2:]]) + "\n")
-    padded = spark_engine.check_spark(spark, read_spark(spark, tmp_path / "s.csv"), read_spark(spark, data["episodes"]))
+    padded = check_spark(spark, read_spark(spark, tmp_path / "s.csv"), read_spark(spark, data["episodes"]))
     assert padded.ok and padded.session_rows == len(lines) - 1

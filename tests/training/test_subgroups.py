@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from dropout_risk.training.subgroups import age_band, subgroup_metrics
+from dropout_risk.training.evaluation.subgroups import age_band, subgroup_metrics
 
 
 def test_age_band_boundaries_and_missing():

@@ -10,7 +10,7 @@ from mlflow.models import get_model_info
 
 from dropout_risk.models.registry import CHALLENGER, MODEL_NAME, load_model, model_uri, version_for_alias
 from dropout_risk.training.data import load_contract
-from dropout_risk.training.train import train
+from dropout_risk.training.jobs.train import train
 from tests.training.helpers import cohort, settings_for
 
 LANDMARKS = [str(k) for k in range(1, 9)]

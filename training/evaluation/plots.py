@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import roc_curve
 
-from dropout_risk.training.metrics import (
+from dropout_risk.training.evaluation.metrics import (
     calibration_slope_intercept,
     check_pair,
     net_benefit,

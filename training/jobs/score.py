@@ -11,7 +11,7 @@ import pandas as pd
 
 from dropout_risk.features.contract import ContractError, validate_contract
 from dropout_risk.features.instruments import InstrumentRegistry
-from dropout_risk.training.data import read_table, write_table
+from dropout_risk.training.data import placeholder_episodes, read_table, write_table
 
 CLIENTS_PER_CHUNK = 5_000
 Advance = Callable[[int], None]
@@ -27,9 +27,8 @@ class HistoryScorer(Protocol):
 def _episodes_or_placeholder(episodes_path: Path | None, sessions: pd.DataFrame) -> pd.DataFrame:
     if episodes_path is not None:
         return read_table(episodes_path)
-    # Covariates unknown: validate the sessions alone, as ongoing episodes.
-    ids = pd.unique(sessions["client_id"].dropna())
-    return pd.DataFrame({"client_id": ids, "status": "ongoing"})
+    # Validate the sessions alone, as ongoing episodes.
+    return placeholder_episodes(sessions)
 
 
 def score_sessions(

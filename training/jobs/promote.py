@@ -14,13 +14,14 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
 
 from dropout_risk.models.packaged import DropoutRiskModel
 from dropout_risk.models.registry import CHALLENGER, CHAMPION, MODEL_NAME, load_model, set_alias, version_for_alias
-from dropout_risk.training.metrics import calibration_slope_intercept, expected_calibration_error, roc_auc
+from dropout_risk.training.evaluation.metrics import calibration_slope_intercept, expected_calibration_error, roc_auc
+from dropout_risk.training.jobs.train import TEST_DATA_DIR
 from dropout_risk.training.settings import GateConfig, TrainingSettings
 from dropout_risk.training.tracking import use_experiment
-from dropout_risk.training.train import TEST_DATA_DIR
 
 
 class PromotionError(ValueError):
@@ -78,9 +79,31 @@ def promote(
     settings: TrainingSettings, *, version: str | None = None, force: bool = False, reason: str | None = None
 ) -> Decision:
     """Run the gate for ``version`` (default: the challenger) and move the champion alias if it passes."""
-    if force and not (reason and reason.strip()):
+    forced_reason = (reason or "").strip()
+    if force and not forced_reason:
         raise PromotionError("--force needs --reason: say why the gate is being overridden")
     client = MlflowClient()
+    candidate, champion_version = _versions(client, version)
+    decision = Decision(
+        promoted=False,
+        challenger_version=str(candidate.version),
+        champion_version=str(champion_version.version) if champion_version else None,
+        forced=force,
+    )
+    if force:
+        decision.promoted = True
+        decision.reasons = [f"forced: {forced_reason}"]
+    else:
+        _run_gate(decision, client, candidate, champion_version, settings)
+
+    if decision.promoted:
+        set_alias(CHAMPION, candidate.version, client=client)
+    _log_decision(client, decision, settings, reason)
+    return decision
+
+
+def _versions(client: MlflowClient, version: str | None) -> tuple[ModelVersion, ModelVersion | None]:
+    """The version to judge (default: the challenger) and the current champion, if any."""
     if version is None:
         current = version_for_alias(CHALLENGER, client=client)
         if current is None:
@@ -93,31 +116,28 @@ def promote(
     champion_version = version_for_alias(CHAMPION, client=client)
     if champion_version is not None and str(champion_version.version) == str(candidate.version):
         raise PromotionError(f"version {version} is already the {CHAMPION}")
+    return candidate, champion_version
 
-    decision = Decision(
-        promoted=False,
-        challenger_version=str(candidate.version),
-        champion_version=str(champion_version.version) if champion_version else None,
-        forced=force,
-    )
-    if force:
-        decision.promoted = True
-        decision.reasons = [f"forced: {reason.strip()}"]
-    else:
-        sessions, episodes = _test_data(client, candidate.run_id)
-        challenger_model = load_model(f"models:/{MODEL_NAME}/{candidate.version}")
-        champion_model = load_model(f"models:/{MODEL_NAME}/{champion_version.version}") if champion_version else None
-        max_landmark = min(m.spec.max_landmark for m in (challenger_model, champion_model) if m is not None)
-        decision.challenger = _metrics_on(challenger_model, sessions, episodes, max_landmark)
-        if champion_model is not None:
-            decision.champion = _metrics_on(champion_model, sessions, episodes, max_landmark)
-        decision.reasons = judge(decision.challenger, decision.champion or None, settings.gate)
-        decision.promoted = not decision.reasons
 
-    if decision.promoted:
-        set_alias(CHAMPION, candidate.version, client=client)
-    _log_decision(client, decision, settings, reason)
-    return decision
+def _run_gate(
+    decision: Decision,
+    client: MlflowClient,
+    candidate: ModelVersion,
+    champion_version: ModelVersion | None,
+    settings: TrainingSettings,
+) -> None:
+    """Score both models on the challenger's test clients and fill in the gate's verdict."""
+    if candidate.run_id is None:  # every version train registers comes from a run
+        raise PromotionError(f"version {candidate.version} has no training run to take its test clients from")
+    sessions, episodes = _test_data(client, candidate.run_id)
+    challenger_model = load_model(f"models:/{MODEL_NAME}/{candidate.version}")
+    champion_model = load_model(f"models:/{MODEL_NAME}/{champion_version.version}") if champion_version else None
+    max_landmark = min(m.spec.max_landmark for m in (challenger_model, champion_model) if m is not None)
+    decision.challenger = _metrics_on(challenger_model, sessions, episodes, max_landmark)
+    if champion_model is not None:
+        decision.champion = _metrics_on(champion_model, sessions, episodes, max_landmark)
+    decision.reasons = judge(decision.challenger, decision.champion or None, settings.gate)
+    decision.promoted = not decision.reasons
 
 
 def _log_decision(client: MlflowClient, decision: Decision, settings: TrainingSettings, reason: str | None) -> None:

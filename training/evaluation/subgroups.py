@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from fairlearn.metrics import MetricFrame
 
-from dropout_risk.training.metrics import as_labels, as_scores, brier, roc_auc
+from dropout_risk.training.evaluation.metrics import as_labels, as_scores, brier, roc_auc
 
 AGE_BANDS = ("<25", "25-34", "35-49", "50-64", "65+")
 _AGE_EDGES = (-np.inf, 25, 35, 50, 65, np.inf)
@@ -70,6 +70,20 @@ METRICS = {
 _COUNTS = ("n_rows", "n_clients", "n_events")
 
 
+def _group_values(row: pd.Series, min_clients: int) -> dict[str, float | int | str | None]:
+    """One group's metrics; its AUC is NaN, and ``auc_note`` says why, when too few clients or one class."""
+    metrics = {name: float(row[name]) for name in METRICS}
+    counts = {name: int(metrics[name]) for name in _COUNTS}
+    note = None
+    if counts["n_clients"] < min_clients:
+        note = f"fewer than {min_clients} clients"
+    elif counts["n_events"] in (0, counts["n_rows"]):
+        note = "one outcome class only"
+    if note is not None:
+        metrics["roc_auc"] = math.nan
+    return {**metrics, **counts, "auc_note": note}
+
+
 def subgroup_metrics(
     frame: pd.DataFrame,
     *,
@@ -109,20 +123,7 @@ def subgroup_metrics(
             sample_params={"n_clients": {"clients": clients}},
         )
         table = metric_frame.by_group
-        result: dict[str, dict] = {}
-        for group, row in table.iterrows():
-            values = {name: float(row[name]) for name in METRICS}
-            for name in _COUNTS:
-                values[name] = int(values[name])
-            note = None
-            if values["n_clients"] < min_clients:
-                note = f"fewer than {min_clients} clients"
-            elif values["n_events"] in (0, values["n_rows"]):
-                note = "one outcome class only"
-            if note is not None:
-                values["roc_auc"] = math.nan
-            values["auc_note"] = note
-            result[str(group)] = values
+        result = {str(group): _group_values(row, min_clients) for group, row in table.iterrows()}
         if column == "age_band":  # bands in age order rather than text order ("<25" last)
             rank = {band: i for i, band in enumerate((*AGE_BANDS, UNKNOWN))}
             result = dict(sorted(result.items(), key=lambda item: rank.get(item[0], len(rank))))

@@ -13,7 +13,7 @@ Two routes share one random draw, so with the same seed they resample the same c
 * ``bootstrap_metric_cis`` / ``paired_bootstrap_difference`` -- the fast path used in
   training. A resample is a vector of per-client draw counts (``np.bincount``); row weights are
   the counts of each row's client. Weighted metrics with integer weights equal the metrics on
-  the resampled rows, and ``training.metrics`` evaluates them for a whole block of resamples in
+  the resampled rows, and ``training.evaluation.metrics`` evaluates them for a whole block of resamples in
   one vectorised pass (rank and bin sums at client level, via sparse products).
 """
 
@@ -25,7 +25,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from dropout_risk.training.metrics import BATCHED_METRICS, ResampleWeights, as_labels, as_scores, landmark_key
+from dropout_risk.training.evaluation.batched import BATCHED_METRICS, ResampleWeights
+from dropout_risk.training.evaluation.metrics import as_labels, as_scores, landmark_key
 
 DEFAULT_METRICS = ("roc_auc", "pr_auc", "brier", "calibration_slope", "ece")
 PAIRED_METRICS = ("roc_auc", "pr_auc", "brier")
@@ -142,7 +143,7 @@ def bootstrap_metric_cis(
     ``{"pooled": {metric: [lo, hi]}, "by_landmark": {"1": {metric: [lo, hi]}, ...}}``.
     Metrics: any of roc_auc, pr_auc, brier, calibration_slope, calibration_intercept, ece,
     prevalence, mean_predicted. Gives the same intervals as ``client_bootstrap`` with the
-    corresponding ``training.metrics`` functions and the same seed, without copying rows.
+    corresponding ``training.evaluation.metrics`` functions and the same seed, without copying rows.
     """
     _check_metrics(metrics, tuple(BATCHED_METRICS))
     missing = [c for c in (score, label, client, landmark) if c not in frame.columns]

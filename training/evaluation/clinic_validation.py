@@ -7,8 +7,8 @@ import pandas as pd
 from sklearn.base import clone
 
 from dropout_risk.models.calibration import ProbabilityCalibrator
+from dropout_risk.training.evaluation.metrics import binary_metrics
 from dropout_risk.training.fitting import CandidateResult, out_of_fold
-from dropout_risk.training.metrics import binary_metrics
 from dropout_risk.training.settings import TrainingConfig
 from dropout_risk.training.splits import grouped_folds, leave_one_clinic_out
 

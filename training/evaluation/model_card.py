@@ -2,27 +2,41 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from dropout_risk.features.spec import FeatureSpec
 
 
-def _ci(metrics: dict, name: str) -> str:
+def _ci(metrics: dict[str, Any], name: str) -> str:
     value = metrics.get(name, float("nan"))
     lo, hi = metrics.get("ci", {}).get(name, [float("nan"), float("nan")])
     return f"{value:.3f} ({lo:.3f}-{hi:.3f})"
 
 
-def _row(label: str, metrics: dict) -> str:
+def _row(label: str, metrics: dict[str, Any]) -> str:
     return (
         f"| {label} | {_ci(metrics, 'roc_auc')} | {_ci(metrics, 'pr_auc')} | {_ci(metrics, 'brier')} | "
         f"{_ci(metrics, 'calibration_slope')} | {_ci(metrics, 'ece')} |"
     )
 
 
-def render_model_card(report: dict, spec: FeatureSpec) -> str:
-    data, test, selection = report["data"], report["test"], report["selection"]
-    groups = spec.groups()
-    instruments = ", ".join(f"{i.name} (`{i.key}`, {i.role})" for i in spec.instruments) or "none"
+def render_model_card(report: dict[str, Any], spec: FeatureSpec) -> str:
+    """The model card of a training report, as markdown."""
     lines = [
+        *_use_and_data(report, spec),
+        *_predictors(spec),
+        *_validation_design(report),
+        *_performance(report),
+        *_by_landmark(report),
+        *_limits(),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _use_and_data(report: dict[str, Any], spec: FeatureSpec) -> list[str]:
+    data = report["data"]
+    instruments = ", ".join(f"{i.name} (`{i.key}`, {i.role})" for i in spec.instruments) or "none"
+    return [
         f"# Model card: {report['model_name']} ({report['model_kind']})",
         "",
         "Reported following the TRIPOD+AI items that apply (Collins et al., BMJ 2024).",
@@ -46,15 +60,21 @@ def render_model_card(report: dict, spec: FeatureSpec) -> str:
         "The episode's final status as recorded by the clinic: `dropout` = 1, `completed` = 0. Every landmark "
         "row of a client carries that client's final outcome.",
         "",
+    ]
+
+
+def _predictors(spec: FeatureSpec) -> list[str]:
+    lines = [
         "## Predictors",
         f"One row per client and attended session k = 1..{spec.max_landmark}, computed only from sessions "
         "up to k (landmarking). Outcome scores are direction-normalised (higher = better) and compared with an "
         "expected-treatment-response curve fitted on the training clients.",
         "",
     ]
-    for group, columns in groups.items():
+    for group, columns in spec.groups().items():
         lines.append(f"- **{group}** ({len(columns)}): {', '.join(f'`{c}`' for c in columns) or 'none'}")
-    lines += [
+    return [
+        *lines,
         "- `landmark` (the session number k) is in every set.",
         "",
         "## Missing data",
@@ -62,38 +82,55 @@ def render_model_card(report: dict, spec: FeatureSpec) -> str:
         "score exists. LightGBM routes missing values natively; the logistic model imputes the training median "
         "and adds a missing-value indicator. Missed appointments unknown = missing.",
         "",
+    ]
+
+
+def _validation_design(report: dict[str, Any]) -> list[str]:
+    test, selection, validation = report["test"], report["selection"], report["validation"]
+    return [
         "## Validation design",
-        f"- Held-out test set of {test['n_clients']} clients ({report['validation']['split']} split by client), "
+        f"- Held-out test set of {test['n_clients']} clients ({validation['split']} split by client), "
         "never used for fitting, selection or calibration.",
-        f"- Model selection on {report['validation']['folds']}-fold cross-validation grouped by client: "
+        f"- Model selection on {validation['folds']}-fold cross-validation grouped by client: "
         + ", ".join(f"{k} AUC {v:.3f}" for k, v in selection["cv_auc"].items())
         + f"; chosen: **{selection['chosen']}** (a booster must beat logistic by "
         f"{selection['margin']} AUC).",
-        f"- Calibration: {report['validation']['calibration']} fitted on out-of-fold predictions.",
-        f"- 95% confidence intervals: client-clustered bootstrap ({report['validation']['bootstrap_resamples']} "
+        f"- Calibration: {validation['calibration']} fitted on out-of-fold predictions.",
+        f"- 95% confidence intervals: client-clustered bootstrap ({validation['bootstrap_resamples']} "
         "resamples of clients).",
         "",
+    ]
+
+
+def _performance(report: dict[str, Any]) -> list[str]:
+    test = report["test"]
+    lines = [
         "## Performance on the test clients (95% CI)",
         "",
         "| model | ROC AUC | PR AUC | Brier | calibration slope | ECE |",
         "|---|---|---|---|---|---|",
         _row(f"**{report['model_kind']}** (registered)", test),
     ]
-    for name, metrics in report["baselines"].items():
-        lines.append(_row(name, metrics))
-    lines += [
+    lines += [_row(name, metrics) for name, metrics in report["baselines"].items()]
+    return [
+        *lines,
         "",
         f"Calibration intercept {_ci(test, 'calibration_intercept')}. With the top 20% of rows flagged: "
         f"sensitivity {test['sensitivity_top20']:.3f}, precision {test['precision_top20']:.3f}. "
         f"Dropouts ever alerted (top-20% threshold): {test.get('alerted_share', float('nan')):.1%}, "
         f"median {test.get('median_lead_sessions', float('nan'))} sessions before their last attended one.",
         "",
+    ]
+
+
+def _by_landmark(report: dict[str, Any]) -> list[str]:
+    lines = [
         "### By landmark session",
         "",
         "| session | clients | ROC AUC | Brier | calibration slope |",
         "|---|---|---|---|---|",
     ]
-    for landmark, metrics in test["by_landmark"].items():
+    for landmark, metrics in report["test"]["by_landmark"].items():
         lines.append(
             f"| {landmark} | {metrics['n_clients']} | {_ci(metrics, 'roc_auc')} | "
             f"{_ci(metrics, 'brier')} | {_ci(metrics, 'calibration_slope')} |"
@@ -105,7 +142,11 @@ def render_model_card(report: dict, spec: FeatureSpec) -> str:
             f"Simulated data: the true risk reaches AUC {truth['roc_auc']:.3f} on the same rows; "
             f"model/true = {truth['ratio']:.3f}.",
         ]
-    lines += [
+    return lines
+
+
+def _limits() -> list[str]:
+    return [
         "",
         "## Limits",
         "- Trained on one clinic's (or cohort's) records; performance elsewhere must be checked before use "
@@ -117,4 +158,3 @@ def render_model_card(report: dict, spec: FeatureSpec) -> str:
         "- The promotion gate's evaluation stores the held-out clients' records in the tracking store's "
         "artifacts: protect that store as health data.",
     ]
-    return "\n".join(lines) + "\n"

@@ -11,6 +11,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import numpy as np
@@ -18,18 +19,19 @@ import pandas as pd
 
 from dropout_risk.features.contract import ContractError
 from dropout_risk.features.landmarks import build_features
-from dropout_risk.features.spec import infer_spec
+from dropout_risk.features.spec import FeatureSpec, infer_spec
 from dropout_risk.features.trajectories import fit_expected_trajectories
+from dropout_risk.models.calibration import Method
 from dropout_risk.models.clinical_rule import ClinicalRuleClassifier
 from dropout_risk.models.packaged import DropoutRiskModel
 from dropout_risk.models.registry import CHALLENGER, MODEL_NAME, log_model, set_alias
-from dropout_risk.training.clinic_validation import leave_one_clinic_out_metrics, summarise
 from dropout_risk.training.data import load_contract, read_table
-from dropout_risk.training.evaluation import evaluate_scores, subgroups, true_risk_comparison
-from dropout_risk.training.fitting import fit_calibrated, fit_candidates, select
-from dropout_risk.training.model_card import render_model_card
-from dropout_risk.training.plots import plot_by_landmark, plot_calibration, plot_decision_curve, plot_roc
-from dropout_risk.training.settings import TrainingSettings
+from dropout_risk.training.evaluation.clinic_validation import leave_one_clinic_out_metrics, summarise
+from dropout_risk.training.evaluation.holdout import evaluate_scores, subgroups, true_risk_comparison
+from dropout_risk.training.evaluation.model_card import render_model_card
+from dropout_risk.training.evaluation.plots import plot_by_landmark, plot_calibration, plot_decision_curve, plot_roc
+from dropout_risk.training.fitting import CandidateResult, fit_calibrated, fit_candidates, select
+from dropout_risk.training.settings import TrainingConfig, TrainingSettings
 from dropout_risk.training.splits import SplitKind, check_enough_clients, grouped_folds, holdout_clients
 from dropout_risk.training.tracking import log_dataset, log_report_metrics, use_experiment
 
@@ -43,7 +45,7 @@ class TrainingDataError(ValueError):
 
 @dataclass
 class TrainOutcome:
-    report: dict
+    report: dict[str, Any]
     run_id: str
     model_version: str
 
@@ -135,6 +137,41 @@ def train(
     truth = _read_truth(truth_path) if truth_path else None
 
     say("building landmark features")
+    fitted = _fit(prep, settings, say)
+
+    say("evaluating on held-out clients")
+    scored = _score_test_rows(fitted, config.calibration)
+    report = _report(fitted, scored, config, split, leave_one_clinic_out)
+    if leave_one_clinic_out:
+        say("leave-one-clinic-out validation")
+        per_clinic = leave_one_clinic_out_metrics(fitted.features, fitted.chosen, config)
+        report["leave_one_clinic_out"] = {"summary": summarise(per_clinic), "by_clinic": per_clinic}
+    if truth is not None:
+        scored = _with_truth(scored, truth)
+        test = report["test"]
+        report["true_risk"] = true_risk_comparison(scored, test["roc_auc"], test["by_landmark"])
+
+    say("logging to MLflow and registering")
+    return _log_and_register(fitted, scored, report, prep, settings, split, (sessions_path, episodes_path))
+
+
+@dataclass
+class _Fitted:
+    """The chosen model and what it was fitted and will be evaluated on."""
+
+    spec: FeatureSpec
+    features: pd.DataFrame  # every ended client's landmark rows, with last_session
+    train_rows: pd.DataFrame
+    test_rows: pd.DataFrame
+    columns: list[str]
+    candidates: dict[str, CandidateResult]
+    chosen: CandidateResult
+    model: DropoutRiskModel
+
+
+def _fit(prep: _Prepared, settings: TrainingSettings, say: Progress) -> _Fitted:
+    """Spec and curves from the training clients; candidates by grouped CV; the chosen one calibrated."""
+    config = settings.training
     train_sessions = prep.sessions[prep.sessions["client_id"].isin(prep.train_ids)]
     train_episodes = prep.episodes[prep.episodes["client_id"].isin(prep.train_ids)]
     spec = infer_spec(train_sessions, train_episodes, settings.registry(), settings.features)
@@ -159,34 +196,52 @@ def train(
         columns=columns,
         metadata={"chosen": chosen.kind, "params": chosen.params},
     )
+    return _Fitted(spec, features, train_rows, test_rows, columns, candidates, chosen, model)
 
-    say("evaluating on held-out clients")
-    scored = test_rows.assign(risk=model.predict_features(test_rows))
+
+def _score_test_rows(fitted: _Fitted, calibration: Method) -> pd.DataFrame:
+    """The test rows with the model's ``risk`` and the two baselines' (calibrated logistic, clinical rule)."""
+    train_rows, test_rows = fitted.train_rows, fitted.test_rows
+    y_train = train_rows["label"].to_numpy(dtype=int)
+    scored = test_rows.assign(risk=fitted.model.predict_features(test_rows))
     logistic_estimator, logistic_calibrator = fit_calibrated(
-        candidates["logistic"], train_rows, y_train, config.calibration
+        fitted.candidates["logistic"], train_rows, y_train, calibration
     )
-    scored["logistic"] = logistic_calibrator.transform(logistic_estimator.predict_proba(model.prepare(test_rows))[:, 1])
-    rule = ClinicalRuleClassifier(spec.to_dict()).fit(train_rows, y_train)
+    logistic = logistic_estimator.predict_proba(fitted.model.prepare(test_rows))[:, 1]
+    scored["logistic"] = logistic_calibrator.transform(logistic)
+    rule = ClinicalRuleClassifier(fitted.spec.to_dict()).fit(train_rows, y_train)
     scored["clinical_rule"] = rule.predict_proba(test_rows)[:, 1]
-    evaluation = {
-        "n_resamples": config.bootstrap_resamples,
-        "seed": config.seed,
-        "top_fraction": config.alert_top_fraction,
-    }
-    test_metrics = evaluate_scores(scored, "risk", **evaluation)
-    report = {
+    return scored
+
+
+def _report(
+    fitted: _Fitted, scored: pd.DataFrame, config: TrainingConfig, split: SplitKind, leave_one_clinic_out: bool
+) -> dict[str, Any]:
+    """The report's model, test, baselines, selection, validation and subgroup sections."""
+
+    def evaluated(score: str) -> dict[str, Any]:
+        return evaluate_scores(
+            scored,
+            score,
+            n_resamples=config.bootstrap_resamples,
+            seed=config.seed,
+            top_fraction=config.alert_top_fraction,
+        )
+
+    chosen = fitted.chosen
+    return {
         "model_name": MODEL_NAME,
         "model_version": None,
         "model_kind": chosen.kind,
-        "test": test_metrics,
-        "baselines": {name: evaluate_scores(scored, name, **evaluation) for name in ("clinical_rule", "logistic")},
+        "test": evaluated("risk"),
+        "baselines": {name: evaluated(name) for name in ("clinical_rule", "logistic")},
         "selection": {
-            "cv_auc": {k: r.cv_auc for k, r in candidates.items()},
+            "cv_auc": {k: r.cv_auc for k, r in fitted.candidates.items()},
             "chosen": chosen.kind,
             "margin": config.selection_margin,
             "params": chosen.params,
             "feature_groups": list(config.feature_groups),
-            "n_features": len(columns),
+            "n_features": len(fitted.columns),
         },
         "validation": {
             "split": split,
@@ -198,28 +253,36 @@ def train(
         "subgroups": subgroups(scored, "risk"),
         "promoted": False,
     }
-    if leave_one_clinic_out:
-        say("leave-one-clinic-out validation")
-        per_clinic = leave_one_clinic_out_metrics(features, chosen, config)
-        report["leave_one_clinic_out"] = {"summary": summarise(per_clinic), "by_clinic": per_clinic}
-    if truth is not None:
-        scored = scored.merge(
-            truth,
-            left_on=["client_id", "landmark"],
-            right_on=["client_id", "session_number"],
-            how="left",
-            validate="one_to_one",
-        ).drop(columns="session_number")
-        if scored["true_risk"].isna().any():
-            raise TrainingDataError("the truth file has no true_risk for some scored sessions")
-        report["true_risk"] = true_risk_comparison(scored, test_metrics["roc_auc"], test_metrics["by_landmark"])
 
-    say("logging to MLflow and registering")
+
+def _with_truth(scored: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
+    """The scored rows with the simulator's ``true_risk`` at each landmark."""
+    scored = scored.merge(
+        truth,
+        left_on=["client_id", "landmark"],
+        right_on=["client_id", "session_number"],
+        how="left",
+        validate="one_to_one",
+    ).drop(columns="session_number")
+    if scored["true_risk"].isna().any():
+        raise TrainingDataError("the truth file has no true_risk for some scored sessions")
+    return scored
+
+
+def _log_and_register(
+    fitted: _Fitted,
+    scored: pd.DataFrame,
+    report: dict[str, Any],
+    prep: _Prepared,
+    settings: TrainingSettings,
+    split: SplitKind,
+    paths: tuple[Path, Path],
+) -> TrainOutcome:
+    """One MLflow run: data digests, parameters, figures, test data, the model (registered as challenger)."""
+    config, spec, chosen = settings.training, fitted.spec, fitted.chosen
     use_experiment(config.experiment, config.artifact_location)
     with mlflow.start_run() as run, tempfile.TemporaryDirectory() as tmp:
-        digests = log_dataset(sessions_path, episodes_path)
-        report["data"] = _data_summary(prep, digests)
-        report["data"]["instruments"] = [i.key for i in spec.instruments]
+        report["data"] = {**_data_summary(prep, log_dataset(*paths)), "instruments": [i.key for i in spec.instruments]}
         mlflow.log_params(
             {
                 "model_kind": chosen.kind,
@@ -230,7 +293,11 @@ def train(
             }
         )
         _log_artifacts(Path(tmp), scored, report, spec, prep)
-        info = log_model(model, check_rows=train_rows, input_example=model.example_input(test_rows.head(3)))
+        info = log_model(
+            fitted.model,
+            check_rows=fitted.train_rows,
+            input_example=fitted.model.example_input(fitted.test_rows.head(3)),
+        )
         version = str(info.registered_model_version)
         set_alias(CHALLENGER, version)
         report["model_version"] = version
@@ -256,7 +323,7 @@ def _read_truth(path: Path) -> pd.DataFrame:
     )
 
 
-def _log_artifacts(tmp: Path, scored: pd.DataFrame, report: dict, spec, prep: _Prepared) -> None:
+def _log_artifacts(tmp: Path, scored: pd.DataFrame, report: dict[str, Any], spec: FeatureSpec, prep: _Prepared) -> None:
     plots = tmp / "plots"
     plots.mkdir()
     registered = f"registered ({report['model_kind']})"

@@ -7,9 +7,9 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from dropout_risk.training.bootstrap import bootstrap_metric_cis
-from dropout_risk.training.metrics import evaluate, roc_auc
-from dropout_risk.training.subgroups import age_band, subgroup_metrics
+from dropout_risk.training.evaluation.bootstrap import bootstrap_metric_cis
+from dropout_risk.training.evaluation.metrics import evaluate, roc_auc
+from dropout_risk.training.evaluation.subgroups import age_band, subgroup_metrics
 
 CI_METRICS = ("roc_auc", "pr_auc", "brier", "calibration_slope", "calibration_intercept", "ece")
 

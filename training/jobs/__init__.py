@@ -1,0 +1,1 @@
+"""The jobs the command line runs: train, promote, score and compare."""
