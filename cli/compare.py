@@ -103,40 +103,47 @@ def pairs_table(result: CompareResult) -> Table:
     return table
 
 
+FeatureSetsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--feature-sets",
+        help="Comma-separated sets: groups joined by + (attendance, outcome, alliance, covariates) or sets "
+        f"defined in \\[compare.feature_sets]. Default: the config's sets, else {DEFAULT_FEATURE_SETS_HELP}.",
+    ),
+]
+ModelOption = Annotated[
+    str | None, typer.Option("--model", help="lightgbm or logistic (default: compare.model, lightgbm).")
+]
+LandmarksOption = Annotated[
+    str | None,
+    typer.Option(
+        "--landmarks",
+        help="Landmark sessions to train and evaluate on: 1-6, 3 or 1,2,5 (default: 1 to features.max_landmark).",
+    ),
+]
+FoldsOption = Annotated[int | None, typer.Option("--folds", help="Client-grouped folds (default: compare.folds, 5).")]
+RepeatsOption = Annotated[
+    int | None, typer.Option("--repeats", help="Repeats of the grouped CV (default: compare.repeats, 1).")
+]
+ReportOption = Annotated[
+    Path | None,
+    typer.Option("--report", help="Write the JSON report here, and the markdown report beside it (.md)."),
+]
+PlotsOption = Annotated[
+    Path | None, typer.Option("--out", help="Directory for the plots (ROC per set, AUC by landmark).")
+]
+
+
 def compare_command(
     sessions: SessionsOption,
     episodes: EpisodesOption,
-    feature_sets: Annotated[
-        str | None,
-        typer.Option(
-            "--feature-sets",
-            help="Comma-separated sets: groups joined by + (attendance, outcome, alliance, covariates) or sets "
-            f"defined in [compare.feature_sets]. Default: the config's sets, else {DEFAULT_FEATURE_SETS_HELP}.",
-        ),
-    ] = None,
-    model: Annotated[
-        str | None, typer.Option("--model", help="lightgbm or logistic (default: compare.model, lightgbm).")
-    ] = None,
-    landmarks: Annotated[
-        str | None,
-        typer.Option(
-            "--landmarks",
-            help="Landmark sessions to train and evaluate on: 1-6, 3 or 1,2,5 (default: 1 to features.max_landmark).",
-        ),
-    ] = None,
-    folds: Annotated[
-        int | None, typer.Option("--folds", help="Client-grouped folds (default: compare.folds, 5).")
-    ] = None,
-    repeats: Annotated[
-        int | None, typer.Option("--repeats", help="Repeats of the grouped CV (default: compare.repeats, 1).")
-    ] = None,
-    report: Annotated[
-        Path | None,
-        typer.Option("--report", help="Write the JSON report here, and the markdown report beside it (.md)."),
-    ] = None,
-    out: Annotated[
-        Path | None, typer.Option("--out", help="Directory for the plots (ROC per set, AUC by landmark).")
-    ] = None,
+    feature_sets: FeatureSetsOption = None,
+    model: ModelOption = None,
+    landmarks: LandmarksOption = None,
+    folds: FoldsOption = None,
+    repeats: RepeatsOption = None,
+    report: ReportOption = None,
+    out: PlotsOption = None,
     config: ConfigOption = None,
 ) -> None:
     """Compare feature sets on the same client-grouped folds: which scores predict dropout, from which session."""

@@ -35,3 +35,13 @@ def test_the_help_text_names_the_default_feature_sets():
     from dropout_risk.training.comparison.feature_sets import DEFAULT_FEATURE_SETS
 
     assert DEFAULT_FEATURE_SETS_HELP == ",".join(DEFAULT_FEATURE_SETS)
+
+
+def test_the_compare_help_shows_the_config_table_it_names():
+    # Rich markup once swallowed "[compare.feature_sets]" as a style tag.
+    from typer.testing import CliRunner
+
+    from dropout_risk.cli.main import app
+
+    result = CliRunner().invoke(app, ["compare", "--help"], env={"COLUMNS": "200"})
+    assert "[compare.feature_sets]" in result.output
