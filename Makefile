@@ -46,11 +46,11 @@ SOURCES := dropout_risk features training models serving cli tests benchmarks
 PACKAGES := cli features models serving training
 
 ## Lint and formatting (ruff), then types (mypy), then the whole test suite: what CI runs.
-test: venv browser lint
+test: venv browser lint typecheck
 	$(BIN)/python -m pytest
 
 ## The edit loop: lint, types, and every test but the reliability, Spark and browser ones.
-test-fast: venv lint
+test-fast: venv lint typecheck
 	$(BIN)/python -m pytest -m "not reliability and not spark and not browser"
 
 lint: venv
