@@ -20,8 +20,6 @@ warnings.filterwarnings("ignore", message="PySpark does not yet fully support pa
 # MLflow's own progress bars and INFO lines would drown the command's output.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 logging.getLogger("mlflow").setLevel(logging.WARNING)
-# The pickle warning is about loading models from untrusted sources; ours are our own.
-logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)
 warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted in multiple ways")
 
 app = typer.Typer(

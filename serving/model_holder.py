@@ -8,6 +8,10 @@ A version is loaded from its scorer artifact (plain JSON and LightGBM text; see
 
 - the registry does not answer: ``registry_reachable`` is False, the current model
   keeps serving, and every poll tries again;
+- the registry answers but names a version the promotion gate did not promote (no
+  ``gate=promoted`` tag, which ``dropout-risk promote`` writes when the gate passes or on
+  ``--force --reason``): a ``LoadFailure`` naming that rule, and nothing of it downloaded.
+  Whoever moves an alias by hand does not get around the gate;
 - the registry answers but a version's files cannot be read: a ``LoadFailure``
   naming the version and the reason, the current model (if any) keeps serving, and
   polls do not load that version again. An explicit ``refresh()`` (the admin reload)
@@ -34,6 +38,12 @@ from dropout_risk.models.registry import fetch_scorer_files
 
 log = logging.getLogger("dropout_risk.model")
 _PER_LANDMARK = re.compile(r"test_l\d+_")
+# The tags training/jobs/promote.py writes on the version it promotes (gate passed, or forced with a reason).
+GATE_TAG, PROMOTED, GATE_REASONS_TAG = "gate", "promoted", "gate_reasons"
+NOT_PROMOTED_REASON = (
+    "not promoted by the gate: the server loads only a version tagged gate=promoted by "
+    "`dropout-risk promote` (the gate passed, or a recorded --force --reason)"
+)
 
 
 @dataclass(frozen=True)
@@ -166,6 +176,9 @@ class ModelHolder:
     def _load(self, client: MlflowClient, version: str) -> LoadedModel:
         # Load by explicit version: the alias may move between the lookup and the load.
         model_version = client.get_model_version(self.name, version)
+        tags = model_version.tags or {}
+        if tags.get(GATE_TAG) != PROMOTED or not tags.get(GATE_REASONS_TAG):
+            raise _VersionUnloadable(LoadFailure(version, "NotPromoted", NOT_PROMOTED_REASON))
         run = client.get_run(model_version.run_id) if model_version.run_id else None
         return LoadedModel(
             name=self.name,

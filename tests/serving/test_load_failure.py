@@ -25,8 +25,8 @@ from dropout_risk.serving import model_holder
 from dropout_risk.serving.app import create_app
 from dropout_risk.serving.model_holder import ModelHolder
 from dropout_risk.training.data import load_contract
-from dropout_risk.training.promote import promote
-from dropout_risk.training.train import train
+from dropout_risk.training.jobs.promote import promote
+from dropout_risk.training.jobs.train import train
 from tests.serving.conftest import ADMIN_KEY, serving_settings
 from tests.training.helpers import cohort, settings_for
 
@@ -39,13 +39,22 @@ class Versions:
     good: str
     corrupt: str  # scorer.json is not JSON
     missing: str  # the scorer folder is gone from the artifact store
+    unpromoted: str  # intact files, but the gate never promoted it: the alias was moved by hand
 
 
-def _register_copy(good: str, rows, experiment: str) -> str:
-    """A new version with files of its own (the same model logged again), so damaging it spares ``good``."""
+def _register_copy(good: str, rows, experiment: str, *, promoted: bool = True) -> str:
+    """A new version with files of its own (the same model logged again), so damaging it spares ``good``.
+
+    ``promoted`` writes the tags a forced promotion writes, so only the damaged files stop it loading.
+    """
     with mlflow.start_run(experiment_id=experiment):
         info = log_model(load_model(f"models:/{MODEL_NAME}/{good}"), check_rows=rows, registered_name=MODEL_NAME)
-    return str(info.registered_model_version)
+    version = str(info.registered_model_version)
+    if promoted:
+        client = mlflow.MlflowClient()
+        client.set_model_version_tag(MODEL_NAME, version, "gate", "promoted")
+        client.set_model_version_tag(MODEL_NAME, version, "gate_reasons", "forced: load failure test")
+    return version
 
 
 def _scorer_folder(version: str) -> Path:
@@ -65,7 +74,8 @@ def versions(mlflow_store, tmp_path_factory) -> Versions:
     corrupt, missing = (_register_copy(good, rows, experiment) for _ in range(2))
     (_scorer_folder(corrupt) / SCORER_JSON).write_text('{"format": "dropout-risk-scorer", "vers')
     shutil.rmtree(_scorer_folder(missing))
-    return Versions(good, corrupt, missing)
+    unpromoted = _register_copy(good, rows, experiment, promoted=False)
+    return Versions(good, corrupt, missing, unpromoted)
 
 
 @pytest.fixture
@@ -185,3 +195,33 @@ def test_a_cold_start_on_a_broken_version_is_not_ready_and_says_why(versions, ch
     messages = [r.getMessage() for r in caplog.records]
     assert any(f"version {versions.corrupt} load failed" in m and "not ready" in m for m in messages)
     assert not any("registry unreachable" in m for m in messages)
+
+
+def test_a_version_the_gate_did_not_promote_is_not_loaded(versions, champion_is, loads, tmp_path, caplog):
+    """Moving the alias by hand bypasses the gate: the server refuses that version and says by which rule."""
+    app = create_app(serving_settings(f"sqlite:///{tmp_path}/api.db"), poll=False)
+    with TestClient(app) as client:
+        assert client.get("/readyz").json()["status"] == "ready"
+        loads.clear()
+        champion_is(versions.unpromoted)
+        with caplog.at_level(logging.ERROR, logger="dropout_risk.model"):
+            reload = client.post("/v1/admin/reload", headers=ADMIN).json()
+        assert reload["swapped"] is False and reload["version"] == versions.good
+        failure = client.get("/readyz").json()["model"]["load_failed"]
+        assert failure["version"] == versions.unpromoted and failure["error"] == "NotPromoted"
+        assert "gate=promoted" in failure["reason"] and "--force --reason" in failure["reason"]
+        assert loads == []  # refused on its tags, before any of its files is downloaded
+        assert _score(client, app)["model_version"] == versions.good
+        assert any(f"version {versions.unpromoted} load failed" in r.getMessage() for r in caplog.records)
+
+        # A rejected version is refused too, although its files are fine.
+        mlflow.MlflowClient().set_model_version_tag(MODEL_NAME, versions.unpromoted, "gate", "rejected")
+        client.post("/v1/admin/reload", headers=ADMIN)
+        assert client.get("/readyz").json()["model"]["load_failed"]["version"] == versions.unpromoted
+        mlflow.MlflowClient().delete_model_version_tag(MODEL_NAME, versions.unpromoted, "gate")
+
+
+def test_the_cli_does_not_hide_mlflows_pickle_warning():
+    import dropout_risk.cli.main  # noqa: F401  (it configures logging on import)
+
+    assert logging.getLogger("mlflow.pyfunc").getEffectiveLevel() <= logging.WARNING

@@ -96,9 +96,11 @@ def promote(
     else:
         _run_gate(decision, client, candidate, champion_version, settings)
 
+    # Tags first: the server loads only a version tagged gate=promoted, and polls the alias.
+    _tag_version(client, decision)
     if decision.promoted:
         set_alias(CHAMPION, candidate.version, client=client)
-    _log_decision(client, decision, settings, reason)
+    _log_decision(decision, settings, reason)
     return decision
 
 
@@ -140,8 +142,18 @@ def _run_gate(
     decision.promoted = not decision.reasons
 
 
-def _log_decision(client: MlflowClient, decision: Decision, settings: TrainingSettings, reason: str | None) -> None:
-    """Record every decision: a run of its own in the experiment, and tags on the version."""
+def _tag_version(client: MlflowClient, decision: Decision) -> None:
+    """The verdict on the version itself: serving reads ``gate`` (and ``gate_reasons``) before loading it."""
+    client.set_model_version_tag(
+        MODEL_NAME, decision.challenger_version, "gate", "promoted" if decision.promoted else "rejected"
+    )
+    client.set_model_version_tag(
+        MODEL_NAME, decision.challenger_version, "gate_reasons", "; ".join(decision.reasons) or "passed"
+    )
+
+
+def _log_decision(decision: Decision, settings: TrainingSettings, reason: str | None) -> None:
+    """Record every decision as a run of its own in the experiment."""
     use_experiment(settings.training.experiment, settings.training.artifact_location)
     with mlflow.start_run(run_name=f"promotion-v{decision.challenger_version}"):
         mlflow.set_tags(
@@ -159,9 +171,3 @@ def _log_decision(client: MlflowClient, decision: Decision, settings: TrainingSe
         for role in ("challenger", "champion"):
             mlflow.log_metrics({f"{role}_{k}": float(v) for k, v in getattr(decision, role).items()})
         mlflow.log_dict(asdict(decision), "decision.json")
-    client.set_model_version_tag(
-        MODEL_NAME, decision.challenger_version, "gate", "promoted" if decision.promoted else "rejected"
-    )
-    client.set_model_version_tag(
-        MODEL_NAME, decision.challenger_version, "gate_reasons", "; ".join(decision.reasons) or "passed"
-    )
