@@ -62,14 +62,15 @@ class ClientRisk(BaseModel):
     history: list[HistoryItem]
 
 
-Covariate = str | float | int | bool | None
+# Finite only: NaN or Infinity (Python's JSON parser takes both) stored in a covariate broke every later score.
+Covariate = str | Annotated[float, Field(allow_inf_nan=False)] | int | bool | None
 
 
 class ClientUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     status: Status | None = None
-    age: Annotated[float, Strict()] | None = Field(default=None, ge=0, le=120)
+    age: Annotated[float, Strict(), Field(allow_inf_nan=False)] | None = Field(default=None, ge=0, le=120)
     gender: str | None = Field(default=None, max_length=50)
     therapist_id: str | None = Field(default=None, max_length=200)
     covariates: dict[Annotated[str, Field(max_length=64)], Covariate] = Field(default_factory=dict)
