@@ -1,7 +1,10 @@
 """Prometheus metrics and an access log that never names a client.
 
 The route *template* is recorded ("/v1/clients/{client_id}/sessions"), never
-the path a request used, which would carry a client identifier.
+the path a request used, which would carry a client identifier. Labels are
+bounded: a method outside ``KNOWN_METHODS`` and a path no route matches are
+``other``, so unauthenticated requests with made-up methods or paths cannot
+grow /metrics without bound.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+OTHER = "other"
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 access_log = logging.getLogger("dropout_risk.access")
 error_log = logging.getLogger("dropout_risk.app")
 
@@ -62,15 +67,20 @@ class Metrics:
         self._version = (name, version)
 
 
+def method_label(scope: Scope) -> str:
+    method = scope["method"]
+    return method if method in KNOWN_METHODS else OTHER
+
+
 def route_template(request: Request) -> str:
     route = request.scope.get("route")  # set by the router once it has matched
     if route is not None:
-        return getattr(route, "path", "unmatched")
+        return getattr(route, "path", OTHER)
     for route in request.app.router.routes:
         match, _ = route.matches(request.scope)
         if match == Match.FULL:
-            return getattr(route, "path", "unmatched")
-    return "unmatched"
+            return getattr(route, "path", OTHER)
+    return OTHER
 
 
 class AccessMiddleware:
@@ -102,13 +112,16 @@ class AccessMiddleware:
                 # it to the server, which logs its message and traceback (a driver error names the client id
                 # and the scores it was writing), and drops the connection. The type and the route only.
                 error_log.error(
-                    "internal error on %s %s: %s", scope["method"], route_template(Request(scope)), type(exc).__name__
+                    "internal error on %s %s: %s",
+                    method_label(scope),
+                    route_template(Request(scope)),
+                    type(exc).__name__,
                 )
                 if not started:
                     await JSONResponse({"detail": "internal error"}, status_code=500)(scope, receive, send_status)
         finally:
             elapsed = time.perf_counter() - start
-            route = route_template(Request(scope))
-            self.metrics.requests.labels(scope["method"], route, str(status)).inc()
-            self.metrics.latency.labels(scope["method"], route).observe(elapsed)
-            access_log.info("%s %s %d %.1fms", scope["method"], route, status, elapsed * 1000)
+            method, route = method_label(scope), route_template(Request(scope))
+            self.metrics.requests.labels(method, route, str(status)).inc()
+            self.metrics.latency.labels(method, route).observe(elapsed)
+            access_log.info("%s %s %d %.1fms", method, route, status, elapsed * 1000)

@@ -34,3 +34,22 @@ def test_non_finite_numbers_are_422_everywhere(api, token):
     # Nothing was stored: the client's sessions still record and score.
     assert api.client.post("/v1/clients/nf/sessions", json=S1, headers=headers).status_code == 201
     assert api.client.get("/v1/clients/nf", headers=headers).json()["covariates"] == {}
+
+
+def test_metrics_label_only_known_methods_and_route_templates(api):
+    """Made-up methods and paths from unauthenticated requests must not each add a metric series."""
+    for i in range(40):
+        api.client.request(f"M{i}XYZ", "/healthz")
+        api.client.get(f"/no-such-path-{i}")
+        api.client.request(f"Q{i}", f"/made/up/{i}")
+    before = api.client.get("/metrics").text
+    for i in range(40, 80):
+        api.client.request(f"M{i}XYZ", "/healthz")
+        api.client.get(f"/no-such-path-{i}")
+    after = api.client.get("/metrics").text
+    assert "XYZ" not in after and "no-such-path" not in after and "/made/up" not in after
+    assert 'method="other"' in after and 'route="other"' in after
+    series = [line.split(" ")[0] for line in after.splitlines() if not line.startswith("#")]
+    assert len(series) == len(set(series))
+    grown = {s for s in series} - {line.split(" ")[0] for line in before.splitlines() if not line.startswith("#")}
+    assert all("/metrics" in s for s in grown), grown  # only the scrape itself may add a series
