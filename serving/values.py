@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
+
+_ASCII_DIGITS = re.compile(r"[0-9]+")
 
 
 def is_missing(value: Any) -> bool:
@@ -26,3 +29,14 @@ def plain_number(value: float) -> str:
     if rounded == int(rounded):
         return str(int(rounded))
     return f"{rounded:.1f}"
+
+
+def query_int(text: str | None, max_digits: int = 6) -> int | None:
+    """A query parameter as a whole number of at most ``max_digits`` ASCII digits, else None.
+
+    Strict on purpose: ``str.isdigit`` is true for superscripts and circled digits, which ``int`` refuses
+    (a 500), and ``int`` itself takes other scripts' digits, signs, spaces and underscores.
+    """
+    if text is None or len(text) > max_digits or not _ASCII_DIGITS.fullmatch(text):
+        return None
+    return int(text)

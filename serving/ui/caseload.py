@@ -21,6 +21,7 @@ from dropout_risk.serving.tables import Client
 from dropout_risk.serving.ui import charts
 from dropout_risk.serving.ui.deps import SignedIn
 from dropout_risk.serving.ui.pages import client_path, client_url, dashboard_router, message, page, redirect
+from dropout_risk.serving.values import query_int
 
 CLIENT_ID = re.compile(r"^[A-Za-z0-9._:@~-]{1,200}$")  # serving.schemas.ClientId
 
@@ -99,7 +100,8 @@ def caseload(
     request: Request, user: SignedIn, db: ReadDb, settings: Settings, page_number: PageNumber = "1"
 ) -> Response:
     bands, size = settings.serving.bands, settings.serving.page_size
-    number = int(page_number) if page_number.isdigit() and 0 < int(page_number) <= 100_000 else 1
+    parsed = query_int(page_number)
+    number = parsed if parsed is not None and 0 < parsed <= 100_000 else 1
     clients, total = service.caseload(db, user.clinic_id, "risk", number, size)
     trends = _trends(db, [c.id for c in clients])
     rows = [_row(request, c, trends.get(c.id, []), bands) for c in clients]

@@ -30,6 +30,7 @@ from dropout_risk.serving.ui.caseload import CLIENT_ID
 from dropout_risk.serving.ui.deps import SignedIn
 from dropout_risk.serving.ui.form import Errors, FormError, payload
 from dropout_risk.serving.ui.pages import client_path, client_url, dashboard_router, message, page, redirect
+from dropout_risk.serving.values import query_int
 
 router = dashboard_router()
 NOT_READY = ("Not ready", "The risk model has not loaded yet. Try again in a minute.")
@@ -153,7 +154,7 @@ def client_page(
         return message(request, user, *NO_SUCH_CLIENT, 404)
     if scoring is None:
         return message(request, user, *NOT_READY, 503)
-    number = int(recorded) if recorded and recorded.isdigit() and len(recorded) < 6 else None
+    number = query_int(recorded, max_digits=5)
     return page(request, "client.html", _client_view(request, db, user, scoring, client_id, recorded=number))
 
 

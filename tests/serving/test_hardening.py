@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -53,3 +54,34 @@ def test_metrics_label_only_known_methods_and_route_templates(api):
     assert len(series) == len(set(series))
     grown = {s for s in series} - {line.split(" ")[0] for line in before.splitlines() if not line.startswith("#")}
     assert all("/metrics" in s for s in grown), grown  # only the scrape itself may add a series
+
+
+def _sign_in(api, headers: dict[str, str]) -> None:
+    page = api.client.get("/ui/login")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+    key = headers["Authorization"].removeprefix("Bearer ")
+    response = api.client.post("/ui/login", data={"key": key, "csrf_token": token}, follow_redirects=False)
+    assert response.status_code == 303
+
+
+@pytest.mark.parametrize(
+    "query", ["?page=%C2%B2", "?page=%E2%91%A0", "?page=%D9%A3", "?page=-1", "?page=%20%201", "?page=1_0"]
+)
+def test_dashboard_page_numbers_parse_strictly(api, query):
+    """str.isdigit() is true for superscripts and circled digits, which int() refuses: that was a 500."""
+    _sign_in(api, api.new_clinic())
+    response = api.client.get(f"/ui/clients{query}")
+    assert response.status_code == 200
+    api.client.cookies.clear()
+
+
+@pytest.mark.parametrize(
+    "query", ["?recorded=%E2%91%A0", "?recorded=%C2%B2", "?recorded=%D9%A1", "?recorded=1_0", "?recorded=+1"]
+)
+def test_dashboard_recorded_parses_strictly(api, query):
+    headers = api.new_clinic()
+    assert api.client.post("/v1/clients/uq-1/sessions", json=S1, headers=headers).status_code == 201
+    _sign_in(api, headers)
+    response = api.client.get(f"/ui/clients/uq-1{query}")
+    assert response.status_code == 200 and "Session 1 recorded." not in response.text
+    api.client.cookies.clear()
