@@ -30,7 +30,10 @@ from pandera.errors import SchemaErrors
 from dropout_risk.features.instruments import InstrumentRegistry
 from dropout_risk.features.session_rules import (
     DATE_GOES_BACK,
+    DATE_OUT_OF_RANGE,
     DUPLICATE_NUMBER,
+    FIRST_DATE,
+    LAST_DATE,
     NUMBERING_GAP,
     NUMBERING_STARTS_AT_ONE,
 )
@@ -124,15 +127,22 @@ def _parse_numeric(column: pd.Series, *, integer: bool) -> tuple[pd.Series, pd.S
     return parsed.where(~bad), bad
 
 
-def _parse_dates(column: pd.Series) -> tuple[pd.Series, pd.Series]:
+def _parse_dates(column: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series]:
+    """(parsed dates, cells that are not ISO dates, dates outside FIRST_DATE-LAST_DATE).
+
+    The range is checked before the cast to nanoseconds, which raises (printing the date) beyond 1677-2262.
+    """
     if pd.api.types.is_datetime64_any_dtype(column):
         parsed = column.dt.tz_localize(None) if getattr(column.dt, "tz", None) else column
-        return parsed.astype("datetime64[ns]"), pd.Series(False, index=column.index)
-    given = _blank_to_na(column.map(lambda v: v.isoformat() if hasattr(v, "isoformat") else v))
-    # ISO dates only: "03/04/2024" is ambiguous between clinics, so it is rejected, not guessed.
-    parsed = pd.to_datetime(given.str.slice(0, 10), format="%Y-%m-%d", errors="coerce")
-    bad = given.notna() & (parsed.isna() | (given.str.len() > 10) & ~given.str.slice(10, 11).isin(["T", " "]))
-    return parsed.where(~bad).astype("datetime64[ns]"), bad
+        bad = pd.Series(False, index=column.index)
+    else:
+        given = _blank_to_na(column.map(lambda v: v.isoformat() if hasattr(v, "isoformat") else v))
+        # ISO dates only: "03/04/2024" is ambiguous between clinics, so it is rejected, not guessed.
+        parsed = pd.to_datetime(given.str.slice(0, 10), format="%Y-%m-%d", errors="coerce")
+        bad = given.notna() & (parsed.isna() | (given.str.len() > 10) & ~given.str.slice(10, 11).isin(["T", " "]))
+    day = parsed.dt.normalize()
+    outside = ~bad & parsed.notna() & ((day < pd.Timestamp(FIRST_DATE)) | (day > pd.Timestamp(LAST_DATE)))
+    return parsed.where(~bad & ~outside).astype("datetime64[ns]"), bad, outside
 
 
 def _type_problems(file: str, column: str, bad: pd.Series, rule: str) -> list[Problem]:
@@ -146,8 +156,9 @@ def _parse_sessions(raw: pd.DataFrame, registry: InstrumentRegistry) -> tuple[pd
     number, bad = _parse_numeric(raw["session_number"], integer=True)
     out["session_number"] = number
     problems += _type_problems("sessions", "session_number", bad, "must be a whole number")
-    out["session_date"], bad = _parse_dates(raw["session_date"])
+    out["session_date"], bad, outside = _parse_dates(raw["session_date"])
     problems += _type_problems("sessions", "session_date", bad, "must be an ISO date (YYYY-MM-DD)")
+    problems += _type_problems("sessions", "session_date", outside, DATE_OUT_OF_RANGE)
     if "missed_since_last" in raw:
         out["missed_since_last"], bad = _parse_numeric(raw["missed_since_last"], integer=True)
         problems += _type_problems("sessions", "missed_since_last", bad, "must be a whole number")

@@ -10,7 +10,9 @@ words do not. A rule's text never includes the value that broke it (health data)
 - Scores: every key is a known instrument and every score lies in its range
   (``Instrument.range_rule``).
 - Numbering: a client's sessions are numbered 1, 2, 3, ... without gaps or repeats.
-- Dates: a session is never dated before the client's previous session.
+- Dates: a session is dated from ``FIRST_DATE`` to ``LAST_DATE`` (well inside the
+  nanosecond timestamps pandas computes with, 1677-2262) and never before the
+  client's previous session.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ NUMBERING_STARTS_AT_ONE = "numbering must start at 1 for each client"
 NUMBERING_GAP = "numbering gap: the previous session number for this client is missing"
 DUPLICATE_NUMBER = "duplicate session_number for this client"
 DATE_GOES_BACK = "date is earlier than this client's previous session"
+FIRST_DATE, LAST_DATE = dt.date(1900, 1, 1), dt.date(2100, 12, 31)
+DATE_OUT_OF_RANGE = f"must be a date from {FIRST_DATE.isoformat()} to {LAST_DATE.isoformat()}"
 
 
 def next_number_rule(expected: int) -> str:

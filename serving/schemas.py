@@ -5,9 +5,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, Strict
 from pydantic_core import PydanticCustomError
 
+from dropout_risk.features.session_rules import DATE_OUT_OF_RANGE, FIRST_DATE, LAST_DATE
 from dropout_risk.serving.risk import Band, HistoryItem, Risk
 from dropout_risk.serving.tables import Status
 
@@ -19,11 +20,18 @@ def _date_text(value: object) -> object:
     raise PydanticCustomError("date_type", "Input should be a valid date (YYYY-MM-DD)")
 
 
+def _date_in_range(value: dt.date) -> dt.date:
+    # Beyond pandas' nanosecond timestamps (1677-2262) a date was scored wrongly; the range is the data contract's.
+    if not FIRST_DATE <= value <= LAST_DATE:
+        raise PydanticCustomError("date_range", DATE_OUT_OF_RANGE)
+    return value
+
+
 Score = Annotated[float, Field(allow_inf_nan=False)]
 # The JSON API takes JSON numbers only: true is not a score of 1, nor "12" a session number.
 JsonScore = Annotated[float, Strict(), Field(allow_inf_nan=False)]
 JsonInt = Annotated[int, Strict()]
-SessionDate = Annotated[dt.date, BeforeValidator(_date_text)]
+SessionDate = Annotated[dt.date, BeforeValidator(_date_text), AfterValidator(_date_in_range)]
 ClientId = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:@~-]+$")]
 MAX_SESSIONS = 500
 

@@ -166,3 +166,25 @@ def test_require_valid_raises_with_every_problem_and_no_values():
 def test_problem_text():
     assert str(Problem("s.csv", 3, "ors", "must be a number")) == "s.csv, row 3, column ors: must be a number"
     assert str(Problem("s.csv", None, None, "file has no data rows")) == "s.csv: file has no data rows"
+
+
+DATE_RANGE_RULE = "must be a date from 1900-01-01 to 2100-12-31"
+
+
+@pytest.mark.parametrize("value", ["9999-12-31", "1600-01-01", "1899-12-31", "2101-01-01"])
+def test_dates_outside_the_documented_range_are_a_problem_without_the_value(value):
+    """Beyond numpy's nanosecond range (1677-2262) this was a traceback that printed the date."""
+    result = validate_contract(_sessions({(1, "session_date"): value}), _episodes(), REGISTRY)
+    assert ("sessions", 2, "session_date", DATE_RANGE_RULE) in _rules(result)
+    assert all(value not in str(p) for p in result.problems)
+
+
+def test_typed_dates_outside_the_range_are_a_problem_too():
+    """A Parquet date column arrives typed: microsecond or date objects, beyond nanoseconds' range."""
+    sessions = _sessions()
+    sessions["session_date"] = pd.to_datetime(sessions["session_date"]).astype("datetime64[us]")
+    sessions.loc[3, "session_date"] = pd.Timestamp("9999-12-31")
+    result = validate_contract(sessions, _episodes(), REGISTRY)
+    assert ("sessions", 4, "session_date", DATE_RANGE_RULE) in _rules(result)
+    edges = _sessions({(0, "session_date"): "1900-01-01", (4, "session_date"): "2100-12-31"})
+    assert validate_contract(edges, _episodes(), REGISTRY).ok

@@ -41,6 +41,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from dropout_risk.features.instruments import default_registry
+from dropout_risk.features.session_rules import FIRST_DATE, LAST_DATE
 from dropout_risk.serving.app import create_app
 from dropout_risk.serving.db import transaction
 from dropout_risk.serving.keys import create_key
@@ -156,12 +157,12 @@ INSTRUMENTS = default_registry()
 def histories(draw, max_sessions: int = 12) -> list[dict]:
     """Valid histories the schema alone rarely produces: known instruments in range, dates never going back."""
     n = draw(st.integers(1, max_sessions))
-    first = draw(st.dates(dt.date(1, 1, 1), dt.date(9999, 12, 31)))
+    first = draw(st.dates(FIRST_DATE, LAST_DATE))  # the contract's date range, edges included
     sessions, day = [], first
     for number in range(1, n + 1):
         if number > 1:
             gap = draw(st.integers(0, 400))
-            day = min(day + dt.timedelta(days=gap), dt.date(9999, 12, 31))
+            day = min(day + dt.timedelta(days=gap), LAST_DATE)
         keys = draw(st.lists(st.sampled_from(sorted(INSTRUMENTS)), unique=True, max_size=4))
         scores = {k: draw(st.floats(INSTRUMENTS[k].min, INSTRUMENTS[k].max)) for k in keys}
         session = {"session_number": number, "session_date": day.isoformat(), "scores": scores}

@@ -85,3 +85,22 @@ def test_dashboard_recorded_parses_strictly(api, query):
     response = api.client.get(f"/ui/clients/uq-1{query}")
     assert response.status_code == 200 and "Session 1 recorded." not in response.text
     api.client.cookies.clear()
+
+
+@pytest.mark.parametrize("date", ["9999-12-31", "0001-01-01", "1600-01-01", "1899-12-31", "2101-01-01"])
+def test_dates_outside_the_documented_range_are_422(api, date):
+    """Beyond numpy's nanosecond range (1677-2262) dates were scored wrongly ("22490.3 days apart")."""
+    headers = api.new_clinic()
+    session = {**S1, "session_date": date}
+    for path, body in (("/v1/score", {"sessions": [session]}), ("/v1/clients/dr/sessions", session)):
+        response = api.client.post(path, json=body, headers=headers)
+        assert response.status_code == 422, (path, response.status_code)
+        assert date not in response.text
+        assert "1900-01-01 to 2100-12-31" in response.text
+    assert api.client.get("/v1/clients/dr", headers=headers).status_code == 404  # nothing stored
+
+
+def test_the_range_edges_are_accepted(api):
+    headers = api.new_clinic()
+    first, last = {**S1, "session_date": "1900-01-01"}, {**S1, "session_number": 2, "session_date": "2100-12-31"}
+    assert api.client.post("/v1/score", json={"sessions": [first, last]}, headers=headers).status_code == 200

@@ -175,6 +175,18 @@ CORPUS = [
         secret="2024-02-31",
     ),
     Case(
+        "date_beyond_nanoseconds",  # numpy's nanosecond range ends in 2262: this was a traceback with the date
+        frames(lambda s, e, r: _set(s, r[1], "session_date", "9999-12-31")),
+        "row {r1}, column session_date: must be a date from 1900-01-01 to 2100-12-31",
+        secret="9999-12-31",
+    ),
+    Case(
+        "date_before_1900",
+        frames(lambda s, e, r: _set(s, r[1], "session_date", "1899-12-31")),
+        "row {r1}, column session_date: must be a date from 1900-01-01 to 2100-12-31",
+        secret="1899-12-31",
+    ),
+    Case(
         "score_text",
         frames(lambda s, e, r: _set(s, r[3], "ors", "high-23.7")),
         "row {r3}, column ors: must be a number",
