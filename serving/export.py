@@ -10,6 +10,26 @@ from sqlalchemy.orm import Session
 
 from dropout_risk.serving.tables import Client, Clinic, SessionRecord
 
+# OWASP's CSV injection list: a spreadsheet runs a cell starting with one of these as a formula.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
+    """Text cells that a spreadsheet would run as formulas, prefixed with a single quote (OWASP).
+
+    Only text: numbers (a covariate of -3) stay numbers. Applied to CSV output only; a Parquet
+    file keeps the values as stored. A client id changes the same way in both files, so they still join.
+    """
+
+    def cell(value: object) -> object:
+        return f"'{value}" if isinstance(value, str) and value.startswith(FORMULA_STARTS) else value
+
+    out = frame.copy()
+    for column in out.columns:
+        if out[column].dtype == object or pd.api.types.is_string_dtype(out[column]):
+            out[column] = out[column].map(cell)
+    return out
+
 
 def export_contract(db: Session, out_dir: Path, clinic: str | None = None) -> dict[str, Path]:
     """Write sessions.csv and episodes.csv (data contract v1) for one clinic or all of them.
@@ -56,6 +76,6 @@ def export_contract(db: Session, out_dir: Path, clinic: str | None = None) -> di
     episodes = episodes[episodes["client_id"].isin(set(sessions["client_id"]))].sort_values("client_id")
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"sessions": out_dir / "sessions.csv", "episodes": out_dir / "episodes.csv"}
-    sessions.to_csv(paths["sessions"], index=False)
-    episodes.to_csv(paths["episodes"], index=False)
+    neutralise_formulas(sessions).to_csv(paths["sessions"], index=False)
+    neutralise_formulas(episodes).to_csv(paths["episodes"], index=False)
     return paths

@@ -54,3 +54,31 @@ def test_export_writes_the_training_contract(api, tmp_path):
     x = episodes.set_index("client_id").loc["x"]
     assert (x["status"], float(x["age"]), x["gender"]) == ("dropout", 31.0, "F")
     assert result.sessions["ors"].tolist() == [11.0, 12.0, 13.0] * 2
+
+
+def test_export_neutralises_spreadsheet_formulas_in_csv(api, tmp_path):
+    """A cell starting with = + - @ runs as a formula when a clinic opens the CSV in a spreadsheet (OWASP)."""
+    name, headers = api.add_clinic()
+    for client in ("@ci", "safe"):
+        assert api.client.post(f"/v1/clients/{client}/sessions", json=S[0], headers=headers).status_code == 201
+    update = {
+        "gender": "=HYPERLINK(0)",
+        "therapist_id": "+SUM(1)",
+        "covariates": {"note": "@cmd", "code": "-2+3", "plain": "ok", "level": -3},
+    }
+    assert api.client.put("/v1/clients/@ci", json=update, headers=headers).status_code == 200
+    with transaction(api.app.state.sessions) as db:
+        paths = export_contract(db, tmp_path, clinic=name)
+    episodes = pd.read_csv(paths["episodes"], dtype=str, keep_default_na=False).set_index("client_id")
+    sessions = pd.read_csv(paths["sessions"], dtype=str)
+    row = episodes.loc["'@ci"]
+    assert (row["gender"], row["therapist_id"], row["note"], row["code"]) == (
+        "'=HYPERLINK(0)",
+        "'+SUM(1)",
+        "'@cmd",
+        "'-2+3",
+    )
+    assert (row["plain"], float(row["level"])) == ("ok", -3.0)  # text that is safe, and numbers, stay as they are
+    assert set(sessions["client_id"]) == {"'@ci", "safe"}  # the same id in both files: they still join
+    raw = paths["episodes"].read_text() + paths["sessions"].read_text()
+    assert not any(cell.startswith(("=", "+", "@")) for line in raw.splitlines() for cell in line.split(","))
