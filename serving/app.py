@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from dropout_risk.serving.db import make_engine, session_factory
+from dropout_risk.serving.headers import SecurityHeadersMiddleware
 from dropout_risk.serving.migrate import upgrade
 from dropout_risk.serving.model_holder import ModelHolder
 from dropout_risk.serving.observability import AccessMiddleware, Metrics
@@ -70,6 +71,8 @@ def create_app(settings: ServingSettings, *, holder: ModelHolder | None = None, 
     app.state.metrics = Metrics()
     # Outside every route and handler: the one place an unhandled error is answered (500) and logged.
     app.add_middleware(AccessMiddleware, metrics=app.state.metrics)
+    # Outermost (added last), so the 500 AccessMiddleware answers carries the headers too.
+    app.add_middleware(SecurityHeadersMiddleware)
     app.include_router(clients.router)
     app.include_router(scoring.router)
     app.include_router(operations.router)

@@ -104,3 +104,23 @@ def test_the_range_edges_are_accepted(api):
     headers = api.new_clinic()
     first, last = {**S1, "session_date": "1900-01-01"}, {**S1, "session_number": 2, "session_date": "2100-12-31"}
     assert api.client.post("/v1/score", json={"sessions": [first, last]}, headers=headers).status_code == 200
+
+
+def test_v1_responses_are_not_cached_and_https_gets_hsts(api):
+    headers = api.new_clinic()
+    responses = [
+        api.client.post("/v1/clients/h1/sessions", json=S1, headers=headers),
+        api.client.get("/v1/clients/h1/risk", headers=headers),
+        api.client.get("/v1/clients/absent", headers=headers),  # 404
+        api.client.get("/v1/clients", headers={}),  # 401
+        api.client.post("/v1/score", json={"sessions": []}, headers=headers),  # 422
+    ]
+    for response in responses:
+        assert response.headers.get("cache-control") == "no-store", response.request.url
+        assert "strict-transport-security" not in response.headers  # plain HTTP: HSTS means nothing there
+    assert "no-store" not in api.client.get("/healthz").headers.get("cache-control", "")
+    secure = api.client.get("https://testserver/v1/clients/h1", headers=headers)
+    assert secure.status_code == 200 and secure.headers["cache-control"] == "no-store"
+    hsts = secure.headers["strict-transport-security"]
+    assert hsts.startswith("max-age=") and int(hsts.split("=")[1].split(";")[0]) >= 31_536_000
+    assert "strict-transport-security" in api.client.get("https://testserver/healthz").headers

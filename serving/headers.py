@@ -1,0 +1,41 @@
+"""Response headers every response needs whatever route answered it, errors included.
+
+- ``/v1`` responses carry health data: ``Cache-Control: no-store`` keeps them out of
+  browser and proxy caches (the dashboard's pages set it themselves).
+- Over HTTPS, ``Strict-Transport-Security`` tells the browser never to fall back to
+  plain HTTP. Over plain HTTP a browser ignores it, so it is not sent there. Behind a
+  TLS-terminating proxy the scheme is HTTPS only if uvicorn trusts the proxy's
+  ``X-Forwarded-Proto`` (from 127.0.0.1 by default; ``FORWARDED_ALLOW_IPS`` for others).
+"""
+
+from __future__ import annotations
+
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+API_PREFIX = "/v1"
+HSTS = "max-age=31536000; includeSubDomains"
+
+
+class SecurityHeadersMiddleware:
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope.get("path", "")
+        no_store = path == API_PREFIX or path.startswith(API_PREFIX + "/")
+        https = scope.get("scheme") == "https"
+
+        async def add_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                if no_store:
+                    headers["Cache-Control"] = "no-store"
+                if https:
+                    headers["Strict-Transport-Security"] = HSTS
+            await send(message)
+
+        await self.app(scope, receive, add_headers)
