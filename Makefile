@@ -9,7 +9,7 @@ SEED ?= 42
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test test-fast lint typecheck lock venv browser bench clean
+.PHONY: run test test-fast lint typecheck lock venv browser bench mutation clean
 
 # Installs the exact versions in requirements.lock, then the project itself (editable, no resolving).
 $(STAMP): pyproject.toml requirements.lock
@@ -63,6 +63,13 @@ typecheck: venv
 	@ln -sfn ../../dropout_risk/__init__.py .typecheck/dropout_risk/__init__.py
 	@for p in $(PACKAGES); do ln -sfn ../../$$p .typecheck/dropout_risk/$$p; done
 	MYPYPATH=.typecheck $(BIN)/mypy -p dropout_risk
+
+## Mutation testing (mutmut) of the modules where a silent bug costs most, each against its own tests;
+## not part of CI. One module: make mutation MODULES=models/calibration.py (docs/testing.md).
+MODULES ?=
+MUTATION_JOBS ?= 1
+mutation: venv
+	$(BIN)/python scripts/mutation.py --jobs $(MUTATION_JOBS) $(MODULES)
 
 ## Re-resolve requirements.lock from pyproject.toml (after changing a dependency or a bound).
 lock: venv

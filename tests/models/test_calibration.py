@@ -93,3 +93,17 @@ def test_isotonic_improves_calibration_of_an_overconfident_model():
 def test_invalid_method_raises(method):
     with pytest.raises(ValueError, match="unknown calibration method"):
         ProbabilityCalibrator(method)
+
+
+def test_sigmoid_calibration_is_the_unpenalised_platt_fit_even_on_few_clients():
+    # scikit-learn's default C=1 would shrink the slope towards 0 on a small calibration set.
+    y, p = draws(10, 60)
+    calibrator = ProbabilityCalibrator("sigmoid").fit(p, y)
+    reference = LogisticRegression(C=np.inf).fit(logit(p).reshape(-1, 1), y)
+    assert calibrator.logit_slope == pytest.approx(reference.coef_[0, 0], rel=1e-4)
+    grid = np.array([0.01, 0.1, 0.3, 0.5, 0.8, 0.99])
+    np.testing.assert_allclose(
+        calibrator.transform(grid), reference.predict_proba(logit(grid).reshape(-1, 1))[:, 1], rtol=1e-5
+    )
+    shrunk = LogisticRegression().fit(logit(p).reshape(-1, 1), y).coef_[0, 0]
+    assert abs(shrunk - reference.coef_[0, 0]) > 1e-3 * abs(reference.coef_[0, 0])  # the check can tell

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from dropout_risk.models.registry import CHAMPION, MODEL_NAME, version_for_alias
+from dropout_risk.models.registry import CHAMPION, MODEL_NAME, load_model, version_for_alias
+from dropout_risk.training.evaluation.metrics import expected_calibration_error
 from dropout_risk.training.jobs.promote import PromotionError, judge, promote
-from dropout_risk.training.jobs.train import train
+from dropout_risk.training.jobs.train import TEST_DATA_DIR, train
 from dropout_risk.training.settings import GateConfig
+from tests.conftest import MlflowStore, active_store
 from tests.training.helpers import cohort, settings_for
 
 
@@ -63,3 +68,32 @@ def test_gate_promotes_rejects_and_rolls_back(mlflow_store, tmp_path):
     assert len(rejected) == 1 and "challenger_roc_auc" in rejected[0].data.metrics
     assert "champion_roc_auc" in rejected[0].data.metrics
     assert client.get_model_version(MODEL_NAME, "2").tags["gate"] == "promoted"
+
+
+DOCUMENTED_ECE_BINS = 10  # expected_calibration_error: ten equal-width bins, as calibration_curve(strategy="uniform")
+
+
+def test_the_gate_judges_the_ece_of_the_documented_bins(tmp_path):
+    # A store of its own: the test above counts versions from 1 in the module's store.
+    store = MlflowStore(f"sqlite:///{tmp_path}/mlflow.db", tmp_path / "artifacts")
+    with active_store(store):
+        settings = settings_for(store)
+        data = cohort(tmp_path / "cohort", 900, seed=7)  # a cohort whose bins miss in both directions
+        outcome = train(data["sessions"], data["episodes"], settings)
+        decision = promote(settings)
+        assert decision.challenger_version == outcome.model_version and decision.champion_version is None
+
+        model = load_model(f"models:/{MODEL_NAME}/{outcome.model_version}")
+        stored = Path(MlflowClient().download_artifacts(outcome.run_id, TEST_DATA_DIR, str(tmp_path / "test")))
+        sessions = pd.read_parquet(stored / "test_sessions.parquet")
+        features = model.build_features(
+            sessions[sessions["session_number"] <= model.spec.max_landmark],
+            pd.read_parquet(stored / "test_episodes.parquet"),
+        )
+    y, p = features["label"].to_numpy(dtype=int), model.predict_features(features)
+    gate_ece = decision.challenger["ece"]
+    assert gate_ece == pytest.approx(expected_calibration_error(y, p, n_bins=DOCUMENTED_ECE_BINS), abs=1e-12)
+    # The figure pins the bin count: other counts give other figures on these rows (they would not if
+    # every bin missed in the same direction: the ECE is then |mean(y - p)| whatever the bins).
+    for other in (5, 8, 15, 20):
+        assert abs(expected_calibration_error(y, p, n_bins=other) - gate_ece) > 1e-6, other

@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+import pandas as pd
 import pytest
 from mlflow import MlflowClient
 from mlflow.models import get_model_info
 
-from dropout_risk.models.registry import CHALLENGER, MODEL_NAME, load_model, model_uri, version_for_alias
+from dropout_risk.features.trajectories import fit_expected_trajectories
+from dropout_risk.models.registry import (
+    CHALLENGER,
+    MODEL_NAME,
+    load_model,
+    load_scorer,
+    model_uri,
+    version_for_alias,
+)
 from dropout_risk.training.data import load_contract
-from dropout_risk.training.jobs.train import train
+from dropout_risk.training.jobs.train import TEST_DATA_DIR, train
 from tests.training.helpers import cohort, settings_for
 
 LANDMARKS = [str(k) for k in range(1, 9)]
@@ -110,3 +120,39 @@ def test_registered_model_scores_histories(trained):
     assert scored["risk"].between(0, 1).all()
     late = scored[scored["session_number"] > 8]
     assert (late["landmark"] == 8).all() and len(late) > 0
+
+
+def _curve_arrays(trajectories) -> dict[str, np.ndarray]:
+    """Each instrument's (intercept, slope, resid_sd) rows as one float array (NaN where unfitted)."""
+    return {
+        key: np.array([curve.intercept, curve.slope, curve.resid_sd], dtype=float)
+        for key, curve in trajectories.curves.items()
+    }
+
+
+def _assert_same_curves(actual, expected) -> None:
+    actual, expected = _curve_arrays(actual), _curve_arrays(expected)
+    assert set(actual) == set(expected)
+    for key, values in expected.items():
+        np.testing.assert_allclose(actual[key], values, rtol=1e-12, atol=1e-12, equal_nan=True, err_msg=key)
+
+
+def test_registered_curves_are_fitted_on_the_training_clients_only(trained, tmp_path):
+    # Curves that saw the test clients would make every held-out metric optimistic and fail nothing else.
+    outcome, paths, settings = trained
+    stored = MlflowClient().download_artifacts(outcome.run_id, f"{TEST_DATA_DIR}/test_episodes.parquet", str(tmp_path))
+    test_ids = set(pd.read_parquet(stored)["client_id"].astype(str))
+    data = load_contract(paths["sessions"], paths["episodes"], settings.registry())
+    ended = set(data.episodes.loc[data.episodes["status"] != "ongoing", "client_id"].astype(str))
+    assert len(test_ids) == outcome.report["data"]["test_clients"] and test_ids < ended
+    client_ids = data.sessions["client_id"].astype(str)
+    training_sessions = data.sessions[client_ids.isin(ended - test_ids)]
+
+    scorer = load_scorer(f"models:/{MODEL_NAME}/{outcome.model_version}")
+    expected = fit_expected_trajectories(training_sessions, scorer.spec)
+    _assert_same_curves(scorer.trajectories, expected)
+    _assert_same_curves(load_model(f"models:/{MODEL_NAME}/{outcome.model_version}").trajectories, expected)
+    # The check can tell: the curves fitted on every ended client are not these.
+    leaky = fit_expected_trajectories(data.sessions[client_ids.isin(ended)], scorer.spec)
+    with pytest.raises(AssertionError):
+        _assert_same_curves(scorer.trajectories, leaky)

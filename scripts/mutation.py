@@ -1,0 +1,187 @@
+"""Mutation testing (mutmut 3) of the modules where a silent bug costs most, each against its own tests.
+
+    python scripts/mutation.py                        # every module below
+    python scripts/mutation.py models/calibration.py  # one (or a few)
+
+mutmut copies the code it mutates into ``mutants/`` and puts that folder first on
+``sys.path``; our folders are installed under ``dropout_risk.*`` by a package-dir
+mapping it cannot follow. So each module gets a staging tree under ``.mutation/``
+laid out as the installed package (``dropout_risk/models/...``, ``tests/``, and
+pyproject.toml with a ``[tool.mutmut]`` table naming the one module to mutate and
+the tests to run), and mutmut runs there. A mutant is caught when a test fails
+(killed) or hangs (timeout); the score is caught / (all mutants - equivalent ones).
+Not part of CI: run it after changing one of these modules, and record the score
+in docs/testing.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+STAGING = ROOT / ".mutation"
+PACKAGES = ("cli", "features", "models", "serving", "training")
+IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache", ".hypothesis")
+SQLITE_ONLY = ["-k", "not postgresql"]  # the PostgreSQL twins double the time and test the same code
+
+
+@dataclass(frozen=True)
+class Target:
+    tests: tuple[str, ...]
+    pytest_args: tuple[str, ...] = ()
+
+
+# Each module and the tests that exercise it: mutmut runs, per mutant, those of them that reach the mutated function.
+TARGETS: dict[str, Target] = {
+    "features/landmarks.py": Target(
+        (
+            "tests/features/test_landmarks.py",
+            "tests/features/test_landmarks_properties.py",
+            "tests/features/test_leakage.py",
+            "tests/features/test_client_features.py",
+        )
+    ),
+    "features/contract.py": Target(("tests/features/test_contract.py", "tests/training/test_data.py")),
+    "features/trajectories.py": Target(("tests/features/test_trajectories.py", "tests/features/test_leakage.py")),
+    "models/calibration.py": Target(("tests/models/test_calibration.py", "tests/models/test_packaged.py")),
+    "models/compiled.py": Target(("tests/models/test_compiled.py", "tests/serving/test_matches_batch.py")),
+    "serving/scoring.py": Target(
+        ("tests/serving/test_matches_batch.py", "tests/serving/test_api.py", "tests/serving/test_risk_bands.py"),
+        tuple(SQLITE_ONLY),
+    ),
+    "serving/store.py": Target(
+        (
+            "tests/serving/test_api.py",
+            "tests/serving/test_payload_hash.py",
+            "tests/serving/test_stored_risk.py",
+            "tests/serving/test_caseload_nulls.py",
+        )
+    ),
+    "serving/deps.py": Target(
+        (
+            "tests/serving/test_security.py",
+            "tests/serving/test_admin_without_key.py",
+            "tests/serving/test_isolation.py",
+        ),
+        tuple(SQLITE_ONLY),
+    ),
+    "serving/keys.py": Target(
+        ("tests/serving/test_security.py", "tests/serving/test_isolation.py"), tuple(SQLITE_ONLY)
+    ),
+    "training/splits.py": Target(("tests/training/test_splits.py",)),
+    "training/jobs/promote.py": Target(("tests/training/test_gate.py",)),
+    "training/evaluation/bootstrap.py": Target(("tests/training/test_bootstrap.py",)),
+}
+
+# Surviving mutants that cannot change behaviour, by mutmut's name, each with the reason (docs/testing.md lists them).
+_CALIBRATOR = "dropout_risk.models.calibration.xǁProbabilityCalibratorǁ"
+_LABELS_DTYPE = "y is already 0/1 numbers (int or float): the fit sees the same two classes without the cast"
+_RESHAPE = "numpy infers a dimension given any negative size: reshape(-2, 1) is reshape(-1, 1)"
+_INPUT_DTYPE = "IsotonicRegression.predict converts its input to float itself"
+EQUIVALENT: dict[str, dict[str, str]] = {
+    "models/calibration.py": {
+        f"{_CALIBRATOR}fit__mutmut_3": _LABELS_DTYPE,
+        f"{_CALIBRATOR}fit__mutmut_5": _LABELS_DTYPE,
+        f"{_CALIBRATOR}fit__mutmut_17": "max_iter 1000 -> 100: lbfgs fits the one-feature Platt model in under 10",
+        f"{_CALIBRATOR}fit__mutmut_18": "C 1e6 -> 1000001: an immeasurably different, still negligible penalty",
+        f"{_CALIBRATOR}fit__mutmut_19": "max_iter 1000 -> 1001: never reached",
+        f"{_CALIBRATOR}fit__mutmut_26": _RESHAPE,
+        f"{_CALIBRATOR}transform__mutmut_11": _RESHAPE,
+        f"{_CALIBRATOR}transform__mutmut_16": _INPUT_DTYPE,
+        f"{_CALIBRATOR}transform__mutmut_18": _INPUT_DTYPE,
+    },
+}
+
+
+def stage(module: str, target: Target) -> Path:
+    """A fresh tree laid out as the installed package, configured to mutate ``module`` only."""
+    where = STAGING / module.removesuffix(".py").replace("/", "__")
+    shutil.rmtree(where, ignore_errors=True)
+    package = where / "dropout_risk"
+    package.mkdir(parents=True)
+    shutil.copy2(ROOT / "dropout_risk" / "__init__.py", package / "__init__.py")
+    for name in PACKAGES:
+        shutil.copytree(ROOT / name, package / name, ignore=IGNORED)
+    shutil.copytree(ROOT / "tests", where / "tests", ignore=IGNORED)
+    settings = {
+        "source_paths": ["dropout_risk"],
+        "only_mutate": [f"dropout_risk/{module}"],
+        "pytest_add_cli_args_test_selection": list(target.tests),
+        "pytest_add_cli_args": ["-q", "-p", "no:cacheprovider", *target.pytest_args],
+        "use_git_change_detection": False,
+    }
+    table = "\n".join(f"{key} = {json.dumps(value)}" for key, value in settings.items())
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    (where / "pyproject.toml").write_text(f"{pyproject}\n[tool.mutmut]\n{table}\n")
+    return where
+
+
+MUTMUT = Path(sys.executable).with_name("mutmut")
+
+
+def mutmut(where: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    # The tests find the real trial data beside the checkout, not beside the staging tree.
+    env.setdefault("DROPOUT_RISK_SHARED_DATA", str(ROOT.parent / "shared" / "data"))
+    command = [str(MUTMUT), *args]
+    return subprocess.run(command, cwd=where, env=env, text=True, capture_output=True, check=False)
+
+
+@dataclass
+class Score:
+    module: str
+    caught: int
+    total: int
+    survivors: list[str]
+    equivalent: list[str]
+
+    @property
+    def percent(self) -> float:
+        counted = self.total - len(self.equivalent)
+        return 100.0 * self.caught / counted if counted else 100.0
+
+
+def run(module: str, jobs: int) -> Score:
+    target = TARGETS[module]
+    where = stage(module, target)
+    done = mutmut(where, "run", "--max-children", str(jobs))
+    (where / "run.log").write_text(done.stdout + done.stderr)
+    if done.returncode != 0:
+        raise SystemExit(f"mutmut failed on {module} (see {where / 'run.log'})")
+    mutmut(where, "export-cicd-stats")
+    stats = json.loads((where / "mutants" / "mutmut-cicd-stats.json").read_text())
+    listed = mutmut(where, "results").stdout.splitlines()
+    not_caught = [line.strip().split(":")[0] for line in listed if line.strip()]
+    equivalent = [name for name in not_caught if name in EQUIVALENT.get(module, {})]
+    survivors = [name for name in not_caught if name not in equivalent]
+    caught = stats["killed"] + stats["timeout"]
+    return Score(module, caught, stats["total"] - stats["skipped"], survivors, equivalent)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("modules", nargs="*", help=f"default: all of {', '.join(TARGETS)}")
+    parser.add_argument("--jobs", type=int, default=1, help="mutants tested at once (default 1)")
+    options = parser.parse_args()
+    unknown = sorted(set(options.modules) - set(TARGETS))
+    if unknown:
+        parser.error(f"not a mutation target: {', '.join(unknown)} (known: {', '.join(TARGETS)})")
+    if not MUTMUT.exists():
+        raise SystemExit(f"mutmut is not installed beside {sys.executable}: pip install 'mutmut>=3.8,<4'")
+    scores = [run(module, options.jobs) for module in options.modules or TARGETS]
+    for score in scores:
+        print(f"{score.module}: {score.percent:.1f}% caught ({score.caught} caught of {score.total} mutants", end="")
+        print(f", {len(score.equivalent)} equivalent)" if score.equivalent else ")")
+        for name in score.survivors:
+            print(f"    survived: {name}")
+
+
+if __name__ == "__main__":
+    main()
