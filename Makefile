@@ -9,7 +9,7 @@ SEED ?= 42
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test test-fast lint typecheck lock venv browser bench mutation clean
+.PHONY: run test test-fast lint typecheck lock audit venv browser bench mutation clean
 
 # Installs the exact versions in requirements.lock (pip checks their hashes), then the project itself
 # (editable, no resolving).
