@@ -34,6 +34,8 @@ from tests.serving.processes import (
     stored_sessions,
 )
 
+pytestmark = pytest.mark.reliability  # real server processes: `make test` runs it, `make test-fast` does not
+
 CLIENTS = 200
 SESSIONS = 10
 WRITERS = 8

@@ -147,6 +147,7 @@ def _sign_in(page, server: Server) -> None:
 # --- the browser test ----------------------------------------------------------------------
 
 
+@pytest.mark.browser
 def test_sign_in_caseload_client_record_and_see_the_risk_change(server, browser):
     context, page = _page(browser)  # a tablet's width
     requested: list[str] = []

@@ -47,6 +47,8 @@ from dropout_risk.serving.keys import create_key
 from tests.conftest import active_store
 from tests.serving.conftest import ADMIN_KEY, serving_settings
 
+pytestmark = pytest.mark.reliability  # fuzzing: `make test` runs it, `make test-fast` does not
+
 
 def _documented() -> dict:
     """The schema's operations, read at collection from an app that is never started (no database, no model)."""

@@ -24,6 +24,8 @@ from tests.conftest import MlflowStore, active_store
 from tests.serving.processes import ApiServer, Tally, report, session_payload, start_with_key
 from tests.training.helpers import cohort, settings_for
 
+pytestmark = pytest.mark.reliability  # real server processes: `make test` runs it, `make test-fast` does not
+
 CLIENTS = 4
 POLL_SECONDS = 0.5
 LOAD_BEFORE_PROMOTION_SECONDS = 1.5

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import httpx
 import mlflow
+import pytest
 from mlflow import MlflowClient
 
 from dropout_risk.models.registry import MODEL_NAME
@@ -30,6 +31,8 @@ from dropout_risk.training.train import train
 from tests.conftest import MlflowStore, active_store
 from tests.serving.processes import ApiServer, MlflowServer, Tally, report, session_payload, start_with_key
 from tests.training.helpers import cohort, settings_for
+
+pytestmark = pytest.mark.reliability  # real server processes: `make test` runs it, `make test-fast` does not
 
 CLIENTS = 2
 POLL_SECONDS = 0.5

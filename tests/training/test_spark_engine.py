@@ -33,6 +33,7 @@ from tests.training.helpers import cohort, settings_for  # noqa: E402
 runner = CliRunner()
 # pyspark 4 on pandas 3: its version notice and its own astype(copy=False); what we use is tested here.
 pytestmark = [
+    pytest.mark.spark,
     pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas:FutureWarning"),
     pytest.mark.filterwarnings("ignore:The copy keyword is deprecated"),
 ]
