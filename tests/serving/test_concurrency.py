@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 
-from tests.serving.processes import (
+from tests.support.processes import (
     ApiServer,
     Tally,
     database,

@@ -9,7 +9,7 @@ from dropout_risk.models.registry import CHAMPION, MODEL_NAME, version_for_alias
 from dropout_risk.training.promote import PromotionError, judge, promote
 from dropout_risk.training.settings import GateConfig
 from dropout_risk.training.train import train
-from tests.training.helpers import cohort, settings_for
+from tests.support.training import settings_for
 
 
 def test_judge_bounds():
@@ -24,9 +24,9 @@ def test_judge_bounds():
     assert len(judge({**good, "ece": float("nan")}, None, gate)) == 1  # unknown calibration never passes
 
 
-def test_gate_promotes_rejects_and_rolls_back(mlflow_store, tmp_path):
+def test_gate_promotes_rejects_and_rolls_back(mlflow_store, cohorts):
     settings = settings_for(mlflow_store)
-    good = cohort(tmp_path / "good", 2500, seed=11)
+    good = cohorts.files(2500, seed=11)
     first = train(good["sessions"], good["episodes"], settings)
     decision = promote(settings)
     assert decision.promoted and decision.champion_version is None

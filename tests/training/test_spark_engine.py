@@ -28,7 +28,7 @@ from dropout_risk.training import spark_engine  # noqa: E402
 from dropout_risk.training.data import DataFileError, load_contract, read_table  # noqa: E402
 from dropout_risk.training.score import score_sessions  # noqa: E402
 from dropout_risk.training.train import train  # noqa: E402
-from tests.training.helpers import cohort, settings_for  # noqa: E402
+from tests.support.training import settings_for  # noqa: E402
 
 runner = CliRunner()
 # pyspark 4 on pandas 3: its version notice and its own astype(copy=False); what we use is tested here.
@@ -50,10 +50,10 @@ def spark():
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
+def data(cohorts, tmp_path_factory):
     """CSV files as the simulator writes them, and the same data as typed Parquet with two more covariates."""
     directory = tmp_path_factory.mktemp("spark-cohort")
-    paths = cohort(directory, 400, seed=11, ongoing_fraction=0.1)
+    paths = cohorts.write(directory, 400, seed=11, ongoing_fraction=0.1)
     sessions = pd.read_csv(paths["sessions"], dtype={"client_id": str})
     sessions["session_date"] = pd.to_datetime(sessions["session_date"])  # a datetime64 column, not text
     sessions.to_parquet(directory / "sessions.parquet", index=False)
@@ -67,8 +67,8 @@ def data(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def model_uri(mlflow_store, tmp_path_factory):
-    paths = cohort(tmp_path_factory.mktemp("spark-train"), 500, seed=5)
+def model_uri(mlflow_store, cohorts):
+    paths = cohorts.files(500, seed=5)
     # A quick recipe (the scoring code is what is under test, not the model): logistic, 2 folds.
     train(
         paths["sessions"],

@@ -11,14 +11,14 @@ from mlflow.models import get_model_info
 from dropout_risk.models.registry import CHALLENGER, MODEL_NAME, load_model, model_uri, version_for_alias
 from dropout_risk.training.data import load_contract
 from dropout_risk.training.train import train
-from tests.training.helpers import cohort, settings_for
+from tests.support.training import settings_for
 
 LANDMARKS = [str(k) for k in range(1, 9)]
 
 
 @pytest.fixture(scope="module")
-def trained(mlflow_store, tmp_path_factory):
-    paths = cohort(tmp_path_factory.mktemp("cohort"), 1200, seed=5)
+def trained(mlflow_store, cohorts):
+    paths = cohorts.files(1200, seed=5)
     settings = settings_for(mlflow_store)
     outcome = train(
         paths["sessions"], paths["episodes"], settings, truth_path=paths["truth"], leave_one_clinic_out=True

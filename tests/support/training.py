@@ -1,0 +1,39 @@
+"""Training for tests: settings that write into a test's own store, and a promoted champion."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dropout_risk.training.promote import promote
+from dropout_risk.training.settings import TrainingConfig, TrainingSettings
+from dropout_risk.training.train import train
+from tests.support.mlflow_store import MlflowStore, active_store
+
+# A recipe for tests that need models, not good ones: one candidate, two folds, the fewest resamples.
+QUICK: dict[str, Any] = {"candidates": ["logistic"], "folds": 2, "bootstrap_resamples": 20}
+
+
+def settings_for(store: MlflowStore, **training: Any) -> TrainingSettings:
+    """Fast settings writing into ``store``: fewer bootstrap resamples, its own artifact directory."""
+    config = {"bootstrap_resamples": 50, "folds": 3, "artifact_location": str(store.artifacts), **training}
+    return TrainingSettings(training=TrainingConfig(**config))
+
+
+@dataclass(frozen=True)
+class Champion:
+    """A trained model, promoted to champion in a store of its own, and the cohort files it learnt from."""
+
+    store: MlflowStore
+    data: dict[str, Path]
+    version: str
+
+
+def train_champion(store: MlflowStore, data: dict[str, Path], **training: Any) -> Champion:
+    """Train on ``data`` into ``store`` and promote the model (forced: the gate is not under test here)."""
+    with active_store(store):
+        settings = settings_for(store, **training)
+        outcome = train(data["sessions"], data["episodes"], settings)
+        promote(settings, force=True, reason="test fixture")
+    return Champion(store, data, outcome.model_version)
