@@ -42,7 +42,9 @@ def active_store(store: MlflowStore) -> Iterator[MlflowStore]:
             os.environ.pop("MLFLOW_TRACKING_URI", None)
         else:
             os.environ["MLFLOW_TRACKING_URI"] = previous
-        mlflow.set_tracking_uri(previous)  # None: back to MLflow's default
+        # None puts MLflow back on its default (and on the environment variable, if set later);
+        # MLflow accepts it, its annotation does not say so.
+        mlflow.set_tracking_uri(previous)  # type: ignore[arg-type]
 
 
 class StoreTemplate:

@@ -124,9 +124,8 @@ class Process:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not self.running:
-                raise RuntimeError(
-                    f"{self.name} exited (code {self.proc.returncode}) before {what}:\n{self.log_tail()}"
-                )
+                code = self.proc.returncode if self.proc is not None else None
+                raise RuntimeError(f"{self.name} exited (code {code}) before {what}:\n{self.log_tail()}")
             with contextlib.suppress(httpx.HTTPError):
                 if ready():
                     return

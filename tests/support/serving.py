@@ -8,6 +8,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 
 from dropout_risk.serving.db import transaction
 from dropout_risk.serving.keys import create_key
@@ -20,7 +21,9 @@ _clinics = itertools.count()
 def serving_settings(database_url: str, **serving: Any) -> ServingSettings:
     """Settings for an app on ``database_url`` that never polls the registry by itself (tests reload it)."""
     return ServingSettings(
-        database_url=database_url, admin_key=ADMIN_KEY, serving=ServingConfig(poll_interval_seconds=3600, **serving)
+        database_url=database_url,
+        admin_key=SecretStr(ADMIN_KEY),
+        serving=ServingConfig(poll_interval_seconds=3600, **serving),
     )
 
 
