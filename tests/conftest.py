@@ -14,6 +14,7 @@ from tests.support.cohorts import Cohorts
 from tests.support.mlflow_store import MlflowStore, StoreTemplate, active_store
 from tests.support.postgres import fresh_postgres_database
 from tests.support.training import Champion, train_champion
+from tests.support.workers import exclusive, run_directory
 
 TRIAL_DATA = Path(__file__).resolve().parent / "data" / "antidepressant-trial"
 
@@ -29,8 +30,10 @@ def trial_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def mlflow_template(tmp_path_factory) -> StoreTemplate:
-    """MLflow's schema, migrated once per session; fresh stores are copies of it."""
-    return StoreTemplate(tmp_path_factory.mktemp("mlflow-template"))
+    """MLflow's schema, migrated once per run (whatever the xdist workers); fresh stores are copies of it."""
+    directory = run_directory(tmp_path_factory) / "mlflow-template"
+    with exclusive(directory.with_suffix(".lock")):
+        return StoreTemplate(directory)  # the first worker migrates; the others find it done
 
 
 @pytest.fixture(scope="module")
@@ -55,10 +58,18 @@ def cohorts(tmp_path_factory) -> Cohorts:
 
 @pytest.fixture(scope="session")
 def champion(mlflow_template, cohorts, tmp_path_factory) -> Champion:
-    """One trained, promoted model in a store of its own, for the whole session (training takes seconds).
+    """One trained, promoted model in a store of its own, for the whole run (training takes seconds).
 
-    Its store is not left active: a test or fixture that uses it activates it (``active_store``).
-    Nothing else registers a model there, so the champion is version 1.
+    The first xdist worker that needs it trains it; the others read the same store. Its store is
+    not left active: a test or fixture that uses it activates it (``active_store``). Nothing
+    writes to that store after training, so the champion is version 1.
     """
-    store = mlflow_template.new_store(tmp_path_factory.mktemp("champion-mlflow"))
-    return train_champion(store, cohorts.files(1500, seed=17))
+    root = run_directory(tmp_path_factory) / "champion"
+    with exclusive(root.with_suffix(".lock")):
+        record = root / "champion.json"
+        if record.is_file():
+            return Champion.load(record)
+        store = mlflow_template.new_store(root)
+        trained = train_champion(store, cohorts.write(root / "data", 1500, seed=17))
+        trained.save(record)
+        return trained

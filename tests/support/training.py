@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,16 @@ class Champion:
     store: MlflowStore
     data: dict[str, Path]
     version: str
+
+    def save(self, path: Path) -> None:
+        record = {"uri": self.store.uri, "artifacts": str(self.store.artifacts), "version": self.version}
+        path.write_text(json.dumps({**record, "data": {name: str(p) for name, p in self.data.items()}}))
+
+    @classmethod
+    def load(cls, path: Path) -> Champion:
+        record = json.loads(path.read_text())
+        store = MlflowStore(record["uri"], Path(record["artifacts"]))
+        return cls(store, {name: Path(p) for name, p in record["data"].items()}, record["version"])
 
 
 def train_champion(store: MlflowStore, data: dict[str, Path], **training: Any) -> Champion:
