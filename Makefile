@@ -50,9 +50,11 @@ PACKAGES := cli features models serving training
 test: venv browser lint typecheck
 	$(BIN)/python -m pytest
 
-## The edit loop: lint, types, and every test but the reliability, Spark and browser ones.
+## The edit loop: lint, types, then every test but the reliability, Spark and browser ones, on TEST_WORKERS
+## processes (pytest-xdist; a module's tests stay on one worker, so its fixtures are built once).
+TEST_WORKERS ?= 2
 test-fast: venv lint typecheck
-	$(BIN)/python -m pytest -m "not reliability and not spark and not browser"
+	$(BIN)/python -m pytest -m "not reliability and not spark and not browser" -n $(TEST_WORKERS) --dist loadfile
 
 lint: venv
 	$(BIN)/ruff check $(SOURCES)

@@ -10,7 +10,6 @@ from mlflow import MlflowClient
 from typer.testing import CliRunner
 
 from dropout_risk.cli.compare import compare_command
-from tests.training.helpers import cohort
 
 runner = CliRunner()
 app = typer.Typer()
@@ -47,8 +46,8 @@ def _args(paths, config, *more) -> list[str]:
     ]
 
 
-def test_config_defined_sets_with_explicit_features(mlflow_store, tmp_path):
-    paths = cohort(tmp_path / "data", 700, seed=4)
+def test_config_defined_sets_with_explicit_features(mlflow_store, cohorts, tmp_path):
+    paths = cohorts.files(700, seed=4)
     config = _config(
         tmp_path,
         mlflow_store,
@@ -93,8 +92,8 @@ def test_config_defined_sets_with_explicit_features(mlflow_store, tmp_path):
     assert list(table["feature_set"]) == ["srs_core", "scores", "attendance"]
 
 
-def test_bad_set_name_exits_1_without_a_run(mlflow_store, tmp_path):
-    paths = cohort(tmp_path / "data", 200, seed=5)
+def test_bad_set_name_exits_1_without_a_run(mlflow_store, cohorts, tmp_path):
+    paths = cohorts.files(200, seed=5)
     config = _config(tmp_path, mlflow_store, '[compare.feature_sets]\nmine = ["alliance", "srs_latest"]\n')
     before = _runs()
     result = runner.invoke(app, _args(paths, config, "--feature-sets", "outcome,aliance"))
@@ -106,8 +105,8 @@ def test_bad_set_name_exits_1_without_a_run(mlflow_store, tmp_path):
     assert _runs() == before
 
 
-def test_bad_data_and_bad_config_exit_1(mlflow_store, tmp_path):
-    paths = cohort(tmp_path / "data", 200, seed=6)
+def test_bad_data_and_bad_config_exit_1(mlflow_store, cohorts, tmp_path):
+    paths = cohorts.write(tmp_path / "data", 200, seed=6)  # its own copy: the test changes a file
     episodes = pd.read_csv(paths["episodes"], dtype=str)
     episodes.loc[0, "status"] = "vanished"
     episodes.to_csv(paths["episodes"], index=False)

@@ -7,13 +7,12 @@ import json
 from typer.testing import CliRunner
 
 from dropout_risk.cli.main import app
-from tests.training.helpers import cohort
 
 runner = CliRunner()
 
 
-def test_train_promote_report(mlflow_store, tmp_path):
-    paths = cohort(tmp_path / "data", 1500, seed=8)
+def test_train_promote_report(mlflow_store, cohorts, tmp_path):
+    paths = cohorts.files(1500, seed=8)
     config = tmp_path / "c.toml"
     config.write_text(
         f'[training]\nfolds = 3\nbootstrap_resamples = 30\nartifact_location = "{mlflow_store.artifacts}"\n'

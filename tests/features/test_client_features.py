@@ -12,7 +12,6 @@ from dropout_risk.features.instruments import default_registry
 from dropout_risk.features.landmarks import ClientHistory, build_features, client_features
 from dropout_risk.features.spec import infer_spec
 from dropout_risk.features.trajectories import fit_expected_trajectories
-from dropout_risk.training.simulation.cohort import SimulationConfig, simulate_cohort
 
 
 def history_of(sessions: pd.DataFrame, covariates: dict) -> ClientHistory:
@@ -44,8 +43,8 @@ def batch_matrix(rows: pd.DataFrame, columns: list[str]) -> dict[str, np.ndarray
 @pytest.mark.parametrize(
     ("outcome", "alliance", "max_landmark"), [("ors", "srs", 8), ("phq9", "wai_sr", 5), ("core10", "none", 12)]
 )
-def test_every_client_matches_the_batch_rows(outcome, alliance, max_landmark):
-    cohort = simulate_cohort(SimulationConfig(n_clients=150, seed=3, outcome=outcome, alliance=alliance))
+def test_every_client_matches_the_batch_rows(cohorts, outcome, alliance, max_landmark):
+    cohort = cohorts.simulate(150, seed=3, outcome=outcome, alliance=alliance)
     data = validate_contract(cohort.sessions, cohort.episodes, default_registry())
     assert data.ok
     episodes = data.episodes.copy()

@@ -9,8 +9,8 @@ from fastapi.testclient import TestClient
 
 from dropout_risk.serving.app import create_app
 from dropout_risk.serving.settings import ServingConfig, ServingSettings
-from tests.conftest import active_store
-from tests.serving.conftest import ADMIN_KEY, Api
+from tests.support.mlflow_store import active_store
+from tests.support.serving import ADMIN_KEY, Api
 
 
 @pytest.fixture(scope="module", params=[None, ""], ids=["unset", "empty"])

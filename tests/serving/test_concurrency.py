@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 
-from tests.serving.processes import (
+from tests.support.processes import (
     ApiServer,
     Tally,
     database,
@@ -33,6 +33,8 @@ from tests.serving.processes import (
     start_with_key,
     stored_sessions,
 )
+
+pytestmark = pytest.mark.reliability  # real server processes: `make test` runs it, `make test-fast` does not
 
 CLIENTS = 200
 SESSIONS = 10

@@ -16,7 +16,9 @@ import sqlite3
 import httpx
 import pytest
 
-from tests.serving.processes import ApiServer, ClinicWriter, Tally, crash_and_restart, database, report, start_with_key
+from tests.support.processes import ApiServer, ClinicWriter, Tally, crash_and_restart, database, report, start_with_key
+
+pytestmark = pytest.mark.reliability  # real server processes: `make test` runs it, `make test-fast` does not
 
 WRITERS = 4
 CLIENTS_PER_WRITER = 60

@@ -32,8 +32,8 @@ from dropout_risk.serving.app import create_app
 from dropout_risk.serving.db import transaction
 from dropout_risk.serving.keys import create_key, revoke_key
 from dropout_risk.serving.ui import auth
-from tests.conftest import active_store
-from tests.serving.conftest import serving_settings
+from tests.support.mlflow_store import active_store
+from tests.support.serving import serving_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("DROPOUT_RISK_CHROMIUM", "/usr/bin/chromium")
@@ -147,6 +147,7 @@ def _sign_in(page, server: Server) -> None:
 # --- the browser test ----------------------------------------------------------------------
 
 
+@pytest.mark.browser
 def test_sign_in_caseload_client_record_and_see_the_risk_change(server, browser):
     context, page = _page(browser)  # a tablet's width
     requested: list[str] = []

@@ -45,8 +45,10 @@ from dropout_risk.features.session_rules import FIRST_DATE, LAST_DATE
 from dropout_risk.serving.app import create_app
 from dropout_risk.serving.db import transaction
 from dropout_risk.serving.keys import create_key
-from tests.conftest import active_store
-from tests.serving.conftest import ADMIN_KEY, serving_settings
+from tests.support.mlflow_store import active_store
+from tests.support.serving import ADMIN_KEY, serving_settings
+
+pytestmark = pytest.mark.reliability  # fuzzing: `make test` runs it, `make test-fast` does not
 
 
 def _documented() -> dict:

@@ -20,16 +20,17 @@ import pytest
 
 from dropout_risk.training.jobs.promote import promote
 from dropout_risk.training.jobs.train import train
-from tests.conftest import MlflowStore, active_store
-from tests.serving.processes import ApiServer, Tally, report, session_payload, start_with_key
-from tests.training.helpers import cohort, settings_for
+from tests.support.mlflow_store import MlflowStore, active_store
+from tests.support.processes import ApiServer, Tally, report, session_payload, start_with_key
+from tests.support.training import QUICK, settings_for
+
+pytestmark = pytest.mark.reliability  # real server processes: `make test` runs it, `make test-fast` does not
 
 CLIENTS = 4
 POLL_SECONDS = 0.5
 LOAD_BEFORE_PROMOTION_SECONDS = 1.5
 LOAD_AFTER_SWAP_SECONDS = 1.5
 DEADLINE_SECONDS = 90
-QUICK = {"candidates": ["logistic"], "folds": 2, "bootstrap_resamples": 20}  # two models, not the best ones
 
 
 @dataclass
@@ -41,12 +42,12 @@ class Models:
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory) -> Models:
+def models(mlflow_template, cohorts, tmp_path_factory) -> Models:
     root = tmp_path_factory.mktemp("hot-swap-mlflow")
-    store = MlflowStore(f"sqlite:///{root}/mlflow.db", root / "artifacts")
+    store = mlflow_template.new_store(root)
     with active_store(store):
-        data = cohort(root / "data", 600, seed=29)
-        settings = settings_for(store, **QUICK)
+        data = cohorts.files(600, seed=29)
+        settings = settings_for(store, **QUICK)  # two models, not the best ones
         first = train(data["sessions"], data["episodes"], settings)
         promote(settings, force=True, reason="hot swap test: the first champion")
         second = train(data["sessions"], data["episodes"], settings_for(store, seed=5, **QUICK))  # challenger only

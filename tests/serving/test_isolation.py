@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from dropout_risk.serving.db import transaction
 from dropout_risk.serving.keys import revoke_key
 from dropout_risk.serving.tables import Client, Clinic, SessionRecord
-from tests.serving.conftest import ADMIN_KEY
+from tests.support.serving import ADMIN_KEY
 
 S1 = {"session_number": 1, "session_date": "2025-03-03", "scores": {"ors": 14.5, "srs": 33.0}}
 S2 = {"session_number": 2, "session_date": "2025-03-10", "scores": {"ors": 11.0, "srs": 29.5}, "missed_since_last": 2}

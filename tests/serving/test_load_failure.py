@@ -27,8 +27,8 @@ from dropout_risk.serving.model_holder import ModelHolder
 from dropout_risk.training.data import load_contract
 from dropout_risk.training.jobs.promote import promote
 from dropout_risk.training.jobs.train import train
-from tests.serving.conftest import ADMIN_KEY, serving_settings
-from tests.training.helpers import cohort, settings_for
+from tests.support.serving import ADMIN_KEY, serving_settings
+from tests.support.training import settings_for
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 S1 = {"session_number": 1, "session_date": "2025-03-03", "scores": {"ors": 14.5, "srs": 33.0}}
@@ -63,9 +63,9 @@ def _scorer_folder(version: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def versions(mlflow_store, tmp_path_factory) -> Versions:
+def versions(mlflow_store, cohorts) -> Versions:
     settings = settings_for(mlflow_store, candidates=["logistic"], folds=2, bootstrap_resamples=20)
-    paths = cohort(tmp_path_factory.mktemp("load-failure"), 600, seed=29)
+    paths = cohorts.files(600, seed=29)
     good = train(paths["sessions"], paths["episodes"], settings).model_version
     promote(settings, force=True, reason="load failure test: the good champion")
     data = load_contract(paths["sessions"], paths["episodes"], settings.registry())

@@ -10,9 +10,9 @@ from fastapi.testclient import TestClient
 from dropout_risk.serving.app import create_app
 from dropout_risk.training.jobs.promote import promote
 from dropout_risk.training.jobs.train import train
-from tests.conftest import MlflowStore, active_store
-from tests.serving.conftest import ADMIN_KEY, serving_settings
-from tests.training.helpers import cohort, settings_for
+from tests.support.mlflow_store import MlflowStore, active_store
+from tests.support.serving import ADMIN_KEY, serving_settings
+from tests.support.training import QUICK, settings_for
 
 S1 = {"session_number": 1, "session_date": "2025-03-03", "scores": {"ors": 14.5, "srs": 33.0}}
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
@@ -25,8 +25,8 @@ def fast_failing_registry(monkeypatch):
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
 
 
-def test_no_model_at_start_is_not_ready_with_a_clear_log(tmp_path, caplog):
-    empty = MlflowStore(f"sqlite:///{tmp_path}/empty.db", tmp_path / "artifacts")
+def test_no_model_at_start_is_not_ready_with_a_clear_log(mlflow_template, tmp_path, caplog):
+    empty = mlflow_template.new_store(tmp_path, "empty.db")
     with active_store(empty), caplog.at_level(logging.ERROR, logger="dropout_risk.model"):
         app = create_app(serving_settings(f"sqlite:///{tmp_path}/api.db"), poll=False)
         with TestClient(app) as client:
@@ -61,9 +61,9 @@ def test_registry_outage_keeps_serving_and_reports_degraded(champion, tmp_path, 
             assert client.get("/readyz").json()["status"] == "ready"
 
 
-def test_a_newly_promoted_champion_is_swapped_in(mlflow_store, tmp_path):
-    settings = settings_for(mlflow_store)
-    data = cohort(tmp_path / "data", 700, seed=23)
+def test_a_newly_promoted_champion_is_swapped_in(mlflow_store, cohorts, tmp_path):
+    settings = settings_for(mlflow_store, **QUICK)  # two models, not good ones: the swap is under test
+    data = cohorts.files(700, seed=23)
     first = train(data["sessions"], data["episodes"], settings)
     promote(settings, force=True, reason="lifecycle test")
     app = create_app(serving_settings(f"sqlite:///{tmp_path}/api.db"), poll=False)
@@ -77,7 +77,7 @@ def test_a_newly_promoted_champion_is_swapped_in(mlflow_store, tmp_path):
         before = client.post("/v1/score", json={"sessions": [S1]}, headers=headers).json()["risk"]
         assert before["model_version"] == first.model_version
 
-        second = train(data["sessions"], data["episodes"], settings_for(mlflow_store, seed=5))
+        second = train(data["sessions"], data["episodes"], settings_for(mlflow_store, seed=5, **QUICK))
         promote(settings, version=second.model_version, force=True, reason="lifecycle test")
         assert client.post("/v1/admin/reload", headers=ADMIN).json()["swapped"] is True
         after = client.post("/v1/score", json={"sessions": [S1]}, headers=headers).json()["risk"]

@@ -260,6 +260,7 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
+@pytest.mark.reliability
 def test_a_real_server_never_prints_a_client_id_or_score(champion, tmp_path):
     database = tmp_path / "dropout_risk.db"
     url = f"sqlite:///{database}"

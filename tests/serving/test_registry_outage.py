@@ -22,14 +22,17 @@ from dataclasses import dataclass, field
 
 import httpx
 import mlflow
+import pytest
 from mlflow import MlflowClient
 
 from dropout_risk.models.registry import MODEL_NAME
 from dropout_risk.training.jobs.promote import promote
 from dropout_risk.training.jobs.train import train
-from tests.conftest import MlflowStore, active_store
-from tests.serving.processes import ApiServer, MlflowServer, Tally, report, session_payload, start_with_key
-from tests.training.helpers import cohort, settings_for
+from tests.support.mlflow_store import MlflowStore, active_store
+from tests.support.processes import ApiServer, MlflowServer, Tally, report, session_payload, start_with_key
+from tests.support.training import settings_for
+
+pytestmark = pytest.mark.reliability  # real server processes: `make test` runs it, `make test-fast` does not
 
 CLIENTS = 2
 POLL_SECONDS = 0.5
@@ -88,19 +91,19 @@ def _wait_for(check, what: str, timeout: float = WAIT_SECONDS) -> float:
     raise AssertionError(f"not {what} within {timeout:.0f} s")
 
 
-def test_registry_outages_keep_serving_then_the_new_champion_is_picked_up(tmp_path):
+def test_registry_outages_keep_serving_then_the_new_champion_is_picked_up(mlflow_template, cohorts, tmp_path):
     registry_dir = tmp_path / "registry"
     registry_dir.mkdir()
     scorers = [Scorer(i) for i in range(CLIENTS)]
     tally, stop, threads, figures = Tally(), threading.Event(), [], {}
-    with MlflowServer(registry_dir) as registry:
+    with MlflowServer(registry_dir, template=mlflow_template) as registry:
         registry.start()
         store = MlflowStore(registry.url, registry.artifacts)
         with active_store(store):
             settings = settings_for(
                 store, artifact_location=None, candidates=["logistic"], folds=2, bootstrap_resamples=20
             )  # artifacts go through the server
-            data = cohort(tmp_path / "data", 600, seed=31)
+            data = cohorts.files(600, seed=31)
             first = train(data["sessions"], data["episodes"], settings).model_version
             promote(settings, force=True, reason="outage test: the first champion")
             second = _register_again(first)

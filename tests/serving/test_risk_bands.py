@@ -10,8 +10,8 @@ from pydantic import ValidationError
 
 from dropout_risk.serving.app import create_app
 from dropout_risk.serving.settings import RiskBands
-from tests.conftest import active_store
-from tests.serving.conftest import Api, serving_settings
+from tests.support.mlflow_store import active_store
+from tests.support.serving import Api, serving_settings
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ import pytest
 
 from dropout_risk.serving.db import transaction
 from dropout_risk.serving.keys import revoke_key
-from tests.serving.conftest import ADMIN_KEY
+from tests.support.serving import ADMIN_KEY
 
 S1 = {"session_number": 1, "session_date": "2025-03-03", "scores": {"ors": 14.5, "srs": 33.0}}
 

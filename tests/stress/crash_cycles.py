@@ -28,8 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the checkout: `t
 
 import pytest  # noqa: E402  (the database helper skips through pytest when PostgreSQL is absent)
 
-from tests.conftest import MlflowStore, active_store  # noqa: E402
-from tests.serving.processes import (  # noqa: E402
+from tests.support.cohorts import Cohorts  # noqa: E402
+from tests.support.mlflow_store import MlflowStore  # noqa: E402
+from tests.support.processes import (  # noqa: E402
     ApiServer,
     ClinicWriter,
     crash_and_restart,
@@ -37,7 +38,7 @@ from tests.serving.processes import (  # noqa: E402
     report,
     start_with_key,
 )
-from tests.training.helpers import cohort, settings_for  # noqa: E402
+from tests.support.training import QUICK, train_champion  # noqa: E402
 
 WRITERS = 8
 CLIENTS_PER_WRITER = 40
@@ -46,16 +47,8 @@ MAX_SESSIONS = 30
 
 def champion(root: Path) -> MlflowStore:
     """A small trained and promoted model in a throwaway SQLite MLflow store."""
-    from dropout_risk.training.jobs.promote import promote
-    from dropout_risk.training.jobs.train import train
-
     store = MlflowStore(f"sqlite:///{root}/mlflow.db", root / "artifacts")
-    with active_store(store):
-        data = cohort(root / "data", 600, seed=41)
-        settings = settings_for(store, candidates=["logistic"], folds=2, bootstrap_resamples=20)
-        train(data["sessions"], data["episodes"], settings)
-        promote(settings, force=True, reason="crash cycles")
-    return store
+    return train_champion(store, Cohorts(root / "cohorts").files(600, seed=41), **QUICK).store
 
 
 def run_backend(backend: str, store: MlflowStore, root: Path, cycles: int, rng: random.Random) -> list[str]:

@@ -5,7 +5,7 @@
 | registered test AUC >= 0.95 x true-risk AUC, pooled and at every landmark | simulated, 5,000 clients |
 | registered AUC >= logistic's and > clinical rule's | same |
 | calibration slope 0.9-1.1, ECE <= 0.03 | same |
-| real trial data run end to end with honest (wide) CIs | shared/data/antidepressant-trial |
+| real trial data run end to end with honest (wide) CIs | tests/data/antidepressant-trial |
 """
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ from __future__ import annotations
 import pytest
 
 from dropout_risk.training.jobs.train import train
-from tests.training.helpers import cohort, settings_for
+from tests.support.training import settings_for
 
 
 @pytest.mark.slow
-def test_simulated_5000_clients_meets_the_targets(mlflow_store, tmp_path):
-    paths = cohort(tmp_path, 5000, seed=1)
+def test_simulated_5000_clients_meets_the_targets(mlflow_store, cohorts):
+    paths = cohorts.files(5000, seed=1)
     report = train(
         paths["sessions"],
         paths["episodes"],

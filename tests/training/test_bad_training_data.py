@@ -22,7 +22,6 @@ from mlflow import MlflowClient
 from typer.testing import CliRunner
 
 from dropout_risk.cli.main import app
-from dropout_risk.training.simulation.cohort import SimulationConfig, simulate_cohort, write_cohort
 
 runner = CliRunner()
 CLIENT_ID = re.compile(r"C\d{5}")  # the simulator's identifiers: none may reach the terminal
@@ -36,8 +35,8 @@ class Base:
 
 
 @pytest.fixture(scope="module")
-def base(tmp_path_factory) -> Base:
-    paths = write_cohort(simulate_cohort(SimulationConfig(n_clients=80, seed=5)), tmp_path_factory.mktemp("base"))
+def base(cohorts) -> Base:
+    paths = cohorts.files(80, seed=5)
     sessions = pd.read_csv(paths["sessions"], dtype=str, keep_default_na=False)
     episodes = pd.read_csv(paths["episodes"], dtype=str, keep_default_na=False)
     counts = sessions.groupby("client_id", sort=False).size()

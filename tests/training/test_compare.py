@@ -16,7 +16,6 @@ from dropout_risk.training.comparison.report import render_markdown
 from dropout_risk.training.comparison.statistics import corrected_cv_test, holm
 from dropout_risk.training.jobs.compare import compare
 from dropout_risk.training.settings import TrainingConfig
-from tests.training.helpers import cohort
 
 SETS = "outcome,alliance,outcome+alliance"
 LANDMARKS = [str(k) for k in range(1, 9)]
@@ -42,10 +41,10 @@ def pair_of(report: dict, a: str, b: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def alliance_only(mlflow_store, tmp_path_factory):
+def alliance_only(mlflow_store, cohorts, tmp_path_factory):
     """Only the alliance drives dropout (the outcome effect is switched off)."""
     root = tmp_path_factory.mktemp("alliance_only")
-    paths = cohort(root / "data", 1200, seed=3, alliance_effect=1.5, outcome_effect=0.0)
+    paths = cohorts.files(1200, seed=3, alliance_effect=1.5, outcome_effect=0.0)
     messages: list[str] = []
     report = compare(
         paths["sessions"],
@@ -74,8 +73,8 @@ def test_alliance_beats_outcome_when_only_alliance_drives_dropout(alliance_only)
     assert sets["alliance"]["informative_from"] is not None and sets["alliance"]["informative_from"] <= 3
 
 
-def test_no_pair_is_marked_when_neither_score_drives_dropout(mlflow_store, tmp_path):
-    paths = cohort(tmp_path / "data", 1500, seed=3, alliance_effect=0.0, outcome_effect=0.0)
+def test_no_pair_is_marked_when_neither_score_drives_dropout(mlflow_store, cohorts):
+    paths = cohorts.files(1500, seed=3, alliance_effect=0.0, outcome_effect=0.0)
     report = compare(
         paths["sessions"], paths["episodes"], compare_settings(mlflow_store), SETS, model="logistic"
     ).to_json()
@@ -263,8 +262,8 @@ def test_config_set_names_are_checked():
         CompareConfig(n_jobs=0)
 
 
-def test_bad_arguments_stop_before_any_run(mlflow_store, tmp_path):
-    paths = cohort(tmp_path / "data", 200, seed=1)
+def test_bad_arguments_stop_before_any_run(mlflow_store, cohorts):
+    paths = cohorts.files(200, seed=1)
     settings = compare_settings(mlflow_store, experiment="compare-rejects")
     for kwargs, message in (
         ({"model": "forest"}, "--model"),

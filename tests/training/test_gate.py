@@ -13,8 +13,8 @@ from dropout_risk.training.evaluation.metrics import expected_calibration_error
 from dropout_risk.training.jobs.promote import PromotionError, judge, promote
 from dropout_risk.training.jobs.train import TEST_DATA_DIR, train
 from dropout_risk.training.settings import GateConfig
-from tests.conftest import MlflowStore, active_store
-from tests.training.helpers import cohort, settings_for
+from tests.support.mlflow_store import active_store
+from tests.support.training import settings_for
 
 
 def test_judge_bounds():
@@ -29,9 +29,9 @@ def test_judge_bounds():
     assert len(judge({**good, "ece": float("nan")}, None, gate)) == 1  # unknown calibration never passes
 
 
-def test_gate_promotes_rejects_and_rolls_back(mlflow_store, tmp_path):
+def test_gate_promotes_rejects_and_rolls_back(mlflow_store, cohorts):
     settings = settings_for(mlflow_store)
-    good = cohort(tmp_path / "good", 2500, seed=11)
+    good = cohorts.files(2500, seed=11)
     first = train(good["sessions"], good["episodes"], settings)
     decision = promote(settings)
     assert decision.promoted and decision.champion_version is None
@@ -73,12 +73,11 @@ def test_gate_promotes_rejects_and_rolls_back(mlflow_store, tmp_path):
 DOCUMENTED_ECE_BINS = 10  # expected_calibration_error: ten equal-width bins, as calibration_curve(strategy="uniform")
 
 
-def test_the_gate_judges_the_ece_of_the_documented_bins(tmp_path):
+def test_the_gate_judges_the_ece_of_the_documented_bins(mlflow_template, cohorts, tmp_path):
     # A store of its own: the test above counts versions from 1 in the module's store.
-    store = MlflowStore(f"sqlite:///{tmp_path}/mlflow.db", tmp_path / "artifacts")
-    with active_store(store):
+    with active_store(mlflow_template.new_store(tmp_path)) as store:
         settings = settings_for(store)
-        data = cohort(tmp_path / "cohort", 900, seed=7)  # a cohort whose bins miss in both directions
+        data = cohorts.files(900, seed=7)  # a cohort whose bins miss in both directions
         outcome = train(data["sessions"], data["episodes"], settings)
         decision = promote(settings)
         assert decision.challenger_version == outcome.model_version and decision.champion_version is None

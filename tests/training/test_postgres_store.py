@@ -9,8 +9,8 @@ from mlflow import MlflowClient
 from dropout_risk.models.registry import CHAMPION, version_for_alias
 from dropout_risk.training.jobs.promote import promote
 from dropout_risk.training.jobs.train import train
-from tests.conftest import MlflowStore, active_store
-from tests.training.helpers import cohort, settings_for
+from tests.support.mlflow_store import MlflowStore, active_store
+from tests.support.training import settings_for
 
 
 @pytest.fixture
@@ -19,8 +19,8 @@ def postgres_store(postgres_database, tmp_path):
         yield store
 
 
-def test_train_and_promote_on_a_postgresql_backend(postgres_store, tmp_path):
-    paths = cohort(tmp_path / "data", 600, seed=41)
+def test_train_and_promote_on_a_postgresql_backend(postgres_store, cohorts):
+    paths = cohorts.files(600, seed=41)
     settings = settings_for(postgres_store)
     outcome = train(paths["sessions"], paths["episodes"], settings)
     assert mlflow.get_tracking_uri().startswith("postgresql+psycopg://")

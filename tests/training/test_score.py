@@ -10,26 +10,21 @@ from typer.testing import CliRunner
 from dropout_risk.cli.main import app
 from dropout_risk.models.registry import load_model
 from dropout_risk.training.data import load_contract
-from dropout_risk.training.jobs.promote import promote
-from dropout_risk.training.jobs.train import train
-from tests.training.helpers import cohort, settings_for
+from tests.support.mlflow_store import active_store
+from tests.support.training import settings_for
 
 runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def champion(mlflow_store, tmp_path_factory):
-    paths = cohort(tmp_path_factory.mktemp("score"), 800, seed=31)
-    settings = settings_for(mlflow_store)
-    train(paths["sessions"], paths["episodes"], settings)
-    # 800 clients leave ~150 test clients: the gate's calibration bounds are noisy there, and
-    # this module is about scoring, not gating (tests/training/test_gate.py is).
-    assert promote(settings, force=True, reason="scoring test fixture").promoted
-    return paths, settings
+def scoring(champion):
+    """The session's champion (tests/conftest.py), its store active here: the data it learnt from, settings."""
+    with active_store(champion.store):
+        yield champion.data, settings_for(champion.store)
 
 
-def test_score_writes_every_session_with_the_champion(champion, tmp_path):
-    paths, settings = champion
+def test_score_writes_every_session_with_the_champion(scoring, tmp_path):
+    paths, settings = scoring
     out = tmp_path / "risk.csv"
     result = runner.invoke(
         app, ["score", "--sessions", str(paths["sessions"]), "--episodes", str(paths["episodes"]), "--out", str(out)]
@@ -54,8 +49,8 @@ def test_score_writes_every_session_with_the_champion(champion, tmp_path):
     np.testing.assert_allclose(late["risk"], last.loc[late["client_id"]].to_numpy(), atol=1e-12)
 
 
-def test_score_without_episodes_and_to_parquet(champion, tmp_path):
-    paths, _ = champion
+def test_score_without_episodes_and_to_parquet(scoring, tmp_path):
+    paths, _ = scoring
     out = tmp_path / "risk.parquet"
     result = runner.invoke(
         app, ["score", "--sessions", str(paths["sessions"]), "--out", str(out), "--model", "models:/dropout-risk/1"]
@@ -64,8 +59,8 @@ def test_score_without_episodes_and_to_parquet(champion, tmp_path):
     assert len(pd.read_parquet(out)) == len(pd.read_csv(paths["sessions"]))
 
 
-def test_score_rejects_bad_input_and_unknown_models(champion, tmp_path):
-    paths, _ = champion
+def test_score_rejects_bad_input_and_unknown_models(scoring, tmp_path):
+    paths, _ = scoring
     sessions = pd.read_csv(paths["sessions"], dtype=str, keep_default_na=False)
     sessions.loc[2, "ors"] = "-4"
     sessions.to_csv(tmp_path / "bad.csv", index=False)

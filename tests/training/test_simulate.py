@@ -34,8 +34,8 @@ TRUTH_COLUMNS = ["client_id", "session_number", "true_risk"]
 
 
 @pytest.fixture(scope="module")
-def cohort() -> Cohort:
-    return simulate_cohort(SimulationConfig(n_clients=400, seed=7))
+def cohort(cohorts) -> Cohort:
+    return cohorts.simulate(400, seed=7)
 
 
 def assert_contract(cohort: Cohort, config: SimulationConfig) -> None:

@@ -1,4 +1,4 @@
-"""The simulator reproduces the published numbers of ``shared/domain.md`` section 6.
+"""The simulator reproduces the published numbers it was built on (sources in the table below).
 
 One seed-fixed 5,000-client cohort (module fixture) carries most checks; a few
 variants (dropout_rate 0.40, alliance_effect 0, other instruments) get their own
@@ -6,28 +6,28 @@ variants (dropout_rate 0.40, alliance_effect 0, other instruments) get their own
 the published ranges, so a broken generating process fails while seed noise
 does not.
 
-| statistic (ended episodes unless noted)                          | target        | tolerance          | source (domain.md)        |
+| statistic (ended episodes unless noted)                          | target        | tolerance          | source                    |
 |------------------------------------------------------------------|---------------|--------------------|---------------------------|
-| dropout rate, default                                            | 0.25          | +- 0.025           | s6 Swift & Greenberg 2012 |
-| dropout rate, dropout_rate=0.40                                  | 0.40          | +- 0.03            | s6 range 15-45%           |
-| share of dropouts whose last session is <= 4                     | >= 0.5        | lower bound        | s6 Anderson et al. 2019   |
-| per-session dropout hazard, sessions 1-4                         | decreasing    | strict             | s6 front-loaded           |
-| completers' mean sessions attended                               | 8             | +- 1               | s6 NHS 6.9-7.9            |
-| Cohen's d, client mean SRS, completers - dropouts (pooled SD)    | 0.55          | +- 0.12            | s1 Sharf et al. 2010      |
-| r, client mean SRS vs ORS change intake->last (>= 3 sessions)    | 0.28          | +- 0.08            | s1 Fluckiger et al. 2018  |
-| ORS intake mean / SD (all clients)                               | 19 / 7        | +- 1 / +- 1        | s2, s6 PCOMS norms        |
-| SRS mean / SD (all session rows)                                 | 36.5 / 3.5    | +- 0.8 / +- 0.7    | s2, s6 PCOMS norms        |
-| share of SRS rows at the 40 ceiling                              | >= 0.05       | lower bound        | s2 "skewed to ceiling"    |
-| completers reliably recovered (Jacobson-Truax, registry anchors) | 0.50          | +- 0.07            | s6 NHS Talking Therapies  |
-| dropout rate age < 30 minus age >= 50                            | >= 0.05       | lower bound        | s1, s6 younger clients    |
+| dropout rate, default                                            | 0.25          | +- 0.025           | Swift & Greenberg 2012    |
+| dropout rate, dropout_rate=0.40                                  | 0.40          | +- 0.03            | range 15-45%              |
+| share of dropouts whose last session is <= 4                     | >= 0.5        | lower bound        | Anderson et al. 2019      |
+| per-session dropout hazard, sessions 1-4                         | decreasing    | strict             | front-loaded              |
+| completers' mean sessions attended                               | 8             | +- 1               | NHS 6.9-7.9               |
+| Cohen's d, client mean SRS, completers - dropouts (pooled SD)    | 0.55          | +- 0.12            | Sharf et al. 2010         |
+| r, client mean SRS vs ORS change intake->last (>= 3 sessions)    | 0.28          | +- 0.08            | Fluckiger et al. 2018     |
+| ORS intake mean / SD (all clients)                               | 19 / 7        | +- 1 / +- 1        | PCOMS norms               |
+| SRS mean / SD (all session rows)                                 | 36.5 / 3.5    | +- 0.8 / +- 0.7    | PCOMS norms               |
+| share of SRS rows at the 40 ceiling                              | >= 0.05       | lower bound        | "skewed to ceiling"       |
+| completers reliably recovered (Jacobson-Truax, registry anchors) | 0.50          | +- 0.07            | NHS Talking Therapies     |
+| dropout rate age < 30 minus age >= 50                            | >= 0.05       | lower bound        | younger clients           |
 | mean missed_since_last, last two sessions, dropouts / completers | >= 1.5        | lower bound        | brief: missed before drop |
 | clinics differ: chi-square clinic x status                       | p < 0.001     | upper bound        | brief                     |
 | alliance_effect=0: |d|  (and r kept)                            | < 0.1 (0.28)  | bound (+- 0.08)    | brief                     |
 | mean true_risk at session 1 vs realised dropout rate             | equal         | +- 0.03            | truth calibration         |
-| AUC of true_risk at landmark 1                                   | > 0.6         | lower bound        | s4 intake-only 0.60-0.70  |
+| AUC of true_risk at landmark 1                                   | > 0.6         | lower bound        | intake-only 0.60-0.70     |
 | PHQ-9 / OQ-45 / CORE-10 intake mean                              | 16 / 80 / 20  | +- 1.5 / 5 / 1.5   | approximate norms         |
-| WAI-SR mean / SD                                                 | 48 / 8        | +- 2 / +- 1.5      | s2 Hatcher & Gillaspy     |
-| recovered completers on PHQ-9 / OQ-45 / CORE-10                  | about 0.5     | +- 0.12            | s6 "roughly similar"      |
+| WAI-SR mean / SD                                                 | 48 / 8        | +- 2 / +- 1.5      | Hatcher & Gillaspy        |
+| recovered completers on PHQ-9 / OQ-45 / CORE-10                  | about 0.5     | +- 0.12            | "roughly similar"         |
 
 Known noise: the per-session hazard at sessions 3 and 4 differs by about 4 SEs at
 n = 5,000, so the strict ordering holds for nearly every seed but not all.
@@ -135,8 +135,8 @@ def chi_square_independence(counts: np.ndarray) -> tuple[float, float]:
 
 
 @pytest.fixture(scope="module")
-def cohort() -> Cohort:
-    return simulate_cohort(SimulationConfig(n_clients=N_CLIENTS, seed=SEED))
+def cohort(cohorts) -> Cohort:
+    return cohorts.simulate(N_CLIENTS, seed=SEED)
 
 
 @pytest.fixture(scope="module")

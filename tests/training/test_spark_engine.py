@@ -38,11 +38,12 @@ from dropout_risk.training.spark.session import (
     read_table_spark,
     spark_session,
 )  # noqa: E402
-from tests.training.helpers import cohort, settings_for  # noqa: E402
+from tests.support.training import settings_for  # noqa: E402
 
 runner = CliRunner()
 # pyspark 4 on pandas 3: its version notice and its own astype(copy=False); what we use is tested here.
 pytestmark = [
+    pytest.mark.spark,
     pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas:FutureWarning"),
     pytest.mark.filterwarnings("ignore:The copy keyword is deprecated"),
 ]
@@ -59,10 +60,10 @@ def spark():
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
+def data(cohorts, tmp_path_factory):
     """CSV files as the simulator writes them, and the same data as typed Parquet with two more covariates."""
     directory = tmp_path_factory.mktemp("spark-cohort")
-    paths = cohort(directory, 400, seed=11, ongoing_fraction=0.1)
+    paths = cohorts.write(directory, 400, seed=11, ongoing_fraction=0.1)
     sessions = pd.read_csv(paths["sessions"], dtype={"client_id": str})
     sessions["session_date"] = pd.to_datetime(sessions["session_date"])  # a datetime64 column, not text
     sessions.to_parquet(directory / "sessions.parquet", index=False)
@@ -76,8 +77,8 @@ def data(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def model_uri(mlflow_store, tmp_path_factory):
-    paths = cohort(tmp_path_factory.mktemp("spark-train"), 500, seed=5)
+def model_uri(mlflow_store, cohorts):
+    paths = cohorts.files(500, seed=5)
     # A quick recipe (the scoring code is what is under test, not the model): logistic, 2 folds.
     train(
         paths["sessions"],

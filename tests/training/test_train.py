@@ -21,14 +21,14 @@ from dropout_risk.models.registry import (
 )
 from dropout_risk.training.data import load_contract
 from dropout_risk.training.jobs.train import TEST_DATA_DIR, train
-from tests.training.helpers import cohort, settings_for
+from tests.support.training import settings_for
 
 LANDMARKS = [str(k) for k in range(1, 9)]
 
 
 @pytest.fixture(scope="module")
-def trained(mlflow_store, tmp_path_factory):
-    paths = cohort(tmp_path_factory.mktemp("cohort"), 1200, seed=5)
+def trained(mlflow_store, cohorts):
+    paths = cohorts.files(1200, seed=5)
     settings = settings_for(mlflow_store)
     outcome = train(
         paths["sessions"], paths["episodes"], settings, truth_path=paths["truth"], leave_one_clinic_out=True

@@ -10,14 +10,13 @@ from mlflow import MlflowClient
 from typer.testing import CliRunner
 
 from dropout_risk.cli.main import app
-from tests.training.helpers import cohort
 
 runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def base(tmp_path_factory) -> dict[str, Path]:
-    return cohort(tmp_path_factory.mktemp("base"), 300, seed=21)
+def base(cohorts) -> dict[str, Path]:
+    return cohorts.files(300, seed=21)
 
 
 def _write(tmp_path: Path, sessions: pd.DataFrame, episodes: pd.DataFrame) -> tuple[Path, Path]:

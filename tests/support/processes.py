@@ -25,7 +25,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import fresh_postgres_database as shared_fresh_postgres_database
+from tests.support import postgres
+from tests.support.mlflow_store import StoreTemplate
 
 BIN = Path(sys.executable).parent
 ADMIN_KEY = "reliability-admin-key"
@@ -123,9 +124,8 @@ class Process:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not self.running:
-                raise RuntimeError(
-                    f"{self.name} exited (code {self.proc.returncode}) before {what}:\n{self.log_tail()}"
-                )
+                code = self.proc.returncode if self.proc is not None else None
+                raise RuntimeError(f"{self.name} exited (code {code}) before {what}:\n{self.log_tail()}")
             with contextlib.suppress(httpx.HTTPError):
                 if ready():
                     return
@@ -193,12 +193,16 @@ class ApiServer(Process):
 
 
 class MlflowServer(Process):
-    """``mlflow server`` (one worker, no job runner) on a fixed port, so it can come back where it was."""
+    """``mlflow server`` (one worker, no job runner) on a fixed port, so it can come back where it was.
 
-    def __init__(self, workdir: Path, name: str = "mlflow"):
+    Given a ``template``, its store starts as a copy of it and the server migrates nothing at start.
+    """
+
+    def __init__(self, workdir: Path, name: str = "mlflow", template: StoreTemplate | None = None):
         super().__init__(name, workdir)
         self.port = free_port()
-        self.backend = f"sqlite:///{workdir}/mlflow.db"
+        database = workdir / "mlflow.db"
+        self.backend = template.copy_to(database) if template is not None else f"sqlite:///{database}"
         self.artifacts = workdir / "mlartifacts"
 
     @property
@@ -276,7 +280,7 @@ def start_with_key(server: ApiServer, clinic: str, *, ready: bool = True) -> str
 @contextlib.contextmanager
 def fresh_postgres_database() -> Iterator[str]:
     """A database of its own for one reliability test (dropped afterwards)."""
-    with shared_fresh_postgres_database("dropout_risk_reliability") as url:
+    with postgres.fresh_postgres_database("dropout_risk_reliability") as url:
         yield url
 
 

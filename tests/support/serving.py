@@ -1,0 +1,44 @@
+"""The API in-process for tests: its settings, and a handle with which each test gets a clinic of its own."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+
+from dropout_risk.serving.db import transaction
+from dropout_risk.serving.keys import create_key
+from dropout_risk.serving.settings import ServingConfig, ServingSettings
+
+ADMIN_KEY = "admin-test-key"
+_clinics = itertools.count()
+
+
+def serving_settings(database_url: str, **serving: Any) -> ServingSettings:
+    """Settings for an app on ``database_url`` that never polls the registry by itself (tests reload it)."""
+    return ServingSettings(
+        database_url=database_url,
+        admin_key=SecretStr(ADMIN_KEY),
+        serving=ServingConfig(poll_interval_seconds=3600, **serving),
+    )
+
+
+@dataclass
+class Api:
+    client: TestClient
+    app: FastAPI
+    backend: str
+
+    def add_clinic(self) -> tuple[str, dict[str, str]]:
+        """A fresh clinic's name and Authorization headers: tests never see each other's clients."""
+        name = f"clinic-{next(_clinics)}"
+        with transaction(self.app.state.sessions) as db:
+            key, _ = create_key(db, name)
+        return name, {"Authorization": f"Bearer {key}"}
+
+    def new_clinic(self) -> dict[str, str]:
+        return self.add_clinic()[1]

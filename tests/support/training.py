@@ -1,0 +1,50 @@
+"""Training for tests: settings that write into a test's own store, and a promoted champion."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dropout_risk.training.jobs.promote import promote
+from dropout_risk.training.jobs.train import train
+from dropout_risk.training.settings import TrainingConfig, TrainingSettings
+from tests.support.mlflow_store import MlflowStore, active_store
+
+# A recipe for tests that need models, not good ones: one candidate, two folds, the fewest resamples.
+QUICK: dict[str, Any] = {"candidates": ["logistic"], "folds": 2, "bootstrap_resamples": 20}
+
+
+def settings_for(store: MlflowStore, **training: Any) -> TrainingSettings:
+    """Fast settings writing into ``store``: fewer bootstrap resamples, its own artifact directory."""
+    config = {"bootstrap_resamples": 50, "folds": 3, "artifact_location": str(store.artifacts), **training}
+    return TrainingSettings(training=TrainingConfig(**config))
+
+
+@dataclass(frozen=True)
+class Champion:
+    """A trained model, promoted to champion in a store of its own, and the cohort files it learnt from."""
+
+    store: MlflowStore
+    data: dict[str, Path]
+    version: str
+
+    def save(self, path: Path) -> None:
+        record = {"uri": self.store.uri, "artifacts": str(self.store.artifacts), "version": self.version}
+        path.write_text(json.dumps({**record, "data": {name: str(p) for name, p in self.data.items()}}))
+
+    @classmethod
+    def load(cls, path: Path) -> Champion:
+        record = json.loads(path.read_text())
+        store = MlflowStore(record["uri"], Path(record["artifacts"]))
+        return cls(store, {name: Path(p) for name, p in record["data"].items()}, record["version"])
+
+
+def train_champion(store: MlflowStore, data: dict[str, Path], **training: Any) -> Champion:
+    """Train on ``data`` into ``store`` and promote the model (forced: the gate is not under test here)."""
+    with active_store(store):
+        settings = settings_for(store, **training)
+        outcome = train(data["sessions"], data["episodes"], settings)
+        promote(settings, force=True, reason="test fixture")
+    return Champion(store, data, outcome.model_version)

@@ -1,0 +1,64 @@
+"""The suite's own helpers (tests/support/): a copied store is a fresh one, cached cohorts are the simulator's."""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import closing
+
+from mlflow import MlflowClient
+from mlflow.store.db.utils import _get_latest_schema_revision
+
+from dropout_risk.training.simulation.cohort import SimulationConfig, simulate_cohort, write_cohort
+from tests.support.cohorts import Cohorts
+from tests.support.mlflow_store import MlflowStore
+
+
+def _client(store: MlflowStore) -> MlflowClient:
+    return MlflowClient(tracking_uri=store.uri, registry_uri=store.uri)
+
+
+def _revision(store: MlflowStore) -> str:
+    with closing(sqlite3.connect(store.uri.removeprefix("sqlite:///"))) as db:
+        return db.execute("SELECT version_num FROM alembic_version").fetchone()[0]
+
+
+def _assert_fresh(client: MlflowClient) -> None:
+    experiments = client.search_experiments()
+    assert [e.name for e in experiments] == ["Default"]  # what MLflow creates with its schema, nothing more
+    assert client.search_runs([e.experiment_id for e in experiments]) == []
+    assert client.search_registered_models() == []
+
+
+def test_a_store_copied_from_the_template_is_fresh_and_its_own(mlflow_template, tmp_path):
+    first = mlflow_template.new_store(tmp_path / "first")
+    assert first.uri == f"sqlite:///{tmp_path}/first/mlflow.db" and first.artifacts == tmp_path / "first" / "artifacts"
+    assert _revision(first) == _get_latest_schema_revision()  # at MLflow's head: nothing left to migrate
+    _assert_fresh(_client(first))
+
+    # What one copy records, neither the template nor a later copy sees.
+    client = _client(first)
+    experiment = client.create_experiment("only-in-first", artifact_location=str(first.artifacts))
+    client.create_run(experiment)
+    client.create_registered_model("only-in-first")
+    assert len(client.search_runs([experiment])) == 1
+
+    second = mlflow_template.new_store(tmp_path / "second", "other.db")
+    assert second.uri.endswith("/second/other.db")
+    _assert_fresh(_client(second))
+
+
+def test_cohorts_are_simulated_once_and_handed_out_as_copies(tmp_path):
+    cohorts = Cohorts(tmp_path / "cached")
+    files = cohorts.files(60, seed=4)
+    assert cohorts.files(60, seed=4) == files  # the same files, written once
+    assert cohorts.files(60, seed=5)["sessions"] != files["sessions"]
+
+    expected = write_cohort(simulate_cohort(SimulationConfig(n_clients=60, seed=4)), tmp_path / "direct")
+    for name, path in expected.items():
+        assert files[name].read_bytes() == path.read_bytes(), name
+    own = cohorts.write(tmp_path / "own", 60, seed=4)
+    assert own["sessions"].parent == tmp_path / "own" and own["sessions"].read_bytes() == files["sessions"].read_bytes()
+
+    changed = cohorts.simulate(60, seed=4)
+    changed.sessions["session_number"] = 0  # a test may change its frames ...
+    assert (cohorts.simulate(60, seed=4).sessions["session_number"] >= 1).all()  # ... the next one gets them unchanged
