@@ -8,6 +8,7 @@ import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from dropout_risk.features.private_files import private_dir, private_file
 from dropout_risk.serving.tables import Client, Clinic, SessionRecord
 
 # OWASP's CSV injection list: a spreadsheet runs a cell starting with one of these as a formula.
@@ -74,8 +75,8 @@ def export_contract(db: Session, out_dir: Path, clinic: str | None = None) -> di
         sessions = sessions.sort_values(["client_id", "session_number"], kind="stable")
     # A client recorded with PUT but no session yet has no place in the contract (every episode needs sessions).
     episodes = episodes[episodes["client_id"].isin(set(sessions["client_id"]))].sort_values("client_id")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {"sessions": out_dir / "sessions.csv", "episodes": out_dir / "episodes.csv"}
+    private_dir(out_dir)
+    paths = {"sessions": private_file(out_dir / "sessions.csv"), "episodes": private_file(out_dir / "episodes.csv")}
     neutralise_formulas(sessions).to_csv(paths["sessions"], index=False)
     neutralise_formulas(episodes).to_csv(paths["episodes"], index=False)
     return paths
