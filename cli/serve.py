@@ -107,8 +107,14 @@ def export(
 ) -> None:
     """Write the stored sessions and episodes as the training data contract."""
     from dropout_risk.serving.db import transaction
-    from dropout_risk.serving.export import export_contract
+    from dropout_risk.serving.export import export_clients
 
     with transaction(_sessions(config)) as db:
-        paths = export_contract(db, out, clinic)
+        exported = export_clients(db, out, clinic)
+    paths = exported.paths
     console.print(f"[bold green]wrote[/] {paths['sessions']} and {paths['episodes']}")
+    if exported.skipped:
+        console.print(
+            f"[bold yellow]skipped {exported.skipped} client(s)[/]: their stored covariates break the rules "
+            "(reserved name, text that is not valid Unicode, or a number out of range); fix them with PUT"
+        )

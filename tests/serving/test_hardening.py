@@ -124,3 +124,60 @@ def test_v1_responses_are_not_cached_and_https_gets_hsts(api):
     hsts = secure.headers["strict-transport-security"]
     assert hsts.startswith("max-age=") and int(hsts.split("=")[1].split(";")[0]) >= 31_536_000
     assert "strict-transport-security" in api.client.get("https://testserver/healthz").headers
+
+
+BAD_COVARIATES = [
+    ('{"client_id": "other"}', "reserved"),
+    ('{"status": "dropout"}', "reserved"),
+    ('{"clinic_id": "north"}', "reserved"),
+    ('{"session_date": "2025-01-01"}', "reserved"),
+    ('{"note": "\\udfff"}', "Unicode"),
+    ('{"\\ud800x": 1}', "Unicode"),
+    ('{"level": -1e308}', "finite"),
+    ('{"level": 1e300}', "finite"),
+    ('{"age": -1}', "0 to 120"),
+    ('{"age": 121.5}', "0 to 120"),
+    ('{"note": "' + "x" * 201 + '"}', "200 characters"),
+    ("{" + ", ".join(f'"c{i}": {i}' for i in range(51)) + "}", "at most 50"),
+]
+
+
+@pytest.mark.parametrize(("covariates", "rule"), BAD_COVARIATES)
+def test_bad_covariates_are_422_naming_the_rule_not_the_value(api, covariates, rule):
+    """A lone surrogate was stored and then broke GET and every export; client_id overwrote the exported column."""
+    headers = api.new_clinic()
+    sessions = json.dumps([S1])
+    for method, path, body in (
+        ("PUT", "/v1/clients/bc", f'{{"covariates": {covariates}}}'),
+        ("POST", "/v1/score", f'{{"sessions": {sessions}, "covariates": {covariates}}}'),
+    ):
+        response = _raw(api, method, path, body, headers)
+        assert response.status_code == 422, (method, covariates, response.status_code)
+        assert rule in response.text
+        for secret in ("udfff", "ud800", "1e308", "1e+308", "xxxxxxxxxx", "north"):
+            assert secret not in response.text.lower()
+    assert api.client.get("/v1/clients/bc", headers=headers).status_code == 404  # nothing stored
+
+
+@pytest.mark.parametrize("field", ["gender", "therapist_id"])
+def test_episode_text_must_be_valid_unicode(api, field):
+    headers = api.new_clinic()
+    response = _raw(api, "PUT", "/v1/clients/gu", f'{{"{field}": "ok\\udfff"}}', headers)
+    assert response.status_code == 422 and field in response.text and "udfff" not in response.text.lower()
+
+
+def test_the_per_client_limit_counts_what_is_stored(api):
+    headers = api.new_clinic()
+    first = {"covariates": {f"a{i}": i for i in range(30)}}
+    assert api.client.put("/v1/clients/lim", json=first, headers=headers).status_code == 200
+    second = {"covariates": {f"b{i}": i for i in range(30)}}
+    response = api.client.put("/v1/clients/lim", json=second, headers=headers)
+    assert response.status_code == 422 and "at most 50" in response.text
+    assert len(api.client.get("/v1/clients/lim", headers=headers).json()["covariates"]) == 30
+
+
+def test_valid_covariates_at_the_limits_are_accepted(api):
+    headers = api.new_clinic()
+    ok = {"age": 120, "level": -1e9, "note": "é" * 200, "flag": True, "none": None, "therapist": "t1"}
+    assert api.client.put("/v1/clients/ok", json={"covariates": ok, "age": 0}, headers=headers).status_code == 200
+    assert api.client.post("/v1/score", json={"sessions": [S1], "covariates": ok}, headers=headers).status_code == 200
