@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy import Engine, create_engine, event, make_url, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from dropout_risk.features.private_files import private_file
@@ -73,4 +73,18 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
 @contextmanager
 def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     with factory() as session, session.begin():
+        yield session
+
+
+@contextmanager
+def snapshot(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A read-only transaction that sees one consistent state of the database and blocks no writer.
+
+    Give it a reader's factory (``make_engine(url, writer=False)``): on SQLite its transaction
+    begins deferred, and in WAL mode a reader keeps the snapshot of its first read without
+    taking the write lock. On PostgreSQL, REPEATABLE READ gives every statement the same snapshot.
+    """
+    with factory() as session, session.begin():
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"))
         yield session
