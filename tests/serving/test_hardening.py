@@ -181,3 +181,37 @@ def test_valid_covariates_at_the_limits_are_accepted(api):
     ok = {"age": 120, "level": -1e9, "note": "é" * 200, "flag": True, "none": None, "therapist": "t1"}
     assert api.client.put("/v1/clients/ok", json={"covariates": ok, "age": 0}, headers=headers).status_code == 200
     assert api.client.post("/v1/score", json={"sessions": [S1], "covariates": ok}, headers=headers).status_code == 200
+
+
+def test_sign_out_ends_the_session_for_a_copied_cookie(api):
+    """A cookie copied before sign-out opened the caseload and recorded sessions for up to 8 hours."""
+    headers = api.new_clinic()
+    assert api.client.post("/v1/clients/so-1/sessions", json=S1, headers=headers).status_code == 201
+    _sign_in(api, headers)
+    page = api.client.get("/ui/clients/so-1")
+    assert page.status_code == 200 and "so-1" in page.text
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+    copied = api.client.cookies.get("drk_ui")
+    signed_out = api.client.post("/ui/logout", data={"csrf_token": csrf}, follow_redirects=False)
+    assert signed_out.status_code == 303 and signed_out.headers["location"].endswith("/ui/login")
+
+    api.client.cookies.clear()
+    api.client.cookies.set("drk_ui", copied, path="/ui")  # the old cookie, replayed
+    caseload = api.client.get("/ui/clients", follow_redirects=False)
+    assert caseload.status_code == 303 and caseload.headers["location"].endswith("/ui/login")
+    form = {
+        "csrf_token": csrf,
+        "session_number": "2",
+        "session_date": "2025-03-10",
+        "score_ors": "20",
+        "score_srs": "30",
+    }
+    recorded = api.client.post("/ui/clients/so-1/sessions", data=form, follow_redirects=False)
+    assert recorded.status_code == 303 and recorded.headers["location"].endswith("/ui/login")
+    assert api.client.get("/v1/clients/so-1", headers=headers).json()["sessions"] == 1  # nothing recorded
+    api.client.cookies.clear()
+
+    _sign_in(api, headers)  # signing in again works, and is a new session
+    assert api.client.get("/ui/clients", follow_redirects=False).status_code == 200
+    assert api.client.cookies.get("drk_ui") != copied
+    api.client.cookies.clear()
