@@ -28,6 +28,15 @@ def _date_in_range(value: dt.date) -> dt.date:
     return value
 
 
+def _valid_text(value: str | None) -> str | None:
+    if value is not None and not is_valid_text(value):
+        raise PydanticCustomError("unicode", "must be valid Unicode text")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_valid_text)]
+# An instrument key with a lone surrogate was a 500: it cannot be written into a JSON answer or a log.
+InstrumentKey = Text
 Score = Annotated[float, Field(allow_inf_nan=False)]
 # The JSON API takes JSON numbers only: true is not a score of 1, nor "12" a session number.
 JsonScore = Annotated[float, Strict(), Field(allow_inf_nan=False)]
@@ -42,7 +51,7 @@ class SessionIn(BaseModel):
 
     session_number: int = Field(ge=1, le=MAX_SESSIONS)
     session_date: SessionDate
-    scores: dict[str, Score] = Field(default_factory=dict, description="instrument key -> score")
+    scores: dict[InstrumentKey, Score] = Field(default_factory=dict, description="instrument key -> score")
     missed_since_last: int | None = Field(default=None, ge=0, le=365)
 
 
@@ -50,7 +59,7 @@ class SessionBody(SessionIn):
     """A session as the JSON API takes it: the same fields, numbers as JSON numbers (no lax coercion)."""
 
     session_number: JsonInt = Field(ge=1, le=MAX_SESSIONS)
-    scores: dict[str, JsonScore] = Field(default_factory=dict, description="instrument key -> score")
+    scores: dict[InstrumentKey, JsonScore] = Field(default_factory=dict, description="instrument key -> score")
     missed_since_last: JsonInt | None = Field(default=None, ge=0, le=365)
 
 
@@ -84,14 +93,7 @@ def _valid_covariates(value: dict[str, Covariate]) -> dict[str, Covariate]:
     return value
 
 
-def _valid_text(value: str | None) -> str | None:
-    if value is not None and not is_valid_text(value):
-        raise PydanticCustomError("unicode", "must be valid Unicode text")
-    return value
-
-
 Covariates = Annotated[dict[str, Covariate], AfterValidator(_valid_covariates)]
-Text = Annotated[str, AfterValidator(_valid_text)]
 
 
 class ClientUpdate(BaseModel):

@@ -215,3 +215,13 @@ def test_sign_out_ends_the_session_for_a_copied_cookie(api):
     assert api.client.get("/ui/clients", follow_redirects=False).status_code == 200
     assert api.client.cookies.get("drk_ui") != copied
     api.client.cookies.clear()
+
+
+def test_a_score_key_that_is_not_valid_unicode_is_422(api):
+    """An instrument key with a lone surrogate was a 500 on both session routes."""
+    headers = api.new_clinic()
+    session = '{"session_number": 1, "session_date": "2025-03-03", "scores": {"\\udfff": 1}}'
+    for path, body in (("/v1/clients/sk/sessions", session), ("/v1/score", f'{{"sessions": [{session}]}}')):
+        response = _raw(api, "POST", path, body, headers)
+        assert response.status_code == 422 and "valid Unicode" in response.text, (path, response.status_code)
+    assert api.client.get("/v1/clients/sk", headers=headers).status_code == 404
