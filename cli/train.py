@@ -24,6 +24,7 @@ from dropout_risk.cli.common import (
     settings,
     user_errors,
 )
+from dropout_risk.features.private_files import private_file
 from dropout_risk.models.names import CHAMPION, model_uri
 
 if TYPE_CHECKING:
@@ -124,8 +125,7 @@ def train_command(
     if do_promote:
         _print_decision(decision)
     if report:
-        report.parent.mkdir(parents=True, exist_ok=True)
-        report.write_text(json.dumps(result, indent=2, default=str))
+        private_file(report).write_text(json.dumps(result, indent=2, default=str))
         console.print(f"report: {report}")
 
 

@@ -26,7 +26,10 @@ def _problems(errors: Sequence[Any]) -> list[dict[str, object]]:
     """Validation errors without the input values pydantic would echo (health data)."""
     return [
         {
-            "loc": [str(p) if not isinstance(p, int) else p for p in error.get("loc", ())],
+            # A dict key in ``loc`` is the client's text: a lone surrogate there could not be sent as JSON.
+            "loc": [
+                p if isinstance(p, int) else str(p).encode("utf-8", "replace").decode() for p in error.get("loc", ())
+            ],
             "msg": error.get("msg", "invalid"),
             "type": error.get("type", "value_error"),
         }

@@ -5,14 +5,26 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, make_url, text
 from sqlalchemy.orm import Session, sessionmaker
+
+from dropout_risk.features.private_files import private_file
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
 def _is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
+
+
+def _create_private_sqlite_file(url: str) -> None:
+    """The database file, created 0600 before SQLite opens it: it holds every clinic's sessions.
+
+    SQLite creates its -wal and -shm files with the database file's mode, so they follow.
+    """
+    database = make_url(url).database
+    if database and database != ":memory:" and not database.startswith("file:"):
+        private_file(database)
 
 
 def make_engine(url: str, *, writer: bool = True) -> Engine:
@@ -28,6 +40,7 @@ def make_engine(url: str, *, writer: bool = True) -> Engine:
         url = url.replace("postgresql://", "postgresql+psycopg://", 1)  # psycopg 3, not psycopg2
     if not _is_sqlite(url):
         return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10, hide_parameters=True)
+    _create_private_sqlite_file(url)
     engine = create_engine(
         url, connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, hide_parameters=True
     )
@@ -60,4 +73,18 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
 @contextmanager
 def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     with factory() as session, session.begin():
+        yield session
+
+
+@contextmanager
+def snapshot(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A read-only transaction that sees one consistent state of the database and blocks no writer.
+
+    Give it a reader's factory (``make_engine(url, writer=False)``): on SQLite its transaction
+    begins deferred, and in WAL mode a reader keeps the snapshot of its first read without
+    taking the write lock. On PostgreSQL, REPEATABLE READ gives every statement the same snapshot.
+    """
+    with factory() as session, session.begin():
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"))
         yield session

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from dropout_risk.features.private_files import private_dir, private_file
+from dropout_risk.serving.covariates import covariate_problems
 from dropout_risk.serving.tables import Client, Clinic, SessionRecord
 
 # OWASP's CSV injection list: a spreadsheet runs a cell starting with one of these as a formula.
@@ -31,16 +34,32 @@ def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+@dataclass(frozen=True)
+class Exported:
+    paths: dict[str, Path]
+    skipped: int  # clients left out because what is stored for them breaks the covariate rules
+
+
 def export_contract(db: Session, out_dir: Path, clinic: str | None = None) -> dict[str, Path]:
+    """Write sessions.csv and episodes.csv (data contract v1); the paths written (see ``export_clients``)."""
+    return export_clients(db, out_dir, clinic).paths
+
+
+def export_clients(db: Session, out_dir: Path, clinic: str | None = None) -> Exported:
     """Write sessions.csv and episodes.csv (data contract v1) for one clinic or all of them.
 
     Client identifiers are the clinics' own; where two clinics use the same one,
     every exported id is prefixed with its clinic name so the file stays unique.
+    A client whose stored covariates break today's rules (stored before they were
+    enforced: text that is not valid Unicode, a reserved column name, an absurd
+    number) is left out with its sessions and counted, so one bad row cannot fail
+    every clinic's export.
     """
     clients_query = select(Client, Clinic.name).join(Clinic, Clinic.id == Client.clinic_id)
     if clinic is not None:
         clients_query = clients_query.where(Clinic.name == clinic)
-    clients = db.execute(clients_query.order_by(Clinic.name, Client.external_id)).all()
+    everyone = db.execute(clients_query.order_by(Clinic.name, Client.external_id)).all()
+    clients = [(c, name) for c, name in everyone if next(covariate_problems(c.covariates or {}), None) is None]
     clashes = pd.Series([c.external_id for c, _ in clients]).duplicated().any()
     export_id = {c.id: (f"{name}/{c.external_id}" if clashes else c.external_id) for c, name in clients}
 
@@ -74,8 +93,8 @@ def export_contract(db: Session, out_dir: Path, clinic: str | None = None) -> di
         sessions = sessions.sort_values(["client_id", "session_number"], kind="stable")
     # A client recorded with PUT but no session yet has no place in the contract (every episode needs sessions).
     episodes = episodes[episodes["client_id"].isin(set(sessions["client_id"]))].sort_values("client_id")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {"sessions": out_dir / "sessions.csv", "episodes": out_dir / "episodes.csv"}
+    private_dir(out_dir)
+    paths = {"sessions": private_file(out_dir / "sessions.csv"), "episodes": private_file(out_dir / "episodes.csv")}
     neutralise_formulas(sessions).to_csv(paths["sessions"], index=False)
     neutralise_formulas(episodes).to_csv(paths["episodes"], index=False)
-    return paths
+    return Exported(paths, skipped=len(everyone) - len(clients))

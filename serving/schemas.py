@@ -9,6 +9,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from pydantic_core import PydanticCustomError
 
 from dropout_risk.features.session_rules import DATE_OUT_OF_RANGE, FIRST_DATE, LAST_DATE
+from dropout_risk.serving.covariates import covariate_problems, is_valid_text
 from dropout_risk.serving.risk import Band, HistoryItem, Risk
 from dropout_risk.serving.tables import Status
 
@@ -27,6 +28,15 @@ def _date_in_range(value: dt.date) -> dt.date:
     return value
 
 
+def _valid_text(value: str | None) -> str | None:
+    if value is not None and not is_valid_text(value):
+        raise PydanticCustomError("unicode", "must be valid Unicode text")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_valid_text)]
+# An instrument key with a lone surrogate was a 500: it cannot be written into a JSON answer or a log.
+InstrumentKey = Text
 Score = Annotated[float, Field(allow_inf_nan=False)]
 # The JSON API takes JSON numbers only: true is not a score of 1, nor "12" a session number.
 JsonScore = Annotated[float, Strict(), Field(allow_inf_nan=False)]
@@ -41,7 +51,7 @@ class SessionIn(BaseModel):
 
     session_number: int = Field(ge=1, le=MAX_SESSIONS)
     session_date: SessionDate
-    scores: dict[str, Score] = Field(default_factory=dict, description="instrument key -> score")
+    scores: dict[InstrumentKey, Score] = Field(default_factory=dict, description="instrument key -> score")
     missed_since_last: int | None = Field(default=None, ge=0, le=365)
 
 
@@ -49,7 +59,7 @@ class SessionBody(SessionIn):
     """A session as the JSON API takes it: the same fields, numbers as JSON numbers (no lax coercion)."""
 
     session_number: JsonInt = Field(ge=1, le=MAX_SESSIONS)
-    scores: dict[str, JsonScore] = Field(default_factory=dict, description="instrument key -> score")
+    scores: dict[InstrumentKey, JsonScore] = Field(default_factory=dict, description="instrument key -> score")
     missed_since_last: JsonInt | None = Field(default=None, ge=0, le=365)
 
 
@@ -74,14 +84,26 @@ class ClientRisk(BaseModel):
 Covariate = str | Annotated[float, Field(allow_inf_nan=False)] | int | bool | None
 
 
+def _valid_covariates(value: dict[str, Covariate]) -> dict[str, Covariate]:
+    # A lone surrogate was stored and then broke every read of the client and every export;
+    # a covariate named client_id or status overwrote that column of the exported episodes.
+    problem = next(covariate_problems(value), None)
+    if problem is not None:
+        raise PydanticCustomError("covariate", problem)
+    return value
+
+
+Covariates = Annotated[dict[str, Covariate], AfterValidator(_valid_covariates)]
+
+
 class ClientUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     status: Status | None = None
     age: Annotated[float, Strict(), Field(allow_inf_nan=False)] | None = Field(default=None, ge=0, le=120)
-    gender: str | None = Field(default=None, max_length=50)
-    therapist_id: str | None = Field(default=None, max_length=200)
-    covariates: dict[Annotated[str, Field(max_length=64)], Covariate] = Field(default_factory=dict)
+    gender: Text | None = Field(default=None, max_length=50)
+    therapist_id: Text | None = Field(default=None, max_length=200)
+    covariates: Covariates = Field(default_factory=dict)
 
 
 class ClientOut(BaseModel):
@@ -117,7 +139,7 @@ class ScoreRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     sessions: list[SessionBody] = Field(min_length=1, max_length=MAX_SESSIONS)
-    covariates: dict[Annotated[str, Field(max_length=64)], Covariate] = Field(default_factory=dict)
+    covariates: Covariates = Field(default_factory=dict)
 
 
 class ScoreResponse(BaseModel):

@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from dropout_risk.serving.checks import Problem, check_history, check_next_session, check_scores
+from dropout_risk.serving.covariates import MAX_COVARIATES
 from dropout_risk.serving.risk import HistoryItem, Risk
 from dropout_risk.serving.schemas import ClientUpdate, SessionIn
 from dropout_risk.serving.scoring import HistoryRow, Scored, ScoringContext, score_history
@@ -98,6 +99,9 @@ def update_client(
     for name in ("age", "gender", "therapist_id"):
         if name in update.model_fields_set:
             covariates[name] = getattr(update, name)
+    # Each PUT was checked alone; together with what is stored they must still fit the per-client limit.
+    if len(covariates) > MAX_COVARIATES:
+        raise Invalid([Problem(("body", "covariates"), f"a client has at most {MAX_COVARIATES} covariates")])
     set_episode(db, row.id, row.status if update.status is None else update.status, covariates)
     sessions = stored_sessions(db, row.id)
     if sessions and scoring is not None:

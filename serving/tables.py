@@ -40,6 +40,19 @@ class ApiKey(Base):
     clinic: Mapped[Clinic] = relationship()
 
 
+class DashboardSession(Base):
+    """A signed-in dashboard browser: its cookie names this row, and sign-out deletes it.
+
+    Only the SHA-256 of the cookie's random session id is stored, as for API keys.
+    """
+
+    __tablename__ = "dashboard_sessions"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key_id: Mapped[int] = mapped_column(ForeignKey("api_keys.id"), index=True)
+    expires_at: Mapped[int] = mapped_column(Integer, index=True)  # Unix seconds: compares alike on every backend
+
+
 class Client(Base):
     """One client of one clinic: the episode (status, covariates) and the risk last served."""
 

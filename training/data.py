@@ -14,6 +14,7 @@ import pandas as pd
 
 from dropout_risk.features.contract import ValidationResult, validate_contract
 from dropout_risk.features.instruments import InstrumentRegistry
+from dropout_risk.features.private_files import private_file
 
 CSV_SUFFIXES = (".csv",)
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -64,8 +65,7 @@ def read_table(path: Path) -> pd.DataFrame:
 
 
 def write_table(frame: pd.DataFrame, path: Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = private_file(path)  # feature rows and scores are health data: 0600, a new folder 0700
     if path.suffix.lower() in PARQUET_SUFFIXES:
         frame.to_parquet(path, index=False)
     else:

@@ -29,6 +29,9 @@ def api(request, champion, tmp_path_factory) -> Iterator[Api]:
             engine = make_engine(url)
             with engine.begin() as connection:
                 connection.execute(
-                    text("DROP TABLE IF EXISTS sessions, clients, api_keys, clinics, alembic_version CASCADE")
+                    text(
+                        "DROP TABLE IF EXISTS dashboard_sessions, sessions, clients, api_keys, clinics,"
+                        " alembic_version CASCADE"
+                    )
                 )
             engine.dispose()

@@ -174,15 +174,20 @@ def histories(draw, max_sessions: int = 12) -> list[dict]:
     return sessions
 
 
-covariates = st.dictionaries(
-    st.sampled_from(["age", "gender", "clinic_id", "therapist_id", "x"]),
-    st.one_of(
-        st.none(),
-        st.booleans(),
-        st.integers(-(10**6), 10**6),
-        st.floats(allow_nan=False, allow_infinity=False),
-        st.text(max_size=20),
+# Valid covariates (serving.covariates: no contract column names, numbers within 1e9, age 0-120).
+covariates = st.builds(
+    lambda others, age: {**others, **age},
+    st.dictionaries(
+        st.sampled_from(["gender", "therapist_id", "x"]),
+        st.one_of(
+            st.none(),
+            st.booleans(),
+            st.integers(-(10**6), 10**6),
+            st.floats(-1e9, 1e9, allow_nan=False, allow_infinity=False),
+            st.text(max_size=20),
+        ),
     ),
+    st.dictionaries(st.just("age"), st.one_of(st.none(), st.integers(0, 120), st.floats(0, 120), st.text(max_size=20))),
 )
 
 

@@ -124,3 +124,104 @@ def test_v1_responses_are_not_cached_and_https_gets_hsts(api):
     hsts = secure.headers["strict-transport-security"]
     assert hsts.startswith("max-age=") and int(hsts.split("=")[1].split(";")[0]) >= 31_536_000
     assert "strict-transport-security" in api.client.get("https://testserver/healthz").headers
+
+
+BAD_COVARIATES = [
+    ('{"client_id": "other"}', "reserved"),
+    ('{"status": "dropout"}', "reserved"),
+    ('{"clinic_id": "north"}', "reserved"),
+    ('{"session_date": "2025-01-01"}', "reserved"),
+    ('{"note": "\\udfff"}', "Unicode"),
+    ('{"\\ud800x": 1}', "Unicode"),
+    ('{"level": -1e308}', "finite"),
+    ('{"level": 1e300}', "finite"),
+    ('{"age": -1}', "0 to 120"),
+    ('{"age": 121.5}', "0 to 120"),
+    ('{"note": "' + "x" * 201 + '"}', "200 characters"),
+    ("{" + ", ".join(f'"c{i}": {i}' for i in range(51)) + "}", "at most 50"),
+]
+
+
+@pytest.mark.parametrize(("covariates", "rule"), BAD_COVARIATES)
+def test_bad_covariates_are_422_naming_the_rule_not_the_value(api, covariates, rule):
+    """A lone surrogate was stored and then broke GET and every export; client_id overwrote the exported column."""
+    headers = api.new_clinic()
+    sessions = json.dumps([S1])
+    for method, path, body in (
+        ("PUT", "/v1/clients/bc", f'{{"covariates": {covariates}}}'),
+        ("POST", "/v1/score", f'{{"sessions": {sessions}, "covariates": {covariates}}}'),
+    ):
+        response = _raw(api, method, path, body, headers)
+        assert response.status_code == 422, (method, covariates, response.status_code)
+        assert rule in response.text
+        for secret in ("udfff", "ud800", "1e308", "1e+308", "xxxxxxxxxx", "north"):
+            assert secret not in response.text.lower()
+    assert api.client.get("/v1/clients/bc", headers=headers).status_code == 404  # nothing stored
+
+
+@pytest.mark.parametrize("field", ["gender", "therapist_id"])
+def test_episode_text_must_be_valid_unicode(api, field):
+    headers = api.new_clinic()
+    response = _raw(api, "PUT", "/v1/clients/gu", f'{{"{field}": "ok\\udfff"}}', headers)
+    assert response.status_code == 422 and field in response.text and "udfff" not in response.text.lower()
+
+
+def test_the_per_client_limit_counts_what_is_stored(api):
+    headers = api.new_clinic()
+    first = {"covariates": {f"a{i}": i for i in range(30)}}
+    assert api.client.put("/v1/clients/lim", json=first, headers=headers).status_code == 200
+    second = {"covariates": {f"b{i}": i for i in range(30)}}
+    response = api.client.put("/v1/clients/lim", json=second, headers=headers)
+    assert response.status_code == 422 and "at most 50" in response.text
+    assert len(api.client.get("/v1/clients/lim", headers=headers).json()["covariates"]) == 30
+
+
+def test_valid_covariates_at_the_limits_are_accepted(api):
+    headers = api.new_clinic()
+    ok = {"age": 120, "level": -1e9, "note": "é" * 200, "flag": True, "none": None, "therapist": "t1"}
+    assert api.client.put("/v1/clients/ok", json={"covariates": ok, "age": 0}, headers=headers).status_code == 200
+    assert api.client.post("/v1/score", json={"sessions": [S1], "covariates": ok}, headers=headers).status_code == 200
+
+
+def test_sign_out_ends_the_session_for_a_copied_cookie(api):
+    """A cookie copied before sign-out opened the caseload and recorded sessions for up to 8 hours."""
+    headers = api.new_clinic()
+    assert api.client.post("/v1/clients/so-1/sessions", json=S1, headers=headers).status_code == 201
+    _sign_in(api, headers)
+    page = api.client.get("/ui/clients/so-1")
+    assert page.status_code == 200 and "so-1" in page.text
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+    copied = api.client.cookies.get("drk_ui")
+    signed_out = api.client.post("/ui/logout", data={"csrf_token": csrf}, follow_redirects=False)
+    assert signed_out.status_code == 303 and signed_out.headers["location"].endswith("/ui/login")
+
+    api.client.cookies.clear()
+    api.client.cookies.set("drk_ui", copied, path="/ui")  # the old cookie, replayed
+    caseload = api.client.get("/ui/clients", follow_redirects=False)
+    assert caseload.status_code == 303 and caseload.headers["location"].endswith("/ui/login")
+    form = {
+        "csrf_token": csrf,
+        "session_number": "2",
+        "session_date": "2025-03-10",
+        "score_ors": "20",
+        "score_srs": "30",
+    }
+    recorded = api.client.post("/ui/clients/so-1/sessions", data=form, follow_redirects=False)
+    assert recorded.status_code == 303 and recorded.headers["location"].endswith("/ui/login")
+    assert api.client.get("/v1/clients/so-1", headers=headers).json()["sessions"] == 1  # nothing recorded
+    api.client.cookies.clear()
+
+    _sign_in(api, headers)  # signing in again works, and is a new session
+    assert api.client.get("/ui/clients", follow_redirects=False).status_code == 200
+    assert api.client.cookies.get("drk_ui") != copied
+    api.client.cookies.clear()
+
+
+def test_a_score_key_that_is_not_valid_unicode_is_422(api):
+    """An instrument key with a lone surrogate was a 500 on both session routes."""
+    headers = api.new_clinic()
+    session = '{"session_number": 1, "session_date": "2025-03-03", "scores": {"\\udfff": 1}}'
+    for path, body in (("/v1/clients/sk/sessions", session), ("/v1/score", f'{{"sessions": [{session}]}}')):
+        response = _raw(api, "POST", path, body, headers)
+        assert response.status_code == 422 and "valid Unicode" in response.text, (path, response.status_code)
+    assert api.client.get("/v1/clients/sk", headers=headers).status_code == 404

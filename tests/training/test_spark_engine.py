@@ -211,6 +211,9 @@ def test_features_command_on_spark_writes_the_pandas_table(spark, data, tmp_path
     assert result.exit_code == 0, output
     assert "wrote" in output and "400 clients" in output
     assert_same_features(pd.read_parquet(tmp_path / "spark.parquet"), pd.read_parquet(tmp_path / "pandas.parquet"))
+    # Health data at rest (issue 12, item 10): Spark's part files are made owner-only like the pandas file.
+    modes = {p.stat().st_mode & 0o777 for p in (tmp_path / "spark.parquet").rglob("*") if p.is_file()}
+    assert modes == {0o600} and (tmp_path / "pandas.parquet").stat().st_mode & 0o777 == 0o600
     # The CLI leaves a session it did not start running.
     assert spark.range(3).count() == 3
 

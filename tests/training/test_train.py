@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import math
+import numbers
+import os
+import stat
+from pathlib import Path
 
+import mlflow
 import numpy as np
 import pandas as pd
 import pytest
@@ -26,13 +32,30 @@ from tests.support.training import settings_for
 LANDMARKS = [str(k) for k in range(1, 9)]
 
 
+# Modes of the files training wrote, as they were when MLflow was handed them (issue 12, item 10).
+ARTIFACT_MODES: dict[str, int] = {}
+
+
 @pytest.fixture(scope="module")
 def trained(mlflow_store, cohorts):
     paths = cohorts.files(1200, seed=5)
     settings = settings_for(mlflow_store)
-    outcome = train(
-        paths["sessions"], paths["episodes"], settings, truth_path=paths["truth"], leave_one_clinic_out=True
-    )
+    original = mlflow.log_artifacts
+
+    def recording(local_dir, artifact_path=None):
+        for path in Path(local_dir).rglob("*"):
+            ARTIFACT_MODES[f"{artifact_path}/{path.relative_to(local_dir)}"] = stat.S_IMODE(path.stat().st_mode)
+        return original(local_dir, artifact_path)
+
+    previous = os.umask(0o022)  # the common default: files it creates are world-readable unless made private
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(mlflow, "log_artifacts", recording)
+            outcome = train(
+                paths["sessions"], paths["episodes"], settings, truth_path=paths["truth"], leave_one_clinic_out=True
+            )
+    finally:
+        os.umask(previous)
     return outcome, paths, settings
 
 
@@ -156,3 +179,28 @@ def test_registered_curves_are_fitted_on_the_training_clients_only(trained, tmp_
     leaky = fit_expected_trajectories(data.sessions[client_ids.isin(ended)], scorer.spec)
     with pytest.raises(AssertionError):
         _assert_same_curves(scorer.trajectories, leaky)
+
+
+def test_the_input_example_is_no_clients_row(trained, tmp_path):
+    """The packaged model travels with the registry: its input example must not be a test client's features."""
+    _, paths, settings = trained
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri(CHALLENGER), dst_path=str(tmp_path)))
+    example = json.loads((local / "input_example.json").read_text())
+    model = load_model(model_uri(CHALLENGER))
+    data = load_contract(paths["sessions"], paths["episodes"], settings.registry())
+    features = model.build_features(data.sessions, data.episodes).reindex(columns=example["columns"])
+
+    def as_text(values) -> tuple[str, ...]:  # JSON has 1.0 where the table has the integer 1
+        return tuple(
+            "-" if pd.isna(v) else f"{float(v):.4f}" if isinstance(v, numbers.Number) else str(v) for v in values
+        )
+
+    rows = {as_text(row) for row in features.itertuples(index=False)}
+    assert example["data"] and not [row for row in example["data"] if as_text(row) in rows]
+
+
+def test_training_writes_its_artifacts_owner_only(trained):
+    """Test clients' sessions wait on disk for MLflow to copy them: 0600 even under umask 022."""
+    held = {name: mode for name, mode in ARTIFACT_MODES.items() if name.startswith("evaluation/")}
+    assert "evaluation/test_sessions.parquet" in held and "evaluation/test_episodes.parquet" in held
+    assert all(mode == 0o600 for mode in held.values()), {k: oct(v) for k, v in held.items()}

@@ -19,6 +19,7 @@ import pandas as pd
 
 from dropout_risk.features.contract import ContractError
 from dropout_risk.features.landmarks import build_features
+from dropout_risk.features.private_files import private_tree
 from dropout_risk.features.spec import FeatureSpec, infer_spec
 from dropout_risk.features.trajectories import fit_expected_trajectories
 from dropout_risk.models.calibration import Method
@@ -296,7 +297,7 @@ def _log_and_register(
         info = log_model(
             fitted.model,
             check_rows=fitted.train_rows,
-            input_example=fitted.model.example_input(fitted.test_rows.head(3)),
+            input_example=_synthetic_example(fitted),
         )
         version = str(info.registered_model_version)
         set_alias(CHALLENGER, version)
@@ -307,6 +308,25 @@ def _log_and_register(
         mlflow.log_text(render_model_card(report, spec), "model_card.md")
         mlflow.set_tags({"model_version": version, "model_kind": chosen.kind})
     return TrainOutcome(report=report, run_id=run.info.run_id, model_version=version)
+
+
+def _synthetic_example(fitted: _Fitted) -> pd.DataFrame:
+    """One feature row of typical values, stored with the model as MLflow's input example.
+
+    Numbers are the training rows' medians (rounded), categories their first level: the
+    packaged model travels to wherever the registry is copied, and a real client's row
+    there would be health data outside the clinic.
+    """
+    rows = fitted.train_rows.reindex(columns=fitted.spec.feature_columns())
+    typical: dict[str, object] = {}
+    for column in rows.columns:
+        levels = fitted.spec.categorical_covariates.get(column)
+        if levels is not None:
+            typical[column] = levels[0] if levels else None
+        else:
+            median = pd.to_numeric(rows[column], errors="coerce").median()
+            typical[column] = None if pd.isna(median) else round(float(median), 1)
+    return fitted.model.example_input(pd.DataFrame([typical]))
 
 
 def _read_truth(path: Path) -> pd.DataFrame:
@@ -355,4 +375,5 @@ def _log_artifacts(tmp: Path, scored: pd.DataFrame, report: dict[str, Any], spec
         evaluation / "test_episodes.parquet", index=False
     )
     (evaluation / "feature_spec.json").write_text(json.dumps(spec.to_dict(), indent=2))
+    private_tree(evaluation)  # test clients' sessions: 0600 while they wait here for MLflow to copy them
     mlflow.log_artifacts(str(evaluation), TEST_DATA_DIR)

@@ -18,6 +18,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from dropout_risk.features.instruments import InstrumentRegistry, default_registry
+from dropout_risk.features.private_files import private_dir, private_file
 from dropout_risk.training.simulation.observations import (
     alliance_scores,
     apply_data_cut,
@@ -173,12 +174,11 @@ def _frame(columns: dict[str, np.ndarray]) -> pd.DataFrame:
 
 def write_cohort(cohort: Cohort, out_dir: Path) -> dict[str, Path]:
     """Write sessions.csv, episodes.csv and truth.csv; fixed float formats keep files byte-stable."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = private_dir(out_dir)
     formats = {"sessions": "%.1f", "episodes": None, "truth": f"%.{TRUE_RISK_DECIMALS}f"}
     paths = {}
     for name, float_format in formats.items():
-        path = out_dir / f"{name}.csv"
+        path = private_file(out_dir / f"{name}.csv")  # synthetic, but shaped and handled like health data
         getattr(cohort, name).to_csv(path, index=False, float_format=float_format, lineterminator="\n")
         paths[name] = path
     return paths

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from dropout_risk.features.config import FeatureConfig
 from dropout_risk.features.contract import ContractError
 from dropout_risk.features.instruments import InstrumentRegistry
+from dropout_risk.features.private_files import private_dir, private_tree
 from dropout_risk.features.spec import FeatureSpec
 from dropout_risk.training.data import PARQUET_SUFFIXES, DataFileError
 from dropout_risk.training.spark.inputs import SparkInputs
@@ -45,8 +46,10 @@ def write_parquet_spark(frame: DataFrame, out: str | Path, sort_by: list[str]) -
             if any(path.iterdir()) and not (path / "_SUCCESS").exists():
                 raise DataFileError(f"{text}: is a directory but not an earlier Spark output; choose another --out")
             shutil.rmtree(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
     frame.sortWithinPartitions(*sort_by).write.mode("overwrite").parquet(text)
+    if not has_scheme(text):
+        private_tree(text)  # Spark writes its part files with the umask's mode
 
 
 @dataclass(frozen=True)
