@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 
 from dropout_risk.serving.db import make_engine, session_factory
 from dropout_risk.serving.headers import SecurityHeadersMiddleware
+from dropout_risk.serving.limits import BodyLimitMiddleware
 from dropout_risk.serving.migrate import upgrade
 from dropout_risk.serving.model_holder import ModelHolder
 from dropout_risk.serving.observability import AccessMiddleware, Metrics
@@ -72,6 +73,8 @@ def create_app(settings: ServingSettings, *, holder: ModelHolder | None = None, 
     app.state.holder = holder
     app.state.registry = settings.registry()
     app.state.metrics = Metrics()
+    # Inside the access middleware, so a refused body is counted and logged like any answer.
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.serving.max_body_bytes)
     # Outside every route and handler: the one place an unhandled error is answered (500) and logged.
     app.add_middleware(AccessMiddleware, metrics=app.state.metrics)
     # Outermost (added last), so the 500 AccessMiddleware answers carries the headers too.

@@ -39,6 +39,7 @@ class ServingConfig(BaseModel):
     max_page_size: int = Field(default=200, ge=1, le=1000)
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    max_body_bytes: int = Field(default=1_048_576, ge=1, description="a longer request body is refused (413)")
 
 
 class ServingSettings(ProjectSettings):

@@ -1,0 +1,83 @@
+"""Issue 12, item 2: unauthenticated memory and connection exhaustion.
+
+A body is refused before it is read whole, a request without a valid key before its body is
+read at all. The chunked tests drive the app as an ASGI server would and count the chunks it
+pulled: a 413 or a 401 is not enough, the point is how much of the body was read to give it.
+"""
+
+from __future__ import annotations
+
+import time
+
+CAP = 1_048_576  # serving.max_body_bytes by default
+CHUNK = 64 * 1024
+BIG = 5 * 1024 * 1024
+
+
+def _post_chunked(api, path: str, total: int, headers: dict[str, str]) -> tuple[int, int]:
+    """POST a chunked body (no Content-Length) on the app's own event loop, where its lifespan ran.
+
+    Returns the status answered and how many chunks the app pulled from ``receive``.
+    """
+    chunks = [b"x" * CHUNK for _ in range(total // CHUNK)]
+    pulled = 0
+    statuses: list[int] = []
+
+    async def receive() -> dict:
+        nonlocal pulled
+        if pulled < len(chunks):
+            pulled += 1
+            return {"type": "http.request", "body": chunks[pulled - 1], "more_body": pulled < len(chunks)}
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"content-type", b"application/json"),
+            (b"transfer-encoding", b"chunked"),
+            *((k.lower().encode(), v.encode()) for k, v in headers.items()),
+        ],
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+        "state": {},
+    }
+
+    async def run() -> None:
+        await api.app(scope, receive, send)
+
+    api.client.portal.call(run)
+    return statuses[0], pulled
+
+
+def test_a_body_over_the_cap_is_413_with_and_without_a_key(api):
+    key = api.new_clinic()
+    for headers in (key, {}, {"Authorization": "Bearer not-a-key"}):
+        start = time.perf_counter()
+        response = api.client.post(
+            "/v1/score", content=b"x" * BIG, headers={**headers, "Content-Type": "application/json"}
+        )
+        assert response.status_code == 413, (headers.keys(), response.status_code)
+        assert response.json() == {"detail": f"request body larger than {CAP} bytes"}
+        assert time.perf_counter() - start < 2.0
+
+
+def test_a_chunked_body_over_the_cap_is_refused_at_the_cap(api):
+    status, pulled = _post_chunked(api, "/v1/score", BIG, api.new_clinic())
+    assert status == 413
+    assert pulled <= CAP // CHUNK + 1, f"read {pulled} of {BIG // CHUNK} chunks"
+    # The same app still answers, and a body under the cap is read and judged as before.
+    ok = api.client.post("/v1/score", json={"sessions": []}, headers=api.new_clinic())
+    assert ok.status_code == 422
+
