@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from dropout_risk.serving.auth import KeyCheckMiddleware
 from dropout_risk.serving.db import make_engine, session_factory
 from dropout_risk.serving.headers import SecurityHeadersMiddleware
 from dropout_risk.serving.limits import BodyLimitMiddleware
@@ -73,6 +74,8 @@ def create_app(settings: ServingSettings, *, holder: ModelHolder | None = None, 
     app.state.holder = holder
     app.state.registry = settings.registry()
     app.state.metrics = Metrics()
+    # The key before the body (innermost of the three): a request without a valid key is 401 unread.
+    app.add_middleware(KeyCheckMiddleware, reader=reader)
     # Inside the access middleware, so a refused body is counted and logged like any answer.
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.serving.max_body_bytes)
     # Outside every route and handler: the one place an unhandled error is answered (500) and logged.

@@ -81,3 +81,30 @@ def test_a_chunked_body_over_the_cap_is_refused_at_the_cap(api):
     ok = api.client.post("/v1/score", json={"sessions": []}, headers=api.new_clinic())
     assert ok.status_code == 422
 
+
+BAD_KEYS = [{}, {"Authorization": "Bearer not-a-key"}, {"Authorization": "Basic dXNlcjpwYXNz"}]
+
+
+def test_b_the_key_is_checked_before_the_body_is_read(api):
+    """A 500 KB body (under the cap) without a valid key: 401, and not one chunk of it read."""
+    for headers in BAD_KEYS:
+        status, pulled = _post_chunked(api, "/v1/score", 500 * 1024, headers)
+        assert (status, pulled) == (401, 0), headers
+        status, pulled = _post_chunked(api, "/v1/clients/c1/sessions", 500 * 1024, headers)
+        assert (status, pulled) == (401, 0), headers
+    # The answer is the one the routes give: same body, same challenge, no-store.
+    response = api.client.post("/v1/score", content=b"x" * 500 * 1024, headers={"Content-Type": "application/json"})
+    assert response.status_code == 401
+    assert response.json() == {"detail": "missing, unknown or revoked API key"}
+    assert response.headers["WWW-Authenticate"] == "Bearer"
+    assert response.headers["Cache-Control"] == "no-store"
+    # A valid key still gets its body read and judged.
+    status, pulled = _post_chunked(api, "/v1/score", 500 * 1024, api.new_clinic())
+    assert status == 422 and pulled == 500 * 1024 // CHUNK
+
+
+def test_b_a_declared_length_over_the_cap_is_413_before_the_key(api):
+    """Both are header checks; the size needs no database read, so it answers first (README)."""
+    response = api.client.post("/v1/score", content=b"x" * (CAP + 1), headers={"Content-Type": "application/json"})
+    assert response.status_code == 413
+
