@@ -7,6 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from dropout_risk.features.config import ProjectSettings
 from dropout_risk.models.names import CHAMPION, model_uri
 from dropout_risk.serving.risk import Band
+from dropout_risk.serving.schemas import MAX_SESSIONS
 
 
 class RiskBands(BaseModel):
@@ -39,6 +40,9 @@ class ServingConfig(BaseModel):
     max_page_size: int = Field(default=200, ge=1, le=1000)
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    max_sessions_per_score: int = Field(
+        default=200, ge=1, le=MAX_SESSIONS, description="a longer history on POST /v1/score is refused (422)"
+    )
     max_body_bytes: int = Field(default=1_048_576, ge=1, description="a longer request body is refused (413)")
 
 

@@ -7,6 +7,7 @@ pulled: a 413 or a 401 is not enough, the point is how much of the body was read
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 
 CAP = 1_048_576  # serving.max_body_bytes by default
@@ -108,3 +109,25 @@ def test_b_a_declared_length_over_the_cap_is_413_before_the_key(api):
     response = api.client.post("/v1/score", content=b"x" * (CAP + 1), headers={"Content-Type": "application/json"})
     assert response.status_code == 413
 
+
+def _history(length: int) -> list[dict]:
+    first = dt.date(2020, 1, 6)
+    return [
+        {
+            "session_number": n,
+            "session_date": (first + dt.timedelta(days=7 * (n - 1))).isoformat(),
+            "scores": {"ors": 20.0, "srs": 35.0},
+        }
+        for n in range(1, length + 1)
+    ]
+
+
+def test_c_score_histories_are_capped(api):
+    """serving.max_sessions_per_score (200 by default): one more is 422 naming the rule, nothing scored."""
+    headers = api.new_clinic()
+    assert api.client.post("/v1/score", json={"sessions": _history(200)}, headers=headers).status_code == 200
+    response = api.client.post("/v1/score", json={"sessions": _history(201)}, headers=headers)
+    assert response.status_code == 422
+    [problem] = response.json()["detail"]
+    assert problem["loc"] == ["body", "sessions"]
+    assert "at most 200 sessions per score" in problem["msg"] and "serving.max_sessions_per_score" in problem["msg"]
