@@ -43,6 +43,8 @@ class ServingConfig(BaseModel):
     max_sessions_per_score: int = Field(
         default=200, ge=1, le=MAX_SESSIONS, description="a longer history on POST /v1/score is refused (422)"
     )
+    keep_alive_seconds: int = Field(default=5, ge=1, description="an idle connection is closed after this")
+    max_concurrency: int = Field(default=200, ge=1, description="connections and requests at once; 503 beyond")
     max_body_bytes: int = Field(default=1_048_576, ge=1, description="a longer request body is refused (413)")
 
 

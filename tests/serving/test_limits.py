@@ -10,6 +10,13 @@ from __future__ import annotations
 import datetime as dt
 import time
 
+import pytest
+import uvicorn
+from typer.testing import CliRunner
+
+from dropout_risk.cli.main import app as cli
+from dropout_risk.serving import app as app_module
+
 CAP = 1_048_576  # serving.max_body_bytes by default
 CHUNK = 64 * 1024
 BIG = 5 * 1024 * 1024
@@ -131,3 +138,23 @@ def test_c_score_histories_are_capped(api):
     [problem] = response.json()["detail"]
     assert problem["loc"] == ["body", "sessions"]
     assert "at most 200 sessions per score" in problem["msg"] and "serving.max_sessions_per_score" in problem["msg"]
+
+
+@pytest.mark.parametrize(
+    ("toml", "keep_alive", "concurrency"),
+    [("", 5, 200), ("[serving]\nkeep_alive_seconds = 3\nmax_concurrency = 17\n", 3, 17)],
+)
+def test_d_serve_bounds_idle_connections_and_concurrency(tmp_path, monkeypatch, toml, keep_alive, concurrency):
+    """`dropout-risk serve` hands uvicorn the keep-alive timeout and the concurrency bound from the settings."""
+    runs: list[dict] = []
+    monkeypatch.setattr(uvicorn, "run", lambda _app, **options: runs.append(options))
+    monkeypatch.setattr(app_module, "create_app", lambda _settings: object())
+    for name in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT"):  # restored after: serve sets them
+        monkeypatch.delenv(name, raising=False)
+    config = tmp_path / "dropout-risk.toml"
+    config.write_text(toml)
+    result = CliRunner().invoke(cli, ["serve", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    [options] = runs
+    assert options["timeout_keep_alive"] == keep_alive
+    assert options["limit_concurrency"] == concurrency
