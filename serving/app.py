@@ -18,6 +18,7 @@ from dropout_risk.serving.limits import BodyLimitMiddleware
 from dropout_risk.serving.migrate import upgrade
 from dropout_risk.serving.model_holder import ModelHolder
 from dropout_risk.serving.observability import AccessMiddleware, Metrics
+from dropout_risk.serving.ratelimit import RateLimiter
 from dropout_risk.serving.routes import clients, operations, scoring
 from dropout_risk.serving.service import Invalid
 from dropout_risk.serving.settings import ServingSettings
@@ -75,7 +76,9 @@ def create_app(settings: ServingSettings, *, holder: ModelHolder | None = None, 
     app.state.registry = settings.registry()
     app.state.metrics = Metrics()
     # The key before the body (innermost of the three): a request without a valid key is 401 unread.
-    app.add_middleware(KeyCheckMiddleware, reader=reader)
+    rate = settings.serving.rate_limit
+    limiter = RateLimiter(rate, settings.serving.rate_limit_burst) if rate > 0 else None
+    app.add_middleware(KeyCheckMiddleware, reader=reader, limiter=limiter)
     # Inside the access middleware, so a refused body is counted and logged like any answer.
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.serving.max_body_bytes)
     # Outside every route and handler: the one place an unhandled error is answered (500) and logged.

@@ -20,15 +20,17 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from dropout_risk.serving.deps import CLINIC_STATE, UNAUTHORIZED, bearer
 from dropout_risk.serving.headers import API_PREFIX
-from dropout_risk.serving.keys import clinic_for_key
+from dropout_risk.serving.keys import clinic_for_key, digest
+from dropout_risk.serving.ratelimit import RateLimiter, retry_after
 
 ADMIN_PREFIX = API_PREFIX + "/admin/"
 
 
 class KeyCheckMiddleware:
-    def __init__(self, app: ASGIApp, reader: Engine):
+    def __init__(self, app: ASGIApp, reader: Engine, limiter: RateLimiter | None = None):
         self.app = app
         self.reader = reader
+        self.limiter = limiter
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope.get("path", "") if scope["type"] == "http" else ""
@@ -46,5 +48,15 @@ class KeyCheckMiddleware:
             refusal = JSONResponse({"detail": UNAUTHORIZED.detail}, 401, headers=UNAUTHORIZED.headers)
             await refusal(scope, receive, send)
             return
+        if self.limiter is not None and credentials is not None:
+            wait = self.limiter.wait(digest(credentials.credentials))
+            if wait > 0:
+                limited = JSONResponse(
+                    {"detail": f"rate limit exceeded: at most {self.limiter.rate:g} requests a second per API key"},
+                    429,
+                    headers={"Retry-After": retry_after(wait)},
+                )
+                await limited(scope, receive, send)
+                return
         scope.setdefault("state", {})[CLINIC_STATE] = clinic_id
         await self.app(scope, receive, send)

@@ -32,6 +32,11 @@ UNAUTHORIZED = HTTPException(
 # The answers the dependencies and body parsing give, documented on the routes that can give them.
 Responses = dict[int | str, dict[str, Any]]  # FastAPI's type of a route's ``responses``
 UNAUTHORIZED_RESPONSE: Responses = {401: {"model": ErrorBody, "description": "Missing, unknown or revoked API key"}}
+# A clinic's key is also rate limited (serving.auth.KeyCheckMiddleware); the admin key is not.
+CLINIC_KEY_RESPONSES: Responses = {
+    **UNAUTHORIZED_RESPONSE,
+    429: {"model": ErrorBody, "description": "Over the key's rate limit (serving.rate_limit); see Retry-After"},
+}
 NO_MODEL_RESPONSE: Responses = {503: {"model": ErrorBody, "description": "No model loaded yet"}}
 BAD_BODY_RESPONSE: Responses = {
     400: {"model": ErrorBody, "description": "The body cannot be read (not UTF-8 JSON text)"}

@@ -45,6 +45,8 @@ class ServingConfig(BaseModel):
     )
     keep_alive_seconds: int = Field(default=5, ge=1, description="an idle connection is closed after this")
     max_concurrency: int = Field(default=200, ge=1, description="connections and requests at once; 503 beyond")
+    rate_limit: float = Field(default=50.0, ge=0, description="requests a second per API key (429 beyond); 0: none")
+    rate_limit_burst: int = Field(default=100, ge=1, description="requests an API key may send at once")
     max_body_bytes: int = Field(default=1_048_576, ge=1, description="a longer request body is refused (413)")
 
 

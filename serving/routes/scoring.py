@@ -7,8 +7,8 @@ from fastapi import APIRouter
 from dropout_risk.serving import service
 from dropout_risk.serving.deps import (
     BAD_BODY_RESPONSE,
+    CLINIC_KEY_RESPONSES,
     NO_MODEL_RESPONSE,
-    UNAUTHORIZED_RESPONSE,
     ClinicId,
     Model,
     RiskMetrics,
@@ -18,7 +18,7 @@ from dropout_risk.serving.deps import (
 from dropout_risk.serving.schemas import ErrorBody, ModelInfo, ScoreRequest, ScoreResponse
 from dropout_risk.serving.scoring import HistoryRow
 
-router = APIRouter(prefix="/v1", tags=["scoring"], responses=UNAUTHORIZED_RESPONSE)
+router = APIRouter(prefix="/v1", tags=["scoring"], responses=CLINIC_KEY_RESPONSES)
 
 
 @router.post(

@@ -9,13 +9,19 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Iterator
 
 import pytest
 import uvicorn
+from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from dropout_risk.cli.main import app as cli
 from dropout_risk.serving import app as app_module
+from dropout_risk.serving.app import create_app
+from dropout_risk.serving.ratelimit import RateLimiter, retry_after
+from tests.support.mlflow_store import active_store
+from tests.support.serving import Api, serving_settings
 
 CAP = 1_048_576  # serving.max_body_bytes by default
 CHUNK = 64 * 1024
@@ -158,3 +164,45 @@ def test_d_serve_bounds_idle_connections_and_concurrency(tmp_path, monkeypatch, 
     [options] = runs
     assert options["timeout_keep_alive"] == keep_alive
     assert options["limit_concurrency"] == concurrency
+
+
+@pytest.fixture(scope="module")
+def limited(champion, tmp_path_factory) -> Iterator[Api]:
+    """An app whose keys may send 3 requests at once and 1 a second after that."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('limited')}/api.db"
+    with active_store(champion.store):
+        app = create_app(serving_settings(url, rate_limit=1, rate_limit_burst=3), poll=False)
+        with TestClient(app) as client:
+            yield Api(client, app, "sqlite")
+
+
+def test_e_each_key_is_rate_limited_on_its_own(limited):
+    busy, quiet = limited.new_clinic(), limited.new_clinic()
+    answers = [limited.client.get("/v1/clients", headers=busy) for _ in range(6)]
+    assert [a.status_code for a in answers[:3]] == [200, 200, 200]
+    refused = [a for a in answers[3:] if a.status_code == 429]
+    assert len(refused) >= 2, [a.status_code for a in answers]
+    assert refused[0].headers["Retry-After"] == "1"
+    assert "rate limit" in refused[0].json()["detail"]
+    # Refused before the body is read or anything runs: a body over nothing, the same 429.
+    status, pulled = _post_chunked(limited, "/v1/score", 500 * 1024, busy)
+    assert (status, pulled) == (429, 0)
+    # Another clinic's key is not slowed by the busy one, and no key is still 401, not 429.
+    assert limited.client.get("/v1/clients", headers=quiet).status_code == 200
+    assert limited.client.get("/v1/clients").status_code == 401
+    time.sleep(1.1)  # a token back
+    assert limited.client.get("/v1/clients", headers=busy).status_code == 200
+
+
+def test_e_token_bucket_refills_at_the_rate_up_to_the_burst():
+    now = [0.0]
+    limiter = RateLimiter(rate=2.0, burst=4, clock=lambda: now[0])
+    assert [limiter.wait("k") for _ in range(4)] == [0.0] * 4
+    assert limiter.wait("k") == pytest.approx(0.5)
+    assert limiter.wait("other") == 0.0
+    now[0] = 1.0  # two tokens back
+    assert [limiter.wait("k") for _ in range(2)] == [0.0, 0.0]
+    assert limiter.wait("k") > 0
+    now[0] = 100.0  # never more than the burst
+    assert sum(limiter.wait("k") == 0.0 for _ in range(10)) == 4
+    assert retry_after(0.01) == "1" and retry_after(1.2) == "2"
