@@ -80,7 +80,11 @@ def create_app(settings: ServingSettings, *, holder: ModelHolder | None = None, 
     limiter = RateLimiter(rate, settings.serving.rate_limit_burst) if rate > 0 else None
     app.add_middleware(KeyCheckMiddleware, reader=reader, limiter=limiter)
     # Inside the access middleware, so a refused body is counted and logged like any answer.
-    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.serving.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_body_bytes=settings.serving.max_body_bytes,
+        body_timeout=settings.serving.body_timeout_seconds,
+    )
     # Outside every route and handler: the one place an unhandled error is answered (500) and logged.
     app.add_middleware(AccessMiddleware, metrics=app.state.metrics)
     # Outermost (added last), so the 500 AccessMiddleware answers carries the headers too.

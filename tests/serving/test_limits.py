@@ -7,6 +7,7 @@ pulled: a 413 or a 401 is not enough, the point is how much of the body was read
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import time
 from collections.abc import Iterator
@@ -206,3 +207,64 @@ def test_e_token_bucket_refills_at_the_rate_up_to_the_burst():
     now[0] = 100.0  # never more than the burst
     assert sum(limiter.wait("k") == 0.0 for _ in range(10)) == 4
     assert retry_after(0.01) == "1" and retry_after(1.2) == "2"
+
+
+@pytest.fixture(scope="module")
+def impatient(champion, tmp_path_factory) -> Iterator[Api]:
+    """An app that waits at most half a second for a request body."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('impatient')}/api.db"
+    with active_store(champion.store):
+        app = create_app(serving_settings(url, body_timeout_seconds=0.5), poll=False)
+        with TestClient(app) as client:
+            yield Api(client, app, "sqlite")
+
+
+def _post_stalled(api: Api, headers: dict[str, str]) -> int:
+    """POST a chunked body whose first chunk arrives and whose next never does; the status answered."""
+    sent = False
+    statuses: list[int] = []
+
+    async def receive() -> dict:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": b'{"sessions": [', "more_body": True}
+        await asyncio.Event().wait()  # the client stalls; only the app's own timeout ends this
+        raise AssertionError("unreachable")
+
+    async def send(message: dict) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/score",
+        "raw_path": b"/v1/score",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"content-type", b"application/json"), (b"transfer-encoding", b"chunked")]
+        + [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+        "state": {},
+    }
+
+    async def run() -> None:
+        # Bounded here so the test fails, rather than hangs, on a server that would wait forever.
+        await asyncio.wait_for(api.app(scope, receive, send), 5)
+
+    api.client.portal.call(run)
+    return statuses[0]
+
+
+def test_f_a_half_sent_body_is_408_within_the_timeout(impatient):
+    start = time.perf_counter()
+    assert _post_stalled(impatient, impatient.new_clinic()) == 408
+    assert time.perf_counter() - start < 3
+    # A whole body in time is read as before.
+    ok = impatient.client.post("/v1/score", json={"sessions": _history(3)}, headers=impatient.new_clinic())
+    assert ok.status_code == 200
