@@ -53,7 +53,15 @@ def serve(
     app = create_app(project)
     # uvicorn's own access log prints request paths, which carry client identifiers: ours logs route templates.
     uvicorn.run(
-        app, host=host or project.serving.host, port=port or project.serving.port, access_log=False, log_level="info"
+        app,
+        host=host or project.serving.host,
+        port=port or project.serving.port,
+        access_log=False,
+        log_level="info",
+        # An idle connection is closed after this; 1,100 half-open ones exhausted the descriptors.
+        timeout_keep_alive=project.serving.keep_alive_seconds,
+        # Beyond this many connections and requests at once uvicorn answers 503 instead of queueing them all.
+        limit_concurrency=project.serving.max_concurrency,
     )
 
 

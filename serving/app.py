@@ -11,11 +11,14 @@ from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from dropout_risk.serving.auth import KeyCheckMiddleware
 from dropout_risk.serving.db import make_engine, session_factory
 from dropout_risk.serving.headers import SecurityHeadersMiddleware
+from dropout_risk.serving.limits import BodyLimitMiddleware
 from dropout_risk.serving.migrate import upgrade
 from dropout_risk.serving.model_holder import ModelHolder
 from dropout_risk.serving.observability import AccessMiddleware, Metrics
+from dropout_risk.serving.ratelimit import RateLimiter
 from dropout_risk.serving.routes import clients, operations, scoring
 from dropout_risk.serving.service import Invalid
 from dropout_risk.serving.settings import ServingSettings
@@ -72,6 +75,16 @@ def create_app(settings: ServingSettings, *, holder: ModelHolder | None = None, 
     app.state.holder = holder
     app.state.registry = settings.registry()
     app.state.metrics = Metrics()
+    # The key before the body (innermost of the three): a request without a valid key is 401 unread.
+    rate = settings.serving.rate_limit
+    limiter = RateLimiter(rate, settings.serving.rate_limit_burst) if rate > 0 else None
+    app.add_middleware(KeyCheckMiddleware, reader=reader, limiter=limiter)
+    # Inside the access middleware, so a refused body is counted and logged like any answer.
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_body_bytes=settings.serving.max_body_bytes,
+        body_timeout=settings.serving.body_timeout_seconds,
+    )
     # Outside every route and handler: the one place an unhandled error is answered (500) and logged.
     app.add_middleware(AccessMiddleware, metrics=app.state.metrics)
     # Outermost (added last), so the 500 AccessMiddleware answers carries the headers too.

@@ -23,6 +23,8 @@ from dropout_risk.serving.schemas import ErrorBody
 from dropout_risk.serving.scoring import ScoringContext
 from dropout_risk.serving.settings import ServingSettings
 
+# The request-state key under which serving.auth.KeyCheckMiddleware leaves the clinic it checked.
+CLINIC_STATE = "dropout_risk_clinic_id"
 bearer = HTTPBearer(auto_error=False, description="A clinic's API key (dropout-risk keys create --clinic NAME)")
 UNAUTHORIZED = HTTPException(
     status.HTTP_401_UNAUTHORIZED, "missing, unknown or revoked API key", headers={"WWW-Authenticate": "Bearer"}
@@ -30,6 +32,11 @@ UNAUTHORIZED = HTTPException(
 # The answers the dependencies and body parsing give, documented on the routes that can give them.
 Responses = dict[int | str, dict[str, Any]]  # FastAPI's type of a route's ``responses``
 UNAUTHORIZED_RESPONSE: Responses = {401: {"model": ErrorBody, "description": "Missing, unknown or revoked API key"}}
+# A clinic's key is also rate limited (serving.auth.KeyCheckMiddleware); the admin key is not.
+CLINIC_KEY_RESPONSES: Responses = {
+    **UNAUTHORIZED_RESPONSE,
+    429: {"model": ErrorBody, "description": "Over the key's rate limit (serving.rate_limit); see Retry-After"},
+}
 NO_MODEL_RESPONSE: Responses = {503: {"model": ErrorBody, "description": "No model loaded yet"}}
 BAD_BODY_RESPONSE: Responses = {
     400: {"model": ErrorBody, "description": "The body cannot be read (not UTF-8 JSON text)"}
@@ -111,15 +118,21 @@ async def get_optional_scoring(
 
 
 async def require_clinic(
+    request: Request,
     reader: Annotated[Engine, Depends(get_reader)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> int:
     """The caller's clinic, from one indexed read of the key's digest.
 
+    ``serving.auth.KeyCheckMiddleware`` has normally done that read already, before the body
+    was read, and left the clinic in the request's state; the read here is for an app without it.
     Run on the event loop on purpose: the lookup takes a fraction of a millisecond
     (a primary-key-like index hit), less than the hop to a worker thread would cost,
     and it is on every request. Revocation is immediate: nothing is cached.
     """
+    checked = getattr(request.state, CLINIC_STATE, None)
+    if isinstance(checked, int):
+        return checked
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise UNAUTHORIZED
     with reader.connect() as connection:  # a Core connection: no ORM session needed

@@ -119,6 +119,13 @@ def client_risk(db: Session, clinic_id: int, external_id: str, scoring: ScoringC
     return ClientRiskView(client, sessions, scored.risk, scored.history)
 
 
+def check_score_size(sessions: int, limit: int) -> None:
+    """One clinic's 500-session scores made another's p95 100x slower: a score's work is bounded. Raises Invalid."""
+    if sessions > limit:
+        msg = f"at most {limit} sessions per score (serving.max_sessions_per_score); got {sessions}"
+        raise Invalid([Problem(("body", "sessions"), msg)])
+
+
 def score(history: Sequence[HistoryRow], covariates: Mapping[str, object], scoring: ScoringContext) -> Scored:
     """A whole history sent in the body, checked and scored; nothing is stored. Raises Invalid."""
     problems = check_history(history, scoring.registry)

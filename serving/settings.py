@@ -7,6 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from dropout_risk.features.config import ProjectSettings
 from dropout_risk.models.names import CHAMPION, model_uri
 from dropout_risk.serving.risk import Band
+from dropout_risk.serving.schemas import MAX_SESSIONS
 
 
 class RiskBands(BaseModel):
@@ -39,6 +40,17 @@ class ServingConfig(BaseModel):
     max_page_size: int = Field(default=200, ge=1, le=1000)
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    max_sessions_per_score: int = Field(
+        default=200, ge=1, le=MAX_SESSIONS, description="a longer history on POST /v1/score is refused (422)"
+    )
+    keep_alive_seconds: int = Field(default=5, ge=1, description="an idle connection is closed after this")
+    max_concurrency: int = Field(default=200, ge=1, description="connections and requests at once; 503 beyond")
+    rate_limit: float = Field(default=50.0, ge=0, description="requests a second per API key (429 beyond); 0: none")
+    rate_limit_burst: int = Field(default=100, ge=1, description="requests an API key may send at once")
+    body_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="a request body must arrive whole within this (408 beyond)"
+    )
+    max_body_bytes: int = Field(default=1_048_576, ge=1, description="a longer request body is refused (413)")
 
 
 class ServingSettings(ProjectSettings):

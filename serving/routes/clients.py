@@ -10,8 +10,8 @@ from sqlalchemy.orm import Session
 from dropout_risk.serving import service
 from dropout_risk.serving.deps import (
     BAD_BODY_RESPONSE,
+    CLINIC_KEY_RESPONSES,
     NO_MODEL_RESPONSE,
-    UNAUTHORIZED_RESPONSE,
     ClinicId,
     Db,
     MaybeScoring,
@@ -36,7 +36,7 @@ from dropout_risk.serving.schemas import (
 from dropout_risk.serving.store import session_counts
 from dropout_risk.serving.tables import Client
 
-router = APIRouter(prefix="/v1/clients", tags=["clients"], responses=UNAUTHORIZED_RESPONSE)
+router = APIRouter(prefix="/v1/clients", tags=["clients"], responses=CLINIC_KEY_RESPONSES)
 ClientPath = Annotated[ClientId, Path(description="The clinic's own identifier for the client")]
 NOT_FOUND: Responses = {404: {"model": ErrorBody, "description": "No such client for this clinic"}}
 

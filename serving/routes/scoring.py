@@ -7,17 +7,18 @@ from fastapi import APIRouter
 from dropout_risk.serving import service
 from dropout_risk.serving.deps import (
     BAD_BODY_RESPONSE,
+    CLINIC_KEY_RESPONSES,
     NO_MODEL_RESPONSE,
-    UNAUTHORIZED_RESPONSE,
     ClinicId,
     Model,
     RiskMetrics,
     Scoring,
+    Settings,
 )
 from dropout_risk.serving.schemas import ErrorBody, ModelInfo, ScoreRequest, ScoreResponse
 from dropout_risk.serving.scoring import HistoryRow
 
-router = APIRouter(prefix="/v1", tags=["scoring"], responses=UNAUTHORIZED_RESPONSE)
+router = APIRouter(prefix="/v1", tags=["scoring"], responses=CLINIC_KEY_RESPONSES)
 
 
 @router.post(
@@ -25,8 +26,11 @@ router = APIRouter(prefix="/v1", tags=["scoring"], responses=UNAUTHORIZED_RESPON
     response_model=ScoreResponse,
     responses={422: {"model": ErrorBody, "description": "Invalid history"}, **BAD_BODY_RESPONSE, **NO_MODEL_RESPONSE},
 )
-def score(body: ScoreRequest, _clinic: ClinicId, scoring: Scoring, metrics: RiskMetrics) -> ScoreResponse:
+def score(
+    body: ScoreRequest, _clinic: ClinicId, scoring: Scoring, metrics: RiskMetrics, settings: Settings
+) -> ScoreResponse:
     """Score a whole history sent in the body; nothing is stored."""
+    service.check_score_size(len(body.sessions), settings.serving.max_sessions_per_score)
     history = [HistoryRow(s.session_number, s.session_date, s.scores, s.missed_since_last) for s in body.sessions]
     scored = service.score(history, body.covariates, scoring)
     metrics.observe_risk(scored.risk.probability, scored.risk.band)

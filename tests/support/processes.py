@@ -153,6 +153,8 @@ class ApiServer(Process):
             MLFLOW_TRACKING_URI=tracking_uri,
             DROPOUT_RISK_ADMIN_KEY=ADMIN_KEY,
             DROPOUT_RISK_SERVING__POLL_INTERVAL_SECONDS=str(poll_interval),
+            # Load and crash tests drive one key far faster than a clinic would: no rate limit unless set.
+            DROPOUT_RISK_SERVING__RATE_LIMIT="0",
             **(env or {}),
         )
         self.port = 0

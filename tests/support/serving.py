@@ -19,11 +19,14 @@ _clinics = itertools.count()
 
 
 def serving_settings(database_url: str, **serving: Any) -> ServingSettings:
-    """Settings for an app on ``database_url`` that never polls the registry by itself (tests reload it)."""
+    """Settings for an app on ``database_url`` that never polls the registry by itself (tests reload it).
+
+    No rate limit unless a test sets one: tests drive one key far faster than a clinic would.
+    """
     return ServingSettings(
         database_url=database_url,
         admin_key=SecretStr(ADMIN_KEY),
-        serving=ServingConfig(poll_interval_seconds=3600, **serving),
+        serving=ServingConfig(**{"poll_interval_seconds": 3600, "rate_limit": 0, **serving}),
     )
 
 
