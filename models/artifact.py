@@ -183,13 +183,18 @@ def read_artifact(directory: Path) -> ScorerArtifact:
         raise ArtifactError(f"{SCORER_JSON} is malformed ({type(exc).__name__})") from None
 
 
-def _read_json(path: Path) -> Any:
+def _read_text(path: Path, missing: str) -> str:
+    """The file's text, or an ArtifactError that names the file and the fault (never its content)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ArtifactError(f"{path.name} is missing (a model logged without a scorer artifact?)") from None
+        raise ArtifactError(f"{path.name} is missing{missing}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ArtifactError(f"{path.name} cannot be read ({type(exc).__name__})") from None
+
+
+def _read_json(path: Path) -> Any:
+    text = _read_text(path, " (a model logged without a scorer artifact?)")
     try:
         return json.loads(text)
     except json.JSONDecodeError:
@@ -230,12 +235,7 @@ def _logistic(data: Mapping[str, Any]) -> LogisticParams:
 
 
 def _lightgbm(data: Mapping[str, Any], booster_path: Path) -> LightGBMParams:
-    try:
-        booster = booster_path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ArtifactError(f"{BOOSTER_TXT} is missing") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ArtifactError(f"{BOOSTER_TXT} cannot be read ({type(exc).__name__})") from None
+    booster = _read_text(booster_path, "")
     return LightGBMParams(
         features=tuple(_text(f) for f in data["features"]),
         categories={_text(k): tuple(_text(c) for c in v) for k, v in data["categories"].items()},
