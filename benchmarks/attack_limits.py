@@ -277,7 +277,12 @@ def clinic_a_load(server_url: str, key: str, seconds: float) -> None:
     started = time.monotonic()
     stop_at = started + seconds
     stop = threading.Event()
-    threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
+
+    def until_stdin_closes() -> None:
+        sys.stdin.read()
+        stop.set()
+
+    threading.Thread(target=until_stdin_closes, daemon=True).start()
 
     def client() -> None:
         with httpx.Client(base_url=server_url, headers={"Authorization": f"Bearer {key}"}, timeout=30) as http:
