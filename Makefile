@@ -90,6 +90,7 @@ bench: venv
 	$(BIN)/python benchmarks/serving_latency.py
 	$(BIN)/python benchmarks/score_throughput.py
 	$(BIN)/python benchmarks/spark_vs_pandas.py
+	$(BIN)/python benchmarks/attack_limits.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .hypothesis .mypy_cache .typecheck *.egg-info mlflow.db mlruns
