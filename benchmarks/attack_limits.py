@@ -393,9 +393,9 @@ def main() -> None:
             body_flood(server, key)
             slow_connections(server, key)
         (root / "limited").mkdir()
-        with ApiServer(root / "limited", f"sqlite:///{root}/limited/api.db", uri) as server:
-            # The test support turns the rate limit off (its `env` cannot override that): the defaults, explicitly.
-            server.env.update(DROPOUT_RISK_SERVING__RATE_LIMIT="50", DROPOUT_RISK_SERVING__RATE_LIMIT_BURST="100")
+        # The test support turns the rate limit off unless told otherwise: the defaults, explicitly.
+        limited = {"DROPOUT_RISK_SERVING__RATE_LIMIT": "50", "DROPOUT_RISK_SERVING__RATE_LIMIT_BURST": "100"}
+        with ApiServer(root / "limited", f"sqlite:///{root}/limited/api.db", uri, env=limited) as server:
             key_a = start_with_key(server, "clinic-a")
             key_b = create_key(server.workdir, server.database_url, "clinic-b")
             neighbour(server, key_a, key_b)

@@ -148,14 +148,14 @@ class ApiServer(Process):
     ):
         super().__init__(name, workdir)
         self.database_url = database_url
+        # Load and crash tests drive one key far faster than a clinic would: no rate limit unless ``env`` sets one.
+        defaults = {"DROPOUT_RISK_SERVING__RATE_LIMIT": "0"}
         self.env = clean_env(
             DROPOUT_RISK_DATABASE_URL=database_url,
             MLFLOW_TRACKING_URI=tracking_uri,
             DROPOUT_RISK_ADMIN_KEY=ADMIN_KEY,
             DROPOUT_RISK_SERVING__POLL_INTERVAL_SECONDS=str(poll_interval),
-            # Load and crash tests drive one key far faster than a clinic would: no rate limit unless set.
-            DROPOUT_RISK_SERVING__RATE_LIMIT="0",
-            **(env or {}),
+            **{**defaults, **(env or {})},
         )
         self.port = 0
 
