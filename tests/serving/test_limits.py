@@ -29,21 +29,11 @@ CHUNK = 64 * 1024
 BIG = 5 * 1024 * 1024
 
 
-def _post_chunked(api, path: str, total: int, headers: dict[str, str]) -> tuple[int, int]:
-    """POST a chunked body (no Content-Length) on the app's own event loop, where its lifespan ran.
-
-    Returns the status answered and how many chunks the app pulled from ``receive``.
-    """
-    chunks = [b"x" * CHUNK for _ in range(total // CHUNK)]
-    pulled = 0
+def _run_chunked_post(api, path: str, headers: dict[str, str], receive, timeout: float = 5.0) -> int:
+    """Run one chunked POST (no Content-Length) through the app on its own event loop, where its lifespan
+    ran, with ``receive`` feeding the body; the status answered. Bounded so a server that would wait
+    forever fails the test instead of hanging it."""
     statuses: list[int] = []
-
-    async def receive() -> dict:
-        nonlocal pulled
-        if pulled < len(chunks):
-            pulled += 1
-            return {"type": "http.request", "body": chunks[pulled - 1], "more_body": pulled < len(chunks)}
-        return {"type": "http.disconnect"}
 
     async def send(message: dict) -> None:
         if message["type"] == "http.response.start":
@@ -70,10 +60,26 @@ def _post_chunked(api, path: str, total: int, headers: dict[str, str]) -> tuple[
     }
 
     async def run() -> None:
-        await api.app(scope, receive, send)
+        await asyncio.wait_for(api.app(scope, receive, send), timeout)
 
     api.client.portal.call(run)
-    return statuses[0], pulled
+    return statuses[0]
+
+
+def _post_chunked(api, path: str, total: int, headers: dict[str, str]) -> tuple[int, int]:
+    """POST a chunked body; the status answered and how many chunks the app pulled from ``receive``."""
+    chunks = [b"x" * CHUNK for _ in range(total // CHUNK)]
+    pulled = 0
+
+    async def receive() -> dict:
+        nonlocal pulled
+        if pulled < len(chunks):
+            pulled += 1
+            return {"type": "http.request", "body": chunks[pulled - 1], "more_body": pulled < len(chunks)}
+        return {"type": "http.disconnect"}
+
+    status = _run_chunked_post(api, path, headers, receive, timeout=60.0)
+    return status, pulled
 
 
 def test_a_body_over_the_cap_is_413_with_and_without_a_key(api):
@@ -222,7 +228,6 @@ def impatient(champion, tmp_path_factory) -> Iterator[Api]:
 def _post_stalled(api: Api, headers: dict[str, str]) -> int:
     """POST a chunked body whose first chunk arrives and whose next never does; the status answered."""
     sent = False
-    statuses: list[int] = []
 
     async def receive() -> dict:
         nonlocal sent
@@ -232,33 +237,7 @@ def _post_stalled(api: Api, headers: dict[str, str]) -> int:
         await asyncio.Event().wait()  # the client stalls; only the app's own timeout ends this
         raise AssertionError("unreachable")
 
-    async def send(message: dict) -> None:
-        if message["type"] == "http.response.start":
-            statuses.append(message["status"])
-
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/v1/score",
-        "raw_path": b"/v1/score",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"content-type", b"application/json"), (b"transfer-encoding", b"chunked")]
-        + [(k.lower().encode(), v.encode()) for k, v in headers.items()],
-        "client": ("127.0.0.1", 50000),
-        "server": ("testserver", 80),
-        "state": {},
-    }
-
-    async def run() -> None:
-        # Bounded here so the test fails, rather than hangs, on a server that would wait forever.
-        await asyncio.wait_for(api.app(scope, receive, send), 5)
-
-    api.client.portal.call(run)
-    return statuses[0]
+    return _run_chunked_post(api, "/v1/score", headers, receive, timeout=5.0)
 
 
 def test_f_a_half_sent_body_is_408_within_the_timeout(impatient):
