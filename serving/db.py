@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -25,6 +27,24 @@ def _create_private_sqlite_file(url: str) -> None:
     database = make_url(url).database
     if database and database != ":memory:" and not database.startswith("file:"):
         private_file(database)
+
+
+def _use_wal(cursor) -> None:
+    """Switch the file to WAL (persistent: only a fresh file's first connections switch it).
+
+    Connections switching a fresh file at once can deadlock on the upgrade to an exclusive
+    lock; SQLite then answers one of them "database is locked" at once instead of calling its
+    busy handler, so replicas starting together failed now and then. Retry for the busy timeout.
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def make_engine(url: str, *, writer: bool = True) -> Engine:
@@ -51,7 +71,7 @@ def make_engine(url: str, *, writer: bool = True) -> Engine:
         # durable and concurrent: WAL lets readers run beside the single writer.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
+        _use_wal(cursor)
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
