@@ -40,7 +40,7 @@ MISSED = "missed_since_last"
 WEEK = pd.Timedelta(days=7)
 # Joins a client id and a cut-off session into an id no real client id is likely to hold.
 _SEPARATOR = "\x1f"
-_KEY = "client_id"
+_ID = "client_id"
 _CUT = "_cut"
 _REQUIRED_COLUMNS = ("client_id", "session_number", "session_date")
 JSON_DIGITS = 6
@@ -153,7 +153,7 @@ def monotonicity_violations(
     if not tolerance >= 0:
         raise ValueError("tolerance must be >= 0")
     spec = scorer.spec
-    histories = truncated_histories(sessions, episodes, spec.max_landmark)
+    histories = _truncated_histories(sessions, episodes, spec.max_landmark)
     original = _risk_at_cut(scorer, histories, histories.table)
     results = [
         _score_perturbation(scorer, histories, original, tolerance, *_alliance_down(histories, spec, step)),
@@ -167,7 +167,7 @@ def monotonicity_violations(
 # --- the histories --------------------------------------------------------------------
 
 
-def truncated_histories(sessions: pd.DataFrame, episodes: pd.DataFrame | None, max_landmark: int) -> _Histories:
+def _truncated_histories(sessions: pd.DataFrame, episodes: pd.DataFrame | None, max_landmark: int) -> _Histories:
     """Sessions 1..k of every client for every k up to ``max_landmark`` (and the client's last session)."""
     missing = [c for c in _REQUIRED_COLUMNS if c not in sessions.columns]
     if missing:
@@ -184,12 +184,12 @@ def truncated_histories(sessions: pd.DataFrame, episodes: pd.DataFrame | None, m
     cut = number[rows] + (np.arange(len(rows)) - starts)
     table = kept.iloc[rows].reset_index(drop=True)
     client = table["client_id"].astype("string")
-    table[_KEY] = client + _SEPARATOR + pd.Series(cut, dtype="int64").astype("string")
-    order = np.lexsort((table["session_number"].to_numpy(), table[_KEY].to_numpy(dtype=object)))
+    table[_ID] = client + _SEPARATOR + pd.Series(cut, dtype="int64").astype("string")
+    order = np.lexsort((table["session_number"].to_numpy(), table[_ID].to_numpy(dtype=object)))
     table, cut, client = table.iloc[order].reset_index(drop=True), cut[order], client.iloc[order]
     return _Histories(
         table=table,
-        episodes=_expanded_episodes(episodes, client.reset_index(drop=True), table[_KEY]),
+        episodes=_expanded_episodes(episodes, client.reset_index(drop=True), table[_ID]),
         latest=table["session_number"].to_numpy() == cut,
         cut=cut,
     )
@@ -199,36 +199,36 @@ def _expanded_episodes(episodes: pd.DataFrame | None, client: pd.Series, key: pd
     """Each history's episode: its client's row under the history's id (covariates move the risk too)."""
     if episodes is None:
         return None
-    pairs = pd.DataFrame({"_client": client.to_numpy(), _KEY: key.to_numpy()}).drop_duplicates(_KEY)
+    pairs = pd.DataFrame({"_client": client.to_numpy(), _ID: key.to_numpy()}).drop_duplicates(_ID)
     source = episodes.rename(columns={"client_id": "_client"})
     source["_client"] = source["_client"].astype("string")
     pairs["_client"] = pairs["_client"].astype("string")
     expanded = pairs.merge(source, on="_client", how="inner", validate="many_to_one").drop(columns="_client")
-    expanded[_KEY] = expanded[_KEY].astype("string")
+    expanded[_ID] = expanded[_ID].astype("string")
     return expanded.reset_index(drop=True)
 
 
 def _episodes_of(episodes: pd.DataFrame | None, ids: np.ndarray) -> pd.DataFrame | None:
     # The contract pairs every episode with sessions: keep only the histories being scored.
-    return None if episodes is None else episodes[episodes[_KEY].isin(ids)].reset_index(drop=True)
+    return None if episodes is None else episodes[episodes[_ID].isin(ids)].reset_index(drop=True)
 
 
 def _risk_at_cut(scorer: HistoryScorer, histories: _Histories, table: pd.DataFrame) -> pd.Series:
     """The risk at each history's session k, indexed by the history's id."""
     scored = scorer.score_history(table, histories.episodes)
-    wanted = pd.DataFrame({_KEY: table[_KEY][histories.latest].to_numpy(), _CUT: histories.cut[histories.latest]})
-    scored = scored.assign(**{_KEY: scored[_KEY].astype("string")})
-    wanted[_KEY] = wanted[_KEY].astype("string")
+    wanted = pd.DataFrame({_ID: table[_ID][histories.latest].to_numpy(), _CUT: histories.cut[histories.latest]})
+    scored = scored.assign(**{_ID: scored[_ID].astype("string")})
+    wanted[_ID] = wanted[_ID].astype("string")
     merged = wanted.merge(
-        scored[[_KEY, "session_number", "risk"]],
-        left_on=[_KEY, _CUT],
-        right_on=[_KEY, "session_number"],
+        scored[[_ID, "session_number", "risk"]],
+        left_on=[_ID, _CUT],
+        right_on=[_ID, "session_number"],
         how="left",
         validate="one_to_one",
     )
     if merged["risk"].isna().any():
         raise ValueError("the scorer returned no risk for some histories' latest session")
-    return pd.Series(merged["risk"].to_numpy(dtype=float), index=pd.Index(merged[_KEY], name=_KEY))
+    return pd.Series(merged["risk"].to_numpy(dtype=float), index=pd.Index(merged[_ID], name=_ID))
 
 
 # --- the perturbations ----------------------------------------------------------------
@@ -314,8 +314,8 @@ def _score_perturbation(
     """Score the perturbed histories (only those that changed) and count the risks that fell."""
     if not changed_rows.any():
         return PerturbationResult(name, description, 0, 0, 0, 0)
-    changed_ids = pd.unique(table[_KEY][changed_rows])
-    in_changed = table[_KEY].isin(changed_ids).to_numpy()
+    changed_ids = pd.unique(table[_ID][changed_rows])
+    in_changed = table[_ID].isin(changed_ids).to_numpy()
     subset = _Histories(
         table=table[in_changed].reset_index(drop=True),
         episodes=_episodes_of(histories.episodes, changed_ids),
