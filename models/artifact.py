@@ -8,15 +8,18 @@ nothing that depends on the internals of the library versions the model was trai
 
 ``scorer.json``::
 
-    {"format": "dropout-risk-scorer", "version": 1, "kind": "logistic" | "lightgbm",
+    {"format": "dropout-risk-scorer", "version": 2, "kind": "logistic" | "lightgbm",
      "spec": FeatureSpec.to_dict(), "trajectories": ExpectedTrajectories.to_dict(),
+     "reference": ConceptReference.to_dict(),  # the average client's contributions per session
      "calibration": {"method": "sigmoid", "coef": a, "intercept": b}
                   | {"method": "isotonic", "x": [...], "y": [...]},
      # a logistic model: its design matrix, one term per column, in order
      "logistic": {"intercept": c, "missing_category": {feature: category},
                   "terms": [{"feature": f, "input": "value", "median": m, "centre": mu, "scale": s, "coef": w}
                             | {"feature": f, "input": "missing", "centre": mu, "scale": s, "coef": w}
-                            | {"feature": f, "input": "category", "category": text, "coef": w}, ...]},
+                            | {"feature": f, "input": "category", "category": text, "coef": w}
+                            | {"feature": f, "input": "level", "category": name, "level": x, "median": m,
+                               "coef": w}, ...]},
      # a LightGBM model: the booster's input columns and, per categorical one, the
      # categories in the order the booster codes them
      "lightgbm": {"features": [f, ...], "categories": {feature: [category, ...]}}}
@@ -26,7 +29,11 @@ nothing that depends on the internals of the library versions the model was trai
 A "value" term is the feature (its training median when missing), centred and scaled; a
 "missing" term is 1 when the feature is missing, centred and scaled; a "category" term is
 1 when the feature is that category, or is missing and ``missing_category`` names that
-category (the imputer's fill value).
+category (the imputer's fill value); a "level" term is 1 when a numeric feature equals
+``level`` (the session number as a category).
+
+Version 2 (the concept features, issue 16) added "level" terms and "reference"; a version 1
+model was fitted on the old near-duplicate features and is not served: retrain it.
 """
 
 from __future__ import annotations
@@ -38,13 +45,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 FORMAT = "dropout-risk-scorer"
-VERSION = 1
+VERSION = 2
 SCORER_DIR = "scorer"  # the artifact's folder: artifacts/scorer/ inside the MLflow model
 SCORER_JSON = "scorer.json"
 BOOSTER_TXT = "booster.txt"
 
 Kind = Literal["logistic", "lightgbm"]
-Input = Literal["value", "missing", "category"]
+Input = Literal["value", "missing", "category", "level"]
 Method = Literal["sigmoid", "isotonic"]
 
 
@@ -62,10 +69,11 @@ class Term:
     feature: str
     input: Input
     coef: float
-    median: float = 0.0  # "value": what a missing value is imputed with
+    median: float = 0.0  # "value" and "level": what a missing value is imputed with
     centre: float = 0.0  # "value" and "missing": the scaler's mean ...
     scale: float = 1.0  # ... and standard deviation
     category: str = ""  # "category": the level this column indicates
+    level: float = 0.0  # "level": the value of the numeric feature this column indicates (its name: category)
 
 
 @dataclass(frozen=True)
@@ -98,6 +106,7 @@ class ScorerArtifact:
     trajectories: dict[str, Any]  # ExpectedTrajectories.to_dict()
     calibration: Calibration
     estimator: LogisticParams | LightGBMParams
+    reference: dict[str, Any]  # ConceptReference.to_dict()
 
 
 # --- writing -------------------------------------------------------------------------------------------
@@ -113,6 +122,7 @@ def write_artifact(artifact: ScorerArtifact, directory: Path) -> Path:
         "spec": artifact.spec,
         "trajectories": artifact.trajectories,
         "calibration": _calibration_json(artifact.calibration),
+        "reference": artifact.reference,
     }
     estimator = artifact.estimator
     if isinstance(estimator, LogisticParams):
@@ -140,10 +150,12 @@ def _calibration_json(calibration: Calibration) -> dict[str, Any]:
 
 def _term_json(term: Term) -> dict[str, Any]:
     out: dict[str, Any] = {"feature": term.feature, "input": term.input}
-    if term.input == "value":
+    if term.input in ("value", "level"):
         out["median"] = term.median
     if term.input == "category":
         out["category"] = term.category
+    elif term.input == "level":
+        out |= {"category": term.category, "level": term.level}
     else:
         out |= {"centre": term.centre, "scale": term.scale}
     return out | {"coef": term.coef}
@@ -175,6 +187,7 @@ def read_artifact(directory: Path) -> ScorerArtifact:
             trajectories=dict(document["trajectories"]),
             calibration=calibration,
             estimator=estimator,
+            reference=dict(document["reference"]),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         if isinstance(exc, ArtifactError):
@@ -217,17 +230,18 @@ def _logistic(data: Mapping[str, Any]) -> LogisticParams:
     terms = []
     for term in data["terms"]:
         kind = term["input"]
-        if kind not in ("value", "missing", "category"):
+        if kind not in ("value", "missing", "category", "level"):
             raise ArtifactError(f"{SCORER_JSON}: a logistic term has an unknown input")
         terms.append(
             Term(
                 feature=_text(term["feature"]),
                 input=kind,
                 coef=_number(term["coef"]),
-                median=_number(term["median"]) if kind == "value" else 0.0,
-                centre=_number(term["centre"]) if kind != "category" else 0.0,
-                scale=_number(term["scale"]) if kind != "category" else 1.0,
-                category=_text(term["category"]) if kind == "category" else "",
+                median=_number(term["median"]) if kind in ("value", "level") else 0.0,
+                centre=_number(term["centre"]) if kind in ("value", "missing") else 0.0,
+                scale=_number(term["scale"]) if kind in ("value", "missing") else 1.0,
+                category=_text(term["category"]) if kind in ("category", "level") else "",
+                level=_number(term["level"]) if kind == "level" else 0.0,
             )
         )
     missing = {_text(k): _text(v) for k, v in data["missing_category"].items()}

@@ -46,3 +46,8 @@ class ProbabilityCalibrator:
     def logit_slope(self) -> float:
         """How much the calibrated log-odds move per unit of raw log-odds (1 for isotonic: not linear)."""
         return float(self.model_.coef_[0, 0]) if self.method == "sigmoid" else 1.0
+
+    @property
+    def logit_intercept(self) -> float:
+        """What calibration adds to the slope-scaled raw log-odds (Platt's intercept; 0 for isotonic)."""
+        return float(self.model_.intercept_[0]) if self.method == "sigmoid" else 0.0

@@ -28,7 +28,7 @@ import pandas as pd
 from scipy.special import expit
 
 from dropout_risk.features.landmarks import build_features
-from dropout_risk.features.spec import FeatureSpec
+from dropout_risk.features.spec import LANDMARK, FeatureSpec
 from dropout_risk.features.trajectories import ExpectedTrajectories
 from dropout_risk.models.artifact import (
     ArtifactError,
@@ -39,6 +39,7 @@ from dropout_risk.models.artifact import (
     read_artifact,
 )
 from dropout_risk.models.logodds import logit
+from dropout_risk.models.reference import ConceptEffects, ConceptReference, concept_effects
 
 # A plain decimal literal: float() reads it exactly as pandas.to_numeric does. Anything else
 # (thousands separators, "inf", underscores, ...) goes through pandas.to_numeric itself.
@@ -80,7 +81,13 @@ class _LogisticScorer:
                 raise ArtifactError("a logistic term does not match its feature's type in the spec")
         values = [i for i, t in enumerate(terms) if t.input == "value"]
         indicators = [i for i, t in enumerate(terms) if t.input == "missing"]
+        level_terms = [i for i, t in enumerate(terms) if t.input == "level"]
+        self.level_x = np.asarray([position[terms[i].feature] for i in level_terms], np.intp)
+        self.level_design = np.asarray(level_terms, np.intp)
+        self.level_value = np.asarray([terms[i].level for i in level_terms], dtype=float)
+        self.level_fill = np.asarray([terms[i].median for i in level_terms], dtype=float)
         self.width = len(terms)
+        self.used = tuple(dict.fromkeys(features))
         self.num_x = np.asarray([position[terms[i].feature] for i in values], np.intp)
         self.num_design = np.asarray(values, np.intp)
         self.medians = np.asarray([terms[i].median for i in values], dtype=float)
@@ -113,6 +120,8 @@ class _LogisticScorer:
         design[:, self.num_design] = np.where(missing, self.medians, numeric)
         design[:, self.indicator_design] = np.isnan(X[:, self.indicator_x])
         design[:, self.scaled] = (design[:, self.scaled] - self.centre) / self.scale
+        levels = X[:, self.level_x]
+        design[:, self.level_design] = np.where(np.isnan(levels), self.level_fill, levels) == self.level_value
         for column, table in self.categorical:
             active = table[_codes(X[:, column], len(table) - 1)]
             rows = np.flatnonzero(active >= 0)
@@ -140,6 +149,7 @@ class _LightGBMScorer:
         if self.booster.num_feature() != len(params.features):
             raise ArtifactError("the LightGBM model text and scorer.json disagree on the number of features")
         selected = list(params.features)
+        self.used = tuple(selected)
         self.selected_x = np.asarray(_positions(selected, columns), np.intp)
         categorical = [c for c in selected if c in levels]
         if set(params.categories) != set(categorical):
@@ -181,6 +191,10 @@ class _Calibrator:
     def logit_slope(self) -> float:
         return self.coef if self.method == "sigmoid" else 1.0
 
+    @property
+    def logit_intercept(self) -> float:
+        return self.intercept if self.method == "sigmoid" else 0.0
+
     def __call__(self, p: np.ndarray) -> np.ndarray:
         p = np.asarray(p, dtype=float).reshape(-1)
         if self.method == "sigmoid":
@@ -211,6 +225,10 @@ class CompiledModel:
         )
         self._calibrator = _Calibrator(artifact.calibration)
         self.logit_slope = self._calibrator.logit_slope
+        try:
+            self.reference = ConceptReference.from_dict(artifact.reference)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ArtifactError(f"the concept reference cannot be read ({type(exc).__name__})") from None
         self._index = {c: {level: float(i) for i, level in enumerate(self.levels[c])} for c in self.levels}
 
     @classmethod
@@ -287,6 +305,19 @@ class CompiledModel:
         X = self._check(X)
         parts, bias = self._scorer.raw_contributions(X)
         return parts * self.logit_slope, bias * self.logit_slope
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """The columns the estimator reads (the model's features), in its order."""
+        return self._scorer.used
+
+    def concept_effects(self, X: np.ndarray) -> ConceptEffects:
+        """Each row's log-odds as a baseline (the average client at its session) plus each concept's effect."""
+        parts, bias = self.contributions(X)
+        landmark = self._check(X)[:, self.columns.index(LANDMARK)]
+        return concept_effects(
+            parts, bias, self.columns, landmark, self.spec, self.reference, self._calibrator.logit_intercept
+        )
 
     # -- history to risk (batch scoring) ---------------------------------------------------------
     def score_history(self, sessions: pd.DataFrame, episodes: pd.DataFrame | None = None) -> pd.DataFrame:

@@ -6,7 +6,7 @@ serves every candidate and every feature set.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -14,9 +14,11 @@ from lightgbm import LGBMClassifier
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
-from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from dropout_risk.features.spec import LANDMARK
+from dropout_risk.models.signed_logistic import SignConstrainedLogisticRegression
 
 # Sound defaults for a few thousand clients x 8 landmarks: shallow trees, strong
 # leaf minimums and row/column subsampling keep a booster from memorising clients.
@@ -60,13 +62,23 @@ def _split_kinds(X: pd.DataFrame, columns: Sequence[str]) -> tuple[list[str], li
     return [c for c in columns if c not in categorical], categorical
 
 
-def make_logistic(numeric: Sequence[str], categorical: Sequence[str], C: float = 0.1) -> Pipeline:
-    """Impute (with missing-value indicators), scale, L2-regularised logistic regression.
+def make_logistic(
+    numeric: Sequence[str], categorical: Sequence[str], C: float = 0.1, directions: Mapping[str, int] | None = None
+) -> Pipeline:
+    """Session number one-hot, numbers imputed (with missing-value indicators) and scaled, logistic regression.
 
-    Missingness is informative here (an outcome measure not given, an alliance
-    never recorded), hence ``add_indicator``.
+    The session number is a category: the dropout hazard is not linear in it, and a per-session
+    intercept keeps each session's risks calibrated. Missingness is informative (an outcome
+    measure not given, an alliance never recorded), hence ``add_indicator``. Coefficients keep
+    the signs of ``directions`` (``SignConstrainedLogisticRegression``); indicators and
+    categories are free. The design matrix is a DataFrame so columns meet their signs by name.
     """
-    transformers = [
+    session = [c for c in numeric if c == LANDMARK]
+    numeric = [c for c in numeric if c != LANDMARK]
+    transformers: list[tuple[str, Pipeline, list[str]]] = []
+    if session:
+        transformers.append(("session", _one_hot(SimpleImputer(strategy="most_frequent")), session))
+    transformers.append(
         (
             "num",
             make_pipeline(
@@ -74,43 +86,46 @@ def make_logistic(numeric: Sequence[str], categorical: Sequence[str], C: float =
             ),
             list(numeric),
         )
-    ]
+    )
     if categorical:
-        transformers.append(
-            (
-                "cat",
-                make_pipeline(
-                    SimpleImputer(strategy="constant", fill_value="missing", keep_empty_features=True),
-                    OneHotEncoder(handle_unknown="ignore"),
-                ),
-                list(categorical),
-            )
-        )
+        missing = SimpleImputer(strategy="constant", fill_value="missing", keep_empty_features=True)
+        transformers.append(("cat", _one_hot(missing), list(categorical)))
+    prep = ColumnTransformer(transformers, verbose_feature_names_out=False).set_output(transform="pandas")
+    signs = {c: s for c, s in (directions or {}).items() if c in numeric and s}
     return Pipeline(
         [
-            ("select", ColumnSelector([*numeric, *categorical])),
-            ("prep", ColumnTransformer(transformers, verbose_feature_names_out=False)),
-            ("model", LogisticRegression(C=C, max_iter=5000)),
+            ("select", ColumnSelector([*session, *numeric, *categorical])),
+            ("prep", prep),
+            ("model", SignConstrainedLogisticRegression(C=C, signs=signs)),
         ]
     )
 
 
-def make_lightgbm(columns: Sequence[str], **params) -> Pipeline:
-    """LightGBM on the raw columns: it handles NaN and pandas categoricals natively."""
+def _one_hot(imputer: SimpleImputer) -> Pipeline:
+    return make_pipeline(imputer, OneHotEncoder(handle_unknown="ignore", sparse_output=False))
+
+
+def make_lightgbm(columns: Sequence[str], directions: Mapping[str, int] | None = None, **params) -> Pipeline:
+    """LightGBM on the raw columns (it handles NaN and pandas categoricals), monotone in ``directions``."""
+    monotone = [int((directions or {}).get(c, 0)) for c in columns]
+    constraints = {"monotone_constraints": monotone, "monotone_constraints_method": "advanced"} if any(monotone) else {}
     return Pipeline(
         [
             ("select", ColumnSelector(list(columns))),
-            ("model", LGBMClassifier(**{**LIGHTGBM_DEFAULTS, **params})),
+            ("model", LGBMClassifier(**{**LIGHTGBM_DEFAULTS, **constraints, **params})),
         ]
     )
 
 
-def make_candidate(kind: str, X: pd.DataFrame, columns: Sequence[str], **params) -> Pipeline:
+def make_candidate(
+    kind: str, X: pd.DataFrame, columns: Sequence[str], directions: Mapping[str, int] | None = None, **params
+) -> Pipeline:
+    """An unfitted candidate over ``columns``; ``directions`` (column -> +1/-1/0) constrain its effects."""
     numeric, categorical = _split_kinds(X, columns)
     if kind == "logistic":
-        return make_logistic(numeric, categorical, **params)
+        return make_logistic(numeric, categorical, directions=directions, **params)
     if kind == "lightgbm":
-        return make_lightgbm(columns, **params)
+        return make_lightgbm(columns, directions, **params)
     raise ValueError(f"unknown model kind {kind!r}")
 
 
@@ -123,7 +138,7 @@ def logistic_contributions(pipeline: Pipeline, X: pd.DataFrame) -> tuple[pd.Data
     """
     selected = pipeline.named_steps["select"].transform(X)
     prep: ColumnTransformer = pipeline.named_steps["prep"]
-    model: LogisticRegression = pipeline.named_steps["model"]
+    model: SignConstrainedLogisticRegression = pipeline.named_steps["model"]
     design = prep.transform(selected)
     design = design.toarray() if hasattr(design, "toarray") else np.asarray(design)
     terms = design * model.coef_[0]

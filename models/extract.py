@@ -39,6 +39,7 @@ from dropout_risk.models.calibration import ProbabilityCalibrator
 from dropout_risk.models.compiled import CompiledModel
 from dropout_risk.models.estimators import ColumnSelector
 from dropout_risk.models.packaged import DropoutRiskModel
+from dropout_risk.models.signed_logistic import SignConstrainedLogisticRegression
 
 TOLERANCE = 1e-9  # max |difference| of probabilities and contributions allowed between artifact and model
 
@@ -64,6 +65,7 @@ def extract(model: DropoutRiskModel) -> ScorerArtifact:
             if model.kind == "logistic"
             else _lightgbm(model.estimator, columns, levels)
         ),
+        reference=model.reference.to_dict(),
     )
 
 
@@ -129,9 +131,11 @@ def _logistic(pipeline: Any, columns: list[str], levels: dict[str, tuple[str, ..
     selected = _selected_columns(pipeline, columns)
     prep = pipeline.named_steps.get("prep")
     model = pipeline.named_steps.get("model")
-    if not isinstance(prep, ColumnTransformer) or not isinstance(model, LogisticRegression):
+    if not isinstance(prep, ColumnTransformer) or not isinstance(
+        model, LogisticRegression | SignConstrainedLogisticRegression
+    ):
         raise ValueError(
-            "a logistic model must be Pipeline[select, prep: ColumnTransformer, model: LogisticRegression]"
+            "a logistic model must be Pipeline[select, prep: ColumnTransformer, model: a logistic regression]"
         )
     if len(model.classes_) != 2 or model.coef_.shape[0] != 1:
         raise ValueError("only a binary logistic regression can be compiled")
@@ -150,7 +154,9 @@ def _logistic(pipeline: Any, columns: list[str], levels: dict[str, tuple[str, ..
         imputer, *rest = steps
         if not isinstance(imputer, SimpleImputer) or not _nan_marks_missing(imputer):
             raise ValueError(f"block {block!r} must start with a SimpleImputer of NaN")
-        if rest and isinstance(rest[-1], OneHotEncoder):
+        if rest and isinstance(rest[-1], OneHotEncoder) and not any(c in levels for c in block_columns):
+            block_terms = _level_terms(block, imputer, rest, block_columns)
+        elif rest and isinstance(rest[-1], OneHotEncoder):
             block_terms = _categorical_terms(block, imputer, rest, block_columns, levels, missing_category)
         else:
             block_terms = _numeric_terms(block, imputer, rest, block_columns, levels)
@@ -180,11 +186,7 @@ def _categorical_terms(
     if len(rest) != 1 or imputer.add_indicator:
         raise ValueError(f"categorical block {block!r} must be SimpleImputer -> OneHotEncoder")
     encoder: OneHotEncoder = rest[0]
-    if (
-        encoder.drop_idx_ is not None
-        or getattr(encoder, "_infrequent_enabled", False)
-        or encoder.handle_unknown != "ignore"
-    ):
+    if not _plain_one_hot(encoder):
         raise ValueError("only OneHotEncoder(handle_unknown='ignore') without drop/infrequent levels")
     terms = []
     for column, fill, categories in zip(block_columns, imputer.statistics_, encoder.categories_, strict=True):
@@ -195,6 +197,29 @@ def _categorical_terms(
         missing_category[column] = fill
         terms += [Term(column, "category", coef=0.0, category=c) for c in categories]
     return terms
+
+
+def _level_terms(block: str, imputer: SimpleImputer, rest: list, block_columns: list[str]) -> list[Term]:
+    """A numeric column one-hot encoded by its values (the session number as a category)."""
+    encoder = rest[0]
+    if len(rest) != 1 or imputer.add_indicator or not _plain_one_hot(encoder):
+        raise ValueError(f"level block {block!r} must be SimpleImputer -> OneHotEncoder(handle_unknown='ignore')")
+    terms = []
+    for column, fill, categories in zip(block_columns, imputer.statistics_, encoder.categories_, strict=True):
+        if not all(isinstance(c, int | float | np.number) and not isinstance(c, bool) for c in [fill, *categories]):
+            raise ValueError(f"the levels of {column!r} must be numbers")
+        terms += [
+            Term(column, "level", coef=0.0, category=str(c), level=float(c), median=float(fill)) for c in categories
+        ]
+    return terms
+
+
+def _plain_one_hot(encoder: OneHotEncoder) -> bool:
+    return (
+        encoder.drop_idx_ is None
+        and not getattr(encoder, "_infrequent_enabled", False)
+        and encoder.handle_unknown == "ignore"
+    )
 
 
 def _numeric_terms(
@@ -228,7 +253,7 @@ def _design_name(term: Term) -> str:
     """The name scikit-learn gives the term's design column (without the block prefix)."""
     if term.input == "missing":
         return f"missingindicator_{term.feature}"
-    if term.input == "category":
+    if term.input in ("category", "level"):
         return f"{term.feature}_{term.category}"
     return term.feature
 

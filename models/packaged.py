@@ -24,6 +24,7 @@ from dropout_risk.features.trajectories import ExpectedTrajectories
 from dropout_risk.models.calibration import ProbabilityCalibrator
 from dropout_risk.models.compiled import risk_per_session
 from dropout_risk.models.estimators import lightgbm_contributions, logistic_contributions
+from dropout_risk.models.reference import ConceptEffects, ConceptReference, concept_effects, fit_reference
 
 RISK = "risk"
 CONTRIBUTION_PREFIX = "contrib__"
@@ -52,6 +53,7 @@ class DropoutRiskModel(PythonModel):
         self.calibrator = calibrator
         self.columns = list(columns)
         self.metadata = dict(metadata or {})
+        self.reference_dict: dict | None = None  # set by fit_reference, once the estimator is fitted
 
     # -- what the model knows ------------------------------------------------------------
     @property
@@ -65,6 +67,41 @@ class DropoutRiskModel(PythonModel):
         if getattr(self, "_trajectories", None) is None:
             self._trajectories = ExpectedTrajectories.from_dict(self.trajectories_dict)
         return self._trajectories
+
+    @property
+    def reference(self) -> ConceptReference:
+        if getattr(self, "reference_dict", None) is None:
+            raise ValueError("the model has no concept reference yet: call fit_reference on its training rows")
+        return ConceptReference.from_dict(self.reference_dict)  # type: ignore[arg-type]  # checked above
+
+    def fit_reference(self, rows: pd.DataFrame) -> DropoutRiskModel:
+        """Measure the average training client's concept contributions at each session (``models.reference``)."""
+        parts = self.contributions(rows)
+        columns = self.spec.feature_columns()
+        landmark = pd.to_numeric(rows["landmark"]).to_numpy()
+        prepared = self.prepare(rows)
+        values = {
+            c: prepared[c].to_numpy(dtype=float)
+            for c in self.columns
+            if c != "landmark" and c not in self.spec.categorical_covariates
+        }
+        reference = fit_reference(parts[columns].to_numpy(), columns, landmark, self.spec, values)
+        self.reference_dict = reference.to_dict()
+        return self
+
+    def concept_effects(self, features: pd.DataFrame) -> ConceptEffects:
+        """Each row's calibrated log-odds as a baseline plus each concept's effect (``models.reference``)."""
+        parts = self.contributions(features)
+        columns = self.spec.feature_columns()
+        return concept_effects(
+            parts[columns].to_numpy(),
+            parts["bias"].to_numpy(),
+            columns,
+            pd.to_numeric(features["landmark"]).to_numpy(),
+            self.spec,
+            self.reference,
+            self.calibrator.logit_intercept,
+        )
 
     def __getstate__(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if k not in ("_spec", "_trajectories")}

@@ -19,11 +19,21 @@ from pydantic import BaseModel, Field
 Band = Literal["low", "moderate", "high"]
 
 
-# One of the largest contributions to a risk, in plain words.
+# One clinical concept's part in a risk, in plain words: ``feature`` names the concept ("alliance",
+# "outcome", "attendance" or "covariates"), ``contribution`` its log-odds against the average client
+# at the same session (positive raises the risk). Risks stored before concepts name single features.
 class Factor(BaseModel):
     feature: str
     contribution: float
     effect: Literal["raises", "lowers"]
+    text: str
+
+
+# One step of the move from the previous session's risk to this one: coming back ("returned"),
+# "alliance", "outcome" or "attendance" brought up to date in turn. ``points``: percentage points.
+class Change(BaseModel):
+    concept: Literal["returned", "alliance", "outcome", "attendance"]
+    points: float
     text: str
 
 
@@ -50,6 +60,13 @@ class Risk(BaseModel):
     flags: list[FlagOut]
     suggestions: list[SuggestionOut]
     missing_inputs: list[str] = Field(description="model instruments not given at this session (scored as missing)")
+    changes: list[Change] = Field(
+        default_factory=list,
+        description=(
+            "what moved the risk since the previous session, one concept at a time (percentage points; they sum "
+            "to the change in risk); empty at session 1 and past the model's last landmark"
+        ),
+    )
 
     def stored(self) -> dict[str, Any]:
         """The JSON stored with the session (the same keys and values the API returns)."""

@@ -25,8 +25,10 @@ from dropout_risk.features.instruments import InstrumentRegistry
 from dropout_risk.features.landmarks import ClientHistory, client_features
 from dropout_risk.features.spec import FeatureSpec
 from dropout_risk.features.trajectories import ExpectedTrajectories
-from dropout_risk.serving.explain import describe_flags, factors
+from dropout_risk.models.reference import ConceptEffects, ConceptReference
+from dropout_risk.serving.explain import describe_flags
 from dropout_risk.serving.model_holder import LoadedModel
+from dropout_risk.serving.reasons import concept_factors, risk_changes
 from dropout_risk.serving.risk import HistoryItem, Risk
 from dropout_risk.serving.settings import RiskBands
 from dropout_risk.serving.suggestions import suggestions_for
@@ -41,6 +43,14 @@ class Scorer(Protocol):
     def predict(self, X: np.ndarray) -> np.ndarray: ...
 
     def contributions(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def concept_effects(self, X: np.ndarray) -> ConceptEffects: ...
+
+    @property
+    def inputs(self) -> tuple[str, ...]: ...
+
+    @property
+    def reference(self) -> ConceptReference: ...
 
 
 @dataclass(frozen=True)
@@ -120,17 +130,36 @@ def score_history(context: ScoringContext, history: Sequence[HistoryRow], covari
     latest = timeline[-1]
     last = {name: column[k - 1 : k] for name, column in features.items()}
     flags = describe_flags({name: bool(value[0]) for name, value in flag_arrays(last, spec, 1).items()})
-    parts, _bias = scorer.contributions(matrix[k - 1 : k])
-    contributions = dict(zip(scorer.columns, parts[0].tolist(), strict=True))
+    effects = scorer.concept_effects(matrix[k - 1 : k]).effects
+    row = _explained_row(features, spec, k - 1)
     risk = Risk(
         probability=latest.probability,
         band=latest.band,
         model_version=context.version,
         landmark=k,
         session_number=latest.session_number,
-        factors=factors(_explained_row(features, spec, k - 1), contributions, spec),
+        factors=concept_factors(
+            row, {c: float(e[0]) for c, e in effects.items()}, spec, scorer.reference, k, scorer.inputs
+        ),
         flags=flags,
         suggestions=suggestions_for([f.flag for f in flags], latest.band),
         missing_inputs=[i.key for i in spec.instruments if history[-1].scores.get(i.key) is None],
+        changes=_changes(context, matrix, features, latest.session_number),
     )
     return Scored(risk, timeline)
+
+
+def _changes(context: ScoringContext, matrix: np.ndarray, features: dict[str, np.ndarray], session: int) -> list:
+    """What moved the risk since the previous session; none at session 1 or past the last landmark."""
+    if not 2 <= session <= context.spec.max_landmark:
+        return []
+    rows = (_explained_row(features, context.spec, session - 2), _explained_row(features, context.spec, session - 1))
+    return risk_changes(
+        matrix[session - 2],
+        matrix[session - 1],
+        list(context.scorer.columns),
+        context.scorer.predict,
+        context.spec,
+        rows,
+        session,
+    )

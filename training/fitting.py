@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -43,7 +43,7 @@ def _auc(y: np.ndarray, p: np.ndarray) -> float:
     return float(roc_auc_score(y, p)) if len(np.unique(y)) == 2 else float("nan")
 
 
-def _tune_lightgbm(X, y, columns, folds, config: TrainingConfig) -> dict:
+def _tune_lightgbm(X, y, columns, directions, folds, config: TrainingConfig) -> dict:
     """A small optuna search on the same grouped folds; returns the best parameters."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -55,7 +55,7 @@ def _tune_lightgbm(X, y, columns, folds, config: TrainingConfig) -> dict:
             "n_estimators": trial.suggest_int("n_estimators", 100, 600, step=50),
             "reg_lambda": trial.suggest_float("reg_lambda", 1e-3, 10, log=True),
         }
-        _, aucs = out_of_fold(make_candidate("lightgbm", X, columns, **params), X, y, folds)
+        _, aucs = out_of_fold(make_candidate("lightgbm", X, columns, directions, **params), X, y, folds)
         return float(np.nanmean(aucs))
 
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=config.seed))
@@ -70,15 +70,17 @@ def fit_candidates(
     folds,
     config: TrainingConfig,
     progress: Progress | None = None,
+    directions: Mapping[str, int] | None = None,
 ) -> dict[str, CandidateResult]:
+    """Every candidate cross-validated on ``columns``, its effects kept to ``directions`` (column -> +1/-1/0)."""
     results: dict[str, CandidateResult] = {}
     for kind in dict.fromkeys(["logistic", *config.candidates]):  # logistic is always the baseline
         if progress:
             progress(f"cross-validating {kind}")
         params = {"C": config.logistic_c} if kind == "logistic" else {}
         if kind == "lightgbm" and config.tuning_trials:
-            params = _tune_lightgbm(X, y, columns, folds, config)
-        estimator = make_candidate(kind, X, columns, **params)
+            params = _tune_lightgbm(X, y, columns, directions, folds, config)
+        estimator = make_candidate(kind, X, columns, directions, **params)
         oof, aucs = out_of_fold(estimator, X, y, folds)
         results[kind] = CandidateResult(kind, estimator, oof, _auc(y, oof), aucs, params)
     return results

@@ -97,7 +97,7 @@ def build(cohort: Cohort, kind: str, method: str, groups=None) -> DropoutRiskMod
         estimator=estimator,
         calibrator=calibrator,
         columns=columns,
-    )
+    ).fit_reference(train)
 
 
 @pytest.fixture(scope="module")
@@ -383,7 +383,7 @@ def test_the_artifact_is_plain_json_and_lightgbm_text(cohort, models, name, tmp_
         assert (directory / BOOSTER_TXT).read_text().startswith("tree\n")
     else:
         assert files == [SCORER_JSON]
-        assert {t["input"] for t in document["logistic"]["terms"]} == {"value", "missing", "category"}
+        assert {t["input"] for t in document["logistic"]["terms"]} == {"value", "missing", "category", "level"}
 
 
 def _tampered_coefficient(artifact: ScorerArtifact) -> ScorerArtifact:

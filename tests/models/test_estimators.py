@@ -61,11 +61,12 @@ def test_unknown_kind_raises(clinic, columns):
         make_candidate("forest", clinic.train, columns)
 
 
-def test_logistic_one_hot_encodes_categoricals_and_scales_numbers(clinic, columns):
+def test_logistic_one_hot_encodes_categoricals_and_the_session_and_scales_numbers(clinic, columns):
     pipeline = make_candidate("logistic", clinic.train, columns)
     transformers = {name: cols for name, _, cols in pipeline.named_steps["prep"].transformers}
     assert transformers["cat"] == ["gender"]
-    assert set(transformers["num"]) == set(columns) - {"gender"}
+    assert transformers["session"] == ["landmark"]
+    assert set(transformers["num"]) == set(columns) - {"gender", "landmark"}
 
 
 # --- exact contributions -----------------------------------------------------------------------------

@@ -55,7 +55,7 @@ def build_model(clinic, kind: str) -> DropoutRiskModel:
         calibrator=calibrator,
         columns=columns,
         metadata={"test": True},
-    )
+    ).fit_reference(train)
 
 
 @pytest.fixture(scope="module")

@@ -227,7 +227,10 @@ def test_resolve_feature_sets_groups_config_sets_and_explicit_features():
     by_name = {s.name: s for s in sets}
     assert by_name["srs_core"].columns == ("landmark", "srs_current", "srs_min")
     assert by_name["mixed"].groups == ("outcome",) and by_name["mixed"].features == ("srs_mean",)
-    assert "srs_mean" in by_name["mixed"].columns and "ors_slope" in by_name["mixed"].columns
+    # A group brings the model's one feature per concept (issue 16); a named column comes as named.
+    assert by_name["mixed"].columns == ("landmark", "ors_expected_dev", "srs_mean")
+    assert by_name["mixed"].directions == {"landmark": 0, "ors_expected_dev": -1, "srs_mean": -1}
+    assert by_name["srs_core"].directions == {"landmark": 0, "srs_current": -1, "srs_min": 0}
     assert by_name["outcome+alliance"].groups == ("outcome", "alliance")
 
 

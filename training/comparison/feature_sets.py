@@ -6,6 +6,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from dropout_risk.features.concepts import directions, model_groups
 from dropout_risk.features.spec import GROUP_NAMES, LANDMARK, FeatureSpec
 from dropout_risk.training.compare_settings import GROUP_JOINER, SET_SEPARATOR
 from dropout_risk.training.comparison.errors import CompareError, FeatureSetError
@@ -20,6 +21,7 @@ class FeatureSet:
     groups: tuple[str, ...]  # feature groups named
     features: tuple[str, ...]  # feature columns named explicitly
     columns: tuple[str, ...]  # the model inputs: landmark + the union, in feature_columns order
+    directions: dict[str, int]  # column -> declared clinical direction (features.concepts)
 
 
 def split_set_names(text: str | Sequence[str] | None) -> list[str] | None:
@@ -80,7 +82,7 @@ def resolve_feature_sets(
 
 
 def _resolve(name: str, spec: FeatureSpec, defined: Mapping[str, Sequence[str]]) -> tuple[FeatureSet, list[str]]:
-    groups = spec.groups()
+    groups = model_groups(spec)
     all_columns = spec.feature_columns()
     entries = [e.strip() for e in (defined[name] if name in defined else name.split(GROUP_JOINER))]
     if any(not e for e in entries):
@@ -107,4 +109,4 @@ def _resolve(name: str, spec: FeatureSpec, defined: Mapping[str, Sequence[str]])
             f"feature set {name!r} has no features in these data (its groups are empty: "
             f"no instrument or covariate of that kind has data)"
         )
-    return FeatureSet(name, named_groups, features, columns), warnings
+    return FeatureSet(name, named_groups, features, columns, directions(spec, columns)), warnings

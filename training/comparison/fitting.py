@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -24,11 +24,12 @@ def _model_params(kind: str, settings: CompareSettings, repeat: int) -> dict[str
     return {"random_state": settings.compare.seed + repeat}
 
 
-def _fit_predict(kind: str, params: dict[str, Any], columns: Sequence[str], fold: Fold) -> np.ndarray:
+def _fit_predict(kind: str, params: dict[str, Any], feature_set: FeatureSet, fold: Fold) -> np.ndarray:
     """Held-out (uncalibrated) risks of one set on one fold, from a model fitted on the training fold."""
     frame = fold.frame
     y = frame["label"].to_numpy(dtype=int)
-    fitted = make_candidate(kind, frame, list(columns), **params).fit(frame.iloc[fold.train], y[fold.train])
+    candidate = make_candidate(kind, frame, list(feature_set.columns), feature_set.directions, **params)
+    fitted = candidate.fit(frame.iloc[fold.train], y[fold.train])
     return fitted.predict_proba(frame.iloc[fold.valid])[:, 1]
 
 
@@ -64,7 +65,7 @@ def out_of_fold_risks(
 
     def run(s: int, f: int) -> tuple[int, int, np.ndarray]:
         fold = folds[f]
-        return s, f, _fit_predict(kind, _model_params(kind, settings, fold.repeat), sets[s].columns, fold)
+        return s, f, _fit_predict(kind, _model_params(kind, settings, fold.repeat), sets[s], fold)
 
     runner = Parallel(n_jobs=settings.compare.n_jobs, prefer="threads", return_as="generator_unordered")
     n_folds = len(folds) // repeats

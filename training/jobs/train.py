@@ -17,6 +17,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 
+from dropout_risk.features.concepts import directions, model_columns
 from dropout_risk.features.contract import ContractError
 from dropout_risk.features.landmarks import build_features
 from dropout_risk.features.private_files import private_tree
@@ -181,10 +182,12 @@ def _fit(prep: _Prepared, settings: TrainingSettings, say: Progress) -> _Fitted:
     is_test = features["client_id"].isin(prep.test_ids).to_numpy()
     train_rows, test_rows = features[~is_test].reset_index(drop=True), features[is_test].reset_index(drop=True)
     y_train = train_rows["label"].to_numpy(dtype=int)
-    columns = spec.columns_for(config.feature_groups)
+    columns = model_columns(spec, config.feature_groups)
 
     folds = grouped_folds(train_rows, folds=config.folds, seed=config.seed)
-    candidates = fit_candidates(train_rows, y_train, columns, folds, config, progress=say)
+    candidates = fit_candidates(
+        train_rows, y_train, columns, folds, config, progress=say, directions=directions(spec, columns)
+    )
     chosen = select(candidates, config.candidates, config.selection_margin)
     say(f"calibrating {chosen.kind} on out-of-fold predictions")
     estimator, calibrator = fit_calibrated(chosen, train_rows, y_train, config.calibration)
@@ -196,7 +199,7 @@ def _fit(prep: _Prepared, settings: TrainingSettings, say: Progress) -> _Fitted:
         calibrator=calibrator,
         columns=columns,
         metadata={"chosen": chosen.kind, "params": chosen.params},
-    )
+    ).fit_reference(train_rows)
     return _Fitted(spec, features, train_rows, test_rows, columns, candidates, chosen, model)
 
 
