@@ -1,8 +1,7 @@
-"""A risk in plain words: the largest model contributions and the clinical flags that fire.
+"""Feature values and clinical flags in plain words, in the RAW units of each instrument.
 
-``factors`` turns the per-feature contributions of ``DropoutRiskModel.contributions``
-(calibrated log-odds; positive raises the dropout risk) into sentences a
-clinician reads at a glance, in the RAW units of each instrument. Feature
+``feature_text`` gives the sentence a reason quotes for one landmark-table value
+(``serving.reasons`` builds the concept factors and changes from them). Feature
 values arrive direction-normalised (higher = better; ``Instrument.normalise``
 reflects lower-is-better scales as ``min + max - v``), so they are turned back
 here: levels through ``normalise`` (its own inverse), differences by their sign
@@ -22,8 +21,8 @@ from typing import Any
 from dropout_risk.features.flags import FLAGS, NO_IMPROVEMENT_FROM_SESSION
 from dropout_risk.features.instruments import Instrument
 from dropout_risk.features.spec import LANDMARK, FeatureSpec
-from dropout_risk.serving.risk import Factor, FlagOut
-from dropout_risk.serving.values import fires, is_missing, plain_number
+from dropout_risk.serving.risk import FlagOut
+from dropout_risk.serving.values import fires, plain_number
 
 # The intercept column of DropoutRiskModel.contributions: not a feature.
 BIAS = "bias"
@@ -59,55 +58,6 @@ def describe_flags(flags_row: Mapping[str, Any]) -> list[FlagOut]:
 
 
 # --- factors -----------------------------------------------------------------------------
-
-
-def factors(
-    features_row: Mapping[str, Any],
-    contributions: Mapping[str, Any],
-    spec: FeatureSpec,
-    *,
-    top: int = 5,
-    minimum: int = 3,
-    min_abs: float = 0.0,
-) -> list[Factor]:
-    """The largest contributions, in plain words.
-
-    Returns ``Factor`` (feature, contribution, effect, text) items ordered by
-    |contribution| (largest first; ties keep the order of ``contributions``),
-    at most ``top`` of them. ``contribution`` is on the calibrated log-odds
-    scale, rounded to 4 decimals; ``effect`` is "raises" or "lowers" the risk.
-    Skipped: the ``bias`` term, contributions that are NaN or round to 0, and
-    features whose value is missing (NaN / None / absent from ``features_row``).
-
-    ``min_abs``: beyond the first ``minimum`` factors, a factor is listed only
-    when its |contribution| reaches it (0, the default, lists up to ``top``).
-    Fewer than ``minimum`` come back only when fewer qualify.
-    """
-    if top < 1:
-        raise ValueError("top must be at least 1")
-    if not 0 <= minimum <= top:
-        raise ValueError("minimum must lie between 0 and top")
-    describers = _describers(spec)
-    candidates = []
-    for name, raw in contributions.items():
-        contribution = _as_float(raw)
-        if name == BIAS or contribution is None or round(contribution, 4) == 0:
-            continue
-        value = features_row.get(name)
-        if is_missing(value):
-            continue
-        candidates.append((name, contribution, value))
-    candidates.sort(key=lambda item: -abs(item[1]))  # stable: ties keep their order
-    chosen = [c for rank, c in enumerate(candidates[:top]) if rank < minimum or abs(c[1]) >= min_abs]
-    return [
-        Factor(
-            feature=name,
-            contribution=round(contribution, 4),
-            effect="raises" if contribution > 0 else "lowers",
-            text=_describe(describers.get(name), name, value),
-        )
-        for name, contribution, value in chosen
-    ]
 
 
 def feature_text(name: str, value: Any, spec: FeatureSpec) -> str:

@@ -48,6 +48,15 @@ class GateConfig(BaseModel):
     slope_min: float = 0.8
     slope_max: float = 1.2
     max_ece: float = 0.05
+    max_monotonicity_violation: float = Field(
+        default=0.005,
+        ge=0,
+        le=1,
+        description=(
+            "largest share of held-out histories whose risk may fall when the latest session is made worse "
+            "(alliance or outcome 5 points worse, one more missed appointment, with or without a week's delay)"
+        ),
+    )
 
 
 class TrainingSettings(ProjectSettings):

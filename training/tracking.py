@@ -69,6 +69,9 @@ def log_report_metrics(report: dict[str, Any]) -> None:
     for name, metrics in report["baselines"].items():
         flat.update(_flatten(f"baseline_{name}", metrics))
     flat.update({f"cv_auc_{k}": v for k, v in report["selection"]["cv_auc"].items()})
+    if "monotonicity" in report:
+        flat["monotonicity_worst_rate"] = report["monotonicity"]["worst_rate"]
+        flat["monotonicity_worst_rate_from_2"] = report["monotonicity"]["worst_rate_from_2"]
     if "true_risk" in report:
         flat["true_risk_roc_auc"] = report["true_risk"]["roc_auc"]
         flat["true_risk_ratio"] = report["true_risk"]["ratio"]

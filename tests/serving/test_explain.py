@@ -1,4 +1,4 @@
-"""Plain-words factors, flag labels and suggested next steps, on hand-built rows.
+"""Plain-words feature values, flag labels and suggested next steps, on hand-built rows.
 
 Feature values are written in the features' own units (direction-normalised:
 higher = better), so each expected text states what the raw score did. One test
@@ -19,7 +19,7 @@ from dropout_risk.features.instruments import Instrument, default_registry
 from dropout_risk.features.landmarks import build_features
 from dropout_risk.features.spec import FeatureSpec
 from dropout_risk.features.trajectories import Curve, ExpectedTrajectories
-from dropout_risk.serving.explain import FLAG_LABELS, SHORT_LABELS, describe_flags, factors, feature_text
+from dropout_risk.serving.explain import FLAG_LABELS, SHORT_LABELS, describe_flags, feature_text
 from dropout_risk.serving.suggestions import HIGH_RISK, SUGGESTIONS, Suggestion, suggestions_for
 
 nan = math.nan
@@ -34,9 +34,8 @@ SPEC = FeatureSpec(
 
 
 def text(name: str, value, spec: FeatureSpec = SPEC) -> str:
-    """The text ``factors`` gives a feature (through the public function, not a helper)."""
-    [factor] = factors({name: value}, {name: 0.5}, spec)
-    return factor.text
+    """The text a reason quotes for a feature value (through the public function, not a helper)."""
+    return feature_text(name, value, spec)
 
 
 # --- texts per feature kind --------------------------------------------------------------------
@@ -168,133 +167,6 @@ def test_labels_fall_back_to_the_instrument_name_and_respect_its_direction():
     )
     assert text("bond_any_drop", 1.0, spec) == "alliance score (Bond scale) has worsened at least once"
     assert set(SHORT_LABELS) == {i.key for i in REG.values()}
-
-
-# --- choosing and ordering factors ---------------------------------------------------------------
-
-
-ROW = {
-    "landmark": 3.0,
-    "missed_total": 2.0,
-    "missed_last": 0.0,
-    "last_gap_days": 21.0,
-    "ors_current": 18.0,
-    "phq9_change_last": 3.0,
-    "srs_change_last": -4.0,
-    "srs_n_below_cutoff": 1.0,
-    "age": 22.0,
-    "gender": "M",
-    "ors_slope": nan,
-    "srs_mean": None,
-}
-
-
-def test_factors_are_ordered_by_absolute_contribution_with_effect_and_rounding():
-    contributions = {"landmark": 0.1, "srs_change_last": 0.61234567, "phq9_change_last": -0.9, "age": 0.2}
-    out = factors(ROW, contributions, SPEC)
-    assert [f.model_dump() for f in out] == [
-        {
-            "feature": "phq9_change_last",
-            "contribution": -0.9,
-            "effect": "lowers",
-            "text": "PHQ-9 fell 3 points since last session (better)",
-        },
-        {
-            "feature": "srs_change_last",
-            "contribution": 0.6123,
-            "effect": "raises",
-            "text": "alliance score (SRS) fell 4 points since last session",
-        },
-        {"feature": "age", "contribution": 0.2, "effect": "raises", "text": "age 22"},
-        {"feature": "landmark", "contribution": 0.1, "effect": "raises", "text": "session 3 of treatment"},
-    ]
-
-
-def test_at_most_top_factors():
-    contributions = {
-        name: 0.1 * (i + 1)
-        for i, name in enumerate(
-            [
-                "landmark",
-                "missed_total",
-                "missed_last",
-                "last_gap_days",
-                "ors_current",
-                "phq9_change_last",
-                "srs_change_last",
-            ]
-        )
-    }
-    assert [f.feature for f in factors(ROW, contributions, SPEC)] == [
-        "srs_change_last",
-        "phq9_change_last",
-        "ors_current",
-        "last_gap_days",
-        "missed_last",
-    ]
-    assert [f.feature for f in factors(ROW, contributions, SPEC, top=3)] == [
-        "srs_change_last",
-        "phq9_change_last",
-        "ors_current",
-    ]
-
-
-def test_fewer_than_minimum_only_when_fewer_exist():
-    out = factors(ROW, {"missed_total": 0.3, "ors_current": -0.2}, SPEC)
-    assert [f.feature for f in out] == ["missed_total", "ors_current"]
-    assert factors(ROW, {}, SPEC) == []
-
-
-def test_min_abs_trims_only_beyond_minimum():
-    contributions = {
-        "landmark": 0.01,
-        "missed_total": 0.02,
-        "missed_last": 0.03,
-        "ors_current": 0.5,
-        "srs_change_last": 0.4,
-    }
-    names = [f.feature for f in factors(ROW, contributions, SPEC, min_abs=0.1)]
-    assert names == ["ors_current", "srs_change_last", "missed_last"]  # 3rd kept below min_abs: minimum is 3
-    assert len(factors(ROW, contributions, SPEC)) == 5
-
-
-def test_missing_values_and_zero_or_nan_contributions_are_skipped():
-    contributions = {
-        "ors_slope": 5.0,  # NaN value
-        "srs_mean": 4.0,  # None value
-        "days_in_treatment": 3.0,  # absent from the row
-        "missed_last": 0.0,  # zero contribution
-        "last_gap_days": 0.00004,  # rounds to zero
-        "ors_current": nan,  # NaN contribution
-        "bias": 9.0,  # the intercept, not a feature
-        "missed_total": -0.25,
-    }
-    out = factors(ROW, contributions, SPEC)
-    assert [(f.feature, f.contribution, f.effect) for f in out] == [("missed_total", -0.25, "lowers")]
-
-
-def test_missing_categorical_values_are_skipped():
-    for missing in (nan, None, pd.NA):
-        assert factors({"gender": missing}, {"gender": 0.4}, SPEC) == []
-
-
-def test_ties_keep_the_order_of_the_contributions():
-    out = factors(ROW, {"missed_total": 0.3, "ors_current": -0.3, "age": 0.3}, SPEC)
-    assert [f.feature for f in out] == ["missed_total", "ors_current", "age"]
-
-
-def test_pandas_rows_work_as_mappings():
-    row = pd.Series({"ors_current": 18.0, "missed_total": 2.0})
-    contributions = pd.Series({"ors_current": 0.25, "missed_total": -0.5, "bias": 1.0})
-    out = factors(row, contributions, SPEC)
-    assert [(f.feature, f.contribution) for f in out] == [("missed_total", -0.5), ("ors_current", 0.25)]
-    assert all(type(f.contribution) is float for f in out)
-
-
-@pytest.mark.parametrize(("top", "minimum"), [(0, 0), (3, 4), (5, -1)])
-def test_bad_top_or_minimum_raise(top, minimum):
-    with pytest.raises(ValueError):
-        factors(ROW, {"age": 0.1}, SPEC, top=top, minimum=minimum)
 
 
 def test_texts_read_the_feature_builder_output_in_raw_units():

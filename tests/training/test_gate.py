@@ -27,6 +27,12 @@ def test_judge_bounds():
     assert judge({**good, "calibration_slope": 1.21}, None, gate) == ["calibration slope 1.210 outside 0.8-1.2"]
     assert judge({**good, "ece": 0.051}, None, gate) == ["ECE 0.051 above 0.05"]
     assert len(judge({**good, "ece": float("nan")}, None, gate)) == 1  # unknown calibration never passes
+    # A worse session must not lower the risk (issue 16): at most gate.max_monotonicity_violation (0.5%).
+    assert judge({**good, "monotonicity_worst_rate": 0.005}, None, gate) == []
+    (refusal,) = judge({**good, "monotonicity_worst_rate": 0.0051}, None, gate)
+    assert refusal.startswith("the risk fell when the latest session was made worse in 0.5% of held-out histories")
+    assert "gate.max_monotonicity_violation" in refusal
+    assert len(judge({**good, "monotonicity_worst_rate": float("nan")}, None, gate)) == 1
 
 
 def test_gate_promotes_rejects_and_rolls_back(mlflow_store, cohorts):

@@ -122,6 +122,17 @@ def test_the_run_records_params_metrics_data_and_artifacts(trained):
     ):
         assert section in text
     assert "95% CI" in text
+    # Issue 16: the card names each model feature with its declared direction and the measured monotonicity.
+    assert "`missed_total` (+)" in text and "`srs_mean` (-)" in text and "`ors_expected_dev` (-)" in text
+    assert "### A worse session never lowers the risk" in text
+    assert run.data.metrics["monotonicity_worst_rate"] == outcome.report["monotonicity"]["worst_rate"]
+
+
+def test_training_measures_that_a_worse_session_never_lowers_the_risk(trained):
+    checked = trained[0].report["monotonicity"]
+    assert set(checked["perturbations"]) == {"alliance_down", "outcome_worse", "missed_more", "missed_more_week_later"}
+    assert all(p["histories"] > 100 for p in checked["perturbations"].values())
+    assert checked["worst_rate_from_2"] == 0.0 and checked["worst_rate"] <= 0.005
 
 
 def test_registered_as_challenger_with_an_explicit_signature(trained):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from dropout_risk.features.concepts import direction, model_groups
 from dropout_risk.features.spec import FeatureSpec
 
 
@@ -28,6 +29,7 @@ def render_model_card(report: dict[str, Any], spec: FeatureSpec) -> str:
         *_validation_design(report),
         *_performance(report),
         *_by_landmark(report),
+        *_monotonicity(report),
         *_limits(),
     ]
     return "\n".join(lines) + "\n"
@@ -71,11 +73,18 @@ def _predictors(spec: FeatureSpec) -> list[str]:
         "expected-treatment-response curve fitted on the training clients.",
         "",
     ]
-    for group, columns in spec.groups().items():
-        lines.append(f"- **{group}** ({len(columns)}): {', '.join(f'`{c}`' for c in columns) or 'none'}")
+    signs = {1: " (+)", -1: " (-)", 0: ""}
+    for group, columns in model_groups(spec).items():
+        named = ", ".join(f"`{c}`{signs[direction(spec, c)]}" for c in columns) or "none"
+        lines.append(f"- **{group}** ({len(columns)}): {named}")
     return [
         *lines,
-        "- `landmark` (the session number k) is in every set.",
+        "- `landmark` (the session number k) is in every set, as a category in the logistic model.",
+        "",
+        "One feature per clinical concept; (+) raises the risk as it rises, (-) lowers it: the logistic model's "
+        "coefficients are bounded to these signs and LightGBM is monotone in them, so a worse alliance, outcome "
+        "or attendance never lowers the risk. The landmark table's other columns are quoted by the reasons "
+        "and flags, not used by the model.",
         "",
         "## Missing data",
         "A score not given at a session is missing, never zero; features built from it are missing until a "
@@ -83,6 +92,19 @@ def _predictors(spec: FeatureSpec) -> list[str]:
         "and adds a missing-value indicator. Missed appointments unknown = missing.",
         "",
     ]
+
+
+def _monotonicity(report: dict[str, Any]) -> list[str]:
+    checked = report.get("monotonicity")
+    if not checked:
+        return []
+    lines = ["### A worse session never lowers the risk", "Share of held-out histories whose risk fell:"]
+    for result in checked["perturbations"].values():
+        lines.append(
+            f"- {result['description']}: {result['rate']:.2%} of {result['histories']} "
+            f"({result['rate_from_2']:.2%} from session 2)"
+        )
+    return [*lines, ""]
 
 
 def _validation_design(report: dict[str, Any]) -> list[str]:

@@ -49,7 +49,8 @@ JSON_DIGITS = 6
 class HistoryScorer(Protocol):
     """A model that scores raw session histories (``DropoutRiskModel`` and ``CompiledModel`` both do)."""
 
-    spec: FeatureSpec
+    @property
+    def spec(self) -> FeatureSpec: ...
 
     def score_history(self, sessions: pd.DataFrame, episodes: pd.DataFrame | None = None) -> pd.DataFrame: ...
 

@@ -19,6 +19,7 @@ from mlflow.entities.model_registry import ModelVersion
 from dropout_risk.models.packaged import DropoutRiskModel
 from dropout_risk.models.registry import CHALLENGER, CHAMPION, MODEL_NAME, load_model, set_alias, version_for_alias
 from dropout_risk.training.evaluation.metrics import calibration_slope_intercept, expected_calibration_error, roc_auc
+from dropout_risk.training.evaluation.monotonicity import monotonicity_violations
 from dropout_risk.training.jobs.train import TEST_DATA_DIR
 from dropout_risk.training.settings import GateConfig, TrainingSettings
 from dropout_risk.training.tracking import use_experiment
@@ -59,6 +60,11 @@ def _metrics_on(model: DropoutRiskModel, sessions: pd.DataFrame, episodes: pd.Da
     }
 
 
+def _monotonicity_on(model: DropoutRiskModel, sessions: pd.DataFrame, episodes: pd.DataFrame) -> dict:
+    report = monotonicity_violations(model, sessions, episodes)
+    return {"monotonicity_worst_rate": report.worst_rate, "monotonicity_worst_rate_from_2": report.worst_rate_from_2}
+
+
 def judge(challenger: dict, champion: dict | None, gate: GateConfig) -> list[str]:
     """Reasons the challenger fails the gate (empty = it passes)."""
     reasons = []
@@ -67,6 +73,13 @@ def judge(challenger: dict, champion: dict | None, gate: GateConfig) -> list[str
         reasons.append(f"calibration slope {slope:.3f} outside {gate.slope_min}-{gate.slope_max}")
     if not challenger["ece"] <= gate.max_ece:
         reasons.append(f"ECE {challenger['ece']:.3f} above {gate.max_ece}")
+    worst = challenger.get("monotonicity_worst_rate", 0.0)
+    if not worst <= gate.max_monotonicity_violation:
+        reasons.append(
+            f"the risk fell when the latest session was made worse in {worst:.1%} of held-out histories (worst of: "
+            "alliance or outcome 5 points worse, one more missed appointment, with or without a week's delay); at "
+            f"most {gate.max_monotonicity_violation:.1%} is allowed (gate.max_monotonicity_violation)"
+        )
     if champion is not None and not challenger["roc_auc"] >= champion["roc_auc"] - gate.max_auc_drop:
         reasons.append(
             f"AUC {challenger['roc_auc']:.3f} is more than {gate.max_auc_drop} below the champion's "
@@ -136,6 +149,7 @@ def _run_gate(
     champion_model = load_model(f"models:/{MODEL_NAME}/{champion_version.version}") if champion_version else None
     max_landmark = min(m.spec.max_landmark for m in (challenger_model, champion_model) if m is not None)
     decision.challenger = _metrics_on(challenger_model, sessions, episodes, max_landmark)
+    decision.challenger.update(_monotonicity_on(challenger_model, sessions, episodes))
     if champion_model is not None:
         decision.champion = _metrics_on(champion_model, sessions, episodes, max_landmark)
     decision.reasons = judge(decision.challenger, decision.champion or None, settings.gate)

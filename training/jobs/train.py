@@ -31,6 +31,7 @@ from dropout_risk.training.data import load_contract, read_table
 from dropout_risk.training.evaluation.clinic_validation import leave_one_clinic_out_metrics, summarise
 from dropout_risk.training.evaluation.holdout import evaluate_scores, subgroups, true_risk_comparison
 from dropout_risk.training.evaluation.model_card import render_model_card
+from dropout_risk.training.evaluation.monotonicity import MonotonicityReport, monotonicity_violations
 from dropout_risk.training.evaluation.plots import plot_by_landmark, plot_calibration, plot_decision_curve, plot_roc
 from dropout_risk.training.fitting import CandidateResult, fit_calibrated, fit_candidates, select
 from dropout_risk.training.settings import TrainingConfig, TrainingSettings
@@ -148,6 +149,8 @@ def train(
         say("leave-one-clinic-out validation")
         per_clinic = leave_one_clinic_out_metrics(fitted.features, fitted.chosen, config)
         report["leave_one_clinic_out"] = {"summary": summarise(per_clinic), "by_clinic": per_clinic}
+    say("checking that a worse session never lowers the risk")
+    report["monotonicity"] = _monotonicity(fitted, prep).to_json()
     if truth is not None:
         scored = _with_truth(scored, truth)
         test = report["test"]
@@ -155,6 +158,13 @@ def train(
 
     say("logging to MLflow and registering")
     return _log_and_register(fitted, scored, report, prep, settings, split, (sessions_path, episodes_path))
+
+
+def _monotonicity(fitted: _Fitted, prep: _Prepared) -> MonotonicityReport:
+    """How often making a held-out client's latest session worse lowers the chosen model's risk."""
+    test = prep.sessions["client_id"].isin(prep.test_ids)
+    episodes = prep.episodes[prep.episodes["client_id"].isin(prep.test_ids)]
+    return monotonicity_violations(fitted.model, prep.sessions[test], episodes)
 
 
 @dataclass
