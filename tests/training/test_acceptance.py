@@ -6,14 +6,19 @@
 | registered AUC >= logistic's and > clinical rule's | same |
 | calibration slope 0.9-1.1, ECE <= 0.03 | same |
 | real trial data run end to end with honest (wide) CIs | tests/data/antidepressant-trial |
+| declared signs kept and reasons coherent on real data (issue 16) | tests/data/antidepressant-trial |
 """
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 
+from dropout_risk.features.concepts import direction
+from dropout_risk.models.registry import MODEL_NAME, load_scorer
 from dropout_risk.training.jobs.train import train
-from tests.support.training import settings_for
+from tests.support.reasons import changes_against_their_concept, check_factors, score_every_session
+from tests.support.training import QUICK, settings_for
 
 
 @pytest.mark.slow
@@ -47,3 +52,19 @@ def test_real_trial_runs_end_to_end_with_wide_intervals(mlflow_store, trial_dir)
     assert list(test["by_landmark"]) == ["1", "2", "3", "4", "5"]
     # No alliance measure and no reliable-change amount for HAM-D: the selection still runs on both.
     assert set(report["selection"]["cv_auc"]) == {"logistic", "lightgbm"}
+
+
+def test_real_trial_model_keeps_the_declared_signs_and_its_reasons_read_coherently(mlflow_store, trial_dir):
+    """Issue 16 on real data: a lower (worse) HAM-D trajectory never lowers the risk, and the reasons agree."""
+    settings = settings_for(mlflow_store, experiment="trial-signs", **QUICK)
+    version = train(trial_dir / "sessions.csv", trial_dir / "episodes.csv", settings).model_version
+    compiled = load_scorer(f"models:/{MODEL_NAME}/{version}")
+    scorer = compiled._scorer  # the artifact's numbers, as serving reads them
+    signs = {compiled.columns[j]: coef for j, coef in zip(scorer.num_x, scorer.coef[scorer.num_design], strict=True)}
+    assert set(signs) >= {"hamd17_expected_dev", "hama_expected_dev", "missed_total", "missed_last"}
+    assert all(coef * direction(compiled.spec, column) >= 0 for column, coef in signs.items()), signs
+    sessions, episodes = pd.read_csv(trial_dir / "sessions.csv"), pd.read_csv(trial_dir / "episodes.csv")
+    scored = score_every_session(compiled, sessions, episodes, ["gender", "arm"])
+    check = check_factors(scored, compiled)
+    assert check.factors > 300 and (check.against_sign, check.against_values) == (0, 0)
+    assert changes_against_their_concept(scored, compiled)[1] == 0
