@@ -37,26 +37,51 @@ Loaded = TypeVar("Loaded")
 
 
 def _report_table(report: dict[str, Any]) -> Table:
+    """Within-session AUC first (the honest figure); the pooled AUC, which the session number inflates, after."""
     table = Table(
         title=f"{report['model_name']} v{report['model_version']} ({report['model_kind']}), "
-        f"{report['test']['n_clients']} test clients"
+        f"{report['test']['n_clients']} test clients",
+        caption="within-session AUC: mean of the per-session AUCs; pooled AUC* includes the session-number effect",
     )
-    for column in ("model", "ROC AUC (95% CI)", "PR AUC", "Brier", "cal. slope", "ECE"):
+    for column in ("model", "within-session AUC (95% CI)", "pooled AUC*", "PR AUC", "Brier", "cal. slope", "ECE"):
         table.add_column(column)
-    rows = {f"registered ({report['model_kind']})": report["test"], **report["baselines"]}
+    chosen = report["model_kind"]
+    rows = {f"registered ({chosen})": report["test"], **report["baselines"]}
     for name, metrics in rows.items():
-        lo, hi = metrics["ci"]["roc_auc"]
+        if name == chosen:
+            continue  # the registered model is this candidate: one row, not two
+        if "not_applicable" in metrics:
+            table.add_row(name, f"not applicable: {metrics['not_applicable']}", "", "", "", "", "")
+            continue
         table.add_row(
             name,
-            f"{metrics['roc_auc']:.3f} ({lo:.3f}-{hi:.3f})",
+            _with_ci(metrics, "within_landmark_auc"),
+            _with_ci(metrics, "roc_auc"),
             f"{metrics['pr_auc']:.3f}",
             f"{metrics['brier']:.3f}",
             f"{metrics['calibration_slope']:.2f}",
             f"{metrics['ece']:.3f}",
         )
     if "true_risk" in report:
-        table.add_row("true risk", f"{report['true_risk']['roc_auc']:.3f}", "", "", "", "")
+        truth = report["true_risk"]
+        table.add_row("true risk", _number(truth.get("within_landmark_auc")), f"{truth['roc_auc']:.3f}", "", "", "", "")
     return table
+
+
+def _number(value: float | None) -> str:
+    return "n/a" if value is None or value != value else f"{value:.3f}"
+
+
+def _with_ci(metrics: dict[str, Any], name: str) -> str:
+    lo, hi = metrics["ci"].get(name, (None, None))
+    if lo is None or hi is None or lo != lo or hi != hi:
+        return _number(metrics.get(name))
+    return f"{_number(metrics.get(name))} ({lo:.3f}-{hi:.3f})"
+
+
+def _print_excluded(report: dict[str, Any]) -> None:
+    for excluded in report["test"].get("excluded_landmarks", []):
+        console.print(f"  session {excluded['landmark']} left out of the within-session AUC: {excluded['reason']}")
 
 
 def _print_decision(decision: Decision) -> None:
@@ -121,6 +146,7 @@ def train_command(
             "champion": decision.champion,
         }
     console.print(_report_table(result))
+    _print_excluded(result)
     console.print(f"registered as version {outcome.model_version} (alias challenger), run {outcome.run_id}")
     if do_promote:
         _print_decision(decision)

@@ -59,6 +59,22 @@ class GateConfig(BaseModel):
     )
 
 
+class EvaluationConfig(BaseModel):
+    """How models are judged: which landmarks the within-session AUC averages over."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_class_clients: int = Field(
+        default=10,
+        ge=1,
+        description=(
+            "a landmark enters the within-session AUC only when dropouts and completers each have this many "
+            "clients there; the others are listed with their reason"
+        ),
+    )
+
+
 class TrainingSettings(ProjectSettings):
     training: TrainingConfig = TrainingConfig()
     gate: GateConfig = GateConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()

@@ -12,6 +12,7 @@ from mlflow.data.pandas_dataset import from_pandas
 from dropout_risk.training.data import read_table
 
 _POOLED = (
+    "within_landmark_auc",
     "roc_auc",
     "pr_auc",
     "brier",
@@ -75,4 +76,6 @@ def log_report_metrics(report: dict[str, Any]) -> None:
     if "true_risk" in report:
         flat["true_risk_roc_auc"] = report["true_risk"]["roc_auc"]
         flat["true_risk_ratio"] = report["true_risk"]["ratio"]
+        flat["true_risk_within_landmark_auc"] = report["true_risk"]["within_landmark_auc"]
+        flat["true_risk_within_landmark_ratio"] = report["true_risk"]["within_landmark_ratio"]
     mlflow.log_metrics(_finite(flat))

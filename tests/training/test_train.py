@@ -70,12 +70,22 @@ def test_report_has_the_contracted_keys(trained):
     assert ended == 1200 - report["data"]["ongoing_excluded"]  # ongoing episodes have no outcome yet
     assert test["n_clients"] == report["data"]["test_clients"] == round(0.2 * ended)
     assert list(test["by_landmark"]) == LANDMARKS
-    assert set(report["baselines"]) == {"clinical_rule", "logistic"}
+    assert list(report["baselines"]) == ["landmark_only", "intake_only", "clinical_rule", "logistic"]
     for metrics in (test, *report["baselines"].values()):
         lo, hi = metrics["ci"]["roc_auc"]
         assert lo <= metrics["roc_auc"] <= hi and hi - lo > 0.01
+        lo, hi = metrics["ci"]["within_landmark_auc"]
+        assert lo <= metrics["within_landmark_auc"] <= hi
+    # The session number alone: the pooled AUC it reaches is the session-number effect; within a session, 0.5.
+    landmark_only = report["baselines"]["landmark_only"]
+    assert landmark_only["within_landmark_auc"] == 0.5 and landmark_only["roc_auc"] > 0.55
+    assert test["within_landmark_auc"] > report["baselines"]["intake_only"]["within_landmark_auc"]
+    assert test["evaluable_landmarks"] == [
+        int(k) for k in LANDMARKS if int(k) not in {e["landmark"] for e in test["excluded_landmarks"]}
+    ]
     truth = report["true_risk"]
     assert truth["ratio"] == pytest.approx(test["roc_auc"] / truth["roc_auc"])
+    assert truth["within_landmark_ratio"] == pytest.approx(test["within_landmark_auc"] / truth["within_landmark_auc"])
     assert list(truth["by_landmark"]) == LANDMARKS
     assert set(report["subgroups"]) == {"gender", "age_band", "clinic_id"}
     assert report["leave_one_clinic_out"]["summary"]["clinics"] == 5

@@ -8,16 +8,21 @@ from dropout_risk.features.concepts import direction, model_groups
 from dropout_risk.features.spec import FeatureSpec
 
 
+def _number(value: Any) -> str:
+    return "n/a" if value is None or value != value else f"{value:.3f}"
+
+
 def _ci(metrics: dict[str, Any], name: str) -> str:
-    value = metrics.get(name, float("nan"))
-    lo, hi = metrics.get("ci", {}).get(name, [float("nan"), float("nan")])
-    return f"{value:.3f} ({lo:.3f}-{hi:.3f})"
+    lo, hi = metrics.get("ci", {}).get(name, [None, None])
+    return f"{_number(metrics.get(name))} ({_number(lo)}-{_number(hi)})"
 
 
 def _row(label: str, metrics: dict[str, Any]) -> str:
+    if "not_applicable" in metrics:
+        return f"| {label} | not applicable: {metrics['not_applicable']} | | | | | |"
     return (
-        f"| {label} | {_ci(metrics, 'roc_auc')} | {_ci(metrics, 'pr_auc')} | {_ci(metrics, 'brier')} | "
-        f"{_ci(metrics, 'calibration_slope')} | {_ci(metrics, 'ece')} |"
+        f"| {label} | {_ci(metrics, 'within_landmark_auc')} | {_ci(metrics, 'roc_auc')} | {_ci(metrics, 'pr_auc')} | "
+        f"{_ci(metrics, 'brier')} | {_ci(metrics, 'calibration_slope')} | {_ci(metrics, 'ece')} |"
     )
 
 
@@ -129,11 +134,18 @@ def _performance(report: dict[str, Any]) -> list[str]:
     lines = [
         "## Performance on the test clients (95% CI)",
         "",
-        "| model | ROC AUC | PR AUC | Brier | calibration slope | ECE |",
-        "|---|---|---|---|---|---|",
+        "The within-session AUC (the mean of the ROC AUCs within each session) is the figure to read: the "
+        "pooled AUC over all sessions is inflated by the session number, since later sessions hold fewer "
+        "eventual dropouts (`landmark_only`, the dropout rate by session, shows how much).",
+        "",
+        "| model | within-session AUC | pooled AUC | PR AUC | Brier | calibration slope | ECE |",
+        "|---|---|---|---|---|---|---|",
         _row(f"**{report['model_kind']}** (registered)", test),
     ]
-    lines += [_row(name, metrics) for name, metrics in report["baselines"].items()]
+    lines += [_row(name, metrics) for name, metrics in report["baselines"].items() if name != report["model_kind"]]
+    excluded = [f"session {e['landmark']}: {e['reason']}" for e in test.get("excluded_landmarks", [])]
+    if excluded:
+        lines += ["", "Sessions left out of the within-session AUC: " + "; ".join(excluded) + "."]
     return [
         *lines,
         "",

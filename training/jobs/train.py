@@ -24,9 +24,9 @@ from dropout_risk.features.private_files import private_tree
 from dropout_risk.features.spec import FeatureSpec, infer_spec
 from dropout_risk.features.trajectories import fit_expected_trajectories
 from dropout_risk.models.calibration import Method
-from dropout_risk.models.clinical_rule import ClinicalRuleClassifier
 from dropout_risk.models.packaged import DropoutRiskModel
 from dropout_risk.models.registry import CHALLENGER, MODEL_NAME, log_model, set_alias
+from dropout_risk.training.baselines import BaselineRisk, baseline_risks
 from dropout_risk.training.data import load_contract, read_table
 from dropout_risk.training.evaluation.clinic_validation import leave_one_clinic_out_metrics, summarise
 from dropout_risk.training.evaluation.holdout import evaluate_scores, subgroups, true_risk_comparison
@@ -34,7 +34,7 @@ from dropout_risk.training.evaluation.model_card import render_model_card
 from dropout_risk.training.evaluation.monotonicity import MonotonicityReport, monotonicity_violations
 from dropout_risk.training.evaluation.plots import plot_by_landmark, plot_calibration, plot_decision_curve, plot_roc
 from dropout_risk.training.fitting import CandidateResult, fit_calibrated, fit_candidates, select
-from dropout_risk.training.settings import TrainingConfig, TrainingSettings
+from dropout_risk.training.settings import TrainingSettings
 from dropout_risk.training.splits import SplitKind, check_enough_clients, grouped_folds, holdout_clients
 from dropout_risk.training.tracking import log_dataset, log_report_metrics, use_experiment
 
@@ -143,8 +143,8 @@ def train(
     fitted = _fit(prep, settings, say)
 
     say("evaluating on held-out clients")
-    scored = _score_test_rows(fitted, config.calibration)
-    report = _report(fitted, scored, config, split, leave_one_clinic_out)
+    scored, baselines = _score_test_rows(fitted, config.calibration)
+    report = _report(fitted, scored, baselines, settings, split, leave_one_clinic_out)
     if leave_one_clinic_out:
         say("leave-one-clinic-out validation")
         per_clinic = leave_one_clinic_out_metrics(fitted.features, fitted.chosen, config)
@@ -154,7 +154,7 @@ def train(
     if truth is not None:
         scored = _with_truth(scored, truth)
         test = report["test"]
-        report["true_risk"] = true_risk_comparison(scored, test["roc_auc"], test["by_landmark"])
+        report["true_risk"] = true_risk_comparison(scored, test, settings.evaluation.min_class_clients)
 
     say("logging to MLflow and registering")
     return _log_and_register(fitted, scored, report, prep, settings, split, (sessions_path, episodes_path))
@@ -179,6 +179,7 @@ class _Fitted:
     candidates: dict[str, CandidateResult]
     chosen: CandidateResult
     model: DropoutRiskModel
+    folds: list  # the client-grouped folds of the training rows
 
 
 def _fit(prep: _Prepared, settings: TrainingSettings, say: Progress) -> _Fitted:
@@ -210,28 +211,31 @@ def _fit(prep: _Prepared, settings: TrainingSettings, say: Progress) -> _Fitted:
         columns=columns,
         metadata={"chosen": chosen.kind, "params": chosen.params},
     ).fit_reference(train_rows)
-    return _Fitted(spec, features, train_rows, test_rows, columns, candidates, chosen, model)
+    return _Fitted(spec, features, train_rows, test_rows, columns, candidates, chosen, model, folds)
 
 
-def _score_test_rows(fitted: _Fitted, calibration: Method) -> pd.DataFrame:
-    """The test rows with the model's ``risk`` and the two baselines' (calibrated logistic, clinical rule)."""
-    train_rows, test_rows = fitted.train_rows, fitted.test_rows
-    y_train = train_rows["label"].to_numpy(dtype=int)
-    scored = test_rows.assign(risk=fitted.model.predict_features(test_rows))
-    logistic_estimator, logistic_calibrator = fit_calibrated(
-        fitted.candidates["logistic"], train_rows, y_train, calibration
+def _score_test_rows(fitted: _Fitted, calibration: Method) -> tuple[pd.DataFrame, list[BaselineRisk]]:
+    """The test rows with the model's ``risk`` and each applicable baseline's; the baselines themselves."""
+    scored = fitted.test_rows.assign(risk=fitted.model.predict_features(fitted.test_rows))
+    baselines = baseline_risks(
+        fitted.train_rows, fitted.test_rows, fitted.spec, fitted.candidates["logistic"], fitted.folds, calibration
     )
-    logistic = logistic_estimator.predict_proba(fitted.model.prepare(test_rows))[:, 1]
-    scored["logistic"] = logistic_calibrator.transform(logistic)
-    rule = ClinicalRuleClassifier(fitted.spec.to_dict()).fit(train_rows, y_train)
-    scored["clinical_rule"] = rule.predict_proba(test_rows)[:, 1]
-    return scored
+    for baseline in baselines:
+        if baseline.risk is not None:
+            scored[baseline.name] = baseline.risk
+    return scored, baselines
 
 
 def _report(
-    fitted: _Fitted, scored: pd.DataFrame, config: TrainingConfig, split: SplitKind, leave_one_clinic_out: bool
+    fitted: _Fitted,
+    scored: pd.DataFrame,
+    baselines: list[BaselineRisk],
+    settings: TrainingSettings,
+    split: SplitKind,
+    leave_one_clinic_out: bool,
 ) -> dict[str, Any]:
     """The report's model, test, baselines, selection, validation and subgroup sections."""
+    config = settings.training
 
     def evaluated(score: str) -> dict[str, Any]:
         return evaluate_scores(
@@ -240,6 +244,7 @@ def _report(
             n_resamples=config.bootstrap_resamples,
             seed=config.seed,
             top_fraction=config.alert_top_fraction,
+            min_class_clients=settings.evaluation.min_class_clients,
         )
 
     chosen = fitted.chosen
@@ -248,7 +253,9 @@ def _report(
         "model_version": None,
         "model_kind": chosen.kind,
         "test": evaluated("risk"),
-        "baselines": {name: evaluated(name) for name in ("clinical_rule", "logistic")},
+        "baselines": {
+            b.name: evaluated(b.name) if b.risk is not None else {"not_applicable": b.not_applicable} for b in baselines
+        },
         "selection": {
             "cv_auc": {k: r.cv_auc for k, r in fitted.candidates.items()},
             "chosen": chosen.kind,
