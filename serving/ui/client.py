@@ -1,4 +1,5 @@
-"""/ui/clients/{client_id}: a client's scores and risk by session, the latest risk explained, the next session's form.
+"""/ui/clients/{client_id}: a client's scores and risk by session, what changed since the last session, the latest
+risk explained, the next session's form.
 
 Everything goes through the same service layer as the /v1 API (``serving.service``):
 the page shows exactly what the API serves.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request
@@ -21,7 +23,7 @@ from dropout_risk.features.instruments import Instrument
 from dropout_risk.serving import service
 from dropout_risk.serving.deps import Db, MaybeScoring, ReadDb, RiskMetrics
 from dropout_risk.serving.explain import instrument_label
-from dropout_risk.serving.risk import HistoryItem
+from dropout_risk.serving.risk import HistoryItem, Risk
 from dropout_risk.serving.schemas import SessionIn
 from dropout_risk.serving.scoring import ScoringContext
 from dropout_risk.serving.store import StoredSession
@@ -97,6 +99,43 @@ def _charts(
     return out
 
 
+@dataclass(frozen=True)
+class ChangeStep:
+    """One step of ``Risk.changes`` as the page shows it: its words and its signed points."""
+
+    concept: str
+    text: str
+    points: float  # as the API gives it
+    shown: str  # "+8.1", "-4.0", "0.0"
+
+    @property
+    def way(self) -> str:
+        """Up, down or none, as shown: a step that rounds to 0.0 points moved nothing visible."""
+        return {"+": "up", "-": "down"}.get(self.shown[0], "none")
+
+
+@dataclass(frozen=True)
+class ChangesView:
+    """What moved the latest risk since the previous session's: the two risks and the steps between them."""
+
+    before: HistoryItem
+    now: HistoryItem
+    steps: list[ChangeStep]
+
+    @property
+    def points(self) -> float:
+        """The whole move in percentage points (the steps sum to it)."""
+        return 100 * (self.now.probability - self.before.probability)
+
+
+def _changes(risk: Risk | None, timeline: list[HistoryItem]) -> ChangesView | None:
+    """None at session 1 and past the model's last landmark (the risk carries no changes there)."""
+    if risk is None or not risk.changes or len(timeline) < 2:
+        return None
+    steps = [ChangeStep(c.concept, c.text, c.points, charts.points(c.points)) for c in risk.changes]
+    return ChangesView(before=timeline[-2], now=timeline[-1], steps=steps)
+
+
 def _client_view(
     request: Request,
     db: Session,
@@ -127,6 +166,7 @@ def _client_view(
         "is_new": view is None,
         "status": view.client.status if view else "ongoing",
         "risk": risk,
+        "changes": _changes(risk, timeline),
         "timeline": timeline,
         "rows": [{"session": s, "risk": t} for s, t in zip(sessions, timeline, strict=True)],
         "charts": _charts(scoring, sessions, timeline, instruments) if sessions else {},

@@ -20,6 +20,7 @@ STATIC_DIR = HERE / "static"
 templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
 templates.env.filters["percent"] = charts.percent
 templates.env.filters["number"] = charts.number
+templates.env.filters["points"] = charts.points
 
 SECURITY_HEADERS = {
     "Cache-Control": "no-store",  # health data: not in the browser's or a proxy's cache

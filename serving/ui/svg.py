@@ -53,6 +53,12 @@ def percent(probability: float | None) -> str:
     return f"{round(probability * 100):d}%"
 
 
+def points(value: float) -> str:
+    """Percentage points of risk, signed, one decimal: "+8.1", "-4.0"; "0.0" when it rounds to nothing."""
+    text = f"{value:+.1f}"
+    return "0.0" if text in ("+0.0", "-0.0") else text
+
+
 def nice_step(span: float, target: int = 5) -> float:
     """A tick step of 1, 2, 2.5 or 5 times a power of ten giving about ``target`` intervals."""
     if span <= 0:

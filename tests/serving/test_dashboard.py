@@ -1,10 +1,11 @@
 """The clinician dashboard (/ui): in a real browser, and its security rules over HTTP.
 
-The browser test drives Debian's Chromium (``apt-get install chromium``; ``make test``
+The browser tests drive Debian's Chromium (``apt-get install chromium``; ``make test``
 installs it) through Playwright against a real uvicorn server on a loopback port,
 SQLite storage and the suite's trained champion: sign in, open the caseload, open a
-client, record a session, see the risk change, sign out. The HTTP tests run on the
-``api`` fixture, SQLite and PostgreSQL.
+client, record a session, see the risk change, sign out; and "what changed since the
+last session" as the API gives it. The HTTP tests run on the ``api`` fixture, SQLite
+and PostgreSQL.
 
 ``DROPOUT_RISK_SCREENSHOTS=1`` also writes the README's screenshots to docs/.
 """
@@ -136,10 +137,10 @@ def _page(browser, width: int = 768, height: int = 1024):
     return context, context.new_page()
 
 
-def _sign_in(page, server: Server) -> None:
+def _sign_in(page, server: Server, key: str | None = None) -> None:
     page.goto(server.url + "/ui/clients")
     assert page.url.endswith("/ui/login")
-    page.get_by_label("Clinic API key").fill(server.key)
+    page.get_by_label("Clinic API key").fill(key or server.key)
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url(re.compile(r"/ui/clients$"))
 
@@ -245,6 +246,63 @@ def test_sign_in_caseload_client_record_and_see_the_risk_change(server, browser)
     page.goto(server.url + f"/ui/clients/{client_id}")
     assert page.url.endswith("/ui/login")
     context.close()
+
+
+@pytest.mark.browser
+def test_what_changed_since_the_last_session_is_the_apis(server, browser):
+    """None after session 1; after session 2 the API's steps for it, in its order, with its words and points."""
+    with transaction(server.app.state.sessions) as db:
+        key, _ = create_key(db, "Northside Therapy")  # a clinic of its own: the seeded caseload stays as it is
+    context, page = _page(browser)  # a tablet's width
+    _sign_in(page, server, key)
+    page.goto(server.url + "/ui/clients/changes-1")
+    today = dt.date.today()
+
+    def record(number: int, date: dt.date, ors: str, srs: str, missed: str) -> dict:
+        page.get_by_label("Session date").fill(date.isoformat())
+        page.get_by_role("textbox", name=re.compile(r"^ORS\b")).fill(ors)
+        page.get_by_role("textbox", name=re.compile(r"^SRS\b")).fill(srs)
+        page.get_by_label("Missed appointments since the last session").fill(missed)
+        page.get_by_role("button", name=f"Record session {number} and update the risk").click()
+        page.wait_for_url(re.compile(rf"/ui/clients/changes-1\?recorded={number}$"))
+        headers = {"Authorization": f"Bearer {key}"}
+        return httpx.get(server.url + "/v1/clients/changes-1/risk", headers=headers, timeout=30).json()
+
+    first = record(1, today - dt.timedelta(days=14), "18", "38", "")
+    assert first["risk"]["changes"] == []
+    assert page.locator("#changes").count() == 0
+    assert page.get_by_role("heading", name="What changed since the last session").count() == 0
+
+    # Session 2, a fortnight's gap with a missed appointment: outcome and alliance both fell.
+    second = record(2, today, "15", "31", "1")
+    changes, (before, now) = second["risk"]["changes"], second["history"]
+    assert [c["concept"] for c in changes] == ["returned", "alliance", "outcome", "attendance"]
+    section = page.locator("#changes")
+    assert section.is_visible()
+    assert page.get_by_role("heading", name="What changed since the last session").is_visible()
+    total = section.locator(".change-total").inner_text()
+    assert f"Risk {_percent(before['probability'])} after session 1, now {_percent(now['probability'])}" in total
+    assert f"{_points(100 * (now['probability'] - before['probability']))} points" in total
+    items = section.locator(".change-steps li")
+    assert items.count() == len(changes)
+    for item, change in zip(items.all(), changes, strict=True):
+        assert item.get_attribute("data-concept") == change["concept"]
+        assert float(item.get_attribute("data-points")) == change["points"]
+        assert item.locator(".change-text").inner_text() == change["text"]
+        assert item.locator(".points").inner_text().endswith(f"{_points(change['points'])} points")
+    assert "SRS from 38 to 31" in section.inner_text()
+    assert "came back for session 2" in section.inner_text()
+    _check_accessible(page)
+    context.close()
+
+
+def _percent(probability: float) -> str:
+    return f"{round(probability * 100)}%"
+
+
+def _points(value: float) -> str:
+    """Signed, one decimal, as a clinician reads a change: "+8.1", "-4.0", and "0.0" for no visible move."""
+    return "0.0" if round(value, 1) == 0 else f"{value:+.1f}"
 
 
 def _check_accessible(page) -> None:
