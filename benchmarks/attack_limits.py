@@ -10,7 +10,8 @@ test support (loopback only) and runs, each bounded in count and time:
 2. slow connections: 1,100 sockets holding half a request while /healthz and a keyed
    GET /v1/clients are timed; the server's open descriptors during and 40 s after;
 3. neighbour p95: clinic B's POST /v1/score latency, quiet and while clinic A's 64 concurrent
-   clients send 200-session scores, on a server with the default rate limit (50/s, burst 100);
+   clients send 200-session scores, on a server with the default per-key limits (50/s, burst 100,
+   2 requests in progress);
 4. metrics label flood: 5,000 requests with made-up methods, /metrics size before and after.
 Items 1, 2 and 4 run on a server without the rate limit (the test support's default), so
 only the body cap, key check, timeouts and concurrency bound are under test there.
@@ -297,6 +298,7 @@ def clinic_a_load(server_url: str, key: str, seconds: float) -> None:
     threads = [threading.Thread(target=client, daemon=True) for _ in range(A_CLIENTS)]
     for thread in threads:
         thread.start()
+    print("started", flush=True)  # on a busy machine the imports alone took longer than the parent's wait
     for thread in threads:
         thread.join(timeout=seconds + 60)
     print(json.dumps({"seconds": time.monotonic() - started, "statuses": dict(statuses)}), flush=True)
@@ -314,6 +316,8 @@ def neighbour(server: ApiServer, key_a: str, key_b: str) -> None:
         text=True,
     )
     try:
+        assert load.stdout is not None
+        assert load.stdout.readline().strip() == "started", "clinic A's load did not start"
         time.sleep(3)  # A's 64 clients connected and at it
         started = time.monotonic()
         loaded, loaded_statuses = clinic_b(server.url, key_b)
@@ -394,7 +398,11 @@ def main() -> None:
             slow_connections(server, key)
         (root / "limited").mkdir()
         # The test support turns the rate limit off unless told otherwise: the defaults, explicitly.
-        limited = {"DROPOUT_RISK_SERVING__RATE_LIMIT": "50", "DROPOUT_RISK_SERVING__RATE_LIMIT_BURST": "100"}
+        limited = {
+            "DROPOUT_RISK_SERVING__RATE_LIMIT": "50",
+            "DROPOUT_RISK_SERVING__RATE_LIMIT_BURST": "100",
+            "DROPOUT_RISK_SERVING__MAX_INFLIGHT_PER_KEY": "2",
+        }
         with ApiServer(root / "limited", f"sqlite:///{root}/limited/api.db", uri, env=limited) as server:
             key_a = start_with_key(server, "clinic-a")
             key_b = create_key(server.workdir, server.database_url, "clinic-b")

@@ -92,6 +92,9 @@ def main() -> None:
             "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
             "MLFLOW_TRACKING_URI": f"sqlite:///{root}/mlflow.db",
             "DROPOUT_RISK_DATABASE_URL": f"sqlite:///{root}/api.db",
+            # Throughput, not the per-key limits: one key on 4 connections would be refused by them.
+            "DROPOUT_RISK_SERVING__RATE_LIMIT": "0",
+            "DROPOUT_RISK_SERVING__MAX_INFLIGHT_PER_KEY": "0",
         }
         os.environ.update(env)
         mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])

@@ -12,8 +12,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from dropout_risk.serving.auth import KeyCheckMiddleware
+from dropout_risk.serving.backoff import Backoff
 from dropout_risk.serving.db import make_engine, session_factory
 from dropout_risk.serving.headers import SecurityHeadersMiddleware
+from dropout_risk.serving.inflight import InFlight
 from dropout_risk.serving.limits import BodyLimitMiddleware
 from dropout_risk.serving.migrate import upgrade
 from dropout_risk.serving.model_holder import ModelHolder
@@ -76,9 +78,14 @@ def create_app(settings: ServingSettings, *, holder: ModelHolder | None = None, 
     app.state.registry = settings.registry()
     app.state.metrics = Metrics()
     # The key before the body (innermost of the three): a request without a valid key is 401 unread.
-    rate = settings.serving.rate_limit
+    rate, inflight_cap = settings.serving.rate_limit, settings.serving.max_inflight_per_key
     limiter = RateLimiter(rate, settings.serving.rate_limit_burst) if rate > 0 else None
-    app.add_middleware(KeyCheckMiddleware, reader=reader, limiter=limiter)
+    inflight = InFlight(inflight_cap) if inflight_cap > 0 else None
+    backoff = Backoff()
+    for table, state in (("rate", limiter), ("in_flight", inflight), ("backoff", backoff)):
+        if state is not None:
+            app.state.metrics.watch_limit(table, state)
+    app.add_middleware(KeyCheckMiddleware, reader=reader, limiter=limiter, inflight=inflight, backoff=backoff)
     # Inside the access middleware, so a refused body is counted and logged like any answer.
     app.add_middleware(
         BodyLimitMiddleware,

@@ -7,19 +7,27 @@ answers 401 from the headers alone; the clinic it found is handed to ``require_c
 the request's state, so a request still costs one key lookup.
 
 Order, documented in the README: a declared ``Content-Length`` over ``serving.max_body_bytes``
-is 413 first (``BodyLimitMiddleware``, outside this one: no database read needed), then a
-missing, unknown or revoked key is 401, then the body is read.
+is 413 first (``BodyLimitMiddleware``, outside this one: no database read needed); a key
+already seen valid that has ``serving.max_inflight_per_key`` requests in progress, or is over
+its rate limit, is 429 next, before its lookup, so refusing a flooding clinic costs no
+database read; then a missing, unknown or revoked key is 401, then the body is read. A 429
+to a key that did not wait the ``Retry-After`` of its previous one is held until that time
+(``serving.backoff``).
 """
 
 from __future__ import annotations
+
+import asyncio
 
 from fastapi import Request
 from sqlalchemy import Engine
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from dropout_risk.serving.backoff import Backoff
 from dropout_risk.serving.deps import CLINIC_STATE, UNAUTHORIZED, bearer
 from dropout_risk.serving.headers import API_PREFIX
+from dropout_risk.serving.inflight import InFlight
 from dropout_risk.serving.keys import clinic_for_key, digest
 from dropout_risk.serving.ratelimit import RateLimiter, retry_after
 
@@ -27,10 +35,19 @@ ADMIN_PREFIX = API_PREFIX + "/admin/"
 
 
 class KeyCheckMiddleware:
-    def __init__(self, app: ASGIApp, reader: Engine, limiter: RateLimiter | None = None):
+    def __init__(
+        self,
+        app: ASGIApp,
+        reader: Engine,
+        limiter: RateLimiter | None = None,
+        inflight: InFlight | None = None,
+        backoff: Backoff | None = None,
+    ):
         self.app = app
         self.reader = reader
         self.limiter = limiter
+        self.inflight = inflight
+        self.backoff = backoff or Backoff()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope.get("path", "") if scope["type"] == "http" else ""
@@ -39,24 +56,58 @@ class KeyCheckMiddleware:
             await self.app(scope, receive, send)
             return
         credentials = await bearer(Request(scope))
+        if credentials is None:
+            await _unauthorized()(scope, receive, send)
+            return
+        key = digest(credentials.credentials)
+        # From here to inflight.enter nothing awaits: the checks and the count are one step on the event loop.
+        refusal = self._over_limit(key, looked_up=False)
         clinic_id = None
-        if credentials is not None:
-            # On the event loop, as require_clinic did: an indexed read, cheaper than a thread hop.
-            with self.reader.connect() as connection:
-                clinic_id = clinic_for_key(connection, credentials.credentials)
-        if clinic_id is None:
-            refusal = JSONResponse({"detail": UNAUTHORIZED.detail}, 401, headers=UNAUTHORIZED.headers)
+        if refusal is None:
+            clinic_id = self._clinic(credentials.credentials)
+            refusal = _unauthorized() if clinic_id is None else self._over_limit(key, looked_up=True)
+        if refusal is not None:
+            if refusal.status_code == 429:
+                # Outside the checks above: holding a refusal takes nothing another request could need.
+                await asyncio.sleep(self.backoff.hold(key, float(refusal.headers["Retry-After"])))
             await refusal(scope, receive, send)
             return
-        if self.limiter is not None and credentials is not None:
-            wait = self.limiter.wait(digest(credentials.credentials))
-            if wait > 0:
-                limited = JSONResponse(
-                    {"detail": f"rate limit exceeded: at most {self.limiter.rate:g} requests a second per API key"},
-                    429,
-                    headers={"Retry-After": retry_after(wait)},
-                )
-                await limited(scope, receive, send)
-                return
         scope.setdefault("state", {})[CLINIC_STATE] = clinic_id
-        await self.app(scope, receive, send)
+        if self.inflight is None:
+            await self.app(scope, receive, send)
+            return
+        self.inflight.enter(key)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.inflight.leave(key)
+
+    def _clinic(self, token: str) -> int | None:
+        # On the event loop, as require_clinic did: an indexed read, cheaper than a thread hop.
+        with self.reader.connect() as connection:
+            return clinic_for_key(connection, token)
+
+    def _over_limit(self, key: str, *, looked_up: bool) -> JSONResponse | None:
+        """A 429 for a key at its in-flight cap or over its rate, else None (a rate token taken).
+
+        Before the lookup (``looked_up=False``) only a key with a bucket, that is one seen valid,
+        can be refused; a key not seen yet takes its token after the lookup.
+        """
+        if self.inflight is not None and self.inflight.full(key):
+            return _too_many(f"at most {self.inflight.limit} requests in progress at once per API key", 1.0)
+        if self.limiter is None:
+            return None
+        if (key in self.limiter) == looked_up:  # before the lookup only keys seen valid; after it only new ones
+            return None
+        wait = self.limiter.wait(key)
+        if wait > 0:
+            return _too_many(f"rate limit exceeded: at most {self.limiter.rate:g} requests a second per API key", wait)
+        return None
+
+
+def _unauthorized() -> JSONResponse:
+    return JSONResponse({"detail": UNAUTHORIZED.detail}, 401, headers=UNAUTHORIZED.headers)
+
+
+def _too_many(detail: str, wait: float) -> JSONResponse:
+    return JSONResponse({"detail": detail}, 429, headers={"Retry-After": retry_after(wait)})

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sized
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.requests import Request
@@ -52,7 +53,17 @@ class Metrics:
             ["name", "version"],
             registry=self.registry,
         )
+        self.limit_keys = Gauge(
+            "dropout_risk_limit_keys",
+            "API keys the per-key limits hold state for now (rate, in_flight, backoff)",
+            ["table"],
+            registry=self.registry,
+        )
         self._version: tuple[str, str] | None = None
+
+    def watch_limit(self, table: str, state: Sized) -> None:
+        """Reports ``len(state)`` at each scrape: that flooding cannot grow it is visible from outside."""
+        self.limit_keys.labels(table).set_function(lambda: len(state))
 
     def observe_risk(self, probability: float, band: str) -> None:
         self.risks.observe(probability)

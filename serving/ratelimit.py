@@ -3,16 +3,24 @@
 One clinic's 64 concurrent 500-session scores raised another clinic's p95 from 6 ms to
 977 ms. Each API key gets ``burst`` requests at once and ``rate`` a second after that;
 beyond it the request is answered 429 with ``Retry-After`` before anything is read or run.
-Buckets exist only for keys that passed the key check, so their number is bounded by the
-keys issued. Per process: with several workers the limit is per worker.
+
+A bucket is created only for a key that passed the key check, and is consulted before the
+next lookup (``serving.auth``): a key over its limit is refused without a database read,
+while a bearer never seen valid costs its lookup and leaves nothing behind. Random bearers
+therefore cannot grow the table; ``max_keys`` (least recently used dropped first) bounds it
+anyway, since keys can be issued and revoked without end. A dropped bucket comes back full:
+at worst a key regains its burst. Per process: with several workers the limit is per worker.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+
+MAX_KEYS = 10_000  # far above the keys a deployment issues; each bucket is ~200 bytes
 
 
 @dataclass
@@ -22,11 +30,18 @@ class _Bucket:
 
 
 class RateLimiter:
-    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic, max_keys: int = MAX_KEYS):
         self.rate = rate
         self.burst = burst
         self.clock = clock
-        self._buckets: dict[str, _Bucket] = {}
+        self.max_keys = max_keys
+        self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._buckets
 
     def wait(self, key: str) -> float:
         """Takes a token for ``key`` and returns 0, or returns how many seconds until one is free.
@@ -37,6 +52,10 @@ class RateLimiter:
         bucket = self._buckets.get(key)
         if bucket is None:
             bucket = self._buckets[key] = _Bucket(float(self.burst), now)
+            if len(self._buckets) > self.max_keys:
+                self._buckets.popitem(last=False)
+        else:
+            self._buckets.move_to_end(key)
         bucket.tokens = min(float(self.burst), bucket.tokens + (now - bucket.updated) * self.rate)
         bucket.updated = now
         if bucket.tokens >= 1:

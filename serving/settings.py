@@ -47,6 +47,9 @@ class ServingConfig(BaseModel):
     max_concurrency: int = Field(default=200, ge=1, description="connections and requests at once; 503 beyond")
     rate_limit: float = Field(default=50.0, ge=0, description="requests a second per API key (429 beyond); 0: none")
     rate_limit_burst: int = Field(default=100, ge=1, description="requests an API key may send at once")
+    max_inflight_per_key: int = Field(
+        default=2, ge=0, description="requests an API key may have in progress at once (429 beyond); 0: no cap"
+    )
     body_timeout_seconds: float = Field(
         default=30.0, gt=0, description="a request body must arrive whole within this (408 beyond)"
     )

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import pytest
 import uvicorn
 from fastapi.testclient import TestClient
+from sqlalchemy import event
 from typer.testing import CliRunner
 
 from dropout_risk.cli.main import app as cli
@@ -199,6 +200,25 @@ def test_e_each_key_is_rate_limited_on_its_own(limited):
     assert limited.client.get("/v1/clients").status_code == 401
     time.sleep(1.1)  # a token back
     assert limited.client.get("/v1/clients", headers=busy).status_code == 200
+
+
+def test_e_a_key_over_its_rate_is_refused_without_a_database_read(limited):
+    """Refusing a flooding clinic must cost less than serving it: no key lookup for a key seen valid."""
+    key = limited.new_clinic()
+    statements: list[str] = []
+
+    def record(_connection, _cursor, statement, *_rest) -> None:
+        statements.append(statement)
+
+    event.listen(limited.app.state.reader, "before_cursor_execute", record)
+    try:
+        assert [limited.client.get("/v1/clients", headers=key).status_code for _ in range(3)] == [200] * 3
+        assert any("api_keys" in s for s in statements)  # the lookup is seen when it happens
+        statements.clear()
+        assert limited.client.get("/v1/clients", headers=key).status_code == 429
+        assert statements == []
+    finally:
+        event.remove(limited.app.state.reader, "before_cursor_execute", record)
 
 
 def test_e_token_bucket_refills_at_the_rate_up_to_the_burst():

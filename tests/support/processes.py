@@ -148,8 +148,9 @@ class ApiServer(Process):
     ):
         super().__init__(name, workdir)
         self.database_url = database_url
-        # Load and crash tests drive one key far faster than a clinic would: no rate limit unless ``env`` sets one.
-        defaults = {"DROPOUT_RISK_SERVING__RATE_LIMIT": "0"}
+        # Load and crash tests drive one key far faster than a clinic would: no rate limit or in-flight cap
+        # unless ``env`` sets them.
+        defaults = {"DROPOUT_RISK_SERVING__RATE_LIMIT": "0", "DROPOUT_RISK_SERVING__MAX_INFLIGHT_PER_KEY": "0"}
         self.env = clean_env(
             DROPOUT_RISK_DATABASE_URL=database_url,
             MLFLOW_TRACKING_URI=tracking_uri,

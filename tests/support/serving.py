@@ -21,12 +21,12 @@ _clinics = itertools.count()
 def serving_settings(database_url: str, **serving: Any) -> ServingSettings:
     """Settings for an app on ``database_url`` that never polls the registry by itself (tests reload it).
 
-    No rate limit unless a test sets one: tests drive one key far faster than a clinic would.
+    No rate limit or in-flight cap unless a test sets one: tests drive one key far faster than a clinic would.
     """
     return ServingSettings(
         database_url=database_url,
         admin_key=SecretStr(ADMIN_KEY),
-        serving=ServingConfig(**{"poll_interval_seconds": 3600, "rate_limit": 0, **serving}),
+        serving=ServingConfig(**{"poll_interval_seconds": 3600, "rate_limit": 0, "max_inflight_per_key": 0, **serving}),
     )
 
 
