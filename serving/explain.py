@@ -69,6 +69,11 @@ def instrument_label(instrument: Instrument) -> str:
     return SHORT_LABELS.get(instrument.key, instrument.name)
 
 
+def subject(instrument: Instrument) -> str:
+    """How the reasons name an instrument: "ORS", "alliance score (SRS)"."""
+    return _subject(instrument)
+
+
 def raw_value(instrument: Instrument, normalised: Any) -> str:
     """A normalised score back in the instrument's own units, as a clinician writes it."""
     return _raw(instrument, float(normalised))

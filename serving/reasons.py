@@ -23,7 +23,7 @@ import numpy as np
 from dropout_risk.features.concepts import EXPLAINED, direction, model_groups
 from dropout_risk.features.spec import LANDMARK, FeatureSpec
 from dropout_risk.models.reference import ConceptReference
-from dropout_risk.serving.explain import feature_text, instrument_label, raw_value
+from dropout_risk.serving.explain import feature_text, raw_value, subject
 from dropout_risk.serving.risk import Change, Factor
 from dropout_risk.serving.values import is_missing, plain_number
 
@@ -91,8 +91,8 @@ def _factor_text(
 ) -> str:
     present = [c for c in columns if not is_missing(row.get(c))]
     details = "; ".join(feature_text(c, row[c], spec) for c in present)
-    if concept in HEADLINES and not present:
-        return HEADLINES[concept][2]
+    if not present:
+        return HEADLINES[concept][2] if concept in HEADLINES else "client characteristics not recorded"
     headline = NEUTRAL[concept]
     if concept in HEADLINES:
         raises, lowers, _ = HEADLINES[concept]
@@ -173,16 +173,27 @@ def _change_text(step: str, spec: FeatureSpec, rows: tuple[Mapping[str, Any], Ma
 
 
 def _moved(instrument: Any, before: Mapping[str, Any], now: Mapping[str, Any], spec: FeatureSpec) -> str:
-    label = instrument_label(instrument)
-    then, latest = before.get(f"{instrument.key}_current"), now.get(f"{instrument.key}_current")
+    text = _from_to(
+        subject(instrument), instrument, before.get(f"{instrument.key}_current"), now.get(f"{instrument.key}_current")
+    )
+    if not text:
+        return ""
+    if instrument.role == "alliance":  # the model also reads the mean so far: say where it went
+        mean = _from_to(
+            "average so far", instrument, before.get(f"{instrument.key}_mean"), now.get(f"{instrument.key}_mean")
+        )
+        return f"{text} ({mean})" if mean else text
+    if not is_missing(now.get(f"{instrument.key}_expected_dev")):
+        text += f"; now {feature_text(f'{instrument.key}_expected_dev', now[f'{instrument.key}_expected_dev'], spec)}"
+    return text
+
+
+def _from_to(label: str, instrument: Any, then: Any, latest: Any) -> str:
+    """ "label from 37 to 31", "label unchanged at 38", "label 36 (first score)" in raw units; "" if unknown."""
     if is_missing(latest):
         return ""
     if is_missing(then):
-        text = f"{label} {raw_value(instrument, latest)} (first score)"
-    elif plain_number(abs(float(latest) - float(then))) == "0":  # type: ignore[arg-type]  # checked above
-        text = f"{label} unchanged at {raw_value(instrument, latest)}"
-    else:
-        text = f"{label} from {raw_value(instrument, then)} to {raw_value(instrument, latest)}"
-    if instrument.role == "outcome" and not is_missing(now.get(f"{instrument.key}_expected_dev")):
-        text += f"; now {feature_text(f'{instrument.key}_expected_dev', now[f'{instrument.key}_expected_dev'], spec)}"
-    return text
+        return f"{label} {raw_value(instrument, latest)} (first score)"
+    if plain_number(abs(float(latest) - float(then))) == "0":
+        return f"{label} unchanged at {raw_value(instrument, latest)}"
+    return f"{label} from {raw_value(instrument, then)} to {raw_value(instrument, latest)}"

@@ -290,7 +290,7 @@ def test_what_changed_since_the_last_session_is_the_apis(server, browser):
         assert float(item.get_attribute("data-points")) == change["points"]
         assert item.locator(".change-text").inner_text() == change["text"]
         assert item.locator(".points").inner_text().endswith(f"{_points(change['points'])} points")
-    assert "SRS from 38 to 31" in section.inner_text()
+    assert "alliance score (SRS) from 38 to 31" in section.inner_text()
     assert "came back for session 2" in section.inner_text()
     _check_accessible(page)
     context.close()

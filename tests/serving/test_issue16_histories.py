@@ -104,7 +104,7 @@ def test_a_client_off_track_whose_alliance_fell_reads_coherently(api):
     assert "alliance score (SRS) is 31" in alliance["text"]
     # The SRS fell 6 points: its step raises the risk, and it is the largest move after coming back.
     fell = _step(last, "alliance")
-    assert fell["text"].startswith("SRS from 37 to 31")
+    assert fell["text"].startswith("alliance score (SRS) from 37 to 31 (average so far")
     assert fell["points"] > 0 and last["probability"] > risks[-2]["probability"]
     assert fell["points"] == max(c["points"] for c in last["changes"])
     assert "alliance_drop" in {f["flag"] for f in last["flags"]}

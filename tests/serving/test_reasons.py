@@ -24,6 +24,7 @@ from dropout_risk.models.estimators import make_candidate
 from dropout_risk.models.extract import compile_model
 from dropout_risk.models.logodds import logit
 from dropout_risk.models.packaged import DropoutRiskModel
+from dropout_risk.serving.reasons import concept_factors
 from dropout_risk.training.evaluation.monotonicity import monotonicity_violations
 from tests.support.clinic import build_clinic
 from tests.support.reasons import ScoredSession, changes_against_their_concept, check_factors, score_every_session
@@ -127,3 +128,14 @@ def test_making_the_latest_session_worse_never_lowers_the_risk(compiled, clinic,
     assert all(r.histories_from_2 > 500 for r in report.results)
     assert report.worst_rate_from_2 == 0.0, report.to_json()
     assert report.worst_rate <= 0.005, report.to_json()
+
+
+def test_a_concept_with_no_value_recorded_says_so(compiled):
+    """No covariates given (or no alliance score yet): the factor says so instead of quoting nothing."""
+    effects = {"covariates": 0.2, "alliance": -0.1, "outcome": 0.0, "attendance": 0.0}
+    row = {"landmark": 2.0, "age": None, "gender": None, "srs_current": float("nan"), "srs_mean": float("nan")}
+    factors = concept_factors(row, effects, compiled.spec, compiled.reference, 2, compiled.inputs)
+    assert [(f.feature, f.text) for f in factors] == [
+        ("covariates", "client characteristics not recorded"),
+        ("alliance", "no alliance score recorded so far"),
+    ]
