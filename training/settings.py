@@ -26,7 +26,14 @@ class TrainingConfig(BaseModel):
     ]
     # A booster must beat the regularised logistic model by this much CV AUC to be chosen:
     # on small clinic datasets the simpler model generalises better, and ties go to it.
-    selection_margin: float = Field(default=0.005, ge=0)
+    selection_margin: float = Field(
+        default=0.0,
+        ge=0,
+        description=(
+            "a booster must beat logistic's within-session CV AUC by more than this plus one standard error of "
+            "the paired fold differences"
+        ),
+    )
     tuning_trials: int = Field(default=0, ge=0, description="optuna trials for LightGBM (0 = defaults only)")
     logistic_c: float = Field(default=0.1, gt=0)
     calibration: Literal["sigmoid", "isotonic"] = "sigmoid"
@@ -44,7 +51,14 @@ class GateConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    max_auc_drop: float = Field(default=0.01, ge=0)
+    max_auc_drop: float = Field(
+        default=0.02,
+        ge=0,
+        description=(
+            "the lower 95% bound of the challenger's within-session AUC minus the champion's (paired bootstrap on "
+            "the same test clients) must lie above minus this"
+        ),
+    )
     slope_min: float = 0.8
     slope_max: float = 1.2
     max_ece: float = 0.05

@@ -70,6 +70,7 @@ def log_report_metrics(report: dict[str, Any]) -> None:
     for name, metrics in report["baselines"].items():
         flat.update(_flatten(f"baseline_{name}", metrics))
     flat.update({f"cv_auc_{k}": v for k, v in report["selection"]["cv_auc"].items()})
+    flat.update({f"cv_within_landmark_auc_{k}": v for k, v in report["selection"]["cv_within_landmark_auc"].items()})
     if "monotonicity" in report:
         flat["monotonicity_worst_rate"] = report["monotonicity"]["worst_rate"]
         flat["monotonicity_worst_rate_from_2"] = report["monotonicity"]["worst_rate_from_2"]

@@ -9,26 +9,36 @@ from dropout_risk.training.fitting import CandidateResult, fit_candidates, selec
 from dropout_risk.training.settings import TrainingConfig
 
 
-def _result(kind: str, auc: float) -> CandidateResult:
-    return CandidateResult(kind=kind, estimator=None, oof=np.zeros(1), cv_auc=auc, fold_aucs=[auc])
+def _result(kind: str, folds: list[float]) -> CandidateResult:
+    return CandidateResult(kind=kind, estimator=None, oof=np.zeros(1), cv_auc=float(np.mean(folds)), fold_aucs=folds)
+
+
+LOGISTIC = [0.70, 0.66, 0.72, 0.68, 0.69]
 
 
 @pytest.mark.parametrize(
-    ("logistic", "lightgbm", "chosen"),
+    ("lightgbm", "chosen"),
     [
-        (0.70, 0.72, "lightgbm"),  # clearly better: the booster ships
-        (0.70, 0.703, "logistic"),  # within the margin: the simpler model ships
-        (0.70, 0.69, "logistic"),
+        # Better in every fold by 0.02 (SE ~0): the booster ships.
+        ([0.72, 0.68, 0.74, 0.70, 0.71], "lightgbm"),
+        # Better on average by 0.01, but the folds disagree (SE ~0.011): no evidence, the simpler model ships.
+        ([0.74, 0.64, 0.74, 0.67, 0.70], "logistic"),
+        ([0.69, 0.65, 0.71, 0.67, 0.68], "logistic"),
     ],
 )
-def test_select_prefers_logistic_unless_beaten_by_the_margin(logistic, lightgbm, chosen):
-    results = {"logistic": _result("logistic", logistic), "lightgbm": _result("lightgbm", lightgbm)}
-    assert select(results, ["logistic", "lightgbm"], margin=0.005).kind == chosen
+def test_a_booster_must_beat_logistic_by_more_than_one_standard_error(lightgbm, chosen):
+    results = {"logistic": _result("logistic", LOGISTIC), "lightgbm": _result("lightgbm", lightgbm)}
+    selection = select(results, ["logistic", "lightgbm"], margin=0.0)
+    assert selection.chosen.kind == chosen
+    differences = np.subtract(lightgbm, LOGISTIC)
+    assert selection.difference == pytest.approx(differences.mean())
+    assert selection.standard_error == pytest.approx(differences.std(ddof=1) / np.sqrt(5))
+    assert ("logistic ships" in selection.rule) == (chosen == "logistic")
 
 
 def test_select_respects_the_candidate_list():
-    results = {"logistic": _result("logistic", 0.75), "lightgbm": _result("lightgbm", 0.70)}
-    assert select(results, ["lightgbm"], margin=0.005).kind == "lightgbm"
+    results = {"logistic": _result("logistic", [0.75] * 3), "lightgbm": _result("lightgbm", [0.70] * 3)}
+    assert select(results, ["lightgbm"], margin=0.005).chosen.kind == "lightgbm"
 
 
 def test_small_noisy_data_does_not_ship_an_overfit_booster(model_frame):
@@ -38,7 +48,7 @@ def test_small_noisy_data_does_not_ship_an_overfit_booster(model_frame):
     assert set(results) == {"logistic", "lightgbm"}
     for result in results.values():
         assert np.isfinite(result.oof).all() and len(result.fold_aucs) == 3
-    assert select(results, ["logistic", "lightgbm"], margin=0.005).kind == "logistic"
+    assert select(results, ["logistic", "lightgbm"], margin=0.0).chosen.kind == "logistic"
 
 
 def test_tuning_budget_runs_optuna_on_the_same_folds(model_frame):

@@ -10,29 +10,79 @@ from mlflow import MlflowClient
 
 from dropout_risk.models.registry import CHAMPION, MODEL_NAME, load_model, version_for_alias
 from dropout_risk.training.evaluation.metrics import expected_calibration_error
-from dropout_risk.training.jobs.promote import PromotionError, judge, promote
+from dropout_risk.training.gate_rules import judge
+from dropout_risk.training.jobs.promote import PromotionError, promote
 from dropout_risk.training.jobs.train import TEST_DATA_DIR, train
 from dropout_risk.training.settings import GateConfig
 from tests.support.mlflow_store import active_store
 from tests.support.training import settings_for
 
+GOOD = {
+    "within_landmark_auc": 0.66,
+    "within_landmark_auc_ci_lo": 0.60,
+    "within_landmark_auc_ci_hi": 0.72,
+    "calibration_slope": 1.3,
+    "calibration_slope_ci_lo": 0.9,
+    "calibration_slope_ci_hi": 1.7,
+    "ece": 0.06,
+    "ece_ci_lo": 0.03,
+    "ece_ci_hi": 0.09,
+    "intake_only_within_landmark_auc": 0.55,
+}
 
-def test_judge_bounds():
+
+def test_a_first_model_is_judged_on_intervals_not_points():
     gate = GateConfig()
-    good = {"roc_auc": 0.70, "calibration_slope": 1.0, "ece": 0.02}
-    assert judge(good, None, gate) == []
-    assert judge(good, {"roc_auc": 0.709}, gate) == []
-    assert judge(good, {"roc_auc": 0.711}, gate)[0].startswith("AUC 0.700 is more than 0.01 below")
-    assert judge({**good, "calibration_slope": 0.79}, None, gate) == ["calibration slope 0.790 outside 0.8-1.2"]
-    assert judge({**good, "calibration_slope": 1.21}, None, gate) == ["calibration slope 1.210 outside 0.8-1.2"]
-    assert judge({**good, "ece": 0.051}, None, gate) == ["ECE 0.051 above 0.05"]
-    assert len(judge({**good, "ece": float("nan")}, None, gate)) == 1  # unknown calibration never passes
+    # Slope 1.3 and ECE 0.06 are outside the bounds as points, but their intervals reach into them.
+    assert judge(GOOD, None, gate) == []
+    no_signal = {
+        **GOOD,
+        "within_landmark_auc": 0.52,
+        "within_landmark_auc_ci_lo": 0.46,
+        "within_landmark_auc_ci_hi": 0.58,
+    }
+    assert judge(no_signal, None, gate) == [
+        "within-session AUC 0.520 (0.460-0.580): its interval does not exclude 0.5, so these data do not show "
+        "that the scores predict dropout beyond the session number",
+        "within-session AUC 0.520 does not beat intake_only's 0.550 (the session number and the intake scores "
+        "alone) on the same test clients",
+    ]
+    assert judge({**GOOD, "calibration_slope_ci_lo": 1.21}, None, gate) == [
+        "calibration slope 1.300 (1.210-1.700): its interval does not reach 0.8-1.2"
+    ]
+    assert judge({**GOOD, "calibration_slope_ci_hi": 0.79, "calibration_slope_ci_lo": 0.5}, None, gate)[0].startswith(
+        "calibration slope"
+    )
+    assert judge({**GOOD, "ece_ci_lo": 0.051}, None, gate) == [
+        "ECE 0.060 (0.051-0.090): even its lower bound is above 0.05"
+    ]
+    assert len(judge({**GOOD, "ece_ci_lo": float("nan")}, None, gate)) == 1  # unknown calibration never passes
+    assert judge({**GOOD, "intake_only_within_landmark_auc": float("nan")}, None, gate) == []  # not in the report
     # A worse session must not lower the risk (issue 16): at most gate.max_monotonicity_violation (0.5%).
-    assert judge({**good, "monotonicity_worst_rate": 0.005}, None, gate) == []
-    (refusal,) = judge({**good, "monotonicity_worst_rate": 0.0051}, None, gate)
+    assert judge({**GOOD, "monotonicity_worst_rate": 0.005}, None, gate) == []
+    (refusal,) = judge({**GOOD, "monotonicity_worst_rate": 0.0051}, None, gate)
     assert refusal.startswith("the risk fell when the latest session was made worse in 0.5% of held-out histories")
     assert "gate.max_monotonicity_violation" in refusal
-    assert len(judge({**good, "monotonicity_worst_rate": float("nan")}, None, gate)) == 1
+    assert len(judge({**GOOD, "monotonicity_worst_rate": float("nan")}, None, gate)) == 1
+
+
+def test_against_a_champion_the_lower_bound_of_the_paired_difference_decides():
+    gate = GateConfig()
+    champion = {**GOOD, "within_landmark_auc": 0.67}
+    close = {
+        **GOOD,
+        "vs_champion_within_delta": -0.01,
+        "vs_champion_within_delta_ci_lo": -0.019,
+        "vs_champion_within_delta_ci_hi": 0.0,
+    }
+    assert judge(close, champion, gate) == []  # a point 0.01 below the champion is not a reason
+    worse = {**close, "vs_champion_within_delta_ci_lo": -0.021}
+    assert judge(worse, champion, gate) == [
+        "within-session AUC 0.660 vs the champion's 0.670 on the same test clients: difference -0.010 "
+        "(-0.021-0.000); its lower bound is more than 0.02 below the champion's (gate.max_auc_drop)"
+    ]
+    # Against a champion the first-model rules (0.5, intake_only) do not apply.
+    assert judge({**close, "within_landmark_auc_ci_lo": 0.45}, champion, gate) == []
 
 
 def test_gate_promotes_rejects_and_rolls_back(mlflow_store, cohorts):
@@ -71,8 +121,9 @@ def test_gate_promotes_rejects_and_rolls_back(mlflow_store, cohorts):
     reasons = {r.data.tags.get("reason") for r in runs}
     assert "rollback drill" in reasons
     rejected = [r for r in runs if r.data.tags["promoted"] == "False"]
-    assert len(rejected) == 1 and "challenger_roc_auc" in rejected[0].data.metrics
-    assert "champion_roc_auc" in rejected[0].data.metrics
+    assert len(rejected) == 1 and "challenger_within_landmark_auc" in rejected[0].data.metrics
+    assert "champion_within_landmark_auc" in rejected[0].data.metrics
+    assert "challenger_vs_champion_within_delta_ci_lo" in rejected[0].data.metrics
     assert client.get_model_version(MODEL_NAME, "2").tags["gate"] == "promoted"
 
 

@@ -118,10 +118,10 @@ def _validation_design(report: dict[str, Any]) -> list[str]:
         "## Validation design",
         f"- Held-out test set of {test['n_clients']} clients ({validation['split']} split by client), "
         "never used for fitting, selection or calibration.",
-        f"- Model selection on {validation['folds']}-fold cross-validation grouped by client: "
-        + ", ".join(f"{k} AUC {v:.3f}" for k, v in selection["cv_auc"].items())
-        + f"; chosen: **{selection['chosen']}** (a booster must beat logistic by "
-        f"{selection['margin']} AUC).",
+        f"- Model selection on {validation['folds']}-fold cross-validation grouped by client, on the "
+        "within-session AUC: "
+        + ", ".join(f"{k} {v:.3f}" for k, v in selection["cv_within_landmark_auc"].items())
+        + f"; chosen: **{selection['chosen']}** ({selection['rule']}).",
         f"- Calibration: {validation['calibration']} fitted on out-of-fold predictions.",
         f"- 95% confidence intervals: client-clustered bootstrap ({validation['bootstrap_resamples']} "
         "resamples of clients).",

@@ -1,4 +1,4 @@
-"""The promotion gate: a challenger becomes champion only if it is no worse, and calibrated.
+"""The promotion gate: a challenger becomes champion only if it is no worse, and calibrated (``gate_rules``).
 
 Both models are scored afresh on the challenger's held-out test clients (stored
 with its training run), each with its own feature spec and trajectories, so the
@@ -7,6 +7,8 @@ comparison is on the same clients whatever the two models were trained on.
 
 from __future__ import annotations
 
+import json
+import math
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,10 +20,10 @@ from mlflow.entities.model_registry import ModelVersion
 
 from dropout_risk.models.packaged import DropoutRiskModel
 from dropout_risk.models.registry import CHALLENGER, CHAMPION, MODEL_NAME, load_model, set_alias, version_for_alias
-from dropout_risk.training.evaluation.metrics import calibration_slope_intercept, expected_calibration_error, roc_auc
 from dropout_risk.training.evaluation.monotonicity import monotonicity_violations
+from dropout_risk.training.gate_rules import judge, model_figures, paired_figures
 from dropout_risk.training.jobs.train import TEST_DATA_DIR
-from dropout_risk.training.settings import GateConfig, TrainingSettings
+from dropout_risk.training.settings import TrainingSettings
 from dropout_risk.training.tracking import use_experiment
 
 
@@ -46,46 +48,25 @@ def _test_data(client: MlflowClient, run_id: str) -> tuple[pd.DataFrame, pd.Data
         return (pd.read_parquet(local / "test_sessions.parquet"), pd.read_parquet(local / "test_episodes.parquet"))
 
 
-def _metrics_on(model: DropoutRiskModel, sessions: pd.DataFrame, episodes: pd.DataFrame, max_landmark: int) -> dict:
+def _scored(model: DropoutRiskModel, sessions: pd.DataFrame, episodes: pd.DataFrame, max_landmark: int) -> pd.DataFrame:
     features = model.build_features(sessions[sessions["session_number"] <= max_landmark], episodes)
-    y, p = features["label"].to_numpy(dtype=int), model.predict_features(features)
-    slope, intercept = calibration_slope_intercept(y, p)
-    return {
-        "roc_auc": roc_auc(y, p),
-        "calibration_slope": slope,
-        "calibration_intercept": intercept,
-        "ece": expected_calibration_error(y, p),
-        "n_rows": int(len(y)),
-        "n_clients": int(features["client_id"].nunique()),
-    }
+    return features[["client_id", "landmark", "label"]].assign(risk=model.predict_features(features))
+
+
+def _intake_only(client: MlflowClient, run_id: str) -> float:
+    """``intake_only``'s within-session AUC on these test clients, from the training run's report."""
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            report = json.loads(Path(client.download_artifacts(run_id, "report.json", tmp)).read_text())
+        except (OSError, mlflow.exceptions.MlflowException, ValueError):
+            return math.nan
+    value = report.get("baselines", {}).get("intake_only", {}).get("within_landmark_auc")
+    return math.nan if value is None else float(value)
 
 
 def _monotonicity_on(model: DropoutRiskModel, sessions: pd.DataFrame, episodes: pd.DataFrame) -> dict:
     report = monotonicity_violations(model, sessions, episodes)
     return {"monotonicity_worst_rate": report.worst_rate, "monotonicity_worst_rate_from_2": report.worst_rate_from_2}
-
-
-def judge(challenger: dict, champion: dict | None, gate: GateConfig) -> list[str]:
-    """Reasons the challenger fails the gate (empty = it passes)."""
-    reasons = []
-    slope = challenger["calibration_slope"]
-    if not gate.slope_min <= slope <= gate.slope_max:
-        reasons.append(f"calibration slope {slope:.3f} outside {gate.slope_min}-{gate.slope_max}")
-    if not challenger["ece"] <= gate.max_ece:
-        reasons.append(f"ECE {challenger['ece']:.3f} above {gate.max_ece}")
-    worst = challenger.get("monotonicity_worst_rate", 0.0)
-    if not worst <= gate.max_monotonicity_violation:
-        reasons.append(
-            f"the risk fell when the latest session was made worse in {worst:.1%} of held-out histories (worst of: "
-            "alliance or outcome 5 points worse, one more missed appointment, with or without a week's delay); at "
-            f"most {gate.max_monotonicity_violation:.1%} is allowed (gate.max_monotonicity_violation)"
-        )
-    if champion is not None and not challenger["roc_auc"] >= champion["roc_auc"] - gate.max_auc_drop:
-        reasons.append(
-            f"AUC {challenger['roc_auc']:.3f} is more than {gate.max_auc_drop} below the champion's "
-            f"{champion['roc_auc']:.3f} on the same test clients"
-        )
-    return reasons
 
 
 def promote(
@@ -148,10 +129,20 @@ def _run_gate(
     challenger_model = load_model(f"models:/{MODEL_NAME}/{candidate.version}")
     champion_model = load_model(f"models:/{MODEL_NAME}/{champion_version.version}") if champion_version else None
     max_landmark = min(m.spec.max_landmark for m in (challenger_model, champion_model) if m is not None)
-    decision.challenger = _metrics_on(challenger_model, sessions, episodes, max_landmark)
+    scored = _scored(challenger_model, sessions, episodes, max_landmark).rename(columns={"risk": "challenger"})
+    options = {
+        "min_class_clients": settings.evaluation.min_class_clients,
+        "n_resamples": settings.training.bootstrap_resamples,
+        "seed": settings.training.seed,
+    }
+    decision.challenger = model_figures(scored, "challenger", **options)
     decision.challenger.update(_monotonicity_on(challenger_model, sessions, episodes))
+    decision.challenger["intake_only_within_landmark_auc"] = _intake_only(client, candidate.run_id)
     if champion_model is not None:
-        decision.champion = _metrics_on(champion_model, sessions, episodes, max_landmark)
+        champion = _scored(champion_model, sessions, episodes, max_landmark)[["client_id", "landmark", "risk"]]
+        scored = scored.merge(champion.rename(columns={"risk": "champion"}), on=["client_id", "landmark"])
+        decision.champion = model_figures(scored, "champion", **options)
+        decision.challenger.update(paired_figures(scored, **options))
     decision.reasons = judge(decision.challenger, decision.champion or None, settings.gate)
     decision.promoted = not decision.reasons
 
@@ -183,5 +174,6 @@ def _log_decision(decision: Decision, settings: TrainingSettings, reason: str | 
             mlflow.set_tag("reason", reason)
         mlflow.log_params({f"gate.{k}": v for k, v in settings.gate.model_dump().items()})
         for role in ("challenger", "champion"):
-            mlflow.log_metrics({f"{role}_{k}": float(v) for k, v in getattr(decision, role).items()})
+            figures = {f"{role}_{k}": float(v) for k, v in getattr(decision, role).items()}
+            mlflow.log_metrics({k: v for k, v in figures.items() if math.isfinite(v)})
         mlflow.log_dict(asdict(decision), "decision.json")

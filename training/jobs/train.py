@@ -33,7 +33,7 @@ from dropout_risk.training.evaluation.holdout import evaluate_scores, subgroups,
 from dropout_risk.training.evaluation.model_card import render_model_card
 from dropout_risk.training.evaluation.monotonicity import MonotonicityReport, monotonicity_violations
 from dropout_risk.training.evaluation.plots import plot_by_landmark, plot_calibration, plot_decision_curve, plot_roc
-from dropout_risk.training.fitting import CandidateResult, fit_calibrated, fit_candidates, select
+from dropout_risk.training.fitting import CandidateResult, Selection, fit_calibrated, fit_candidates, select
 from dropout_risk.training.settings import TrainingSettings
 from dropout_risk.training.splits import SplitKind, check_enough_clients, grouped_folds, holdout_clients
 from dropout_risk.training.tracking import log_dataset, log_report_metrics, use_experiment
@@ -147,7 +147,7 @@ def train(
     report = _report(fitted, scored, baselines, settings, split, leave_one_clinic_out)
     if leave_one_clinic_out:
         say("leave-one-clinic-out validation")
-        per_clinic = leave_one_clinic_out_metrics(fitted.features, fitted.chosen, config)
+        per_clinic = leave_one_clinic_out_metrics(fitted.features, fitted.selection.chosen, config)
         report["leave_one_clinic_out"] = {"summary": summarise(per_clinic), "by_clinic": per_clinic}
     say("checking that a worse session never lowers the risk")
     report["monotonicity"] = _monotonicity(fitted, prep).to_json()
@@ -177,7 +177,7 @@ class _Fitted:
     test_rows: pd.DataFrame
     columns: list[str]
     candidates: dict[str, CandidateResult]
-    chosen: CandidateResult
+    selection: Selection
     model: DropoutRiskModel
     folds: list  # the client-grouped folds of the training rows
 
@@ -199,7 +199,8 @@ def _fit(prep: _Prepared, settings: TrainingSettings, say: Progress) -> _Fitted:
     candidates = fit_candidates(
         train_rows, y_train, columns, folds, config, progress=say, directions=directions(spec, columns)
     )
-    chosen = select(candidates, config.candidates, config.selection_margin)
+    selection = select(candidates, config.candidates, config.selection_margin)
+    chosen = selection.chosen
     say(f"calibrating {chosen.kind} on out-of-fold predictions")
     estimator, calibrator = fit_calibrated(chosen, train_rows, y_train, config.calibration)
     model = DropoutRiskModel(
@@ -211,7 +212,7 @@ def _fit(prep: _Prepared, settings: TrainingSettings, say: Progress) -> _Fitted:
         columns=columns,
         metadata={"chosen": chosen.kind, "params": chosen.params},
     ).fit_reference(train_rows)
-    return _Fitted(spec, features, train_rows, test_rows, columns, candidates, chosen, model, folds)
+    return _Fitted(spec, features, train_rows, test_rows, columns, candidates, selection, model, folds)
 
 
 def _score_test_rows(fitted: _Fitted, calibration: Method) -> tuple[pd.DataFrame, list[BaselineRisk]]:
@@ -247,7 +248,7 @@ def _report(
             min_class_clients=settings.evaluation.min_class_clients,
         )
 
-    chosen = fitted.chosen
+    chosen = fitted.selection.chosen
     return {
         "model_name": MODEL_NAME,
         "model_version": None,
@@ -257,8 +258,12 @@ def _report(
             b.name: evaluated(b.name) if b.risk is not None else {"not_applicable": b.not_applicable} for b in baselines
         },
         "selection": {
+            "cv_within_landmark_auc": {k: r.cv_within for k, r in fitted.candidates.items()},
             "cv_auc": {k: r.cv_auc for k, r in fitted.candidates.items()},
             "chosen": chosen.kind,
+            "rule": fitted.selection.rule,
+            "difference": fitted.selection.difference,
+            "standard_error": fitted.selection.standard_error,
             "margin": config.selection_margin,
             "params": chosen.params,
             "feature_groups": list(config.feature_groups),
@@ -300,7 +305,7 @@ def _log_and_register(
     paths: tuple[Path, Path],
 ) -> TrainOutcome:
     """One MLflow run: data digests, parameters, figures, test data, the model (registered as challenger)."""
-    config, spec, chosen = settings.training, fitted.spec, fitted.chosen
+    config, spec, chosen = settings.training, fitted.spec, fitted.selection.chosen
     use_experiment(config.experiment, config.artifact_location)
     with mlflow.start_run() as run, tempfile.TemporaryDirectory() as tmp:
         report["data"] = {**_data_summary(prep, log_dataset(*paths)), "instruments": [i.key for i in spec.instruments]}
