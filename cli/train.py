@@ -79,6 +79,17 @@ def _with_ci(metrics: dict[str, Any], name: str) -> str:
     return f"{_number(metrics.get(name))} ({lo:.3f}-{hi:.3f})"
 
 
+def _write_oof(frame: Any, path: Path) -> None:
+    if frame is None:
+        fail("--oof: out-of-fold risks exist in small-data mode only (--evaluation cv)")
+    private_file(path)  # every client's risks: health data, 0600
+    if path.suffix.lower() in (".parquet", ".pq"):
+        frame.to_parquet(path, index=False)
+    else:
+        frame.to_csv(path, index=False)
+    console.print(f"out-of-fold risks: {path}")
+
+
 def _print_excluded(report: dict[str, Any]) -> None:
     for excluded in report["test"].get("excluded_landmarks", []):
         console.print(f"  session {excluded['landmark']} left out of the within-session AUC: {excluded['reason']}")
@@ -110,6 +121,18 @@ def train_command(
     loco: Annotated[
         bool, typer.Option("--leave-one-clinic-out", help="Also validate the recipe on each clinic held out in turn.")
     ] = False,
+    evaluation: Annotated[
+        str | None,
+        typer.Option(
+            "--evaluation",
+            help="holdout (a 20% test set) or cv (repeated cross-validation on every client); default: cv below "
+            "evaluation.small_data_clients ended episodes.",
+        ),
+    ] = None,
+    oof: Annotated[
+        Path | None,
+        typer.Option("--oof", help="Small-data mode: write every model's out-of-fold risks here (.csv or .parquet)."),
+    ] = None,
 ) -> None:
     """Train, validate by client, register as challenger (and optionally promote)."""
     from dropout_risk.training.jobs.promote import PromotionError, promote
@@ -119,6 +142,8 @@ def train_command(
 
     if not _is_split_kind(split):
         fail("--split must be random or temporal")
+    if evaluation not in (None, "cv", "holdout"):
+        fail("--evaluation must be cv or holdout")
     project = settings(config, TrainingSettings)
     with user_errors(), console.status("training") as status:
         try:
@@ -130,6 +155,7 @@ def train_command(
                 split=split,
                 leave_one_clinic_out=loco,
                 progress=lambda message: status.update(message),
+                evaluation=evaluation,  # type: ignore[arg-type]  # checked above
             )
         except (TrainingDataError, TooFewClientsError) as exc:
             fail(str(exc))
@@ -147,6 +173,9 @@ def train_command(
         }
     console.print(_report_table(result))
     _print_excluded(result)
+    console.print(f"evaluation: {result['evaluation']['mode']} ({result['evaluation']['reason']})", highlight=False)
+    if oof is not None:
+        _write_oof(outcome.oof, oof)
     console.print(f"registered as version {outcome.model_version} (alias challenger), run {outcome.run_id}")
     if do_promote:
         _print_decision(decision)

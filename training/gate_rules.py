@@ -23,16 +23,34 @@ import pandas as pd
 
 from dropout_risk.training.evaluation.bootstrap import bootstrap_metric_cis
 from dropout_risk.training.evaluation.metrics import calibration_slope_intercept, expected_calibration_error, roc_auc
-from dropout_risk.training.evaluation.within_landmark import paired_within_landmark_difference, within_landmark_auc
+from dropout_risk.training.evaluation.within_landmark import (
+    WithinLandmarkAUC,
+    paired_within_landmark_difference,
+    within_landmark_auc,
+)
 from dropout_risk.training.settings import GateConfig
 
 Figures = dict[str, float]  # flat numbers: they are logged as MLflow metrics as they are
 
 
-def model_figures(scored: pd.DataFrame, score: str, *, min_class_clients: int, n_resamples: int, seed: int) -> Figures:
-    """One model's figures on scored test rows (``client_id``, ``landmark``, ``label``, ``score``)."""
+def model_figures(
+    scored: pd.DataFrame,
+    score: str,
+    *,
+    min_class_clients: int,
+    n_resamples: int,
+    seed: int,
+    within: WithinLandmarkAUC | None = None,
+) -> Figures:
+    """One model's figures on scored test rows (``client_id``, ``landmark``, ``label``, ``score``).
+
+    ``within``: the within-session AUC when the caller computed it otherwise (out-of-fold risks).
+    """
     y, p = scored["label"].to_numpy(dtype=int), scored[score].to_numpy(dtype=float)
-    within = within_landmark_auc(scored, score, min_class_clients=min_class_clients, n_resamples=n_resamples, seed=seed)
+    if within is None:
+        within = within_landmark_auc(
+            scored, score, min_class_clients=min_class_clients, n_resamples=n_resamples, seed=seed
+        )
     cis = bootstrap_metric_cis(
         scored, score=score, metrics=("calibration_slope", "ece"), n_resamples=n_resamples, seed=seed
     )["pooled"]

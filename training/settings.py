@@ -86,6 +86,16 @@ class EvaluationConfig(BaseModel):
             "clients there; the others are listed with their reason"
         ),
     )
+    small_data_clients: int = Field(
+        default=1000,
+        ge=0,
+        description=(
+            "below this many ended episodes, train estimates performance by repeated client-grouped "
+            "cross-validation on every client instead of a holdout (train --evaluation overrides)"
+        ),
+    )
+    cv_folds: int = Field(default=5, ge=2, le=20, description="small-data mode: client-grouped folds per repeat")
+    cv_repeats: int = Field(default=5, ge=1, le=50, description="small-data mode: repeats, each with new folds")
 
 
 class TrainingSettings(ProjectSettings):

@@ -9,17 +9,24 @@ from typing import Any
 
 from dropout_risk.training.jobs.promote import promote
 from dropout_risk.training.jobs.train import train
-from dropout_risk.training.settings import TrainingConfig, TrainingSettings
+from dropout_risk.training.settings import EvaluationConfig, TrainingConfig, TrainingSettings
 from tests.support.mlflow_store import MlflowStore, active_store
 
 # A recipe for tests that need models, not good ones: one candidate, two folds, the fewest resamples.
 QUICK: dict[str, Any] = {"candidates": ["logistic"], "folds": 2, "bootstrap_resamples": 20}
 
 
-def settings_for(store: MlflowStore, **training: Any) -> TrainingSettings:
-    """Fast settings writing into ``store``: fewer bootstrap resamples, its own artifact directory."""
+# Small-data mode's cross-validation, cut down the same way: 3 folds x 2 repeats instead of 5 x 5.
+QUICK_CV: dict[str, Any] = {"cv_folds": 3, "cv_repeats": 2}
+
+
+def settings_for(store: MlflowStore, evaluation: dict[str, Any] | None = None, **training: Any) -> TrainingSettings:
+    """Fast settings writing into ``store``: fewer bootstrap resamples and CV repeats, its own artifact directory."""
     config = {"bootstrap_resamples": 50, "folds": 3, "artifact_location": str(store.artifacts), **training}
-    return TrainingSettings(training=TrainingConfig(**config))
+    return TrainingSettings(
+        training=TrainingConfig(**config),
+        evaluation=EvaluationConfig(**(QUICK_CV if evaluation is None else evaluation)),
+    )
 
 
 @dataclass(frozen=True)

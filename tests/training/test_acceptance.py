@@ -16,6 +16,7 @@ import pytest
 
 from dropout_risk.features.concepts import direction
 from dropout_risk.models.registry import MODEL_NAME, load_scorer
+from dropout_risk.training.jobs.promote import promote
 from dropout_risk.training.jobs.train import train
 from tests.support.reasons import changes_against_their_concept, check_factors, score_every_session
 from tests.support.training import QUICK, settings_for
@@ -40,18 +41,34 @@ def test_simulated_5000_clients_meets_the_targets(mlflow_store, cohorts):
     assert test["ece"] <= 0.03
 
 
-def test_real_trial_runs_end_to_end_with_wide_intervals(mlflow_store, trial_dir):
-    report = train(
-        trial_dir / "sessions.csv", trial_dir / "episodes.csv", settings_for(mlflow_store, experiment="trial")
-    ).report
+def test_real_trial_runs_in_small_data_mode_with_honest_intervals(mlflow_store, trial_dir, tmp_path):
+    """172 clients: no 35-client holdout; every client scored out of fold, 5 x 5 times (issue 11)."""
+    settings = settings_for(mlflow_store, evaluation={}, experiment="trial")  # the defaults: 5 folds x 5 repeats
+    outcome = train(trial_dir / "sessions.csv", trial_dir / "episodes.csv", settings)
+    report = outcome.report
     assert report["data"]["clients"] == 172 and report["data"]["instruments"] == ["hamd17", "hama"]
+    assert (
+        report["evaluation"]["mode"] == "cv" and "below evaluation.small_data_clients" in report["evaluation"]["reason"]
+    )
+    assert (report["evaluation"]["folds"], report["evaluation"]["repeats"]) == (5, 5)
     test = report["test"]
-    assert test["n_clients"] == 35
-    lo, hi = test["ci"]["roc_auc"]
-    assert hi - lo > 0.15  # 35 test clients, ~9 dropouts: anything narrower would be dishonest
-    assert list(test["by_landmark"]) == ["1", "2", "3", "4", "5"]
-    # No alliance measure and no reliable-change amount for HAM-D: the selection still runs on both.
+    assert test["n_clients"] == 172  # every client, out of fold
+    lo, hi = test["ci"]["within_landmark_auc"]
+    assert lo <= test["within_landmark_auc"] <= hi and hi - lo > 0.1  # 172 clients: honest, wide
+    # Only completers reach the last visit: that session is named, not averaged in as a NaN.
+    assert test["excluded_landmarks"] == [
+        {"landmark": 5, "reason": "only completers reach session 5 (one outcome class)"}
+    ]
+    assert list(report["baselines"]) == ["landmark_only", "intake_only", "clinical_rule", "logistic"]
+    assert report["baselines"]["landmark_only"]["within_landmark_auc"] == 0.5  # within folds, as it must
     assert set(report["selection"]["cv_auc"]) == {"logistic", "lightgbm"}
+    oof = outcome.oof
+    assert oof is not None and set(oof["repeat"]) == set(range(5)) and set(oof["fold"]) == set(range(5))
+    assert {"client_id", "session_number", "label", "logistic", "lightgbm", "registered"} <= set(oof.columns)
+    assert oof.groupby("repeat")["client_id"].nunique().eq(172).all()  # each repeat scores every client once
+    decision = promote(settings)
+    assert not decision.promoted and decision.reasons  # a refusal names its rule and figures
+    assert all("(" in reason and ")" in reason for reason in decision.reasons)
 
 
 def test_real_trial_model_keeps_the_declared_signs_and_its_reasons_read_coherently(mlflow_store, trial_dir):

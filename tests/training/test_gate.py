@@ -135,7 +135,8 @@ def test_the_gate_judges_the_ece_of_the_documented_bins(mlflow_template, cohorts
     with active_store(mlflow_template.new_store(tmp_path)) as store:
         settings = settings_for(store)
         data = cohorts.files(900, seed=7)  # a cohort whose bins miss in both directions
-        outcome = train(data["sessions"], data["episodes"], settings)
+        # The holdout path: the gate re-scores the model on its held-out clients (small-data mode judges OOF risks).
+        outcome = train(data["sessions"], data["episodes"], settings, evaluation="holdout")
         decision = promote(settings)
         assert decision.challenger_version == outcome.model_version and decision.champion_version is None
 

@@ -11,7 +11,7 @@ import pandas as pd
 from dropout_risk.training.evaluation.bootstrap import bootstrap_metric_cis
 from dropout_risk.training.evaluation.metrics import evaluate, roc_auc
 from dropout_risk.training.evaluation.subgroups import age_band, subgroup_metrics
-from dropout_risk.training.evaluation.within_landmark import within_landmark_auc
+from dropout_risk.training.evaluation.within_landmark import WithinLandmarkAUC, within_landmark_auc
 
 CI_METRICS = ("roc_auc", "pr_auc", "brier", "calibration_slope", "calibration_intercept", "ece")
 
@@ -27,19 +27,28 @@ def alert_threshold(risk: np.ndarray, top_fraction: float) -> float:
 
 
 def evaluate_scores(
-    frame: pd.DataFrame, score: str, *, n_resamples: int, seed: int, top_fraction: float, min_class_clients: int
+    frame: pd.DataFrame,
+    score: str,
+    *,
+    n_resamples: int,
+    seed: int,
+    top_fraction: float,
+    min_class_clients: int,
+    within: WithinLandmarkAUC | None = None,
 ) -> dict:
     """Within-landmark AUC, pooled metrics, ``ci`` beside them, and ``by_landmark`` with its own CIs.
 
     ``within_landmark_auc`` (``training.evaluation.within_landmark``) is the primary figure; the
     pooled ``roc_auc`` includes the session-number effect. ``excluded_landmarks`` name the landmarks
-    the within-landmark mean leaves out, and why.
+    the within-landmark mean leaves out, and why. ``within``: computed by the caller (small-data mode
+    compares out-of-fold risks within folds: ``stratified_within_landmark_auc``).
     """
     scored = _as_risk(frame, score)
     threshold = alert_threshold(scored["risk"].to_numpy(), top_fraction)
     result = evaluate(scored, alert_threshold=threshold)
     cis = bootstrap_metric_cis(scored, metrics=CI_METRICS, n_resamples=n_resamples, seed=seed)
-    within = within_landmark_auc(scored, min_class_clients=min_class_clients, n_resamples=n_resamples, seed=seed)
+    if within is None:
+        within = within_landmark_auc(scored, min_class_clients=min_class_clients, n_resamples=n_resamples, seed=seed)
     out = {"within_landmark_auc": within.auc, **result["pooled"]}
     out["ci"] = {"within_landmark_auc": list(within.ci), **cis["pooled"]}
     out["evaluable_landmarks"] = list(within.landmarks)

@@ -12,6 +12,7 @@ import math
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TypedDict
 
 import mlflow
 import pandas as pd
@@ -21,8 +22,9 @@ from mlflow.entities.model_registry import ModelVersion
 from dropout_risk.models.packaged import DropoutRiskModel
 from dropout_risk.models.registry import CHALLENGER, CHAMPION, MODEL_NAME, load_model, set_alias, version_for_alias
 from dropout_risk.training.evaluation.monotonicity import monotonicity_violations
+from dropout_risk.training.evaluation.within_landmark import stratified_within_landmark_auc
 from dropout_risk.training.gate_rules import judge, model_figures, paired_figures
-from dropout_risk.training.jobs.train import TEST_DATA_DIR
+from dropout_risk.training.jobs.train import OOF_FILE, TEST_DATA_DIR
 from dropout_risk.training.settings import TrainingSettings
 from dropout_risk.training.tracking import use_experiment
 
@@ -42,15 +44,31 @@ class Decision:
     forced: bool = False
 
 
-def _test_data(client: MlflowClient, run_id: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _test_data(client: MlflowClient, run_id: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None]:
+    """The run's test clients' sessions and episodes, and (small-data mode) its out-of-fold risks."""
     with tempfile.TemporaryDirectory() as tmp:
         local = Path(client.download_artifacts(run_id, TEST_DATA_DIR, tmp))
-        return (pd.read_parquet(local / "test_sessions.parquet"), pd.read_parquet(local / "test_episodes.parquet"))
+        oof = pd.read_parquet(local / OOF_FILE) if (local / OOF_FILE).is_file() else None
+        return (pd.read_parquet(local / "test_sessions.parquet"), pd.read_parquet(local / "test_episodes.parquet"), oof)
 
 
 def _scored(model: DropoutRiskModel, sessions: pd.DataFrame, episodes: pd.DataFrame, max_landmark: int) -> pd.DataFrame:
     features = model.build_features(sessions[sessions["session_number"] <= max_landmark], episodes)
     return features[["client_id", "landmark", "label"]].assign(risk=model.predict_features(features))
+
+
+class _BootstrapOptions(TypedDict):
+    min_class_clients: int
+    n_resamples: int
+    seed: int
+
+
+def _averaged(oof: pd.DataFrame) -> pd.DataFrame:
+    """Out-of-fold risks of the registered recipe, averaged over the repeats: one row per client and session."""
+    averaged = oof.groupby(["client_id", "session_number"], sort=True).agg(
+        label=("label", "first"), challenger=("registered", "mean")
+    )
+    return averaged.reset_index().rename(columns={"session_number": "landmark"})
 
 
 def _intake_only(client: MlflowClient, run_id: str) -> float:
@@ -125,17 +143,23 @@ def _run_gate(
     """Score both models on the challenger's test clients and fill in the gate's verdict."""
     if candidate.run_id is None:  # every version train registers comes from a run
         raise PromotionError(f"version {candidate.version} has no training run to take its test clients from")
-    sessions, episodes = _test_data(client, candidate.run_id)
+    sessions, episodes, oof = _test_data(client, candidate.run_id)
     challenger_model = load_model(f"models:/{MODEL_NAME}/{candidate.version}")
     champion_model = load_model(f"models:/{MODEL_NAME}/{champion_version.version}") if champion_version else None
     max_landmark = min(m.spec.max_landmark for m in (challenger_model, champion_model) if m is not None)
-    scored = _scored(challenger_model, sessions, episodes, max_landmark).rename(columns={"risk": "challenger"})
-    options = {
-        "min_class_clients": settings.evaluation.min_class_clients,
-        "n_resamples": settings.training.bootstrap_resamples,
-        "seed": settings.training.seed,
-    }
-    decision.challenger = model_figures(scored, "challenger", **options)
+    options = _BootstrapOptions(
+        min_class_clients=settings.evaluation.min_class_clients,
+        n_resamples=settings.training.bootstrap_resamples,
+        seed=settings.training.seed,
+    )
+    if oof is None:
+        scored = _scored(challenger_model, sessions, episodes, max_landmark).rename(columns={"risk": "challenger"})
+        decision.challenger = model_figures(scored, "challenger", **options)
+    else:  # small-data mode: judge the challenger's out-of-fold risks, not its in-sample ones
+        oof = oof[oof["session_number"] <= max_landmark]
+        scored = _averaged(oof)
+        within = stratified_within_landmark_auc(oof, "registered", **options)
+        decision.challenger = model_figures(scored, "challenger", **options, within=within)
     decision.challenger.update(_monotonicity_on(challenger_model, sessions, episodes))
     decision.challenger["intake_only_within_landmark_auc"] = _intake_only(client, candidate.run_id)
     if champion_model is not None:

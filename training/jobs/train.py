@@ -11,7 +11,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import mlflow
 import numpy as np
@@ -26,13 +26,15 @@ from dropout_risk.features.trajectories import fit_expected_trajectories
 from dropout_risk.models.calibration import Method
 from dropout_risk.models.packaged import DropoutRiskModel
 from dropout_risk.models.registry import CHALLENGER, MODEL_NAME, log_model, set_alias
-from dropout_risk.training.baselines import BaselineRisk, baseline_risks
+from dropout_risk.training.baselines import BASELINES, BaselineRisk, baseline_risks
+from dropout_risk.training.cv_estimate import cross_validate
 from dropout_risk.training.data import load_contract, read_table
 from dropout_risk.training.evaluation.clinic_validation import leave_one_clinic_out_metrics, summarise
 from dropout_risk.training.evaluation.holdout import evaluate_scores, subgroups, true_risk_comparison
 from dropout_risk.training.evaluation.model_card import render_model_card
 from dropout_risk.training.evaluation.monotonicity import MonotonicityReport, monotonicity_violations
 from dropout_risk.training.evaluation.plots import plot_by_landmark, plot_calibration, plot_decision_curve, plot_roc
+from dropout_risk.training.evaluation.within_landmark import WithinLandmarkAUC, stratified_within_landmark_auc
 from dropout_risk.training.fitting import CandidateResult, Selection, fit_calibrated, fit_candidates, select
 from dropout_risk.training.settings import TrainingSettings
 from dropout_risk.training.splits import SplitKind, check_enough_clients, grouped_folds, holdout_clients
@@ -40,6 +42,7 @@ from dropout_risk.training.tracking import log_dataset, log_report_metrics, use_
 
 Progress = Callable[[str], None]
 TEST_DATA_DIR = "evaluation"
+OOF_FILE = "oof.parquet"  # small-data mode: out-of-fold risks, in TEST_DATA_DIR
 
 
 class TrainingDataError(ValueError):
@@ -51,6 +54,10 @@ class TrainOutcome:
     report: dict[str, Any]
     run_id: str
     model_version: str
+    oof: pd.DataFrame | None = None  # small-data mode: every model's out-of-fold risks per client and session
+
+
+EvaluationMode = Literal["holdout", "cv"]
 
 
 @dataclass
@@ -58,11 +65,19 @@ class _Prepared:
     sessions: pd.DataFrame
     episodes: pd.DataFrame
     train_ids: np.ndarray
-    test_ids: np.ndarray
+    test_ids: np.ndarray  # empty in small-data mode: every client is scored out of fold instead
     n_ongoing: int
+    mode: EvaluationMode = "holdout"
+    mode_reason: str = ""
 
 
-def _prepare(sessions_path: Path, episodes_path: Path, settings: TrainingSettings, split: SplitKind) -> _Prepared:
+def _prepare(
+    sessions_path: Path,
+    episodes_path: Path,
+    settings: TrainingSettings,
+    split: SplitKind,
+    evaluation: EvaluationMode | None,
+) -> _Prepared:
     data = load_contract(sessions_path, episodes_path, settings.registry())
     if not data.ok:
         raise ContractError(data.problems)
@@ -90,6 +105,10 @@ def _prepare(sessions_path: Path, episodes_path: Path, settings: TrainingSetting
             "label": labels.set_axis(ended["client_id"]).loc[firsts.index].to_numpy(),
         }
     )
+    mode, reason = _evaluation_mode(len(clients), settings, evaluation)
+    if mode == "cv":
+        ids = np.sort(clients["client_id"].to_numpy())
+        return _Prepared(sessions, ended.reset_index(drop=True), ids, ids[:0], n_ongoing, mode, reason)
     train_ids, test_ids = holdout_clients(clients, fraction=config.test_fraction, kind=split, seed=config.seed)
     by_client = clients.set_index("client_id")["label"]
     check_enough_clients(
@@ -98,7 +117,22 @@ def _prepare(sessions_path: Path, episodes_path: Path, settings: TrainingSetting
     check_enough_clients(
         by_client.loc[test_ids], folds=1, min_per_fold=config.min_clients_per_fold, what="test clients"
     )
-    return _Prepared(sessions, ended.reset_index(drop=True), train_ids, test_ids, n_ongoing)
+    return _Prepared(sessions, ended.reset_index(drop=True), train_ids, test_ids, n_ongoing, mode, reason)
+
+
+def _evaluation_mode(
+    n_ended: int, settings: TrainingSettings, asked: EvaluationMode | None
+) -> tuple[EvaluationMode, str]:
+    """Holdout or repeated cross-validation (small-data mode), and why, in words for the report."""
+    threshold = settings.evaluation.small_data_clients
+    if asked is not None:
+        return asked, f"asked for (--evaluation {asked}) with {n_ended} ended episodes"
+    if n_ended < threshold:
+        return "cv", (
+            f"{n_ended} ended episodes, below evaluation.small_data_clients ({threshold}): a holdout would be a few "
+            "dozen clients, so every client is scored out of fold by repeated cross-validation instead"
+        )
+    return "holdout", f"{n_ended} ended episodes, at least evaluation.small_data_clients ({threshold})"
 
 
 def _with_last_session(features: pd.DataFrame, sessions: pd.DataFrame) -> pd.DataFrame:
@@ -131,20 +165,26 @@ def train(
     split: SplitKind = "random",
     leave_one_clinic_out: bool = False,
     progress: Progress | None = None,
+    evaluation: EvaluationMode | None = None,
 ) -> TrainOutcome:
     """Validate, split by client, select, calibrate, evaluate, log and register as challenger."""
     say = progress or (lambda _message: None)
     config = settings.training
     say("validating data")
-    prep = _prepare(sessions_path, episodes_path, settings, split)
+    prep = _prepare(sessions_path, episodes_path, settings, split, evaluation)
     truth = _read_truth(truth_path) if truth_path else None
 
     say("building landmark features")
     fitted = _fit(prep, settings, say)
 
-    say("evaluating on held-out clients")
-    scored, baselines = _score_test_rows(fitted, config.calibration)
-    report = _report(fitted, scored, baselines, settings, split, leave_one_clinic_out)
+    oof = None
+    if prep.mode == "cv":
+        scored, baselines, oof = _cross_validated(fitted, prep, settings, say)
+    else:
+        say("evaluating on held-out clients")
+        scored, baselines = _score_test_rows(fitted, config.calibration)
+    report = _report(fitted, scored, baselines, settings, split, leave_one_clinic_out, oof)
+    report["evaluation"] = _evaluation_section(prep, settings)
     if leave_one_clinic_out:
         say("leave-one-clinic-out validation")
         per_clinic = leave_one_clinic_out_metrics(fitted.features, fitted.selection.chosen, config)
@@ -157,13 +197,44 @@ def train(
         report["true_risk"] = true_risk_comparison(scored, test, settings.evaluation.min_class_clients)
 
     say("logging to MLflow and registering")
-    return _log_and_register(fitted, scored, report, prep, settings, split, (sessions_path, episodes_path))
+    outcome = _log_and_register(fitted, scored, report, prep, settings, split, (sessions_path, episodes_path), oof)
+    return TrainOutcome(outcome.report, outcome.run_id, outcome.model_version, oof)
+
+
+def _cross_validated(
+    fitted: _Fitted, prep: _Prepared, settings: TrainingSettings, say: Progress
+) -> tuple[pd.DataFrame, list[BaselineRisk], pd.DataFrame]:
+    """Small-data mode: every client's out-of-fold risks (averaged over repeats) as the scored rows."""
+    chosen = fitted.selection.chosen
+    cv = cross_validate(prep.sessions, prep.episodes, settings, {chosen.kind: chosen.params}, say)
+    described = fitted.features.drop(columns=["label"])  # covariates and ids, for subgroups and the truth
+    scored = cv.scored.merge(described, on=["client_id", "landmark"], how="left", validate="one_to_one")
+    scored["risk"] = scored[chosen.kind]
+    baselines = [
+        BaselineRisk(name, None, cv.not_applicable[name])
+        if name in cv.not_applicable
+        else BaselineRisk(name, scored[name].to_numpy())
+        for name in BASELINES
+    ]
+    return scored, baselines, cv.oof.assign(registered=cv.oof[chosen.kind])
+
+
+def _evaluation_section(prep: _Prepared, settings: TrainingSettings) -> dict[str, Any]:
+    section: dict[str, Any] = {"mode": prep.mode, "reason": prep.mode_reason}
+    if prep.mode == "cv":
+        section |= {"folds": settings.evaluation.cv_folds, "repeats": settings.evaluation.cv_repeats}
+    return section
 
 
 def _monotonicity(fitted: _Fitted, prep: _Prepared) -> MonotonicityReport:
-    """How often making a held-out client's latest session worse lowers the chosen model's risk."""
-    test = prep.sessions["client_id"].isin(prep.test_ids)
-    episodes = prep.episodes[prep.episodes["client_id"].isin(prep.test_ids)]
+    """How often making a held-out client's latest session worse lowers the chosen model's risk.
+
+    In small-data mode there are no held-out clients: the registered model is checked on every client
+    (monotonicity is a property of the model's function, not an estimate of performance).
+    """
+    ids = prep.test_ids if len(prep.test_ids) else prep.train_ids
+    test = prep.sessions["client_id"].isin(ids)
+    episodes = prep.episodes[prep.episodes["client_id"].isin(ids)]
     return monotonicity_violations(fitted.model, prep.sessions[test], episodes)
 
 
@@ -234,9 +305,21 @@ def _report(
     settings: TrainingSettings,
     split: SplitKind,
     leave_one_clinic_out: bool,
+    oof: pd.DataFrame | None,
 ) -> dict[str, Any]:
     """The report's model, test, baselines, selection, validation and subgroup sections."""
     config = settings.training
+
+    def within(score: str) -> WithinLandmarkAUC | None:
+        if oof is None:
+            return None
+        return stratified_within_landmark_auc(
+            oof,
+            "registered" if score == "risk" else score,
+            min_class_clients=settings.evaluation.min_class_clients,
+            n_resamples=config.bootstrap_resamples,
+            seed=config.seed,
+        )
 
     def evaluated(score: str) -> dict[str, Any]:
         return evaluate_scores(
@@ -246,6 +329,7 @@ def _report(
             seed=config.seed,
             top_fraction=config.alert_top_fraction,
             min_class_clients=settings.evaluation.min_class_clients,
+            within=within(score),
         )
 
     chosen = fitted.selection.chosen
@@ -303,6 +387,7 @@ def _log_and_register(
     settings: TrainingSettings,
     split: SplitKind,
     paths: tuple[Path, Path],
+    oof: pd.DataFrame | None,
 ) -> TrainOutcome:
     """One MLflow run: data digests, parameters, figures, test data, the model (registered as challenger)."""
     config, spec, chosen = settings.training, fitted.spec, fitted.selection.chosen
@@ -318,7 +403,7 @@ def _log_and_register(
                 **{f"param.{k}": v for k, v in chosen.params.items()},
             }
         )
-        _log_artifacts(Path(tmp), scored, report, spec, prep)
+        _log_artifacts(Path(tmp), scored, report, spec, prep, oof)
         info = log_model(
             fitted.model,
             check_rows=fitted.train_rows,
@@ -368,15 +453,19 @@ def _read_truth(path: Path) -> pd.DataFrame:
     )
 
 
-def _log_artifacts(tmp: Path, scored: pd.DataFrame, report: dict[str, Any], spec: FeatureSpec, prep: _Prepared) -> None:
+def _log_artifacts(
+    tmp: Path,
+    scored: pd.DataFrame,
+    report: dict[str, Any],
+    spec: FeatureSpec,
+    prep: _Prepared,
+    oof: pd.DataFrame | None,
+) -> None:
     plots = tmp / "plots"
     plots.mkdir()
     registered = f"registered ({report['model_kind']})"
-    curves = {
-        registered: (scored["label"], scored["risk"]),
-        "logistic": (scored["label"], scored["logistic"]),
-        "clinical_rule": (scored["label"], scored["clinical_rule"]),
-    }
+    curves = {registered: (scored["label"], scored["risk"])}
+    curves |= {name: (scored["label"], scored[name]) for name in ("logistic", "clinical_rule") if name in scored}
     if "true_risk" in scored:
         curves["true risk"] = (scored["label"], scored["true_risk"])
     plot_roc(curves, plots / "roc.png")
@@ -384,7 +473,7 @@ def _log_artifacts(tmp: Path, scored: pd.DataFrame, report: dict[str, Any], spec
     plot_decision_curve(curves, plots / "decision_curve.png")
     by_landmark = {
         registered: report["test"]["by_landmark"],
-        **{name: metrics["by_landmark"] for name, metrics in report["baselines"].items()},
+        **{name: metrics["by_landmark"] for name, metrics in report["baselines"].items() if "by_landmark" in metrics},
     }
     cis = {name: {k: v.get("ci", {}) for k, v in metrics.items()} for name, metrics in by_landmark.items()}
     if "true_risk" in report:
@@ -394,11 +483,13 @@ def _log_artifacts(tmp: Path, scored: pd.DataFrame, report: dict[str, Any], spec
     # The promotion gate re-scores these clients with the champion: "on the same test clients".
     evaluation = tmp / TEST_DATA_DIR
     evaluation.mkdir()
-    test = prep.sessions["client_id"].isin(prep.test_ids)
+    # Small-data mode: the gate judges the out-of-fold risks, and scores the champion on every client.
+    ids = prep.test_ids if prep.mode == "holdout" else prep.train_ids
+    test = prep.sessions["client_id"].isin(ids)
     prep.sessions[test].to_parquet(evaluation / "test_sessions.parquet", index=False)
-    prep.episodes[prep.episodes["client_id"].isin(prep.test_ids)].to_parquet(
-        evaluation / "test_episodes.parquet", index=False
-    )
+    prep.episodes[prep.episodes["client_id"].isin(ids)].to_parquet(evaluation / "test_episodes.parquet", index=False)
+    if oof is not None:
+        oof.to_parquet(evaluation / OOF_FILE, index=False)
     (evaluation / "feature_spec.json").write_text(json.dumps(spec.to_dict(), indent=2))
     private_tree(evaluation)  # test clients' sessions: 0600 while they wait here for MLflow to copy them
     mlflow.log_artifacts(str(evaluation), TEST_DATA_DIR)
