@@ -72,6 +72,14 @@ class EvaluationConfig(BaseModel):
             "clients there; the others are listed with their reason"
         ),
     )
+    small_data_clients: int = Field(
+        default=1000,
+        ge=1,
+        description=(
+            "below this many ended episodes the data count as small: compare defaults to the logistic model "
+            "(a booster overfits there and ties go to the simpler model)"
+        ),
+    )
 
 
 class TrainingSettings(ProjectSettings):

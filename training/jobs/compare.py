@@ -75,8 +75,8 @@ import pandas as pd
 from dropout_risk.training.compare_settings import CompareConfig, CompareSettings
 from dropout_risk.training.comparison.errors import CompareError
 from dropout_risk.training.comparison.feature_sets import (
-    DEFAULT_FEATURE_SETS,
     FeatureSet,
+    default_feature_sets,
     parse_landmarks,
     resolve_feature_sets,
     split_set_names,
@@ -94,8 +94,15 @@ from dropout_risk.training.comparison.folds import (
 )
 from dropout_risk.training.comparison.plots import write_plots
 from dropout_risk.training.comparison.result import CompareResult, DataSummary, Design, FeatureSetResult, PairResult
-from dropout_risk.training.comparison.statistics import all_set_metrics, compare_pairs, held_out_ratio, per_fold_aucs
+from dropout_risk.training.comparison.statistics import (
+    all_set_metrics,
+    compare_pairs,
+    held_out_ratio,
+    per_fold_aucs,
+    per_fold_within_aucs,
+)
 from dropout_risk.training.comparison.tracking import log_comparison
+from dropout_risk.training.evaluation.within_landmark import evaluable_landmarks
 
 Progress = Callable[[str], None]
 
@@ -124,15 +131,20 @@ def compare(
     say = progress or (lambda _message: None)
     started = time.perf_counter()
     config = settings.compare
-    kind, folds, repeats = _options(config, model, folds, repeats)
-    names = split_set_names(feature_sets) or list(config.feature_sets) or list(DEFAULT_FEATURE_SETS)
+    asked, folds, repeats = _options(config, model, folds, repeats)
+    names = split_set_names(feature_sets) or list(config.feature_sets)
     wanted_landmarks = parse_landmarks(landmarks)
     warnings: list[str] = []
 
     say("validating data")
     data = load_data(sessions_path, episodes_path, settings, wanted_landmarks, warnings)
+    if not names:
+        names, skipped = default_feature_sets(data.spec)
+        warnings.extend(skipped)
     sets, set_warnings = resolve_feature_sets(names, data.spec, config.feature_sets)
     warnings.extend(set_warnings)
+    kind, model_reason = _model_kind(asked, model is not None, len(data.episodes), settings)
+    min_class = settings.evaluation.min_class_clients
 
     say("building fold features")
     fold_list = make_folds(data, settings, folds, repeats)
@@ -147,9 +159,10 @@ def compare(
         model=kind,
         design=design,
         data=_data_summary(data),
-        feature_sets=_set_results(sets, scored, used, data, config, say),
-        pairs=_pairs(sets, scored, by_repeat, fold_list, data, config, say),
+        feature_sets=_set_results(sets, scored, used, data, config, min_class, say),
+        pairs=_pairs(sets, scored, by_repeat, fold_list, data, config, min_class, say),
         warnings=warnings,
+        model_reason=model_reason,
     )
 
     say("drawing plots")
@@ -161,16 +174,31 @@ def compare(
     return replace(result, elapsed_seconds=round(time.perf_counter() - started, 1))
 
 
-def _options(config: CompareConfig, model: str | None, folds: int | None, repeats: int | None) -> tuple[str, int, int]:
-    """The model kind, folds and repeats asked for (else the config's), checked."""
+def _options(
+    config: CompareConfig, model: str | None, folds: int | None, repeats: int | None
+) -> tuple[str | None, int, int]:
+    """The model kind (None: chosen by data size), folds and repeats asked for (else the config's), checked."""
     kind = model or config.model
-    if kind not in MODELS:
+    if kind is not None and kind not in MODELS:
         raise CompareError(f"--model must be one of {', '.join(MODELS)}")
     folds = folds or config.folds
     repeats = repeats or config.repeats
     if folds < 2 or repeats < 1:
         raise CompareError("--folds must be at least 2 and --repeats at least 1")
     return kind, folds, repeats
+
+
+def _model_kind(asked: str | None, from_argument: bool, ended: int, settings: CompareSettings) -> tuple[str, str]:
+    """The model and why: asked for, configured, or logistic below ``evaluation.small_data_clients``."""
+    if asked is not None:
+        return asked, "asked for with --model" if from_argument else "compare.model in the config"
+    threshold = settings.evaluation.small_data_clients
+    if ended < threshold:
+        return "logistic", (
+            f"{ended:,} ended episodes, below evaluation.small_data_clients ({threshold:,}): "
+            "the logistic model (--model lightgbm overrides)"
+        )
+    return "lightgbm", f"{ended:,} ended episodes, at least evaluation.small_data_clients ({threshold:,})"
 
 
 def _client_ids(data: ComparisonData) -> np.ndarray:
@@ -190,6 +218,7 @@ def _design(data: ComparisonData, fold_list: list[Fold], settings: CompareSettin
         calibration=settings.training.calibration if config.calibrate else "none",
         bootstrap_resamples=config.bootstrap_resamples,
         pair_resamples=config.pair_resamples,
+        min_class_clients=settings.evaluation.min_class_clients,
     )
 
 
@@ -213,12 +242,19 @@ def _set_results(
     used: np.ndarray,
     data: ComparisonData,
     config: CompareConfig,
+    min_class_clients: int,
     say: Progress,
 ) -> dict[str, FeatureSetResult]:
     """Every set's metrics, and the fold assignment it was actually fitted on (``used``: sets x repeats x rows)."""
     names = [s.name for s in sets]
     metrics = all_set_metrics(
-        scored, names, n_resamples=config.bootstrap_resamples, seed=config.seed, n_jobs=config.n_jobs, say=say
+        scored,
+        names,
+        n_resamples=config.bootstrap_resamples,
+        seed=config.seed,
+        min_class_clients=min_class_clients,
+        n_jobs=config.n_jobs,
+        say=say,
     )
     client_ids = _client_ids(data)
     return {
@@ -241,16 +277,20 @@ def _pairs(
     fold_list: list[Fold],
     data: ComparisonData,
     config: CompareConfig,
+    min_class_clients: int,
     say: Progress,
 ) -> list[PairResult]:
+    evaluable, _ = evaluable_landmarks(data.rows, min_class_clients)
     return compare_pairs(
         scored,
         [s.name for s in sets],
         per_fold_aucs(by_repeat, fold_list, data.rows["label"].to_numpy(dtype=float)),
+        per_fold_within_aucs(by_repeat, fold_list, data.rows, evaluable),
         held_out_ratio(fold_list, data.rows),
         n_resamples=config.pair_resamples,
         landmark_resamples=config.bootstrap_resamples,
         seed=config.seed,
+        min_class_clients=min_class_clients,
         n_jobs=config.n_jobs,
         say=say,
     )
