@@ -2,9 +2,18 @@
 
 ``compare`` evaluates several feature sets (named groups joined by ``+``, or sets
 defined in the config) with one model recipe on the SAME out-of-fold design and
-reports, per set, ROC AUC, PR AUC, Brier score and calibration with client-bootstrap
-95% CIs (pooled and per landmark), and for every pair of sets the AUC difference on
-the same clients with a paired client-bootstrap CI and p-value.
+reports, per set, the within-session AUC (the mean of the per-landmark ROC AUCs over
+the landmarks where both outcomes have ``evaluation.min_class_clients`` clients, with a
+client-bootstrap CI; the others are named with their reason), the pooled ROC AUC
+(which includes the session-number effect: later landmarks hold fewer eventual
+dropouts, so the session number alone scores well), PR AUC, Brier score and
+calibration with client-bootstrap 95% CIs (pooled and per landmark), and for every
+pair of sets the within-session and pooled AUC differences on the same clients.
+
+Defaults: without named sets, ``landmark`` (the session number alone) and the groups of
+``DEFAULT_FEATURE_SETS`` the data have features for (a skipped group is a warning);
+without a model, logistic below ``evaluation.small_data_clients`` ended episodes (the
+report gives the reason), else LightGBM.
 
 Design, and why
 ---------------
@@ -39,19 +48,23 @@ Design, and why
   These intervals hold the fitted models fixed: they answer "on these clients, do
   these models differ?", not "would the recipe differ on other training data?". Each
   pair therefore also carries ``cv_test``, Nadeau & Bengio's corrected resampled
-  t-test on the per-fold AUC differences, which counts the refitting variability. With
-  few folds it is conservative (df = folds x repeats - 1), so it is reported beside
-  the mark, not used for it; ``repeats`` > 1 sharpens it and, by averaging each row's
-  risk over refits, also steadies the point estimates.
-* **Multiple comparisons.** Every pair reports its raw ``p_value`` and a Holm-adjusted
-  ``p_value_holm`` over all pairs. A pair is ``marked`` when its 95% CI excludes 0
-  AND its Holm-adjusted p is below 0.05 (``ci_excludes_zero`` is the unadjusted
-  verdict), so adding sets does not inflate the chance of a spurious mark.
-  Per-landmark differences are descriptive (unadjusted). One caveat no test removes:
-  on a few thousand clients, uninformative features cost a set some AUC (overfitting),
-  a real and reproducible difference of the *recipe* that can be marked although the
-  scores carry no information. Compare sets of similar size, or read a small marked
-  difference together with ``cv_test`` and more clients or repeats.
+  t-test on the per-fold AUC differences, which counts the refitting variability
+  (df = folds x repeats - 1, so conservative with few folds; ``repeats`` > 1 sharpens
+  it and, by averaging each row's risk over refits, also steadies the point estimates).
+* **What marks a pair.** The mark rests on the within-session AUC difference, the one a
+  clinician comparing clients at the same session cares about (the pooled difference
+  is reported beside it). Every pair reports its raw ``p_value`` and a Holm-adjusted
+  ``p_value_holm`` over all pairs. A pair is ``marked`` only when all three agree: the
+  paired bootstrap 95% CI excludes 0, the Holm-adjusted p is below 0.05, AND the
+  refit-aware ``cv_test`` (on the per-fold within-session differences) has a 95% CI
+  excluding 0 on the same side. The bootstrap alone holds the fitted models fixed, so
+  it can mark a difference that another training sample would not reproduce;
+  requiring ``cv_test`` too keeps a mark to differences of the recipe, and Holm keeps
+  adding sets from inflating the chance of a spurious one. Per-landmark differences
+  are descriptive (unadjusted). One caveat no test removes: on a few thousand
+  clients, uninformative features cost a set some AUC (overfitting), a real and
+  reproducible difference of the *recipe*. Compare sets of similar size, or read a
+  small marked difference with more clients or repeats.
 * Hyperparameters are the fixed defaults of ``models.estimators`` (no tuning): tuning
   per set would make the comparison partly about the tuner.
 
