@@ -23,7 +23,7 @@ from dropout_risk.training.comparison.formatting import p_value, with_ci
 
 # The help text's copy of training.comparison.feature_sets.DEFAULT_FEATURE_SETS (that module imports
 # pandas and scikit-learn, seconds at start-up); tests/cli/test_cli_startup.py keeps the two equal.
-DEFAULT_FEATURE_SETS_HELP = "outcome,alliance,outcome+alliance,outcome+alliance+attendance+covariates"
+DEFAULT_FEATURE_SETS_HELP = "landmark,outcome,alliance,outcome+alliance,outcome+alliance+attendance+covariates"
 
 
 if TYPE_CHECKING:
@@ -42,12 +42,19 @@ def sets_table(result: CompareResult) -> Table:
         f"{data.rows:,} rows, out-of-fold, 95% CIs"
     )
     table.add_column("feature set (n inputs)", overflow="fold", min_width=12)
-    for column in ("ROC AUC", "PR AUC", "Brier", "calibration slope"):
+    for column in (
+        "within-session AUC",
+        "pooled ROC AUC\n(incl. session-\nnumber effect)",
+        "PR AUC",
+        "Brier",
+        "calibration slope",
+    ):
         table.add_column(column, justify="center", overflow="fold")
     for name, s in result.feature_sets.items():
         m = s.metrics.pooled
         table.add_row(
             f"{name} ({s.n_features})",
+            _ci(s.metrics.within_landmark.auc, s.metrics.within_landmark.ci),
             _ci(m.roc_auc, m.roc_auc_ci),
             _ci(m.pr_auc, m.pr_auc_ci),
             _ci(m.brier, m.brier_ci),
@@ -74,7 +81,7 @@ def landmark_table(result: CompareResult) -> Table:
         )
     table.add_section()
     table.add_row(
-        "AUC > 0.5\nfrom",
+        "AUC > 0.5\nfrom\n(evaluable\nsessions)",
         *(f"session {m.informative_from}" if m.informative_from else "never" for m in sets),
     )
     return table
@@ -82,22 +89,25 @@ def landmark_table(result: CompareResult) -> Table:
 
 def pairs_table(result: CompareResult) -> Table:
     table = Table(
-        title="Pairs: AUC(a) - AUC(b) on the same clients (paired client bootstrap); "
-        "marked = 95% CI excludes 0 and Holm-adjusted p < 0.05"
+        title="Pairs: within-session AUC(a) - AUC(b) on the same clients (paired client bootstrap); marked = "
+        "95% CI excludes 0, Holm-adjusted p < 0.05 and the refit-aware test agrees"
     )
     table.add_column("a vs b", overflow="fold", min_width=12)
-    table.add_column("delta AUC", justify="center", overflow="fold")
+    table.add_column("delta within-\nsession AUC", justify="center", overflow="fold")
     for column in ("p", "p Holm", "refit-aware p"):
         table.add_column(column, justify="right")
+    table.add_column("delta pooled AUC\n(incl. session)", justify="center", overflow="fold")
     table.add_column("marked", overflow="fold")
     for pair in result.pairs:
+        within = pair.within_landmark
         mark = f"[bold green]* {pair.better} better[/]" if pair.marked else "no"
         table.add_row(
             f"{pair.a}\nvs {pair.b}",
+            _ci(within.delta_auc, within.ci),
+            p_value(within.p_value),
+            p_value(within.p_value_holm),
+            p_value(within.cv_test.p_value),
             _ci(pair.delta_auc, pair.ci),
-            p_value(pair.p_value),
-            p_value(pair.p_value_holm),
-            p_value(pair.cv_test.p_value),
             mark,
         )
     return table
@@ -112,7 +122,12 @@ FeatureSetsOption = Annotated[
     ),
 ]
 ModelOption = Annotated[
-    str | None, typer.Option("--model", help="lightgbm or logistic (default: compare.model, lightgbm).")
+    str | None,
+    typer.Option(
+        "--model",
+        help="lightgbm or logistic (default: compare.model, else logistic below evaluation.small_data_clients "
+        "ended episodes and lightgbm above).",
+    ),
 ]
 LandmarksOption = Annotated[
     str | None,
@@ -172,6 +187,10 @@ def compare_command(
             fail(str(exc))
     for warning in result.warnings:
         err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    console.print(f"model: {result.model} ({result.model_reason})", highlight=False)
+    excluded = next(iter(result.feature_sets.values())).metrics.within_landmark.excluded
+    for landmark in excluded:
+        console.print(f"within-session AUC leaves out session {landmark.landmark}: {landmark.reason}", highlight=False)
     console.print(sets_table(result))
     console.print(landmark_table(result))
     if result.pairs:

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from dropout_risk.cli.common import ConfigOption, console, settings, user_errors
+from dropout_risk.cli.common import ConfigOption, console, fail, settings, user_errors
 
 
 def simulate(
@@ -19,31 +19,51 @@ def simulate(
     alliance: Annotated[Literal["srs", "wai_sr", "none"], typer.Option("--alliance")] = "srs",
     clinics: Annotated[int, typer.Option("--clinics", min=1)] = 5,
     alliance_effect: Annotated[
-        float,
+        float | None,
         typer.Option(
-            "--alliance-effect", min=0, help="How strongly alliance drives dropout (0 = not at all, 1 = default)."
+            "--alliance-effect", min=0, help="How strongly alliance drives dropout (0 = not at all; default 1)."
         ),
-    ] = 1.0,
+    ] = None,
     outcome_effect: Annotated[
-        float,
-        typer.Option("--outcome-effect", min=0, help="How strongly outcome progress drives dropout (0 = not at all)."),
-    ] = 1.0,
+        float | None,
+        typer.Option(
+            "--outcome-effect", min=0, help="How strongly outcome progress drives dropout (0 = not at all; default 1)."
+        ),
+    ] = None,
+    no_signal: Annotated[
+        bool,
+        typer.Option(
+            "--no-signal",
+            help="No predictor affects dropout (scores, age, clinic, therapist, missed appointments): only the "
+            "session number does, so truth.csv's risk depends on the session alone. For checking that an "
+            "evaluation finds nothing where there is nothing.",
+        ),
+    ] = False,
     config: ConfigOption = None,
 ) -> None:
     """Simulate a cohort reproducing the published dropout statistics (docs/domain.md section 6)."""
     from dropout_risk.training.simulation.cohort import SimulationConfig, simulate_cohort, write_cohort
 
     registry = settings(config).registry()
+    effects = {
+        name: value
+        for name, value in (("alliance_effect", alliance_effect), ("outcome_effect", outcome_effect))
+        if value is not None
+    }
+    if no_signal and any(effects.values()):
+        fail("--no-signal sets every effect on dropout to 0: leave out --alliance-effect and --outcome-effect")
     with user_errors():
-        sim = SimulationConfig(
-            n_clients=clients,
-            seed=seed,
-            dropout_rate=dropout_rate,
-            outcome=outcome,
-            alliance=alliance,
-            n_clinics=clinics,
-            alliance_effect=alliance_effect,
-            outcome_effect=outcome_effect,
+        sim = SimulationConfig.model_validate(
+            {
+                "n_clients": clients,
+                "seed": seed,
+                "dropout_rate": dropout_rate,
+                "outcome": outcome,
+                "alliance": alliance,
+                "n_clinics": clinics,
+                "no_signal": no_signal,
+                **effects,
+            }
         )
     with console.status(f"simulating {clients:,} clients"):
         cohort = simulate_cohort(sim, registry)
@@ -55,3 +75,5 @@ def simulate(
         f"  {clients:,} clients, {len(cohort.sessions):,} sessions, "
         f"dropout {status.get('dropout', 0) / max(ended, 1):.1%} of ended episodes"
     )
+    if no_signal:
+        console.print("  no signal: only the session number affects dropout")

@@ -15,6 +15,10 @@ The ``[compare]`` section of the config file::
     srs_core = ["srs_current", "srs_min", "srs_any_drop"]  # ... and/or feature columns
     session_only = ["landmark"]                      # the session number alone: a baseline
 
+Unset, ``model`` is logistic below ``evaluation.small_data_clients`` ended episodes (1,000)
+and LightGBM above. Without ``--feature-sets`` or config sets, the default sets skip the
+groups the data have no features for (saying so) and start with ``landmark``.
+
 A set's entries are feature group names (``attendance``, ``outcome``, ``alliance``,
 ``covariates``) and/or feature column names of the landmark table; the landmark
 number is in every set. Names are checked against the data when the comparison
@@ -52,7 +56,11 @@ class CompareConfig(BaseModel):
         default=True,
         description="recalibrate each held-out fold (training.calibration) on its training rows' OOF predictions",
     )
-    model: Literal["lightgbm", "logistic"] = "lightgbm"
+    model: Literal["lightgbm", "logistic"] | None = Field(
+        default=None,
+        description="the model for every set; unset: logistic below evaluation.small_data_clients ended episodes, "
+        "else lightgbm",
+    )
     n_jobs: int = Field(default=-1, description="threads fitting folds in parallel (-1 = every core)")
     seed: int = 0
     experiment: str = "dropout-risk-compare"

@@ -90,8 +90,9 @@ class EvaluationConfig(BaseModel):
         default=1000,
         ge=0,
         description=(
-            "below this many ended episodes, train estimates performance by repeated client-grouped "
-            "cross-validation on every client instead of a holdout (train --evaluation overrides)"
+            "below this many ended episodes the data count as small: train estimates performance by repeated "
+            "client-grouped cross-validation on every client instead of a holdout (train --evaluation overrides), "
+            "and compare defaults to the logistic model (a booster overfits there)"
         ),
     )
     cv_folds: int = Field(default=5, ge=2, le=20, description="small-data mode: client-grouped folds per repeat")

@@ -142,3 +142,17 @@ def test_simulate_rejects_bad_options(tmp_path: Path, bad: list[str]):
     result = _run("simulate", "--out", tmp_path, *(["--clients", "10"] if bad[0] != "--clients" else []), *bad)
     assert result.exit_code != 0
     assert not (tmp_path / "sessions.csv").exists()
+
+
+def test_simulate_no_signal_writes_a_truth_that_depends_on_the_session_only(tmp_path: Path):
+    out = tmp_path / "sim"
+    result = _run("simulate", "--clients", "500", "--seed", "2", "--out", out, "--no-signal")
+    assert result.exit_code == 0, result.output
+    assert "only the session number affects dropout" in result.output
+    truth = pd.read_csv(out / "truth.csv")
+    assert truth.groupby("session_number")["true_risk"].nunique().max() == 1
+    assert truth.groupby("session_number")["true_risk"].first().loc[1:5].is_monotonic_decreasing
+
+    both = _run("simulate", "--clients", "50", "--out", tmp_path / "x", "--no-signal", "--alliance-effect", "1")
+    assert both.exit_code == 1 and "--no-signal" in both.output
+    assert not (tmp_path / "x").exists()

@@ -121,3 +121,29 @@ def _runs() -> int:
     client = MlflowClient()
     experiment = client.get_experiment_by_name("compare-cli")
     return 0 if experiment is None else len(client.search_runs([experiment.experiment_id]))
+
+
+def test_default_sets_on_outcome_only_data_say_what_they_skipped(mlflow_store, cohorts, tmp_path):
+    paths = cohorts.write(tmp_path / "data", 500, seed=8)  # its own copy: the alliance column is dropped
+    sessions = pd.read_csv(paths["sessions"], dtype=str, keep_default_na=False)
+    sessions.drop(columns=["srs"]).to_csv(paths["sessions"], index=False)
+    report = tmp_path / "compare.json"
+    result = runner.invoke(app, _args(paths, _config(tmp_path, mlflow_store), "--report", str(report)))
+    assert result.exit_code == 0, result.output
+    assert "skipped group 'alliance' (no alliance features in these data)" in result.output
+    assert "model: logistic (" in result.output and "evaluation.small_data_clients" in result.output
+    assert "within-session AUC" in result.output
+    data = json.loads(report.read_text())
+    assert list(data["feature_sets"]) == ["landmark", "outcome", "outcome+attendance+covariates"]
+
+
+def test_default_sets_on_the_trial_leave_out_the_session_only_completers_reach(mlflow_store, trial_dir, tmp_path):
+    paths = {"sessions": trial_dir / "sessions.csv", "episodes": trial_dir / "episodes.csv"}
+    report = tmp_path / "trial.json"
+    result = runner.invoke(app, _args(paths, _config(tmp_path, mlflow_store), "--report", str(report)))
+    assert result.exit_code == 0, result.output
+    assert "within-session AUC leaves out session 5: only completers reach session 5" in result.output
+    data = json.loads(report.read_text())
+    assert data["model"] == "logistic"
+    assert data["feature_sets"]["landmark"]["excluded_landmarks"][0]["landmark"] == 5
+    assert data["feature_sets"]["outcome"]["evaluable_landmarks"] == [1, 2, 3, 4]

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import math
 
+import numpy as np
+import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
@@ -11,9 +14,15 @@ from dropout_risk.features.instruments import default_registry
 from dropout_risk.features.spec import FeatureSpec
 from dropout_risk.training.compare_settings import CompareConfig, CompareSettings
 from dropout_risk.training.comparison.errors import CompareError, FeatureSetError
-from dropout_risk.training.comparison.feature_sets import DEFAULT_FEATURE_SETS, parse_landmarks, resolve_feature_sets
+from dropout_risk.training.comparison.feature_sets import (
+    DEFAULT_FEATURE_SETS,
+    default_feature_sets,
+    parse_landmarks,
+    resolve_feature_sets,
+)
 from dropout_risk.training.comparison.report import render_markdown
-from dropout_risk.training.comparison.statistics import corrected_cv_test, holm
+from dropout_risk.training.comparison.result import CvTest, WithinLandmarkDelta
+from dropout_risk.training.comparison.statistics import corrected_cv_test, holm, set_metrics
 from dropout_risk.training.jobs.compare import compare
 from dropout_risk.training.settings import TrainingConfig
 
@@ -171,7 +180,7 @@ def test_progress_and_markdown(alliance_only):
     text = render_markdown(report)
     for heading in (
         "## Design",
-        "## Pooled over landmark sessions",
+        "## Feature sets: within-session and pooled",
         "## ROC AUC by landmark session",
         "## Pairs of feature sets",
         "Holm",
@@ -207,12 +216,12 @@ def test_corrected_cv_test():
     assert shifted.p_value < 0.01 and shifted.ci[0] > 0 and shifted.df == 4
 
 
-def _spec(covariates: bool = True) -> FeatureSpec:
+def _spec(covariates: bool = True, alliance: bool = True) -> FeatureSpec:
     registry = default_registry()
     return FeatureSpec(
         max_landmark=8,
         off_track_z=1.0,
-        instruments=(registry["ors"], registry["srs"]),
+        instruments=(registry["ors"], registry["srs"]) if alliance else (registry["ors"],),
         numeric_covariates=("age",) if covariates else (),
         categorical_covariates={"gender": ("F", "M")} if covariates else {},
     )
@@ -276,3 +285,93 @@ def test_bad_arguments_stop_before_any_run(mlflow_store, cohorts):
         with pytest.raises(CompareError, match=message):
             compare(paths["sessions"], paths["episodes"], settings, **{"feature_sets": "outcome", **kwargs})
     assert MlflowClient().get_experiment_by_name("compare-rejects") is None
+
+
+def test_default_sets_start_with_landmark_and_skip_groups_the_data_lack():
+    names, notes = default_feature_sets(_spec())
+    assert names == list(DEFAULT_FEATURE_SETS) and names[0] == "landmark" and not notes
+    names, notes = default_feature_sets(_spec(covariates=False, alliance=False))
+    assert names == ["landmark", "outcome", "outcome+attendance"]
+    assert notes == [
+        "default feature sets: skipped group 'alliance' (no alliance features in these data)",
+        "default feature sets: skipped group 'covariates' (no covariates features in these data)",
+    ]
+    landmark_only = resolve_feature_sets(["landmark"], _spec(), {})[0][0]
+    assert landmark_only.columns == ("landmark",)
+
+
+def _delta(ci: tuple[float, float], holm_p: float, cv_ci: tuple[float, float]) -> WithinLandmarkDelta:
+    cv = CvTest(mean_delta_auc=sum(cv_ci) / 2, ci=cv_ci, p_value=None, df=4, n_folds=5)
+    return WithinLandmarkDelta(
+        delta_auc=sum(ci) / 2, ci=ci, p_value=holm_p / 3, p_value_holm=holm_p, cv_test=cv, landmarks=(1, 2)
+    )
+
+
+def test_a_pair_is_marked_only_when_bootstrap_holm_and_refit_aware_test_all_agree():
+    assert _delta((0.01, 0.05), 0.01, (0.005, 0.06)).marked
+    assert _delta((-0.05, -0.01), 0.01, (-0.06, -0.002)).marked
+    assert not _delta((0.01, 0.05), 0.01, (-0.01, 0.06)).marked  # the refitted folds disagree
+    assert not _delta((0.01, 0.05), 0.01, (-0.06, -0.01)).marked  # ... or point the other way
+    assert not _delta((0.01, 0.05), 0.08, (0.005, 0.06)).marked  # Holm
+    assert not _delta((-0.01, 0.05), 0.01, (0.005, 0.06)).marked  # the bootstrap CI
+
+
+def test_informative_from_counts_only_evaluable_landmarks():
+    """Only completers reach the last session (as in trials): that must not turn "from session 1" into "never"."""
+    rng = np.random.default_rng(0)
+    frames = []
+    for k in (1, 2, 3):
+        label = rng.random(300) < 0.3
+        risk = np.clip(0.3 + 0.3 * label + rng.normal(0, 0.15, 300), 0.01, 0.99)
+        frames.append(
+            pd.DataFrame({"client_id": np.arange(300), "landmark": k, "label": label.astype(int), "risk": risk})
+        )
+    completers = frames[-1][frames[-1]["label"] == 0].assign(landmark=4)
+    frame = pd.concat([*frames, completers], ignore_index=True)
+    metrics = set_metrics(frame, n_resamples=100, seed=0, min_class_clients=10)
+    assert math.isnan(metrics.by_landmark["4"].roc_auc)
+    assert metrics.informative_from == 1
+    assert metrics.within_landmark.landmarks == (1, 2, 3)
+    assert [e.landmark for e in metrics.within_landmark.excluded] == [4]
+    lo, hi = metrics.within_landmark.ci
+    assert 0.5 < lo <= metrics.within_landmark.auc <= hi
+
+
+@pytest.fixture(scope="module")
+def outcome_only(mlflow_store, cohorts):
+    """Default sets on data with no alliance instrument, 600 clients (small data)."""
+    paths = cohorts.files(600, seed=5, alliance="none")
+    return compare(paths["sessions"], paths["episodes"], compare_settings(mlflow_store))
+
+
+def test_default_sets_run_on_outcome_only_data_and_say_what_they_skipped(outcome_only):
+    report = outcome_only.to_json()
+    assert list(report["feature_sets"]) == ["landmark", "outcome", "outcome+attendance+covariates"]
+    assert "default feature sets: skipped group 'alliance' (no alliance features in these data)" in report["warnings"]
+    assert report["model"] == "logistic" and "below evaluation.small_data_clients (1,000)" in report["model_reason"]
+    landmark = report["feature_sets"]["landmark"]
+    assert landmark["columns"] == ["landmark"]
+    # A risk by session alone ranks no one within a session (it differs between folds only: refitted models).
+    assert abs(landmark["within_landmark_auc"] - 0.5) < 0.05
+    assert landmark["roc_auc"] > 0.55  # ... but the pooled AUC credits it with the session-number effect
+    for metrics in report["feature_sets"].values():
+        lo, hi = metrics["within_landmark_auc_ci"]
+        assert lo <= metrics["within_landmark_auc"] <= hi
+        assert metrics["evaluable_landmarks"] == list(range(1, 9))
+    for pair in report["pairs"]:
+        assert {"delta_auc", "ci", "p_value_holm", "cv_test", "cv_test_agrees"} <= set(pair["within_landmark"])
+    assert report["design"]["min_class_clients"] == 10 and "refit-aware" in report["design"]["marking_rule"]
+    text = render_markdown(outcome_only)
+    assert "within-session AUC" in text and "incl. session-number effect" in text
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_no_pair_is_marked_on_a_cohort_without_signal(mlflow_store, cohorts, seed):
+    """Only the session number drives dropout: whatever the default sets add, none may be marked better."""
+    paths = cohorts.files(600, seed=seed, no_signal=True)
+    result = compare(paths["sessions"], paths["episodes"], compare_settings(mlflow_store))
+    assert result.model == "logistic" and len(result.pairs) == 10
+    assert [p for p in result.pairs if p.marked] == []
+    for name, feature_set in result.feature_sets.items():
+        assert feature_set.metrics.within_landmark.ci[0] < 0.5, name  # no set claims a within-session signal
+        assert feature_set.metrics.informative_from is None, name

@@ -18,6 +18,8 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from dropout_risk.features.instruments import Instrument, InstrumentRegistry, default_registry
+from dropout_risk.training.evaluation.metrics import roc_auc
+from dropout_risk.training.evaluation.within_landmark import evaluable_landmarks, within_landmark_auc
 from dropout_risk.training.simulation.cohort import Cohort, SimulationConfig, _client_ids, simulate_cohort, write_cohort
 from dropout_risk.training.simulation.parameters import MAX_SESSIONS
 from dropout_risk.training.simulation.process import (
@@ -311,3 +313,61 @@ def test_config_is_frozen_and_has_documented_defaults():
     )
     with pytest.raises(ValidationError):
         config.seed = 3
+
+
+# ------------------------------------------------------------------ no signal
+
+
+@pytest.fixture(scope="module")
+def no_signal_rows(cohorts) -> pd.DataFrame:
+    """Every attended session of the ended episodes with its true risk, scores and eventual outcome."""
+    return _session_rows(cohorts.simulate(4000, seed=11, no_signal=True))
+
+
+def _session_rows(c: Cohort) -> pd.DataFrame:
+    """Sessions of ended episodes with true risk, label, and each score rescaled to [0, 1] (``<column>_01``)."""
+    ended = c.episodes[c.episodes["status"] != "ongoing"]
+    label = (ended.set_index("client_id")["status"] == "dropout").astype(int).rename("label")
+    rows = c.truth.merge(c.sessions, on=["client_id", "session_number"]).join(label, on="client_id", how="inner")
+    for column in ("ors", "srs", "missed_since_last"):
+        values = rows[column].astype(float)
+        rows[f"{column}_01"] = (values - values.min()) / (values.max() - values.min())
+    return rows.rename(columns={"session_number": "landmark"})
+
+
+def test_no_signal_true_risk_depends_on_the_session_number_only(no_signal_rows):
+    rows = no_signal_rows
+    assert (rows.groupby("landmark")["true_risk"].agg(lambda x: x.max() - x.min()) == 0).all()
+    landmarks, _ = evaluable_landmarks(rows, min_class_clients=10)
+    assert len(landmarks) >= 6
+    for k in landmarks:
+        at_k = rows[rows["landmark"] == k]
+        assert roc_auc(at_k["label"].to_numpy(), at_k["true_risk"].to_numpy()) == 0.5, k
+    assert within_landmark_auc(rows, "true_risk", n_resamples=50).auc == 0.5
+    # The session-number hazard remains: fewer of those still attending leave, session after session.
+    rate = rows[rows["landmark"] <= 6].groupby("landmark")["label"].mean()
+    assert rate.is_monotonic_decreasing and rate.iloc[0] > rate.iloc[-1] + 0.1
+    true_risk = rows[rows["landmark"] <= 6].groupby("landmark")["true_risk"].first()
+    assert true_risk.is_monotonic_decreasing
+
+
+def test_no_signal_scores_and_missed_appointments_carry_no_information(no_signal_rows):
+    for column in ("ors", "srs", "missed_since_last"):
+        lo, hi = within_landmark_auc(no_signal_rows, f"{column}_01", n_resamples=200).ci
+        assert lo < 0.5 < hi, column
+
+
+def test_no_signal_refuses_named_effects():
+    with pytest.raises(ValidationError, match="no_signal"):
+        SimulationConfig(n_clients=10, no_signal=True, alliance_effect=1.0)
+    config = SimulationConfig(n_clients=10, no_signal=True, outcome_effect=0)
+    assert config.hazard_effects() == (0.0, 0.0, False)
+    assert SimulationConfig(n_clients=10).hazard_effects() == (1.0, 1.0, True)
+
+
+def test_the_same_check_finds_the_signal_of_a_default_cohort(cohorts):
+    rows = _session_rows(cohorts.simulate(4000, seed=11))
+    assert within_landmark_auc(rows, "true_risk", n_resamples=50).auc > 0.6
+    for column in ("srs", "missed_since_last"):
+        lo, hi = within_landmark_auc(rows, f"{column}_01", n_resamples=200).ci
+        assert not lo < 0.5 < hi, column

@@ -11,7 +11,7 @@ from dropout_risk.features.spec import GROUP_NAMES, LANDMARK, FeatureSpec
 from dropout_risk.training.compare_settings import GROUP_JOINER, SET_SEPARATOR
 from dropout_risk.training.comparison.errors import CompareError, FeatureSetError
 
-DEFAULT_FEATURE_SETS = ("outcome", "alliance", "outcome+alliance", "outcome+alliance+attendance+covariates")
+DEFAULT_FEATURE_SETS = ("landmark", "outcome", "alliance", "outcome+alliance", "outcome+alliance+attendance+covariates")
 MAX_LANDMARK = 52  # FeatureConfig.max_landmark's upper bound
 
 
@@ -60,6 +60,27 @@ def _landmark_list(text: str) -> list[int]:
             raise CompareError(f"--landmarks {text!r}: range {part} runs backwards")
         values.extend(range(lo, hi + 1))
     return values
+
+
+def default_feature_sets(spec: FeatureSpec) -> tuple[list[str], list[str]]:
+    """``DEFAULT_FEATURE_SETS`` without the groups these data have no feature for, and a note per skipped group.
+
+    A set left with nothing but the session number, or the same as an earlier set, is dropped, so
+    outcome-only data compare ``landmark``, ``outcome`` and ``outcome+attendance+covariates``.
+    """
+    groups = model_groups(spec)
+    empty = [g for g in GROUP_NAMES if not groups.get(g)]
+    names: list[str] = []
+    for default in DEFAULT_FEATURE_SETS:
+        kept = GROUP_JOINER.join(part for part in default.split(GROUP_JOINER) if part not in empty)
+        if kept and kept not in names:
+            names.append(kept)
+    notes = [
+        f"default feature sets: skipped group {g!r} (no {g} features in these data)"
+        for g in empty
+        if any(g in default.split(GROUP_JOINER) for default in DEFAULT_FEATURE_SETS)
+    ]
+    return names, notes
 
 
 def resolve_feature_sets(

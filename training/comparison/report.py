@@ -18,7 +18,9 @@ def pooled_table(result: CompareResult) -> pd.DataFrame:
     for name, s in result.feature_sets.items():
         m = s.metrics.pooled
         row: dict[str, object] = {"feature_set": name, "n_features": s.n_features}
+        within = s.metrics.within_landmark
         for metric, value, (lo, hi) in (
+            ("within_landmark_auc", within.auc, within.ci),
             ("roc_auc", m.roc_auc, m.roc_auc_ci),
             ("pr_auc", m.pr_auc, m.pr_auc_ci),
             ("brier", m.brier, m.brier_ci),
@@ -40,7 +42,8 @@ def _pooled_md(result: CompareResult) -> str:
     header = [
         "feature set",
         "features",
-        "ROC AUC (95% CI)",
+        "within-session AUC (95% CI)",
+        "pooled ROC AUC, incl. session-number effect (95% CI)",
         "PR AUC (95% CI)",
         "Brier (95% CI)",
         "calibration slope (95% CI)",
@@ -53,6 +56,7 @@ def _pooled_md(result: CompareResult) -> str:
             [
                 name,
                 s.n_features,
+                with_ci(s.metrics.within_landmark.auc, s.metrics.within_landmark.ci),
                 with_ci(m.roc_auc, m.roc_auc_ci),
                 with_ci(m.pr_auc, m.pr_auc_ci),
                 with_ci(m.brier, m.brier_ci),
@@ -79,20 +83,32 @@ def _pairs_md(pairs: Sequence[PairResult]) -> str:
         [
             p.a,
             p.b,
+            with_ci(p.within_landmark.delta_auc, p.within_landmark.ci),
+            p_value(p.within_landmark.p_value),
+            p_value(p.within_landmark.p_value_holm),
+            p_value(p.within_landmark.cv_test.p_value),
             with_ci(p.delta_auc, p.ci),
-            p_value(p.p_value),
-            p_value(p.p_value_holm),
             f"**yes: {p.better} better**" if p.marked else "no",
         ]
         for p in pairs
     ]
-    return _md_table(["a", "b", "AUC(a) - AUC(b) (95% CI)", "p", "p (Holm)", "marked"], rows)
+    header = [
+        "a",
+        "b",
+        "within-session AUC(a) - AUC(b) (95% CI)",
+        "p",
+        "p (Holm)",
+        "refit-aware p",
+        "pooled AUC(a) - AUC(b), incl. session-number effect (95% CI)",
+        "marked",
+    ]
+    return _md_table(header, rows)
 
 
 def render_tables(result: CompareResult) -> str:
     """The per-set, by-landmark and pairwise tables in markdown."""
     parts = [
-        "## Pooled over landmark sessions",
+        "## Feature sets: within-session and pooled",
         _pooled_md(result),
         "## ROC AUC by landmark session",
         _by_landmark_md(result),
@@ -119,7 +135,8 @@ def _design_md(result: CompareResult) -> list[str]:
     return [
         "# Which scores predict dropout? A feature-set comparison",
         "",
-        f"Model: **{result.model}**. {data.clients_evaluated:,} clients ({data.rows:,} landmark rows, "
+        f"Model: **{result.model}** ({result.model_reason or 'configured'}). "
+        f"{data.clients_evaluated:,} clients ({data.rows:,} landmark rows, "
         f"sessions {span}), dropout rate {data.dropout_rate:.1%}; {data.ongoing_excluded:,} ongoing "
         "episodes left out (their outcome is unknown). Instruments: "
         f"{', '.join(data.instruments) or 'none'}; covariates: {', '.join(data.covariates) or 'none'}.",
@@ -134,13 +151,29 @@ def _design_md(result: CompareResult) -> list[str]:
         f"- 95% CIs: client-clustered bootstrap ({d.bootstrap_resamples} resamples, the same clients for every "
         f"set). Pairs: paired client bootstrap of the AUC difference ({d.pair_resamples} resamples), two-sided "
         "p-value.",
-        f"- A pair is **marked** when its 95% CI excludes 0 and its Holm-adjusted p-value (over all "
-        f"{len(result.pairs)} pairs) is below {ALPHA:.2f}; the raw p-value is shown beside it. "
-        'Per-landmark differences and the "AUC > 0.5 from session" column (first session from which the '
-        "lower CI bound stays above 0.5) are descriptive, not adjusted for multiplicity.",
+        "- The lead figure is the **within-session AUC**: the mean of the per-session ROC AUCs over the "
+        f"sessions where dropouts and completers each have at least {d.min_class_clients} clients "
+        "(evaluation.min_class_clients)"
+        + (f"; left out: {_excluded(result)}" if _excluded(result) else "")
+        + ". The pooled AUC includes the session-number effect (later sessions hold fewer eventual dropouts), "
+        "which every set has.",
+        "- A pair is **marked** only when, for the within-session AUC difference, the paired bootstrap 95% CI "
+        f"excludes 0, its Holm-adjusted p-value (over all {len(result.pairs)} pairs) is below {ALPHA:.2f}, "
+        "**and** the refit-aware corrected resampled t-test on the per-fold differences agrees (its 95% CI "
+        "excludes 0 on the same side). "
+        'Per-landmark differences and the "AUC > 0.5 from session" column (first evaluable session from which '
+        "the lower CI bound stays above 0.5) are descriptive, not adjusted for multiplicity.",
         "- The landmark session number is an input of every set. CIs are conditional on the fitted models: "
         "they resample clients, not refits.",
     ]
+
+
+def _excluded(result: CompareResult) -> str:
+    """The sessions left out of the within-session AUC, with their reasons (the same for every set)."""
+    first = next(iter(result.feature_sets.values()), None)
+    if first is None:
+        return ""
+    return "; ".join(e.reason for e in first.metrics.within_landmark.excluded)
 
 
 def _pair_landmarks_md(pairs: Sequence[PairResult]) -> list[str]:

@@ -11,10 +11,16 @@ from typing import Any
 
 import numpy as np
 
+from dropout_risk.training.evaluation.within_landmark import WithinLandmarkAUC
+
 REPORT_KIND = "feature_set_comparison"
 CONFIDENCE = 0.95
 ALPHA = 0.05  # two-sided, matching the 95% intervals
 TRAJECTORIES = "refitted on each outer fold's training clients"
+MARKING_RULE = (
+    "within-landmark AUC difference: paired client-bootstrap 95% CI excludes 0, Holm-adjusted p < 0.05, "
+    "and the refit-aware corrected resampled t-test's 95% CI excludes 0 on the same side"
+)
 HYPERPARAMETERS = "models.estimators defaults, the same for every set (no tuning)"
 
 Interval = tuple[float, float]
@@ -80,9 +86,10 @@ class Metrics:
 class SetMetrics:
     """Pooled and per-landmark metrics of one set's out-of-fold risks."""
 
-    pooled: Metrics
+    pooled: Metrics  # includes the session-number effect: later landmarks hold fewer dropouts
     by_landmark: dict[str, Metrics]  # landmark key ("1", "2", ...) -> metrics
-    informative_from: int | None  # first landmark from which the AUC's lower bound stays above 0.5
+    informative_from: int | None  # first evaluable landmark from which the AUC's lower bound stays above 0.5
+    within_landmark: WithinLandmarkAUC  # the lead figure: mean per-landmark AUC over evaluable landmarks
 
 
 @dataclass(frozen=True)
@@ -106,6 +113,7 @@ class FeatureSetResult:
             "columns": list(self.columns),
             "n_features": self.n_features,
             "fold_digest": self.fold_digest,
+            **self.metrics.within_landmark.to_json(),
             **self.metrics.pooled.to_json(),
             "by_landmark": {k: m.to_json() for k, m in self.metrics.by_landmark.items()},
             "informative_from": self.metrics.informative_from,
@@ -136,6 +144,47 @@ class CvTest:
 
 
 @dataclass(frozen=True)
+class WithinLandmarkDelta:
+    """Within-landmark AUC(a) - AUC(b): the difference a pair's mark rests on."""
+
+    delta_auc: float
+    ci: Interval  # paired client bootstrap, percentile
+    p_value: float
+    p_value_holm: float  # over all pairs
+    cv_test: CvTest  # refit-aware: on the per-fold within-landmark AUC differences
+    landmarks: tuple[int, ...]  # the evaluable landmarks averaged over
+
+    @property
+    def ci_excludes_zero(self) -> bool:
+        lo, hi = self.ci
+        return bool(lo > 0 or hi < 0)
+
+    @property
+    def cv_test_agrees(self) -> bool:
+        """The refit-aware CI excludes 0 on the same side as the bootstrap's estimate."""
+        lo, hi = self.cv_test.ci
+        if lo is None or hi is None or not math.isfinite(self.delta_auc):
+            return False
+        return bool((lo > 0 and self.delta_auc > 0) or (hi < 0 and self.delta_auc < 0))
+
+    @property
+    def marked(self) -> bool:
+        return self.ci_excludes_zero and self.p_value_holm < ALPHA and self.cv_test_agrees
+
+    def to_json(self) -> JSON:
+        return {
+            "delta_auc": self.delta_auc,
+            "ci": list(self.ci),
+            "p_value": self.p_value,
+            "p_value_holm": self.p_value_holm,
+            "ci_excludes_zero": self.ci_excludes_zero,
+            "cv_test": self.cv_test.to_json(),
+            "cv_test_agrees": self.cv_test_agrees,
+            "landmarks": list(self.landmarks),
+        }
+
+
+@dataclass(frozen=True)
 class LandmarkDelta:
     delta_auc: float
     ci: Interval
@@ -147,20 +196,36 @@ class LandmarkDelta:
 
 @dataclass(frozen=True)
 class PairResult:
-    """AUC(a) - AUC(b) on the same resampled clients."""
+    """AUC(a) - AUC(b) on the same resampled clients: within landmarks (the mark) and pooled.
+
+    The pooled fields (``delta_auc``, ``ci``, ``p_value``, ``p_value_holm``, ``cv_test``) include
+    the session-number effect and are descriptive; ``marked`` is ``within_landmark.marked``: its
+    paired bootstrap CI excludes 0, its Holm-adjusted p is below ALPHA, and the refit-aware
+    ``cv_test`` on the per-fold within-landmark differences agrees.
+    """
 
     a: str
     b: str
     delta_auc: float
     ci: Interval
     p_value: float
-    ci_excludes_zero: bool  # the unadjusted verdict
+    ci_excludes_zero: bool  # the pooled, unadjusted verdict
     n_resamples: int
     cv_test: CvTest
     by_landmark: dict[str, LandmarkDelta]  # descriptive, unadjusted
     p_value_holm: float
-    marked: bool  # the CI excludes 0 and the Holm-adjusted p is below ALPHA
-    better: str | None  # the marked pair's better set
+    within_landmark: WithinLandmarkDelta
+
+    @property
+    def marked(self) -> bool:
+        return self.within_landmark.marked
+
+    @property
+    def better(self) -> str | None:
+        """The marked pair's better set."""
+        if not self.marked:
+            return None
+        return self.a if self.within_landmark.delta_auc > 0 else self.b
 
     def to_json(self) -> JSON:
         return {
@@ -174,6 +239,7 @@ class PairResult:
             "cv_test": self.cv_test.to_json(),
             "by_landmark": {k: d.to_json() for k, d in self.by_landmark.items()},
             "p_value_holm": self.p_value_holm,
+            "within_landmark": self.within_landmark.to_json(),
             "marked": self.marked,
             "better": self.better,
         }
@@ -190,6 +256,7 @@ class Design:
     calibration: str  # the calibrator, or "none"
     bootstrap_resamples: int
     pair_resamples: int
+    min_class_clients: int  # evaluation.min_class_clients: which landmarks the within-landmark AUC covers
 
     def to_json(self) -> JSON:
         return {
@@ -207,6 +274,8 @@ class Design:
             "confidence": CONFIDENCE,
             "multiple_comparisons": "holm",
             "alpha": ALPHA,
+            "min_class_clients": self.min_class_clients,
+            "marking_rule": MARKING_RULE,
         }
 
 
@@ -249,6 +318,7 @@ class CompareResult:
     feature_sets: dict[str, FeatureSetResult]
     pairs: list[PairResult]
     warnings: list[str]
+    model_reason: str = ""  # why this model: asked for, configured, or the small-data default
     run_id: str | None = None  # the MLflow parent run
     elapsed_seconds: float | None = None
 
@@ -258,6 +328,7 @@ class CompareResult:
             "kind": REPORT_KIND,
             "run_id": self.run_id,
             "model": self.model,
+            "model_reason": self.model_reason,
             "design": self.design.to_json(),
             "data": self.data.to_json(),
             "feature_sets": {name: s.to_json() for name, s in self.feature_sets.items()},

@@ -1,8 +1,11 @@
 """The comparison's statistics: per-set metrics with client-bootstrap CIs, and every pair of sets.
 
-Pairs get a paired client bootstrap of the AUC difference (percentile CI,
-two-sided p), a Holm adjustment over all pairs, and Nadeau & Bengio's corrected
-resampled t-test on the per-fold differences (the refit-aware check).
+Each set's lead figure is its within-landmark AUC (``training.evaluation.within_landmark``);
+the pooled AUC includes the session-number effect. Pairs get, for the within-landmark and the
+pooled AUC difference, a paired client bootstrap (percentile CI, two-sided p), a Holm
+adjustment over all pairs, and Nadeau & Bengio's corrected resampled t-test on the per-fold
+differences (the refit-aware check). A pair is marked on the within-landmark difference only,
+when all three agree (``result.WithinLandmarkDelta.marked``).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from dropout_risk.training.comparison.result import (
     Metrics,
     PairResult,
     SetMetrics,
+    WithinLandmarkDelta,
 )
 from dropout_risk.training.evaluation.bootstrap import bootstrap_metric_cis, paired_bootstrap_difference
 from dropout_risk.training.evaluation.metrics import (
@@ -37,6 +41,7 @@ from dropout_risk.training.evaluation.metrics import (
     pr_auc,
     roc_auc,
 )
+from dropout_risk.training.evaluation.within_landmark import paired_within_landmark_difference, within_landmark_auc
 
 Progress = Callable[[str], None]
 # Metrics with a bootstrap CI. The calibration intercept is reported without one: its batched fit
@@ -77,9 +82,13 @@ def _metrics(frame: pd.DataFrame, cis: Mapping[str, Sequence[float]]) -> Metrics
     )
 
 
-def informative_from(by_landmark: Mapping[str, Metrics]) -> int | None:
-    """First landmark from which the AUC's lower 95% bound stays above 0.5 (None if it never does)."""
-    keys = sorted(by_landmark, key=int)
+def informative_from(by_landmark: Mapping[str, Metrics], evaluable: Sequence[int] | None = None) -> int | None:
+    """First landmark from which the AUC's lower 95% bound stays above 0.5 (None if it never does).
+
+    Only ``evaluable`` landmarks count (default: all): one where a class is missing or rare has no
+    AUC worth the name, and must not turn "from session 2" into "never".
+    """
+    keys = sorted(by_landmark if evaluable is None else [landmark_key(k) for k in evaluable], key=int)
     first = None
     for key in reversed(keys):
         lo = by_landmark[key].roc_auc_ci[0]
@@ -89,14 +98,19 @@ def informative_from(by_landmark: Mapping[str, Metrics]) -> int | None:
     return first
 
 
-def set_metrics(frame: pd.DataFrame, *, n_resamples: int, seed: int) -> SetMetrics:
-    """Pooled and per-landmark metrics of ``frame`` (client_id, landmark, label, risk) with CIs."""
+def set_metrics(frame: pd.DataFrame, *, n_resamples: int, seed: int, min_class_clients: int) -> SetMetrics:
+    """Within-landmark, pooled and per-landmark metrics of ``frame`` (client_id, landmark, label, risk) with CIs."""
     cis = bootstrap_metric_cis(frame, metrics=CI_METRICS, n_resamples=n_resamples, seed=seed, confidence=CONFIDENCE)
     by_landmark = {
         landmark_key(k): _metrics(rows, cis["by_landmark"].get(landmark_key(k), {}))
         for k, rows in frame.groupby(LANDMARK, sort=True)
     }
-    return SetMetrics(_metrics(frame, cis["pooled"]), by_landmark, informative_from(by_landmark))
+    within = within_landmark_auc(
+        frame, "risk", min_class_clients=min_class_clients, n_resamples=n_resamples, seed=seed, confidence=CONFIDENCE
+    )
+    return SetMetrics(
+        _metrics(frame, cis["pooled"]), by_landmark, informative_from(by_landmark, within.landmarks), within
+    )
 
 
 def all_set_metrics(
@@ -105,6 +119,7 @@ def all_set_metrics(
     *,
     n_resamples: int,
     seed: int,
+    min_class_clients: int,
     n_jobs: int = 1,
     say: Progress | None = None,
 ) -> list[SetMetrics]:
@@ -113,7 +128,7 @@ def all_set_metrics(
 
     def run(i: int) -> tuple[int, SetMetrics]:
         frame = scored[["client_id", LANDMARK, "label", f"risk_{i}"]].rename(columns={f"risk_{i}": "risk"})
-        return i, set_metrics(frame, n_resamples=n_resamples, seed=seed)
+        return i, set_metrics(frame, n_resamples=n_resamples, seed=seed, min_class_clients=min_class_clients)
 
     results: dict[int, SetMetrics] = {}
     runner = Parallel(n_jobs=n_jobs, prefer="threads", return_as="generator_unordered")
@@ -131,6 +146,26 @@ def per_fold_aucs(by_repeat: np.ndarray, folds: list[Fold], y: np.ndarray) -> np
     return np.array(
         [[roc_auc(y[f.valid], by_repeat[s, f.repeat, f.valid]) for f in folds] for s in range(by_repeat.shape[0])]
     )
+
+
+def per_fold_within_aucs(
+    by_repeat: np.ndarray, folds: list[Fold], rows: pd.DataFrame, landmarks: Sequence[int]
+) -> np.ndarray:
+    """Within-landmark AUC of every set on every held-out fold (sets x folds).
+
+    The mean of the fold's per-landmark AUCs over the evaluable ``landmarks`` (those of the whole
+    comparison); a landmark with one class in a fold is left out of that fold's mean.
+    """
+    y = rows["label"].to_numpy(dtype=float)
+    at = rows[LANDMARK].to_numpy()
+    out = np.full((by_repeat.shape[0], len(folds)), np.nan)
+    for f, fold in enumerate(folds):
+        parts = [fold.valid[at[fold.valid] == k] for k in landmarks]
+        for s in range(by_repeat.shape[0]):
+            aucs = [roc_auc(y[part], by_repeat[s, fold.repeat, part]) for part in parts]
+            finite = [a for a in aucs if math.isfinite(a)]
+            out[s, f] = float(np.mean(finite)) if finite else math.nan
+    return out
 
 
 def held_out_ratio(folds: list[Fold], rows: pd.DataFrame) -> float:
@@ -187,76 +222,99 @@ def _pair(
     n_resamples: int,
     landmark_resamples: int,
     seed: int,
-) -> tuple[dict, dict[str, LandmarkDelta]]:
-    """The paired bootstrap of ``risk_<i>`` against ``risk_<j>``: pooled, and per landmark."""
+    min_class_clients: int,
+) -> tuple[dict, dict, dict[str, LandmarkDelta]]:
+    """The paired bootstraps of ``risk_<i>`` against ``risk_<j>``: pooled, within landmarks, per landmark."""
     a, b = f"risk_{i}", f"risk_{j}"
     pooled = paired_bootstrap_difference(scored, a, b, n_resamples=n_resamples, seed=seed, confidence=CONFIDENCE)
+    within = paired_within_landmark_difference(
+        scored, a, b, min_class_clients=min_class_clients, n_resamples=n_resamples, seed=seed, confidence=CONFIDENCE
+    )
     by_landmark = {}
     for k, rows in scored.groupby(LANDMARK, sort=True):
         per = paired_bootstrap_difference(rows, a, b, n_resamples=landmark_resamples, seed=seed, confidence=CONFIDENCE)
         by_landmark[landmark_key(k)] = LandmarkDelta(per["delta"], tuple(per["ci"]), per["p_value"])
-    return pooled, by_landmark
+    return pooled, within, by_landmark
 
 
 def compare_pairs(
     scored: pd.DataFrame,
     names: Sequence[str],
     fold_aucs: np.ndarray,
+    fold_within_aucs: np.ndarray,
     test_train_ratio: float,
     *,
     n_resamples: int,
     landmark_resamples: int,
     seed: int,
+    min_class_clients: int,
     n_jobs: int = 1,
     say: Progress | None = None,
 ) -> list[PairResult]:
     """AUC(a) - AUC(b) for every pair (a before b in ``names``) on the same resampled clients.
 
     ``scored`` holds client_id, landmark, label and one risk column per set, named ``risk_<i>``;
-    ``fold_aucs`` (sets x folds) feeds the supplementary refit-aware ``cv_test``.
+    ``fold_aucs`` and ``fold_within_aucs`` (sets x folds: pooled and within-landmark AUC per
+    held-out fold) feed the refit-aware ``cv_test`` of the pooled and the within-landmark difference.
     """
     say = say or (lambda _message: None)
     index_pairs = list(combinations(range(len(names)), 2))
 
-    def run(n: int) -> tuple[int, tuple[dict, dict[str, LandmarkDelta]]]:
+    def run(n: int) -> tuple[int, tuple[dict, dict, dict[str, LandmarkDelta]]]:
         i, j = index_pairs[n]
-        return n, _pair(scored, i, j, n_resamples=n_resamples, landmark_resamples=landmark_resamples, seed=seed)
+        return n, _pair(
+            scored,
+            i,
+            j,
+            n_resamples=n_resamples,
+            landmark_resamples=landmark_resamples,
+            seed=seed,
+            min_class_clients=min_class_clients,
+        )
 
-    results: dict[int, tuple[dict, dict[str, LandmarkDelta]]] = {}
+    results: dict[int, tuple[dict, dict, dict[str, LandmarkDelta]]] = {}
     runner = Parallel(n_jobs=n_jobs, prefer="threads", return_as="generator_unordered")
     for done, (n, result) in enumerate(runner(delayed(run)(n) for n in range(len(index_pairs))), start=1):
         results[n] = result
         say(f"paired bootstrap {done}/{len(index_pairs)}: {names[index_pairs[n][0]]} vs {names[index_pairs[n][1]]}")
-    adjusted = holm([results[n][0]["p_value"] for n in range(len(index_pairs))])
-    return [
-        _pair_result(
-            names[i],
-            names[j],
-            *results[n],
-            corrected_cv_test(fold_aucs[i] - fold_aucs[j], test_train_ratio),
-            adjusted[n],
+    pooled_holm = holm([results[n][0]["p_value"] for n in range(len(index_pairs))])
+    within_holm = holm([results[n][1]["p_value"] for n in range(len(index_pairs))])
+    out = []
+    for n, (i, j) in enumerate(index_pairs):
+        pooled, within, by_landmark = results[n]
+        within_delta = WithinLandmarkDelta(
+            delta_auc=within["delta"],
+            ci=(within["ci"][0], within["ci"][1]),
+            p_value=within["p_value"],
+            p_value_holm=within_holm[n],
+            cv_test=corrected_cv_test(fold_within_aucs[i] - fold_within_aucs[j], test_train_ratio),
+            landmarks=tuple(within["landmarks"]),
         )
-        for n, (i, j) in enumerate(index_pairs)
-    ]
+        cv_test = corrected_cv_test(fold_aucs[i] - fold_aucs[j], test_train_ratio)
+        out.append(_pair_result(names[i], names[j], pooled, by_landmark, cv_test, pooled_holm[n], within_delta))
+    return out
 
 
 def _pair_result(
-    a: str, b: str, pooled: dict, by_landmark: dict[str, LandmarkDelta], cv_test: CvTest, p_value_holm: float
+    a: str,
+    b: str,
+    pooled: dict,
+    by_landmark: dict[str, LandmarkDelta],
+    cv_test: CvTest,
+    p_value_holm: float,
+    within: WithinLandmarkDelta,
 ) -> PairResult:
     lo, hi = pooled["ci"]
-    excludes_zero = bool(lo > 0 or hi < 0)
-    marked = bool(excludes_zero and p_value_holm < ALPHA)
     return PairResult(
         a=a,
         b=b,
         delta_auc=pooled["delta"],
         ci=(lo, hi),
         p_value=pooled["p_value"],
-        ci_excludes_zero=excludes_zero,
+        ci_excludes_zero=bool(lo > 0 or hi < 0),
         n_resamples=pooled["n_resamples_used"],
         cv_test=cv_test,
         by_landmark=by_landmark,
         p_value_holm=p_value_holm,
-        marked=marked,
-        better=(a if pooled["delta"] > 0 else b) if marked else None,
+        within_landmark=within,
     )

@@ -67,6 +67,7 @@ def _parent_params(result: CompareResult) -> dict[str, object]:
         "bootstrap_resamples": design.bootstrap_resamples,
         "pair_resamples": design.pair_resamples,
         "max_landmark": max(design.landmarks),
+        "min_class_clients": design.min_class_clients,
     }
 
 
@@ -107,7 +108,12 @@ def _pooled(m: Metrics) -> list[tuple[str, float, Interval | None]]:
 
 def _flat_metrics(prefix: str, metrics: SetMetrics) -> dict[str, float]:
     """MLflow metrics of one set: pooled (with CI bounds), then ``l<k>_<metric>`` per landmark."""
-    flat: dict[str, float | None] = {}
+    within = metrics.within_landmark
+    flat: dict[str, float | None] = {
+        f"{prefix}within_landmark_auc": within.auc,
+        f"{prefix}within_landmark_auc_ci_lo": within.ci[0],
+        f"{prefix}within_landmark_auc_ci_hi": within.ci[1],
+    }
     for metric, value, ci in _pooled(metrics.pooled):
         flat[f"{prefix}{metric}"] = value
         if ci is not None:
@@ -139,6 +145,17 @@ def _parent_metrics(result: CompareResult) -> dict[str, float]:
                 f"{key}.ci_hi": hi,
                 f"{key}.p_value": pair.p_value,
                 f"{key}.p_value_holm": pair.p_value_holm,
+            }
+        )
+        within, key = pair.within_landmark, f"delta_within_landmark_auc.{slug[pair.a]}.vs.{slug[pair.b]}"
+        flat.update(
+            {
+                key: within.delta_auc,
+                f"{key}.ci_lo": within.ci[0],
+                f"{key}.ci_hi": within.ci[1],
+                f"{key}.p_value_holm": within.p_value_holm,
+                f"{key}.cv_p_value": within.cv_test.p_value,
+                f"{key}.marked": float(pair.marked),
             }
         )
     return _finite(flat)

@@ -112,7 +112,8 @@ def paired_within_landmark_difference(
 ) -> dict[str, Any]:
     """Within-landmark AUC of ``score_a`` minus ``score_b`` on the same resampled clients.
 
-    ``{"delta", "ci": [lo, hi], "a": auc_a, "b": auc_b, "landmarks": [...]}``.
+    ``{"delta", "ci": [lo, hi], "p_value", "a": auc_a, "b": auc_b, "landmarks": [...]}``; ``p_value``
+    is two-sided and inverts the percentile interval as ``paired_bootstrap_difference``'s does.
     """
     landmarks, _ = evaluable_landmarks(frame, min_class_clients)
     point, resampled = _mean_auc(frame, [score_a, score_b], landmarks, n_resamples, seed)
@@ -121,10 +122,20 @@ def paired_within_landmark_difference(
     return {
         "delta": float(point[0] - point[1]),
         "ci": [float(ci[0]), float(ci[1])],
+        "p_value": _two_sided_p(deltas),
         "a": float(point[0]),
         "b": float(point[1]),
         "landmarks": landmarks,
     }
+
+
+def _two_sided_p(deltas: np.ndarray) -> float:
+    """2 x the smaller share of resampled differences on either side of 0 (+1 corrected, at most 1)."""
+    finite = deltas[np.isfinite(deltas)]
+    if finite.size == 0:
+        return math.nan
+    tail = min(np.sum(finite <= 0.0), np.sum(finite >= 0.0))
+    return float(min(1.0, 2.0 * (tail + 1) / (finite.size + 1)))
 
 
 def _mean_auc(

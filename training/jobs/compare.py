@@ -2,9 +2,18 @@
 
 ``compare`` evaluates several feature sets (named groups joined by ``+``, or sets
 defined in the config) with one model recipe on the SAME out-of-fold design and
-reports, per set, ROC AUC, PR AUC, Brier score and calibration with client-bootstrap
-95% CIs (pooled and per landmark), and for every pair of sets the AUC difference on
-the same clients with a paired client-bootstrap CI and p-value.
+reports, per set, the within-session AUC (the mean of the per-landmark ROC AUCs over
+the landmarks where both outcomes have ``evaluation.min_class_clients`` clients, with a
+client-bootstrap CI; the others are named with their reason), the pooled ROC AUC
+(which includes the session-number effect: later landmarks hold fewer eventual
+dropouts, so the session number alone scores well), PR AUC, Brier score and
+calibration with client-bootstrap 95% CIs (pooled and per landmark), and for every
+pair of sets the within-session and pooled AUC differences on the same clients.
+
+Defaults: without named sets, ``landmark`` (the session number alone) and the groups of
+``DEFAULT_FEATURE_SETS`` the data have features for (a skipped group is a warning);
+without a model, logistic below ``evaluation.small_data_clients`` ended episodes (the
+report gives the reason), else LightGBM.
 
 Design, and why
 ---------------
@@ -39,19 +48,23 @@ Design, and why
   These intervals hold the fitted models fixed: they answer "on these clients, do
   these models differ?", not "would the recipe differ on other training data?". Each
   pair therefore also carries ``cv_test``, Nadeau & Bengio's corrected resampled
-  t-test on the per-fold AUC differences, which counts the refitting variability. With
-  few folds it is conservative (df = folds x repeats - 1), so it is reported beside
-  the mark, not used for it; ``repeats`` > 1 sharpens it and, by averaging each row's
-  risk over refits, also steadies the point estimates.
-* **Multiple comparisons.** Every pair reports its raw ``p_value`` and a Holm-adjusted
-  ``p_value_holm`` over all pairs. A pair is ``marked`` when its 95% CI excludes 0
-  AND its Holm-adjusted p is below 0.05 (``ci_excludes_zero`` is the unadjusted
-  verdict), so adding sets does not inflate the chance of a spurious mark.
-  Per-landmark differences are descriptive (unadjusted). One caveat no test removes:
-  on a few thousand clients, uninformative features cost a set some AUC (overfitting),
-  a real and reproducible difference of the *recipe* that can be marked although the
-  scores carry no information. Compare sets of similar size, or read a small marked
-  difference together with ``cv_test`` and more clients or repeats.
+  t-test on the per-fold AUC differences, which counts the refitting variability
+  (df = folds x repeats - 1, so conservative with few folds; ``repeats`` > 1 sharpens
+  it and, by averaging each row's risk over refits, also steadies the point estimates).
+* **What marks a pair.** The mark rests on the within-session AUC difference, the one a
+  clinician comparing clients at the same session cares about (the pooled difference
+  is reported beside it). Every pair reports its raw ``p_value`` and a Holm-adjusted
+  ``p_value_holm`` over all pairs. A pair is ``marked`` only when all three agree: the
+  paired bootstrap 95% CI excludes 0, the Holm-adjusted p is below 0.05, AND the
+  refit-aware ``cv_test`` (on the per-fold within-session differences) has a 95% CI
+  excluding 0 on the same side. The bootstrap alone holds the fitted models fixed, so
+  it can mark a difference that another training sample would not reproduce;
+  requiring ``cv_test`` too keeps a mark to differences of the recipe, and Holm keeps
+  adding sets from inflating the chance of a spurious one. Per-landmark differences
+  are descriptive (unadjusted). One caveat no test removes: on a few thousand
+  clients, uninformative features cost a set some AUC (overfitting), a real and
+  reproducible difference of the *recipe*. Compare sets of similar size, or read a
+  small marked difference with more clients or repeats.
 * Hyperparameters are the fixed defaults of ``models.estimators`` (no tuning): tuning
   per set would make the comparison partly about the tuner.
 
@@ -75,8 +88,8 @@ import pandas as pd
 from dropout_risk.training.compare_settings import CompareConfig, CompareSettings
 from dropout_risk.training.comparison.errors import CompareError
 from dropout_risk.training.comparison.feature_sets import (
-    DEFAULT_FEATURE_SETS,
     FeatureSet,
+    default_feature_sets,
     parse_landmarks,
     resolve_feature_sets,
     split_set_names,
@@ -94,8 +107,15 @@ from dropout_risk.training.comparison.folds import (
 )
 from dropout_risk.training.comparison.plots import write_plots
 from dropout_risk.training.comparison.result import CompareResult, DataSummary, Design, FeatureSetResult, PairResult
-from dropout_risk.training.comparison.statistics import all_set_metrics, compare_pairs, held_out_ratio, per_fold_aucs
+from dropout_risk.training.comparison.statistics import (
+    all_set_metrics,
+    compare_pairs,
+    held_out_ratio,
+    per_fold_aucs,
+    per_fold_within_aucs,
+)
 from dropout_risk.training.comparison.tracking import log_comparison
+from dropout_risk.training.evaluation.within_landmark import evaluable_landmarks
 
 Progress = Callable[[str], None]
 
@@ -124,15 +144,20 @@ def compare(
     say = progress or (lambda _message: None)
     started = time.perf_counter()
     config = settings.compare
-    kind, folds, repeats = _options(config, model, folds, repeats)
-    names = split_set_names(feature_sets) or list(config.feature_sets) or list(DEFAULT_FEATURE_SETS)
+    asked, folds, repeats = _options(config, model, folds, repeats)
+    names = split_set_names(feature_sets) or list(config.feature_sets)
     wanted_landmarks = parse_landmarks(landmarks)
     warnings: list[str] = []
 
     say("validating data")
     data = load_data(sessions_path, episodes_path, settings, wanted_landmarks, warnings)
+    if not names:
+        names, skipped = default_feature_sets(data.spec)
+        warnings.extend(skipped)
     sets, set_warnings = resolve_feature_sets(names, data.spec, config.feature_sets)
     warnings.extend(set_warnings)
+    kind, model_reason = _model_kind(asked, model is not None, len(data.episodes), settings)
+    min_class = settings.evaluation.min_class_clients
 
     say("building fold features")
     fold_list = make_folds(data, settings, folds, repeats)
@@ -147,9 +172,10 @@ def compare(
         model=kind,
         design=design,
         data=_data_summary(data),
-        feature_sets=_set_results(sets, scored, used, data, config, say),
-        pairs=_pairs(sets, scored, by_repeat, fold_list, data, config, say),
+        feature_sets=_set_results(sets, scored, used, data, config, min_class, say),
+        pairs=_pairs(sets, scored, by_repeat, fold_list, data, config, min_class, say),
         warnings=warnings,
+        model_reason=model_reason,
     )
 
     say("drawing plots")
@@ -161,16 +187,31 @@ def compare(
     return replace(result, elapsed_seconds=round(time.perf_counter() - started, 1))
 
 
-def _options(config: CompareConfig, model: str | None, folds: int | None, repeats: int | None) -> tuple[str, int, int]:
-    """The model kind, folds and repeats asked for (else the config's), checked."""
+def _options(
+    config: CompareConfig, model: str | None, folds: int | None, repeats: int | None
+) -> tuple[str | None, int, int]:
+    """The model kind (None: chosen by data size), folds and repeats asked for (else the config's), checked."""
     kind = model or config.model
-    if kind not in MODELS:
+    if kind is not None and kind not in MODELS:
         raise CompareError(f"--model must be one of {', '.join(MODELS)}")
     folds = folds or config.folds
     repeats = repeats or config.repeats
     if folds < 2 or repeats < 1:
         raise CompareError("--folds must be at least 2 and --repeats at least 1")
     return kind, folds, repeats
+
+
+def _model_kind(asked: str | None, from_argument: bool, ended: int, settings: CompareSettings) -> tuple[str, str]:
+    """The model and why: asked for, configured, or logistic below ``evaluation.small_data_clients``."""
+    if asked is not None:
+        return asked, "asked for with --model" if from_argument else "compare.model in the config"
+    threshold = settings.evaluation.small_data_clients
+    if ended < threshold:
+        return "logistic", (
+            f"{ended:,} ended episodes, below evaluation.small_data_clients ({threshold:,}): "
+            "the logistic model (--model lightgbm overrides)"
+        )
+    return "lightgbm", f"{ended:,} ended episodes, at least evaluation.small_data_clients ({threshold:,})"
 
 
 def _client_ids(data: ComparisonData) -> np.ndarray:
@@ -190,6 +231,7 @@ def _design(data: ComparisonData, fold_list: list[Fold], settings: CompareSettin
         calibration=settings.training.calibration if config.calibrate else "none",
         bootstrap_resamples=config.bootstrap_resamples,
         pair_resamples=config.pair_resamples,
+        min_class_clients=settings.evaluation.min_class_clients,
     )
 
 
@@ -213,12 +255,19 @@ def _set_results(
     used: np.ndarray,
     data: ComparisonData,
     config: CompareConfig,
+    min_class_clients: int,
     say: Progress,
 ) -> dict[str, FeatureSetResult]:
     """Every set's metrics, and the fold assignment it was actually fitted on (``used``: sets x repeats x rows)."""
     names = [s.name for s in sets]
     metrics = all_set_metrics(
-        scored, names, n_resamples=config.bootstrap_resamples, seed=config.seed, n_jobs=config.n_jobs, say=say
+        scored,
+        names,
+        n_resamples=config.bootstrap_resamples,
+        seed=config.seed,
+        min_class_clients=min_class_clients,
+        n_jobs=config.n_jobs,
+        say=say,
     )
     client_ids = _client_ids(data)
     return {
@@ -241,16 +290,20 @@ def _pairs(
     fold_list: list[Fold],
     data: ComparisonData,
     config: CompareConfig,
+    min_class_clients: int,
     say: Progress,
 ) -> list[PairResult]:
+    evaluable, _ = evaluable_landmarks(data.rows, min_class_clients)
     return compare_pairs(
         scored,
         [s.name for s in sets],
         per_fold_aucs(by_repeat, fold_list, data.rows["label"].to_numpy(dtype=float)),
+        per_fold_within_aucs(by_repeat, fold_list, data.rows, evaluable),
         held_out_ratio(fold_list, data.rows),
         n_resamples=config.pair_resamples,
         landmark_resamples=config.bootstrap_resamples,
         seed=config.seed,
+        min_class_clients=min_class_clients,
         n_jobs=config.n_jobs,
         say=say,
     )

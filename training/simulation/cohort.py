@@ -15,7 +15,7 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from dropout_risk.features.instruments import InstrumentRegistry, default_registry
 from dropout_risk.features.private_files import private_dir, private_file
@@ -51,9 +51,29 @@ class SimulationConfig(BaseModel):
     n_clinics: int = Field(default=5, ge=1)
     alliance_effect: float = Field(default=1.0, ge=0)
     outcome_effect: float = Field(default=1.0, ge=0)
+    no_signal: bool = Field(
+        default=False,
+        description="no predictor affects dropout (alliance, outcome, age, clinic, therapist, missed appointments): "
+        "only the session number does",
+    )
     ongoing_fraction: float = Field(default=0.05, ge=0, lt=1)
     start_date: datetime.date = datetime.date(2023, 1, 2)
     intake_span_days: int = Field(default=730, ge=1)
+
+    @model_validator(mode="after")
+    def _no_signal_has_no_effects(self) -> SimulationConfig:
+        named = {"alliance_effect", "outcome_effect"} & self.model_fields_set
+        if self.no_signal and any(getattr(self, name) != 0 for name in named):
+            raise ValueError(
+                "no_signal sets every effect on dropout to 0: leave alliance_effect and outcome_effect out"
+            )
+        return self
+
+    def hazard_effects(self) -> tuple[float, float, bool]:
+        """(alliance effect, outcome effect, whether age, clinic and therapist act) on the dropout hazard."""
+        if self.no_signal:
+            return 0.0, 0.0, False
+        return self.alliance_effect, self.outcome_effect, True
 
 
 @dataclass(frozen=True)
@@ -98,7 +118,7 @@ def simulate_cohort(config: SimulationConfig, registry: InstrumentRegistry | Non
     registry = default_registry() if registry is None else registry
     streams = _streams(config.seed)
     latents = draw_latents(streams, config.n_clients, config.n_clinics)
-    base_logit = hazard_logit_without_intercept(latents, config.alliance_effect, config.outcome_effect)
+    base_logit = hazard_logit_without_intercept(latents, *config.hazard_effects())
     logit_h = base_logit + calibrate_intercept(base_logit, latents.planned_length, config.dropout_rate)
 
     n_sessions, dropped = simulate_attendance(streams["attendance"], logit_h, latents.planned_length)

@@ -45,6 +45,12 @@ at ``k``).  At ``k = 1`` this is the client's marginal dropout probability.  Mis
 appointments are drawn given the hazard, so they carry no information beyond the
 latents and ``true_risk`` stays the best achievable score.
 
+No signal (``SimulationConfig.no_signal``): alliance, progress, age, clinic and therapist
+all leave the hazard, so ``h_ik = sigmoid(b0 + time_k)`` is the same for every client at
+session ``k``. Missed appointments, drawn from that hazard, are then independent of
+everything client-specific too, and ``true_risk`` depends on the session number only: no
+feature can rank clients within a session, which is what a no-signal check needs.
+
 Observation details: ``missed_since_last`` at session 1 counts no-shows of offered
 first appointments (each delays session 1 by a week, as later misses delay later
 sessions).  ``ongoing`` clients are a data cut taken independently of everything
@@ -204,14 +210,21 @@ def draw_latents(streams: dict[str, np.random.Generator], n_clients: int, n_clin
     )
 
 
-def hazard_logit_without_intercept(latents: Latents, alliance_effect: float, outcome_effect: float) -> np.ndarray:
-    """Dropout logit after each session, all terms except b0 (n x K)."""
+def hazard_logit_without_intercept(
+    latents: Latents, alliance_effect: float, outcome_effect: float, client_effects: bool = True
+) -> np.ndarray:
+    """Dropout logit after each session, all terms except b0 (n x K).
+
+    ``client_effects=False`` drops age, clinic and therapist too; with both effects 0 the
+    logit is then the session term alone, the same for every client (``--no-signal``).
+    """
     age_term = BETA_AGE_PER_DECADE * (latents.age - AGE_CENTRE) / 10.0
+    client_term = (age_term + latents.group_effect) if client_effects else np.zeros(latents.age.shape)
     return (
         time_effect(latents.alliance.shape[1])[None, :]
         + alliance_effect * BETA_ALLIANCE * latents.alliance
         + outcome_effect * BETA_PROGRESS * latents.progress
-        + (age_term + latents.group_effect)[:, None]
+        + client_term[:, None]
     )
 
 
