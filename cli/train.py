@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeGuard, TypeVar, get_args
 
@@ -115,23 +117,24 @@ def train_command(
     from dropout_risk.training.jobs.promote import PromotionError, promote
     from dropout_risk.training.jobs.train import TrainingDataError, train
     from dropout_risk.training.settings import TrainingSettings
-    from dropout_risk.training.splits import TooFewClientsError
+    from dropout_risk.training.splits import SplitError, TiedStartDatesWarning
 
     if not _is_split_kind(split):
         fail("--split must be random or temporal")
     project = settings(config, TrainingSettings)
     with user_errors(), console.status("training") as status:
         try:
-            outcome = train(
-                sessions,
-                episodes,
-                project,
-                truth_path=truth,
-                split=split,
-                leave_one_clinic_out=loco,
-                progress=lambda message: status.update(message),
-            )
-        except (TrainingDataError, TooFewClientsError) as exc:
+            with _warnings_shown(TiedStartDatesWarning):
+                outcome = train(
+                    sessions,
+                    episodes,
+                    project,
+                    truth_path=truth,
+                    split=split,
+                    leave_one_clinic_out=loco,
+                    progress=lambda message: status.update(message),
+                )
+        except (TrainingDataError, SplitError) as exc:
             fail(str(exc))
     result = outcome.report
     if do_promote:
@@ -219,6 +222,19 @@ def score_command(
             on_total=lambda n: progress.update(task, total=n),
         )
     console.print(f"[bold green]wrote[/] {out}: {len(scored):,} sessions, {scored['client_id'].nunique():,} clients")
+
+
+@contextmanager
+def _warnings_shown(category: type[Warning]) -> Iterator[None]:
+    """Warnings of ``category`` printed as the CLI's own warnings; any other warning as Python shows it."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", category)
+        yield
+    for warning in caught:
+        if issubclass(warning.category, category):
+            err_console.print(f"[yellow]warning:[/] {warning.message}", highlight=False)
+        else:
+            warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
 
 
 def _loaded(uri: str, load: Callable[[str], Loaded]) -> Loaded:

@@ -100,6 +100,7 @@ def make_folds(data: ComparisonData, settings: CompareSettings, folds: int, repe
         folds=folds,
         min_per_fold=settings.training.min_clients_per_fold,
         what="clients with a landmark row",
+        setting="--folds",
     )
     out = []
     for repeat in range(repeats):
