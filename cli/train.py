@@ -189,7 +189,7 @@ def score_command(
 ) -> None:
     """Write client_id, session_number, risk for every session of every client."""
     from dropout_risk.models.registry import load_model, load_scorer
-    from dropout_risk.training.jobs.score import score_file
+    from dropout_risk.training.jobs.score import MissingInstrumentsError, score_file
     from dropout_risk.training.settings import TrainingSettings
 
     check_engine(engine)
@@ -212,15 +212,19 @@ def score_command(
     )
     with user_errors(), progress:
         task = progress.add_task("score", total=None)
-        scored = score_file(
-            scorer,
-            sessions,
-            episodes,
-            out,
-            registry,
-            advance=lambda n: progress.advance(task, n),
-            on_total=lambda n: progress.update(task, total=n),
-        )
+        try:
+            scored = score_file(
+                scorer,
+                sessions,
+                episodes,
+                out,
+                registry,
+                advance=lambda n: progress.advance(task, n),
+                on_total=lambda n: progress.update(task, total=n),
+                warn=lambda text: err_console.print(f"[yellow]warning:[/] {text}", highlight=False),
+            )
+        except MissingInstrumentsError as exc:
+            fail(str(exc))
     console.print(f"[bold green]wrote[/] {out}: {len(scored):,} sessions, {scored['client_id'].nunique():,} clients")
 
 
@@ -242,7 +246,33 @@ def _loaded(uri: str, load: Callable[[str], Loaded]) -> Loaded:
         try:
             return load(uri)
         except Exception as exc:  # MLflow raises several types for a missing model or store
-            fail(f"cannot load model {uri}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+            hint = _unset_alias_hint(uri)
+            fail(hint or f"cannot load model {uri}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+
+
+def _unset_alias_hint(uri: str) -> str | None:
+    """For ``models:/name@alias`` with no version under that alias: what is registered, and how to name it."""
+    from mlflow import MlflowClient
+
+    from dropout_risk.models.registry import version_for_alias
+
+    name, _, alias = uri.removeprefix("models:/").partition("@")
+    if not uri.startswith("models:/") or not alias:
+        return None
+    try:
+        if version_for_alias(alias, name) is not None:
+            return None
+        versions = sorted(int(v.version) for v in MlflowClient().search_model_versions(f"name='{name}'"))
+    except Exception:  # the store itself is unreachable: the loader's own message says so
+        return None
+    if not versions:
+        return f"cannot load model {uri}: no version of {name} is registered yet; train one first (dropout-risk train)"
+    listed = ", ".join(map(str, versions))
+    return (
+        f"cannot load model {uri}: no version of {name} has the alias {alias} (registered versions: {listed}); "
+        f"name one with --model models:/{name}/{versions[-1]} (a version) or --model models:/{name}@challenger, "
+        f"or promote one (dropout-risk promote)"
+    )
 
 
 def _score_on_spark(
