@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeGuard, TypeVar, get_args
 
@@ -138,7 +140,7 @@ def train_command(
     from dropout_risk.training.jobs.promote import PromotionError, promote
     from dropout_risk.training.jobs.train import TrainingDataError, train
     from dropout_risk.training.settings import TrainingSettings
-    from dropout_risk.training.splits import TooFewClientsError
+    from dropout_risk.training.splits import SplitError, TiedStartDatesWarning
 
     if not _is_split_kind(split):
         fail("--split must be random or temporal")
@@ -147,17 +149,18 @@ def train_command(
     project = settings(config, TrainingSettings)
     with user_errors(), console.status("training") as status:
         try:
-            outcome = train(
-                sessions,
-                episodes,
-                project,
-                truth_path=truth,
-                split=split,
-                leave_one_clinic_out=loco,
-                progress=lambda message: status.update(message),
-                evaluation=evaluation,  # type: ignore[arg-type]  # checked above
-            )
-        except (TrainingDataError, TooFewClientsError) as exc:
+            with _warnings_shown(TiedStartDatesWarning):
+                outcome = train(
+                    sessions,
+                    episodes,
+                    project,
+                    truth_path=truth,
+                    split=split,
+                    leave_one_clinic_out=loco,
+                    progress=lambda message: status.update(message),
+                    evaluation=evaluation,  # type: ignore[arg-type]  # checked above
+                )
+        except (TrainingDataError, SplitError) as exc:
             fail(str(exc))
     result = outcome.report
     if do_promote:
@@ -215,7 +218,7 @@ def score_command(
 ) -> None:
     """Write client_id, session_number, risk for every session of every client."""
     from dropout_risk.models.registry import load_model, load_scorer
-    from dropout_risk.training.jobs.score import score_file
+    from dropout_risk.training.jobs.score import MissingInstrumentsError, score_file
     from dropout_risk.training.settings import TrainingSettings
 
     check_engine(engine)
@@ -238,16 +241,33 @@ def score_command(
     )
     with user_errors(), progress:
         task = progress.add_task("score", total=None)
-        scored = score_file(
-            scorer,
-            sessions,
-            episodes,
-            out,
-            registry,
-            advance=lambda n: progress.advance(task, n),
-            on_total=lambda n: progress.update(task, total=n),
-        )
+        try:
+            scored = score_file(
+                scorer,
+                sessions,
+                episodes,
+                out,
+                registry,
+                advance=lambda n: progress.advance(task, n),
+                on_total=lambda n: progress.update(task, total=n),
+                warn=lambda text: err_console.print(f"[yellow]warning:[/] {text}", highlight=False),
+            )
+        except MissingInstrumentsError as exc:
+            fail(str(exc))
     console.print(f"[bold green]wrote[/] {out}: {len(scored):,} sessions, {scored['client_id'].nunique():,} clients")
+
+
+@contextmanager
+def _warnings_shown(category: type[Warning]) -> Iterator[None]:
+    """Warnings of ``category`` printed as the CLI's own warnings; any other warning as Python shows it."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", category)
+        yield
+    for warning in caught:
+        if issubclass(warning.category, category):
+            err_console.print(f"[yellow]warning:[/] {warning.message}", highlight=False)
+        else:
+            warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
 
 
 def _loaded(uri: str, load: Callable[[str], Loaded]) -> Loaded:
@@ -255,7 +275,33 @@ def _loaded(uri: str, load: Callable[[str], Loaded]) -> Loaded:
         try:
             return load(uri)
         except Exception as exc:  # MLflow raises several types for a missing model or store
-            fail(f"cannot load model {uri}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+            hint = _unset_alias_hint(uri)
+            fail(hint or f"cannot load model {uri}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+
+
+def _unset_alias_hint(uri: str) -> str | None:
+    """For ``models:/name@alias`` with no version under that alias: what is registered, and how to name it."""
+    from mlflow import MlflowClient
+
+    from dropout_risk.models.registry import version_for_alias
+
+    name, _, alias = uri.removeprefix("models:/").partition("@")
+    if not uri.startswith("models:/") or not alias:
+        return None
+    try:
+        if version_for_alias(alias, name) is not None:
+            return None
+        versions = sorted(int(v.version) for v in MlflowClient().search_model_versions(f"name='{name}'"))
+    except Exception:  # the store itself is unreachable: the loader's own message says so
+        return None
+    if not versions:
+        return f"cannot load model {uri}: no version of {name} is registered yet; train one first (dropout-risk train)"
+    listed = ", ".join(map(str, versions))
+    return (
+        f"cannot load model {uri}: no version of {name} has the alias {alias} (registered versions: {listed}); "
+        f"name one with --model models:/{name}/{versions[-1]} (a version) or --model models:/{name}@challenger, "
+        f"or promote one (dropout-risk promote)"
+    )
 
 
 def _score_on_spark(

@@ -38,6 +38,11 @@ class FeatureConfig(BaseModel):
         gt=0,
         description="a score more than this many residual SDs below its expected trajectory is off track",
     )
+    # Episode columns that hold codes, not quantities (a site number, a 1/2/3 treatment arm): categories
+    # even when every value is a number. A name not among the episode columns is ignored.
+    categorical_covariates: list[str] = Field(
+        default_factory=list, description="episode columns to treat as categories even when numeric"
+    )
 
 
 # Every top-level key any command reads. One file serves every command, so a command ignores the

@@ -41,6 +41,8 @@ from dropout_risk.features.spec import (
     LANDMARK,
     FeatureSpec,
     infer_spec,
+    level_text,
+    level_texts,
 )
 from dropout_risk.features.trajectories import ExpectedTrajectories, fit_expected_trajectories
 
@@ -167,7 +169,8 @@ def client_features(history: ClientHistory, spec: FeatureSpec, trajectories: Exp
         columns[name] = np.full(n, _numeric_covariate(history.covariates.get(name)))
     for name, levels in spec.categorical_covariates.items():
         value = history.covariates.get(name)
-        code = levels.index(str(value)) if value is not None and str(value) in levels else np.nan
+        text = None if value is None else level_text(value)
+        code = levels.index(text) if text in levels else np.nan
         columns[name] = np.full(n, float(code))
     return {name: np.asarray(columns[name], dtype=float) for name in spec.feature_columns()}
 
@@ -251,5 +254,5 @@ def _labels(status: pd.Series) -> np.ndarray:
 def _level_codes(column: pd.Series, levels: tuple[str, ...]) -> np.ndarray:
     """Index of each value in the spec's levels; -1 for missing or unseen (-> NaN category)."""
     known = column.notna().to_numpy()
-    codes = pd.Index(levels, dtype=str).get_indexer(column.astype(str))
+    codes = pd.Index(levels, dtype=str).get_indexer(level_texts(column).fillna(""))
     return np.where(known, codes, -1)

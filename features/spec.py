@@ -192,9 +192,27 @@ def is_usable_covariate(column: pd.Series) -> bool:
     return not (pd.api.types.is_datetime64_any_dtype(column) or pd.api.types.is_timedelta64_dtype(column))
 
 
+def level_text(value: object) -> str:
+    """A category's text: a whole number reads the same whether it came as 2 or 2.0 ("2").
+
+    A numeric code column read with a missing value becomes float; without this its levels
+    would be "2.0" in one file and "2" in another (or in a JSON request).
+    """
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def level_texts(column: pd.Series) -> pd.Series:
+    """``level_text`` of every value (missing values stay missing)."""
+    if pd.api.types.is_float_dtype(column):
+        return column.map(level_text, na_action="ignore")
+    return column.astype(str).where(column.notna())
+
+
 def categorical_levels(column: pd.Series) -> tuple[str, ...]:
     """Distinct non-missing values as text, sorted: stable across runs and JSON-safe."""
-    return tuple(sorted(column.dropna().astype(str).unique()))
+    return tuple(sorted(level_texts(column).dropna().unique()))
 
 
 def infer_spec(
@@ -204,15 +222,17 @@ def infer_spec(
 
     Covariates are the episode columns other than ``client_id``, ``status``,
     ``clinic_id`` and ``therapist_id`` (date-like columns are skipped); numeric
-    dtype means numeric covariate, anything else categorical.
+    dtype means numeric covariate, anything else categorical, and a column named
+    in ``config.categorical_covariates`` is categorical whatever its dtype.
     """
     numeric: list[str] = []
     categorical: dict[str, tuple[str, ...]] = {}
+    declared = set(config.categorical_covariates)
     for name in episodes.columns:
         column = episodes[name]
         if name in EPISODE_NON_COVARIATES or not is_usable_covariate(column):
             continue
-        if is_numeric_covariate(column):
+        if is_numeric_covariate(column) and name not in declared:
             numeric.append(str(name))
         else:
             categorical[str(name)] = categorical_levels(column)

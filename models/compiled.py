@@ -28,7 +28,7 @@ import pandas as pd
 from scipy.special import expit
 
 from dropout_risk.features.landmarks import build_features
-from dropout_risk.features.spec import LANDMARK, FeatureSpec
+from dropout_risk.features.spec import LANDMARK, FeatureSpec, level_text
 from dropout_risk.features.trajectories import ExpectedTrajectories
 from dropout_risk.models.artifact import (
     ArtifactError,
@@ -265,7 +265,7 @@ class CompiledModel:
                 continue
             index = self._index.get(column)
             if index is not None:
-                values[j] = index.get(str(value), np.nan)
+                values[j] = index.get(level_text(value), np.nan)
             elif isinstance(value, bool | int | float | np.number):
                 values[j] = float(value)
             elif isinstance(value, str) and _DECIMAL.fullmatch(value):

@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dropout_risk.features.config import FeatureConfig
+from dropout_risk.features.config import FeatureConfig, ProjectSettings, load_settings
 from dropout_risk.features.instruments import Instrument, default_registry
 from dropout_risk.features.landmarks import build_features
-from dropout_risk.features.spec import FeatureSpec, infer_spec
+from dropout_risk.features.spec import FeatureSpec, infer_spec, level_text
 from dropout_risk.features.trajectories import ExpectedTrajectories, fit_expected_trajectories
 
 REG = default_registry()
@@ -167,6 +167,32 @@ def test_infer_spec_covariates():
     assert got["age"].dtype == np.float64 and got["employed"].tolist() == [1.0, 0.0, 1.0]
     assert got["gender"].tolist()[0] == "m" and pd.isna(got["gender"].tolist()[1])
     assert list(got["referral"].cat.categories) == ["gp", "self"]
+
+
+def test_numeric_codes_declared_categorical(tmp_path):
+    """A 1/2/3 arm code is a category when the config says so; 2 and 2.0 are the same level."""
+    config_file = tmp_path / "c.toml"
+    config_file.write_text('[features]\ncategorical_covariates = ["arm"]\n')
+    config = load_settings(ProjectSettings, config_file).features
+    assert config.categorical_covariates == ["arm"]
+    sessions = sessions_frame(ors=[20, 25, 30, 22])
+    episodes = pd.DataFrame(
+        {
+            "client_id": pd.array(["c0", "c1", "c2", "c3"], dtype="string"),
+            "status": pd.array(["dropout", "completed", "dropout", "completed"], dtype="string"),
+            "arm": [1.0, 2.0, np.nan, 3.0],  # a missing value makes the codes float
+            "age": [30, 40, 50, 60],
+        }
+    )
+    spec = infer_spec(sessions, episodes, REG, config)
+    assert spec.numeric_covariates == ("age",)
+    assert spec.categorical_covariates == {"arm": ("1", "2", "3")}
+    assert infer_spec(sessions, episodes, REG, FeatureConfig()).numeric_covariates == ("arm", "age")
+    # New data with integer codes: the same levels, not unseen ones.
+    later = episodes.assign(arm=pd.array([3, 1, 2, pd.NA], dtype="Int64"))
+    got = build_features(sessions, later, spec)
+    assert got["arm"].tolist()[:3] == ["3", "1", "2"] and pd.isna(got["arm"].tolist()[3])
+    assert level_text(2) == level_text(2.0) == level_text(np.float64(2.0)) == "2" and level_text(2.5) == "2.5"
 
 
 def test_user_declared_instrument_is_picked_up_without_code_changes():

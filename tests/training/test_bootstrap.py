@@ -13,6 +13,7 @@ from dropout_risk.training.evaluation.bootstrap import (
     client_bootstrap,
     paired_bootstrap_difference,
     percentile_interval,
+    recentred_interval,
 )
 from dropout_risk.training.evaluation.metrics import (
     brier,
@@ -180,3 +181,42 @@ def test_paired_difference_detects_a_clearly_better_score():
     assert out["p_value"] < 0.01
     reverse = paired_bootstrap_difference(frame, "noisy", "risk", n_resamples=500, seed=1)
     assert reverse["ci"][1] < 0.0
+
+
+def _calibrated_trial(n_clients: int, seed: int) -> pd.DataFrame:
+    """A trial-sized cohort scored by a nearly calibrated model: 1-8 sessions, a client's risk steady."""
+    rng = np.random.default_rng(seed)
+    sessions = rng.integers(1, 9, n_clients)
+    client = np.repeat(np.arange(n_clients), sessions)
+    risk = 1 / (1 + np.exp(-rng.normal(-1.2, 0.9, n_clients)))
+    label = (rng.random(n_clients) < risk).astype(int)
+    return pd.DataFrame(
+        {
+            "client_id": client,
+            "landmark": np.concatenate([np.arange(1, k + 1) for k in sessions]),
+            "risk": np.clip(risk[client] + 0.02 * rng.normal(size=client.size), 0.01, 0.99),
+            "label": label[client],
+        }
+    )
+
+
+def test_the_ece_interval_contains_the_ece_on_trial_sized_data():
+    """Resampled ECEs sit above the estimate (noise only adds to absolute gaps); with 150 clients a
+    percentile interval missed the estimate pooled in 3 of 20 seeds and at some landmark in 8."""
+    for seed in range(20):
+        frame = _calibrated_trial(150, seed)
+        cis = bootstrap_metric_cis(frame, metrics=("ece", "roc_auc"), n_resamples=200, seed=seed)
+        point = evaluate(frame)
+        for scope, ci in [("pooled", cis["pooled"])] + list(cis["by_landmark"].items()):
+            estimate = (point["pooled"] if scope == "pooled" else point["by_landmark"][scope])["ece"]
+            lo, hi = ci["ece"]
+            assert 0 <= lo <= estimate <= hi, (seed, scope, lo, estimate, hi)
+            assert hi - lo > 0.01, (seed, scope)  # an interval, not the point
+
+
+def test_recentred_interval_is_the_percentile_interval_moved_to_the_estimate():
+    values = np.array([0.10, 0.12, 0.13, 0.14, 0.20, np.nan])
+    lo, hi = percentile_interval(values, 0.5)
+    assert recentred_interval(values, 0.05, 0.5) == pytest.approx((lo - 0.08, hi - 0.08))
+    assert recentred_interval(values, 0.0, 0.95)[0] == 0.0  # floored: an ECE is never negative
+    assert all(math.isnan(v) for v in recentred_interval([np.nan], 0.1))

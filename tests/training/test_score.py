@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import sqlite3
+from contextlib import closing
+
 import numpy as np
 import pandas as pd
 import pytest
+from mlflow import MlflowClient
 from typer.testing import CliRunner
 
 from dropout_risk.cli.main import app
 from dropout_risk.models.registry import load_model
 from dropout_risk.training.data import load_contract
-from tests.support.mlflow_store import active_store
+from tests.support.mlflow_store import MlflowStore, active_store
 from tests.support.training import settings_for
 
 runner = CliRunner()
@@ -81,3 +85,51 @@ def test_score_rejects_bad_input_and_unknown_models(scoring, tmp_path):
         ],
     )
     assert result.exit_code == 1 and "cannot load model" in result.output
+
+
+def _score(paths, sessions, tmp_path, *more: str):
+    out = tmp_path / "o.csv"
+    args = ["score", "--sessions", str(sessions), "--episodes", str(paths["episodes"]), "--out", str(out), *more]
+    result = runner.invoke(app, args)
+    return result, " ".join(result.output.split()), out
+
+
+def test_score_refuses_sessions_without_any_of_the_models_instruments(scoring, tmp_path):
+    paths, _ = scoring
+    sessions = pd.read_csv(paths["sessions"], dtype=str, keep_default_na=False)
+    # Another clinic's instrument instead: the data contract is met, the model's inputs are not.
+    sessions.drop(columns=["ors", "srs"]).assign(phq9="12").to_csv(tmp_path / "s.csv", index=False)
+    result, output, out = _score(paths, tmp_path / "s.csv", tmp_path)
+    assert result.exit_code == 1, result.output
+    assert "no scores for any of the model's instruments (ors, srs)" in output
+    assert not out.exists()
+
+
+def test_score_warns_when_some_of_the_models_instruments_are_missing(scoring, tmp_path):
+    paths, _ = scoring
+    sessions = pd.read_csv(paths["sessions"], dtype=str, keep_default_na=False)
+    sessions.drop(columns=["srs"]).to_csv(tmp_path / "s.csv", index=False)
+    result, output, out = _score(paths, tmp_path / "s.csv", tmp_path)
+    assert result.exit_code == 0, result.output
+    assert "warning: the sessions have no scores for srs (of the model's ors, srs)" in output
+    assert len(pd.read_csv(out)) == len(sessions)
+
+
+def test_score_without_a_champion_says_how_to_name_another_version(champion, mlflow_template, tmp_path):
+    """A store with version 1 registered but no champion; then a store with nothing registered."""
+    uri = champion.store.uri.removeprefix("sqlite:///")
+    with closing(sqlite3.connect(uri)) as source, closing(sqlite3.connect(tmp_path / "copy.db")) as target:
+        source.backup(target)
+    store = MlflowStore(f"sqlite:///{tmp_path / 'copy.db'}", champion.store.artifacts)
+    with active_store(store):
+        MlflowClient().delete_registered_model_alias("dropout-risk", "champion")
+        result, output, _ = _score(champion.data, champion.data["sessions"], tmp_path)
+    assert result.exit_code == 1
+    assert (
+        "cannot load model models:/dropout-risk@champion: no version of dropout-risk has the alias champion "
+        "(registered versions: 1); name one with --model models:/dropout-risk/1 (a version) or "
+        "--model models:/dropout-risk@challenger, or promote one (dropout-risk promote)"
+    ) in output
+    with active_store(mlflow_template.new_store(tmp_path / "empty")):
+        result, output, _ = _score(champion.data, champion.data["sessions"], tmp_path)
+    assert result.exit_code == 1 and "no version of dropout-risk is registered yet" in output

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from dropout_risk.training.splits import (
+    SplitError,
+    TiedStartDatesWarning,
     TooFewClientsError,
     check_enough_clients,
+    check_enough_test_clients,
     grouped_folds,
     holdout_clients,
     leave_one_clinic_out,
@@ -89,7 +94,46 @@ def test_too_few_clients_says_how_many_without_ids():
     with pytest.raises(TooFewClientsError) as caught:
         check_enough_clients(labels, folds=3, min_per_fold=5, what="training clients")
     assert str(caught.value) == (
-        "training clients: 7 dropout client(s), but 3 folds need at least 15 "
-        "(5 per fold); lower training.folds or add data"
+        "training clients: 7 dropout client(s), but 3 folds (training.folds) need at least 15 "
+        "(5 per fold, training.min_clients_per_fold); lower training.folds or add data"
     )
     check_enough_clients(labels, folds=1, min_per_fold=5, what="x")
+
+
+def test_the_refusal_names_the_folds_asked_for_and_their_setting():
+    labels = pd.Series([1.0] * 27 + [0.0] * 40)
+    with pytest.raises(TooFewClientsError, match=r"but 5 folds \(training.folds\) and a test set need at least 30 "):
+        check_enough_clients(labels, folds=5, min_per_fold=5, what="ended episodes", test_set=True)
+    with pytest.raises(TooFewClientsError, match=r"but 10 folds \(--folds\) need at least 50 .*; lower --folds or"):
+        check_enough_clients(labels, folds=10, min_per_fold=5, what="clients", setting="--folds")
+    with pytest.raises(TooFewClientsError) as caught:
+        check_enough_test_clients(labels.iloc[:3], min_clients=5, fraction=0.2)
+    assert str(caught.value) == (
+        "test clients: 3 dropout client(s) in the test set (training.test_fraction = 0.2), but it needs at "
+        "least 5 (training.min_clients_per_fold); raise training.test_fraction or add data"
+    )
+
+
+def test_temporal_holdout_breaks_tied_start_dates_at_random_and_warns():
+    clients = _clients(_rows(n_clients=100))
+    clients["first_date"] = pd.Timestamp("2023-01-01") + pd.to_timedelta(np.arange(100) // 10, unit="D")
+    clients = clients.iloc[::-1].reset_index(drop=True)  # ids in reverse: the rule, not the input order, decides
+    with pytest.warns(TiedStartDatesWarning, match=r"10 clients started on the date of the cut; 5 of them"):
+        train, test = holdout_clients(clients, fraction=0.25, kind="temporal", seed=1)
+    dates = clients.set_index("client_id")["first_date"]
+    assert len(test) == 25 and dates.loc[test].min() == dates.loc[train].max()
+    assert (dates.loc[test] > dates.loc[test].min()).sum() == 20  # the two latest dates, then 5 of the tied 10
+    tie = sorted(dates[dates == dates.loc[test].min()].index)
+    tied_in_test = sorted(set(test) & set(tie))
+    assert tied_in_test != tie[:5] and tied_in_test != tie[-5:]  # drawn at random, not by id order
+    with pytest.warns(TiedStartDatesWarning):  # the seed fixes the draw
+        assert np.array_equal(holdout_clients(clients, fraction=0.25, kind="temporal", seed=1)[1], test)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no tie at the cut: no warning
+        holdout_clients(clients, fraction=0.2, kind="temporal")
+
+
+def test_temporal_holdout_refuses_when_every_client_started_on_one_date():
+    clients = _clients(_rows(n_clients=50)).assign(first_date=pd.Timestamp("2023-01-01"))
+    with pytest.raises(SplitError, match="same date, so there is no time order"):
+        holdout_clients(clients, fraction=0.2, kind="temporal")

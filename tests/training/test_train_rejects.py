@@ -45,7 +45,11 @@ def _broken(kind: str, base: dict[str, Path]) -> tuple[pd.DataFrame, pd.DataFram
     [
         ("out_of_range", "row 5, column srs: must be within 0-40"),
         ("one_class", "every ended episode has the same status (completed)"),
-        ("too_few", "but 4 folds need at least 20"),
+        (
+            "too_few",
+            "but 3 folds (training.folds) and a test set need at least 20 "
+            "(5 per fold, training.min_clients_per_fold); lower training.folds or add data",
+        ),
         ("missing_column", "column session_date: required column is missing"),
     ],
 )

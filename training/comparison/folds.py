@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dropout_risk.features.config import FeatureConfig
 from dropout_risk.features.contract import ContractError
 from dropout_risk.features.landmarks import build_features
 from dropout_risk.features.spec import LANDMARK, FeatureSpec, infer_spec
@@ -65,7 +64,7 @@ def load_data(
     sessions = data.sessions[data.sessions["client_id"].isin(ended["client_id"])].reset_index(drop=True)
     max_landmark = max(landmarks) if landmarks else settings.features.max_landmark
     # Row k's features use sessions <= k only, so building up to the last landmark asked for is exact.
-    config = FeatureConfig(max_landmark=max_landmark, off_track_z=settings.features.off_track_z)
+    config = settings.features.model_copy(update={"max_landmark": max_landmark})
     spec = infer_spec(sessions, ended, settings.registry(), config)
     landmarks = landmarks or tuple(range(1, max_landmark + 1))
     base = build_features(sessions, ended, spec, fit_expected_trajectories(sessions, spec))
@@ -100,6 +99,7 @@ def make_folds(data: ComparisonData, settings: CompareSettings, folds: int, repe
         folds=folds,
         min_per_fold=settings.training.min_clients_per_fold,
         what="clients with a landmark row",
+        setting="--folds",
     )
     out = []
     for repeat in range(repeats):

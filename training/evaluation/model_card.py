@@ -30,7 +30,7 @@ def render_model_card(report: dict[str, Any], spec: FeatureSpec) -> str:
     """The model card of a training report, as markdown."""
     lines = [
         *_use_and_data(report, spec),
-        *_predictors(spec),
+        *_predictors(spec, _landmarks_present(report, spec)),
         *_validation_design(report),
         *_performance(report),
         *_by_landmark(report),
@@ -70,12 +70,23 @@ def _use_and_data(report: dict[str, Any], spec: FeatureSpec) -> list[str]:
     ]
 
 
-def _predictors(spec: FeatureSpec) -> list[str]:
+def _landmarks_present(report: dict[str, Any], spec: FeatureSpec) -> str:
+    """The sessions k the evaluated rows reach, e.g. "1-5" (the spec allows up to max_landmark)."""
+    keys = sorted(int(k) for k in report.get("test", {}).get("by_landmark", {}))
+    if not keys:
+        return f"1-{spec.max_landmark}"
+    if keys == list(range(keys[0], keys[-1] + 1)):
+        return f"{keys[0]}-{keys[-1]}" if len(keys) > 1 else str(keys[0])
+    return ", ".join(map(str, keys))
+
+
+def _predictors(spec: FeatureSpec, landmarks: str) -> list[str]:
     lines = [
         "## Predictors",
-        f"One row per client and attended session k = 1..{spec.max_landmark}, computed only from sessions "
-        "up to k (landmarking). Outcome scores are direction-normalised (higher = better) and compared with an "
-        "expected-treatment-response curve fitted on the training clients.",
+        f"One row per client and attended session k (sessions {landmarks} in these data; the features are "
+        f"defined up to {spec.max_landmark}), computed only from sessions up to k (landmarking). Outcome "
+        "scores are direction-normalised (higher = better) and compared with an expected-treatment-response "
+        "curve fitted on the training clients.",
         "",
     ]
     signs = {1: " (+)", -1: " (-)", 0: ""}

@@ -11,6 +11,7 @@ import pandas as pd
 
 from dropout_risk.features.contract import ContractError, validate_contract
 from dropout_risk.features.instruments import InstrumentRegistry
+from dropout_risk.features.spec import FeatureSpec
 from dropout_risk.training.data import placeholder_episodes, read_table, write_table
 
 CLIENTS_PER_CHUNK = 5_000
@@ -21,7 +22,35 @@ class HistoryScorer(Protocol):
     """What scores histories: the scorer the CLI loads from the model's files (``models.compiled``),
     or the packaged ``DropoutRiskModel``; both give the same risks."""
 
+    @property
+    def spec(self) -> FeatureSpec: ...
+
     def score_history(self, sessions: pd.DataFrame, episodes: pd.DataFrame | None = None) -> pd.DataFrame: ...
+
+
+class MissingInstrumentsError(ValueError):
+    """The sessions carry none of the instruments the model learnt from."""
+
+
+def check_instruments(spec: FeatureSpec, sessions: pd.DataFrame) -> list[str]:
+    """Warnings for the model's instruments with no score in ``sessions``; refuses when none has one.
+
+    A missing instrument scores as if never given, so without any the risk rests on attendance
+    and covariates alone: a different model from the one that was validated.
+    """
+    expected = [i.key for i in spec.instruments]
+    missing = [key for key in expected if key not in sessions.columns or sessions[key].isna().all()]
+    if expected and len(missing) == len(expected):
+        raise MissingInstrumentsError(
+            f"the sessions have no scores for any of the model's instruments ({', '.join(expected)}): "
+            "name their columns as the model does, or score with a model trained on these instruments"
+        )
+    if missing:
+        return [
+            f"the sessions have no scores for {', '.join(missing)} (of the model's {', '.join(expected)}): "
+            "the risks are computed as if they were never given"
+        ]
+    return []
 
 
 def _episodes_or_placeholder(episodes_path: Path | None, sessions: pd.DataFrame) -> pd.DataFrame:
@@ -62,12 +91,16 @@ def score_file(
     registry: InstrumentRegistry,
     advance: Advance | None = None,
     on_total: Callable[[int], None] | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> pd.DataFrame:
     raw_sessions = read_table(sessions_path)
     raw_episodes = _episodes_or_placeholder(episodes_path, raw_sessions)
     data = validate_contract(raw_sessions, raw_episodes, registry)
     if not data.ok:
         raise ContractError(data.problems)
+    for warning in check_instruments(model.spec, data.sessions):
+        if warn:
+            warn(warning)
     if on_total:
         on_total(int(data.sessions["client_id"].nunique()))
     scored = score_sessions(model, data.sessions, data.episodes, advance)

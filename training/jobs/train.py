@@ -37,7 +37,13 @@ from dropout_risk.training.evaluation.plots import plot_by_landmark, plot_calibr
 from dropout_risk.training.evaluation.within_landmark import WithinLandmarkAUC, stratified_within_landmark_auc
 from dropout_risk.training.fitting import CandidateResult, Selection, fit_calibrated, fit_candidates, select
 from dropout_risk.training.settings import TrainingSettings
-from dropout_risk.training.splits import SplitKind, check_enough_clients, grouped_folds, holdout_clients
+from dropout_risk.training.splits import (
+    SplitKind,
+    check_enough_clients,
+    check_enough_test_clients,
+    grouped_folds,
+    holdout_clients,
+)
 from dropout_risk.training.tracking import log_dataset, log_report_metrics, use_experiment
 
 Progress = Callable[[str], None]
@@ -94,7 +100,7 @@ def _prepare(
     config = settings.training
     # Enough for every fold and for a test set beside them.
     check_enough_clients(
-        labels, folds=config.folds + 1, min_per_fold=config.min_clients_per_fold, what="ended episodes"
+        labels, folds=config.folds, test_set=True, min_per_fold=config.min_clients_per_fold, what="ended episodes"
     )
     sessions = data.sessions[data.sessions["client_id"].isin(ended["client_id"])].reset_index(drop=True)
     firsts = sessions.groupby("client_id", sort=True)["session_date"].min()
@@ -114,8 +120,8 @@ def _prepare(
     check_enough_clients(
         by_client.loc[train_ids], folds=config.folds, min_per_fold=config.min_clients_per_fold, what="training clients"
     )
-    check_enough_clients(
-        by_client.loc[test_ids], folds=1, min_per_fold=config.min_clients_per_fold, what="test clients"
+    check_enough_test_clients(
+        by_client.loc[test_ids], min_clients=config.min_clients_per_fold, fraction=config.test_fraction
     )
     return _Prepared(sessions, ended.reset_index(drop=True), train_ids, test_ids, n_ongoing, mode, reason)
 

@@ -187,6 +187,13 @@ class SparkCheck:
         """``features.spec.infer_spec`` on a one-row proxy of the whole data: its rules, its result."""
         if self.trajectory_sums is None:
             raise ValueError("this check was run without a profile")
+        # Levels are profiled for text columns only: a numeric code's levels are unknown here.
+        declared = sorted(n for n in config.categorical_covariates if self.kinds.get(n) == "numeric")
+        if declared:
+            raise ValueError(
+                f"features.categorical_covariates names numeric column(s) {', '.join(declared)}: "
+                "the spark engine cannot treat numeric codes as categories yet; use --engine pandas"
+            )
         sessions = pd.DataFrame({key: [1.0 if n else np.nan] for key, n in self.instruments_observed.items()})
         columns = {}
         for name, kind in self.kinds.items():
