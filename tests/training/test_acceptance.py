@@ -42,15 +42,16 @@ def test_simulated_5000_clients_meets_the_targets(mlflow_store, cohorts):
 
 
 def test_real_trial_runs_in_small_data_mode_with_honest_intervals(mlflow_store, trial_dir, tmp_path):
-    """172 clients: no 35-client holdout; every client scored out of fold, 5 x 5 times (issue 11)."""
-    settings = settings_for(mlflow_store, evaluation={}, experiment="trial")  # the defaults: 5 folds x 5 repeats
+    """172 clients: no 35-client holdout; every client scored out of fold, once per repeat (issue 11)."""
+    # 5 folds as by default; 2 repeats instead of 5 keep the suite quick (each repeat re-scores every client).
+    settings = settings_for(mlflow_store, evaluation={"cv_folds": 5, "cv_repeats": 2}, experiment="trial")
     outcome = train(trial_dir / "sessions.csv", trial_dir / "episodes.csv", settings)
     report = outcome.report
     assert report["data"]["clients"] == 172 and report["data"]["instruments"] == ["hamd17", "hama"]
     assert (
         report["evaluation"]["mode"] == "cv" and "below evaluation.small_data_clients" in report["evaluation"]["reason"]
     )
-    assert (report["evaluation"]["folds"], report["evaluation"]["repeats"]) == (5, 5)
+    assert (report["evaluation"]["folds"], report["evaluation"]["repeats"]) == (5, 2)
     test = report["test"]
     assert test["n_clients"] == 172  # every client, out of fold
     lo, hi = test["ci"]["within_landmark_auc"]
@@ -63,7 +64,7 @@ def test_real_trial_runs_in_small_data_mode_with_honest_intervals(mlflow_store, 
     assert report["baselines"]["landmark_only"]["within_landmark_auc"] == 0.5  # within folds, as it must
     assert set(report["selection"]["cv_auc"]) == {"logistic", "lightgbm"}
     oof = outcome.oof
-    assert oof is not None and set(oof["repeat"]) == set(range(5)) and set(oof["fold"]) == set(range(5))
+    assert oof is not None and set(oof["repeat"]) == {0, 1} and set(oof["fold"]) == set(range(5))
     assert {"client_id", "session_number", "label", "logistic", "lightgbm", "registered"} <= set(oof.columns)
     assert oof.groupby("repeat")["client_id"].nunique().eq(172).all()  # each repeat scores every client once
     decision = promote(settings)

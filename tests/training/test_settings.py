@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from dropout_risk.features.config import load_settings
-from dropout_risk.training.settings import TrainingConfig, TrainingSettings
+from dropout_risk.training.settings import EvaluationConfig, TrainingConfig, TrainingSettings
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "dropout-risk.example.toml"
 
@@ -20,6 +20,12 @@ def test_example_config_loads_and_states_the_defaults():
         exclude={"artifact_location", "min_clients_per_fold", "logistic_c", "alert_top_fraction"}
     ) == defaults.model_dump(exclude={"artifact_location", "min_clients_per_fold", "logistic_c", "alert_top_fraction"})
     assert "bdi2" in settings.registry()
+    assert settings.evaluation == EvaluationConfig()  # min_class_clients 10, small data below 1000, 5 x 5 CV
+    assert (EvaluationConfig().small_data_clients, EvaluationConfig().cv_folds, EvaluationConfig().cv_repeats) == (
+        1000,
+        5,
+        5,
+    )
 
 
 def test_environment_overrides_the_file(monkeypatch):
