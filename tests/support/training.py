@@ -16,8 +16,10 @@ from tests.support.mlflow_store import MlflowStore, active_store
 QUICK: dict[str, Any] = {"candidates": ["logistic"], "folds": 2, "bootstrap_resamples": 20}
 
 
-# Small-data mode's cross-validation, cut down the same way: 3 folds x 2 repeats instead of 5 x 5.
-QUICK_CV: dict[str, Any] = {"cv_folds": 3, "cv_repeats": 2}
+# Tests train on cohorts of a few hundred clients to test other things: they keep the quick holdout path
+# (small_data_clients 0); a test of small-data mode passes ``evaluation`` (or --evaluation cv), and then
+# 3 folds x 2 repeats unless it says otherwise.
+QUICK_CV: dict[str, Any] = {"cv_folds": 3, "cv_repeats": 2, "small_data_clients": 0}
 
 
 def settings_for(store: MlflowStore, evaluation: dict[str, Any] | None = None, **training: Any) -> TrainingSettings:
