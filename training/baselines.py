@@ -20,7 +20,7 @@ from dropout_risk.features.spec import LANDMARK, FeatureSpec
 from dropout_risk.models.calibration import Method
 from dropout_risk.models.clinical_rule import ClinicalRuleClassifier
 from dropout_risk.models.estimators import make_candidate
-from dropout_risk.training.fitting import CandidateResult, fit_calibrated, out_of_fold
+from dropout_risk.training.fitting import CandidateResult, calibrated_risk, fit_calibrated
 
 BASELINES = ("landmark_only", "intake_only", "clinical_rule", "logistic")
 
@@ -45,11 +45,19 @@ def baseline_risks(
     """Every baseline of ``BASELINES``, fitted on the training rows, scored on the test rows."""
     y = train_rows["label"].to_numpy(dtype=int)
     estimator, calibrator = fit_calibrated(logistic, train_rows, y, calibration)
+    logistic_risk = BaselineRisk("logistic", calibrator.transform(estimator.predict_proba(test_rows)[:, 1]))
+    return [*reference_baselines(train_rows, test_rows, spec, folds, calibration), logistic_risk]
+
+
+def reference_baselines(
+    train_rows: pd.DataFrame, test_rows: pd.DataFrame, spec: FeatureSpec, folds: list, calibration: Method
+) -> list[BaselineRisk]:
+    """The baselines that are not candidates: ``landmark_only``, ``intake_only``, ``clinical_rule``."""
+    y = train_rows["label"].to_numpy(dtype=int)
     return [
         BaselineRisk("landmark_only", landmark_only(train_rows, y, test_rows)),
         _intake_only(train_rows, y, test_rows, spec, folds, calibration),
         _clinical_rule(train_rows, y, test_rows, spec),
-        BaselineRisk("logistic", calibrator.transform(estimator.predict_proba(test_rows)[:, 1])),
     ]
 
 
@@ -71,10 +79,7 @@ def _intake_only(
     if not intake:
         return BaselineRisk("intake_only", None, "no outcome instrument has scores in these data")
     template = make_candidate("logistic", train_rows, [LANDMARK, *intake])
-    oof, aucs = out_of_fold(template, train_rows, y, folds)
-    result = CandidateResult("logistic", template, oof, float("nan"), aucs)
-    estimator, calibrator = fit_calibrated(result, train_rows, y, calibration)
-    return BaselineRisk("intake_only", calibrator.transform(estimator.predict_proba(test_rows)[:, 1]))
+    return BaselineRisk("intake_only", calibrated_risk(template, train_rows, y, folds, calibration, test_rows))
 
 
 def _clinical_rule(train_rows: pd.DataFrame, y: np.ndarray, test_rows: pd.DataFrame, spec: FeatureSpec) -> BaselineRisk:

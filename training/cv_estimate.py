@@ -16,16 +16,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import pandas as pd
-from sklearn.base import clone
 
 from dropout_risk.features.concepts import directions, model_columns
 from dropout_risk.features.landmarks import build_features
 from dropout_risk.features.spec import infer_spec
 from dropout_risk.features.trajectories import fit_expected_trajectories
-from dropout_risk.models.calibration import ProbabilityCalibrator
 from dropout_risk.models.estimators import make_candidate
-from dropout_risk.training.baselines import baseline_risks
-from dropout_risk.training.fitting import CandidateResult, out_of_fold
+from dropout_risk.training.baselines import reference_baselines
+from dropout_risk.training.fitting import calibrated_risk
 from dropout_risk.training.settings import TrainingSettings
 from dropout_risk.training.splits import grouped_folds
 
@@ -64,14 +62,16 @@ def cross_validate(
     oof = pd.concat(parts, ignore_index=True).rename(columns={"landmark": "session_number"})
     models = [c for c in oof.columns if c not in ("client_id", "session_number", "label", "fold", "repeat")]
     models = [m for m in models if m not in not_applicable]
-    scored = (
-        oof.groupby(["client_id", "session_number"], sort=True)
-        .agg({"label": "first", **{m: "mean" for m in models}})
-        .reset_index()
-        .rename(columns={"session_number": "landmark"})
-    )
     columns = ["client_id", "session_number", "fold", "repeat", "label", *models]
-    return CrossValidated(oof[columns], scored, not_applicable)
+    return CrossValidated(oof[columns], mean_over_repeats(oof, models), not_applicable)
+
+
+def mean_over_repeats(oof: pd.DataFrame, models: list[str]) -> pd.DataFrame:
+    """One row per client and session (``landmark``): its label and each model's risk averaged over the repeats."""
+    averaged = oof.groupby(["client_id", "session_number"], sort=True).agg(
+        {"label": "first", **dict.fromkeys(models, "mean")}
+    )
+    return averaged.reset_index().rename(columns={"session_number": "landmark"})
 
 
 def _clients(episodes: pd.DataFrame) -> pd.DataFrame:
@@ -100,19 +100,14 @@ def _score_fold(
     columns = model_columns(spec, config.feature_groups)
     inner = grouped_folds(train, folds=INNER_FOLDS, seed=config.seed)
     out = valid[["client_id", "landmark", "label"]].copy()
-    logistic: CandidateResult | None = None
+    # The logistic candidate's column is the `logistic` baseline: it is always cross-validated.
     for kind in dict.fromkeys(["logistic", *config.candidates]):
         template = make_candidate(kind, train, columns, directions(spec, columns), **params.get(kind, {}))
-        oof, aucs = out_of_fold(template, train, y, inner)
-        calibrator = ProbabilityCalibrator(config.calibration).fit(oof, y)
-        out[kind] = calibrator.transform(clone(template).fit(train, y).predict_proba(valid)[:, 1])
-        if kind == "logistic":
-            logistic = CandidateResult(kind, template, oof, float("nan"), aucs)
-    assert logistic is not None  # logistic is always cross-validated: it is the first kind
+        out[kind] = calibrated_risk(template, train, y, inner, config.calibration, valid)
     skipped = {}
-    for baseline in baseline_risks(train, valid, spec, logistic, inner, config.calibration):
+    for baseline in reference_baselines(train, valid, spec, inner, config.calibration):
         if baseline.risk is None:
             skipped[baseline.name] = baseline.not_applicable or "not applicable"
-        elif baseline.name != "logistic":  # the logistic candidate's column is that baseline already
+        else:
             out[baseline.name] = baseline.risk
     return out, skipped

@@ -144,3 +144,10 @@ def fit_calibrated(
     """Refit on all training rows; the calibrator learns from the out-of-fold predictions only."""
     calibrator = ProbabilityCalibrator(method).fit(result.oof, y)
     return clone(result.estimator).fit(X, y), calibrator
+
+
+def calibrated_risk(template, X: pd.DataFrame, y: np.ndarray, folds, method: Method, rows: pd.DataFrame) -> np.ndarray:
+    """Risks of ``rows`` from ``template`` refitted on ``X``, calibrated on its out-of-fold risks over ``folds``."""
+    oof, _ = out_of_fold(template, X, y, folds)
+    calibrator = ProbabilityCalibrator(method).fit(oof, y)
+    return calibrator.transform(clone(template).fit(X, y).predict_proba(rows)[:, 1])

@@ -21,6 +21,7 @@ from mlflow.entities.model_registry import ModelVersion
 
 from dropout_risk.models.packaged import DropoutRiskModel
 from dropout_risk.models.registry import CHALLENGER, CHAMPION, MODEL_NAME, load_model, set_alias, version_for_alias
+from dropout_risk.training.cv_estimate import mean_over_repeats
 from dropout_risk.training.evaluation.monotonicity import monotonicity_violations
 from dropout_risk.training.evaluation.within_landmark import stratified_within_landmark_auc
 from dropout_risk.training.gate_rules import judge, model_figures, paired_figures
@@ -61,14 +62,6 @@ class _BootstrapOptions(TypedDict):
     min_class_clients: int
     n_resamples: int
     seed: int
-
-
-def _averaged(oof: pd.DataFrame) -> pd.DataFrame:
-    """Out-of-fold risks of the registered recipe, averaged over the repeats: one row per client and session."""
-    averaged = oof.groupby(["client_id", "session_number"], sort=True).agg(
-        label=("label", "first"), challenger=("registered", "mean")
-    )
-    return averaged.reset_index().rename(columns={"session_number": "landmark"})
 
 
 def _intake_only(client: MlflowClient, run_id: str) -> float:
@@ -157,7 +150,7 @@ def _run_gate(
         decision.challenger = model_figures(scored, "challenger", **options)
     else:  # small-data mode: judge the challenger's out-of-fold risks, not its in-sample ones
         oof = oof[oof["session_number"] <= max_landmark]
-        scored = _averaged(oof)
+        scored = mean_over_repeats(oof, ["registered"]).rename(columns={"registered": "challenger"})
         within = stratified_within_landmark_auc(oof, "registered", **options)
         decision.challenger = model_figures(scored, "challenger", **options, within=within)
     decision.challenger.update(_monotonicity_on(challenger_model, sessions, episodes))
