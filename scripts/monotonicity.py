@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -20,9 +19,7 @@ from mlflow import MlflowClient
 from dropout_risk.models.names import MODEL_NAME
 from dropout_risk.models.registry import load_scorer
 from dropout_risk.training.evaluation.monotonicity import MonotonicityReport, monotonicity_violations
-
-# The folder of a training run's artifacts that holds its test clients (training/jobs/train.py).
-TEST_DATA_DIR = "evaluation"
+from dropout_risk.training.jobs.promote import stored_test_data
 
 
 def test_clients(version: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -31,9 +28,8 @@ def test_clients(version: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     run_id = client.get_model_version(MODEL_NAME, version).run_id
     if run_id is None:
         raise SystemExit(f"version {version} has no training run")
-    with tempfile.TemporaryDirectory() as tmp:
-        local = Path(client.download_artifacts(run_id, TEST_DATA_DIR, tmp))
-        return pd.read_parquet(local / "test_sessions.parquet"), pd.read_parquet(local / "test_episodes.parquet")
+    sessions, episodes, _oof = stored_test_data(client, run_id)
+    return sessions, episodes
 
 
 def measure(version: str, step: float) -> MonotonicityReport:

@@ -24,9 +24,6 @@ from dropout_risk.features.spec import LANDMARK, FeatureSpec
 from dropout_risk.serving.risk import FlagOut
 from dropout_risk.serving.values import fires, plain_number
 
-# The intercept column of DropoutRiskModel.contributions: not a feature.
-BIAS = "bias"
-
 # Short labels clinicians use; any other instrument (a user-declared one) goes by its name.
 SHORT_LABELS: dict[str, str] = {
     "ors": "ORS",

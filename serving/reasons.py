@@ -162,11 +162,8 @@ def _change_text(step: str, spec: FeatureSpec, rows: tuple[Mapping[str, Any], Ma
     if step == "returned":
         return f"came back for session {k}"
     if step == "attendance":
-        return (
-            feature_text("missed_last", now.get("missed_last"), spec)
-            if not is_missing(now.get("missed_last"))
-            else ("missed appointments not recorded")
-        )
+        missed = now.get("missed_last")
+        return HEADLINES["attendance"][2] if is_missing(missed) else feature_text("missed_last", missed, spec)
     instruments = spec.alliance_instruments if step == "alliance" else spec.outcome_instruments
     parts = [_moved(i, before, now, spec) for i in instruments]
     return "; ".join(p for p in parts if p) or f"no {step} score recorded so far"

@@ -147,3 +147,15 @@ def test_default_sets_on_the_trial_leave_out_the_session_only_completers_reach(m
     assert data["model"] == "logistic"
     assert data["feature_sets"]["landmark"]["excluded_landmarks"][0]["landmark"] == 5
     assert data["feature_sets"]["outcome"]["evaluable_landmarks"] == [1, 2, 3, 4]
+
+
+def test_too_few_clients_names_the_folds_option(mlflow_store, cohorts, tmp_path):
+    """The refusal names the folds the user asked for and the option that changes them, not train's setting."""
+    paths = cohorts.files(120, seed=8)
+    result = runner.invoke(
+        app, _args(paths, _config(tmp_path, mlflow_store), "--feature-sets", "outcome,alliance", "--folds", "20")
+    )
+    assert result.exit_code == 1, result.output
+    message = " ".join(result.output.split())
+    assert "but 20 folds (--folds) need at least 100" in message
+    assert "lower --folds or add data" in message and "training.folds" not in message

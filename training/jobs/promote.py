@@ -45,7 +45,7 @@ class Decision:
     forced: bool = False
 
 
-def _test_data(client: MlflowClient, run_id: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None]:
+def stored_test_data(client: MlflowClient, run_id: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None]:
     """The run's test clients' sessions and episodes, and (small-data mode) its out-of-fold risks."""
     with tempfile.TemporaryDirectory() as tmp:
         local = Path(client.download_artifacts(run_id, TEST_DATA_DIR, tmp))
@@ -136,7 +136,7 @@ def _run_gate(
     """Score both models on the challenger's test clients and fill in the gate's verdict."""
     if candidate.run_id is None:  # every version train registers comes from a run
         raise PromotionError(f"version {candidate.version} has no training run to take its test clients from")
-    sessions, episodes, oof = _test_data(client, candidate.run_id)
+    sessions, episodes, oof = stored_test_data(client, candidate.run_id)
     challenger_model = load_model(f"models:/{MODEL_NAME}/{candidate.version}")
     champion_model = load_model(f"models:/{MODEL_NAME}/{champion_version.version}") if champion_version else None
     max_landmark = min(m.spec.max_landmark for m in (challenger_model, champion_model) if m is not None)
