@@ -79,7 +79,7 @@ def train_model(directory: Path, seed: int):
     """A small logistic model registered in a throwaway SQLite store (the scoring work does not depend on it)."""
     import mlflow
 
-    from dropout_risk.models.registry import load_model
+    from dropout_risk.models.registry import load_scorer
     from dropout_risk.training.jobs.train import train
     from dropout_risk.training.settings import TrainingConfig, TrainingSettings
 
@@ -93,7 +93,7 @@ def train_model(directory: Path, seed: int):
         )
     )
     outcome = train(paths["sessions"], paths["episodes"], settings)
-    return load_model(f"models:/dropout-risk/{outcome.model_version}")
+    return load_scorer(f"models:/dropout-risk/{outcome.model_version}")
 
 
 def timed(function, *args):

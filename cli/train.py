@@ -31,7 +31,7 @@ from dropout_risk.models.names import CHAMPION, model_uri
 
 if TYPE_CHECKING:
     from dropout_risk.features.instruments import InstrumentRegistry
-    from dropout_risk.models.packaged import DropoutRiskModel
+    from dropout_risk.models.compiled import CompiledModel
     from dropout_risk.training.jobs.promote import Decision
     from dropout_risk.training.splits import SplitKind
 
@@ -217,20 +217,18 @@ def score_command(
     config: ConfigOption = None,
 ) -> None:
     """Write client_id, session_number, risk for every session of every client."""
-    from dropout_risk.models.registry import load_model, load_scorer
+    from dropout_risk.models.registry import load_scorer
     from dropout_risk.training.jobs.score import MissingInstrumentsError, score_file
     from dropout_risk.training.settings import TrainingSettings
 
     check_engine(engine)
     project = settings(config, TrainingSettings)
-    if engine == "spark":  # Spark ships the packaged model to its workers
-        packaged = _loaded(model, load_model)
-        registry = project.registry().union(packaged.spec.instruments)
-        _score_on_spark(packaged, sessions, episodes, out, registry, spark_master)
-        return
-    # pandas: the scorer from the model's plain files, as serving loads it.
+    # Both engines score with the scorer from the model's plain files, as serving does (nothing unpickled).
     scorer = _loaded(model, load_scorer)
     registry = project.registry().union(scorer.spec.instruments)
+    if engine == "spark":  # Spark ships the scorer to its workers
+        _score_on_spark(scorer, sessions, episodes, out, registry, spark_master)
+        return
     progress = Progress(
         TextColumn("scoring"),
         BarColumn(),
@@ -305,7 +303,7 @@ def _unset_alias_hint(uri: str) -> str | None:
 
 
 def _score_on_spark(
-    packaged: DropoutRiskModel,
+    scorer: CompiledModel,
     sessions: Path,
     episodes: Path | None,
     out: Path,
@@ -318,7 +316,7 @@ def _score_on_spark(
 
     try:
         with user_errors(), spark_for_job(master) as spark, console.status("scoring on Spark"):
-            done = score_job(spark, packaged, sessions, episodes, out, registry)
+            done = score_job(spark, scorer, sessions, episodes, out, registry)
     except SparkUnavailableError as exc:
         fail(str(exc))
     for warning in done.warnings:

@@ -320,15 +320,23 @@ class CompiledModel:
         )
 
     # -- history to risk (batch scoring) ---------------------------------------------------------
+    def build_features(self, sessions: pd.DataFrame, episodes: pd.DataFrame | None = None) -> pd.DataFrame:
+        """Landmark feature rows of validated, typed ``sessions`` with the model's spec and curves."""
+        if episodes is None:
+            episodes = pd.DataFrame({"client_id": pd.Series(dtype="string"), "status": pd.Series(dtype="string")})
+        return build_features(sessions, episodes, self.spec, self.trajectories)
+
+    def predict_features(self, features: pd.DataFrame) -> np.ndarray:
+        """``DropoutRiskModel.predict_features``: calibrated probabilities of feature rows."""
+        return self.predict(self.matrix(features))
+
     def score_history(self, sessions: pd.DataFrame, episodes: pd.DataFrame | None = None) -> pd.DataFrame:
         """``DropoutRiskModel.score_history``: the risk after every session of validated, typed ``sessions``.
 
         A session past the model's last landmark gets the last landmark's risk.
         """
-        if episodes is None:
-            episodes = pd.DataFrame({"client_id": pd.Series(dtype="string"), "status": pd.Series(dtype="string")})
-        features = build_features(sessions, episodes, self.spec, self.trajectories)
-        return risk_per_session(sessions, features, self.predict(self.matrix(features)), self.spec.max_landmark)
+        features = self.build_features(sessions, episodes)
+        return risk_per_session(sessions, features, self.predict_features(features), self.spec.max_landmark)
 
 
 def risk_per_session(

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import mlflow
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from dropout_risk.models.registry import CHAMPION, MODEL_NAME, load_model, version_for_alias
+from dropout_risk.models.registry import CHAMPION, MODEL_NAME, load_model, load_scorer, version_for_alias
 from dropout_risk.training.evaluation.metrics import expected_calibration_error
 from dropout_risk.training.gate_rules import judge
 from dropout_risk.training.jobs.promote import PromotionError, promote
@@ -137,10 +138,15 @@ def test_the_gate_judges_the_ece_of_the_documented_bins(mlflow_template, cohorts
         data = cohorts.files(900, seed=7)  # a cohort whose bins miss in both directions
         # The holdout path: the gate re-scores the model on its held-out clients (small-data mode judges OOF risks).
         outcome = train(data["sessions"], data["episodes"], settings, evaluation="holdout")
+        model = load_scorer(f"models:/{MODEL_NAME}/{outcome.model_version}")
+        # The gate scores the plain scorer files, as serving does: it must not need the pickled model.
+        pickled = Path(mlflow.artifacts.download_artifacts(f"models:/{MODEL_NAME}/{outcome.model_version}"))
+        (pickled / "python_model.pkl").write_bytes(b"not a pickle")
         decision = promote(settings)
         assert decision.challenger_version == outcome.model_version and decision.champion_version is None
+        with pytest.raises(Exception):  # noqa: B017, PT011 - the pickle really is broken
+            load_model(f"models:/{MODEL_NAME}/{outcome.model_version}")
 
-        model = load_model(f"models:/{MODEL_NAME}/{outcome.model_version}")
         stored = Path(MlflowClient().download_artifacts(outcome.run_id, TEST_DATA_DIR, str(tmp_path / "test")))
         sessions = pd.read_parquet(stored / "test_sessions.parquet")
         features = model.build_features(

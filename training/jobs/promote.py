@@ -19,13 +19,14 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 
-from dropout_risk.models.packaged import DropoutRiskModel
-from dropout_risk.models.registry import CHALLENGER, CHAMPION, MODEL_NAME, load_model, set_alias, version_for_alias
+from dropout_risk.models.artifact import ArtifactError
+from dropout_risk.models.compiled import CompiledModel
+from dropout_risk.models.registry import CHALLENGER, CHAMPION, MODEL_NAME, load_scorer, set_alias, version_for_alias
 from dropout_risk.training.cv_estimate import mean_over_repeats
 from dropout_risk.training.evaluation.monotonicity import monotonicity_violations
 from dropout_risk.training.evaluation.within_landmark import stratified_within_landmark_auc
 from dropout_risk.training.gate_rules import judge, model_figures, paired_figures
-from dropout_risk.training.jobs.train import OOF_FILE, TEST_DATA_DIR
+from dropout_risk.training.jobs.run_logging import OOF_FILE, TEST_DATA_DIR
 from dropout_risk.training.settings import TrainingSettings
 from dropout_risk.training.tracking import use_experiment
 
@@ -53,7 +54,7 @@ def stored_test_data(client: MlflowClient, run_id: str) -> tuple[pd.DataFrame, p
         return (pd.read_parquet(local / "test_sessions.parquet"), pd.read_parquet(local / "test_episodes.parquet"), oof)
 
 
-def _scored(model: DropoutRiskModel, sessions: pd.DataFrame, episodes: pd.DataFrame, max_landmark: int) -> pd.DataFrame:
+def _scored(model: CompiledModel, sessions: pd.DataFrame, episodes: pd.DataFrame, max_landmark: int) -> pd.DataFrame:
     features = model.build_features(sessions[sessions["session_number"] <= max_landmark], episodes)
     return features[["client_id", "landmark", "label"]].assign(risk=model.predict_features(features))
 
@@ -75,7 +76,14 @@ def _intake_only(client: MlflowClient, run_id: str) -> float:
     return math.nan if value is None else float(value)
 
 
-def _monotonicity_on(model: DropoutRiskModel, sessions: pd.DataFrame, episodes: pd.DataFrame) -> dict:
+def _scorer(version: ModelVersion) -> CompiledModel:
+    try:
+        return load_scorer(f"models:/{MODEL_NAME}/{version.version}")
+    except ArtifactError as exc:
+        raise PromotionError(f"version {version.version}'s scorer cannot be read: {exc}") from None
+
+
+def _monotonicity_on(model: CompiledModel, sessions: pd.DataFrame, episodes: pd.DataFrame) -> dict:
     report = monotonicity_violations(model, sessions, episodes)
     return {"monotonicity_worst_rate": report.worst_rate, "monotonicity_worst_rate_from_2": report.worst_rate_from_2}
 
@@ -137,8 +145,9 @@ def _run_gate(
     if candidate.run_id is None:  # every version train registers comes from a run
         raise PromotionError(f"version {candidate.version} has no training run to take its test clients from")
     sessions, episodes, oof = stored_test_data(client, candidate.run_id)
-    challenger_model = load_model(f"models:/{MODEL_NAME}/{candidate.version}")
-    champion_model = load_model(f"models:/{MODEL_NAME}/{champion_version.version}") if champion_version else None
+    # The scorer artifacts, as serving loads them: the gate judges what would be served, and unpickles nothing.
+    challenger_model = _scorer(candidate)
+    champion_model = _scorer(champion_version) if champion_version else None
     max_landmark = min(m.spec.max_landmark for m in (challenger_model, champion_model) if m is not None)
     options = _BootstrapOptions(
         min_class_clients=settings.evaluation.min_class_clients,

@@ -16,7 +16,7 @@ from dropout_risk.training.spark.session import load_pyspark
 if TYPE_CHECKING:
     from pyspark.sql.types import DataType, StructType
 
-    from dropout_risk.models.packaged import DropoutRiskModel
+    from dropout_risk.training.jobs.score import HistoryScorer
 
 SCORE_SCHEMA = "client_id string, session_number long, risk double"
 
@@ -88,7 +88,7 @@ def to_pandas_features(frame: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
 
 
 def score_bucket(
-    inputs: BucketInputs, model: DropoutRiskModel, sessions_raw: pd.DataFrame, episodes_raw: pd.DataFrame | None
+    inputs: BucketInputs, model: HistoryScorer, sessions_raw: pd.DataFrame, episodes_raw: pd.DataFrame | None
 ) -> pd.DataFrame:
     """One bucket's risks: ``client_id``, ``session_number``, ``risk`` for every session."""
     if sessions_raw.empty:

@@ -26,7 +26,7 @@ from dropout_risk.training.spark.session import MALFORMED, load_pyspark, shuffle
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-    from dropout_risk.models.packaged import DropoutRiskModel
+    from dropout_risk.training.jobs.score import HistoryScorer
 
 BucketFunction = Callable[[pd.DataFrame, pd.DataFrame | None], pd.DataFrame]
 
@@ -145,7 +145,7 @@ class SparkInputs:
         function = functools.partial(features_bucket, self.inputs, spec, trajectories, schema_names(schema))
         return self.apply(function, schema)
 
-    def score(self, model: DropoutRiskModel, check: SparkCheck | None = None) -> DataFrame:
+    def score(self, model: HistoryScorer, check: SparkCheck | None = None) -> DataFrame:
         """client_id, session_number, risk (lazy); validates first unless given a clean ``check``."""
         self._checked(check, max_landmark=model.spec.max_landmark)
         return self.apply(functools.partial(score_bucket, self.inputs, model), SCORE_SCHEMA)
@@ -206,7 +206,7 @@ def build_features_spark(
 
 def score_spark(
     spark: SparkSession,
-    model: str | DropoutRiskModel,
+    model: str | HistoryScorer,
     sessions: DataFrame,
     episodes: DataFrame | None = None,
     *,
@@ -215,17 +215,16 @@ def score_spark(
 ) -> DataFrame:
     """``client_id``, ``session_number``, ``risk`` for every session, as ``training.jobs.score.score_sessions``.
 
-    ``model``: a models:/ or runs:/ URI (loaded once, on the driver, with
-    ``models.registry.load_model``, and shipped to the workers with the tasks)
-    or a loaded ``DropoutRiskModel``. Each bucket runs
-    ``DropoutRiskModel.score_history``, the pandas engine's own code.
-    Validates first (``ContractError``, row-free problems). ``registry``
+    ``model``: a models:/ or runs:/ URI (its scorer artifact, loaded once on the driver with
+    ``models.registry.load_scorer``, nothing unpickled, and shipped to the workers with the
+    tasks) or a loaded scorer. Each bucket runs the scorer's ``score_history``, the pandas
+    engine's own code. Validates first (``ContractError``, row-free problems). ``registry``
     defaults to the built-in instruments plus the model's.
     """
     if isinstance(model, str):
-        from dropout_risk.models.registry import load_model
+        from dropout_risk.models.registry import load_scorer
 
-        model = load_model(model)
+        model = load_scorer(model)
     registry = registry or default_registry().union(model.spec.instruments)
     inputs = SparkInputs(spark, sessions, episodes, registry, cache=False, names=names)
     return inputs.score(model)

@@ -20,7 +20,7 @@ from dropout_risk.training.spark.session import has_scheme, read_table_spark
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-    from dropout_risk.models.packaged import DropoutRiskModel
+    from dropout_risk.training.jobs.score import HistoryScorer
 
 
 def _parquet_output(out: str | Path) -> str:
@@ -100,7 +100,7 @@ def features_job(
 
 def score_job(
     spark: SparkSession,
-    model: DropoutRiskModel,
+    model: HistoryScorer,
     sessions: str | Path,
     episodes: str | Path | None,
     out: str | Path,
