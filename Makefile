@@ -46,15 +46,19 @@ browser:
 SOURCES := dropout_risk features training models serving cli tests benchmarks
 PACKAGES := cli features models serving training
 
-## Lint and formatting (ruff), then types (mypy), then the whole test suite: what CI runs.
+## Lint and formatting (ruff), then types (mypy), then the whole test suite: what CI runs. The tests that
+## start servers, kill processes, run Spark or drive Chromium run alone (their timings and ports are theirs);
+## the rest run on TEST_WORKERS processes, as in test-fast.
+TEST_WORKERS ?= 2
+FAST := not reliability and not spark and not browser
 test: venv browser lint typecheck
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "$(FAST)" -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -m "not ($(FAST))"
 
 ## The edit loop: lint, types, then every test but the reliability, Spark and browser ones, on TEST_WORKERS
 ## processes (pytest-xdist; a module's tests stay on one worker, so its fixtures are built once).
-TEST_WORKERS ?= 2
 test-fast: venv lint typecheck
-	$(BIN)/python -m pytest -m "not reliability and not spark and not browser" -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -m "$(FAST)" -n $(TEST_WORKERS) --dist loadfile
 
 lint: venv
 	$(BIN)/ruff check $(SOURCES)
