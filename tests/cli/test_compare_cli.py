@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+import pytest
 import typer
 from mlflow import MlflowClient
 from typer.testing import CliRunner
@@ -147,6 +148,8 @@ def test_default_sets_on_the_trial_leave_out_the_session_only_completers_reach(m
     assert data["model"] == "logistic"
     assert data["feature_sets"]["landmark"]["excluded_landmarks"][0]["landmark"] == 5
     assert data["feature_sets"]["outcome"]["evaluable_landmarks"] == [1, 2, 3, 4]
+    # The session number alone tells no one apart within a session, compared within the folds that scored it.
+    assert data["feature_sets"]["landmark"]["within_landmark_auc"] == pytest.approx(0.5, abs=1e-12)
 
 
 def test_too_few_clients_names_the_folds_option(mlflow_store, cohorts, tmp_path):

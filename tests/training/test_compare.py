@@ -351,8 +351,10 @@ def test_default_sets_run_on_outcome_only_data_and_say_what_they_skipped(outcome
     assert report["model"] == "logistic" and "below evaluation.small_data_clients (1,000)" in report["model_reason"]
     landmark = report["feature_sets"]["landmark"]
     assert landmark["columns"] == ["landmark"]
-    # A risk by session alone ranks no one within a session (it differs between folds only: refitted models).
-    assert abs(landmark["within_landmark_auc"] - 0.5) < 0.05
+    # A risk by session alone ranks no one within a session: it differs between folds only (refitted models),
+    # and clients are compared within the fold that scored them, so the figure is exactly 0.5.
+    assert landmark["within_landmark_auc"] == pytest.approx(0.5, abs=1e-12)
+    assert landmark["within_landmark_auc_ci"] == pytest.approx([0.5, 0.5], abs=1e-12)
     assert landmark["roc_auc"] > 0.55  # ... but the pooled AUC credits it with the session-number effect
     for metrics in report["feature_sets"].values():
         lo, hi = metrics["within_landmark_auc_ci"]
@@ -373,5 +375,5 @@ def test_no_pair_is_marked_on_a_cohort_without_signal(mlflow_store, cohorts, see
     assert result.model == "logistic" and len(result.pairs) == 10
     assert [p for p in result.pairs if p.marked] == []
     for name, feature_set in result.feature_sets.items():
-        assert feature_set.metrics.within_landmark.ci[0] < 0.5, name  # no set claims a within-session signal
+        assert feature_set.metrics.within_landmark.ci[0] <= 0.5, name  # no set claims a within-session signal
         assert feature_set.metrics.informative_from is None, name

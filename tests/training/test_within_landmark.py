@@ -8,6 +8,10 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from dropout_risk.training.evaluation.bootstrap import client_bootstrap
+from dropout_risk.training.evaluation.stratified_within import (
+    paired_stratified_difference,
+    stratified_within_landmark_auc,
+)
 from dropout_risk.training.evaluation.within_landmark import (
     evaluable_landmarks,
     paired_within_landmark_difference,
@@ -93,3 +97,57 @@ def test_paired_difference_on_the_same_clients():
     assert better["delta"] == pytest.approx(better["a"] - better["b"])
     assert better["a"] == pytest.approx(within_landmark_auc(frame).auc)
     assert 0 < better["ci"][0] < better["delta"] < better["ci"][1]
+
+
+def _folded(n_clients: int = 600, folds: int = 3, seed: int = 1) -> pd.DataFrame:
+    """Out-of-fold rows as train's small-data mode writes them: each client in one fold of each of 2 repeats."""
+    frame = _frame(n_clients, seed).rename(columns={"landmark": "session_number"})
+    rng = np.random.default_rng(seed)
+    parts = []
+    for repeat in range(2):
+        fold_of = dict(zip(frame["client_id"].unique(), rng.integers(0, folds, n_clients), strict=True))
+        part = frame.assign(repeat=repeat, fold=frame["client_id"].map(fold_of))
+        part["risk"] = np.clip(part["risk"] + rng.normal(0, 0.05, len(part)), 0, 1)
+        parts.append(part)
+    return pd.concat(parts, ignore_index=True)
+
+
+def _pairs_by_hand(oof: pd.DataFrame, score: str, landmarks) -> float:
+    """Each landmark's share of concordant (dropout, completer) pairs scored by the same fold model; their mean."""
+    per_landmark = []
+    for k in landmarks:
+        concordant = pairs = 0.0
+        for _, g in oof[oof["session_number"] == k].groupby(["repeat", "fold"]):
+            pos, neg = g.loc[g["label"] == 1, score].to_numpy(), g.loc[g["label"] == 0, score].to_numpy()
+            concordant += np.sum(pos[:, None] > neg[None, :]) + 0.5 * np.sum(pos[:, None] == neg[None, :])
+            pairs += pos.size * neg.size
+        per_landmark.append(concordant / pairs)
+    return float(np.mean(per_landmark))
+
+
+def test_out_of_fold_risks_are_compared_only_within_the_fold_that_scored_them():
+    oof = _folded()
+    result = stratified_within_landmark_auc(oof, "risk", n_resamples=200, seed=5)
+    assert result.landmarks[:4] == (1, 2, 3, 4)
+    assert result.auc == pytest.approx(_pairs_by_hand(oof, "risk", result.landmarks), abs=1e-12)
+    lo, hi = result.ci
+    assert lo < result.auc < hi
+    # A fold model whose risks all sit higher changes nothing within its fold, but pooling across folds sees it.
+    shifted = oof.assign(risk=np.where(oof["fold"] == 0, 0.5 + 0.5 * oof["risk"], oof["risk"]))
+    assert stratified_within_landmark_auc(shifted, "risk", n_resamples=200, seed=5).auc == pytest.approx(result.auc)
+    pooled = shifted.rename(columns={"session_number": "landmark"})
+    assert abs(within_landmark_auc(pooled, "risk", n_resamples=10).auc - result.auc) > 0.01
+
+
+def test_paired_stratified_difference_is_the_difference_of_the_two_figures_on_the_same_resamples():
+    oof = _folded()
+    oof["noisy"] = np.clip(oof["risk"] + np.random.default_rng(2).normal(0, 0.3, len(oof)), 0, 1)
+    paired = paired_stratified_difference(oof, "risk", "noisy", n_resamples=300, seed=4)
+    a = stratified_within_landmark_auc(oof, "risk", n_resamples=300, seed=4)
+    b = stratified_within_landmark_auc(oof, "noisy", n_resamples=300, seed=4)
+    assert paired["a"] == pytest.approx(a.auc) and paired["b"] == pytest.approx(b.auc)
+    assert paired["delta"] == pytest.approx(a.auc - b.auc)
+    lo, hi = paired["ci"]
+    assert 0 < lo < paired["delta"] < hi and paired["p_value"] < 0.05
+    same = paired_stratified_difference(oof, "risk", "risk", n_resamples=100, seed=4)
+    assert same["delta"] == 0 and same["ci"] == [0.0, 0.0] and same["p_value"] == 1.0

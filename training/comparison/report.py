@@ -153,7 +153,7 @@ def _design_md(result: CompareResult) -> list[str]:
         "p-value.",
         "- The lead figure is the **within-session AUC**: the mean of the per-session ROC AUCs over the "
         f"sessions where dropouts and completers each have at least {d.min_class_clients} clients "
-        "(evaluation.min_class_clients)"
+        "(evaluation.min_class_clients), comparing only clients scored by the same fold's model"
         + (f"; left out: {_excluded(result)}" if _excluded(result) else "")
         + ". The pooled AUC includes the session-number effect (later sessions hold fewer eventual dropouts), "
         "which every set has.",

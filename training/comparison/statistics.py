@@ -41,6 +41,10 @@ from dropout_risk.training.evaluation.metrics import (
     pr_auc,
     roc_auc,
 )
+from dropout_risk.training.evaluation.stratified_within import (
+    paired_stratified_difference,
+    stratified_within_landmark_auc,
+)
 from dropout_risk.training.evaluation.within_landmark import paired_within_landmark_difference, within_landmark_auc
 
 Progress = Callable[[str], None]
@@ -98,15 +102,49 @@ def informative_from(by_landmark: Mapping[str, Metrics], evaluable: Sequence[int
     return first
 
 
-def set_metrics(frame: pd.DataFrame, *, n_resamples: int, seed: int, min_class_clients: int) -> SetMetrics:
-    """Within-landmark, pooled and per-landmark metrics of ``frame`` (client_id, landmark, label, risk) with CIs."""
+def out_of_fold_frame(by_repeat: np.ndarray, folds: list[Fold], rows: pd.DataFrame) -> pd.DataFrame:
+    """Every held-out row of every repeat's folds: client_id, session_number, label, repeat, fold, ``risk_<i>``.
+
+    What ``stratified_within`` compares within folds: a fold's model scored only its own clients.
+    """
+    parts = []
+    for fold in folds:
+        part = rows.iloc[fold.valid]
+        parts.append(
+            pd.DataFrame(
+                {
+                    "client_id": part["client_id"].to_numpy(),
+                    "session_number": part[LANDMARK].to_numpy(),
+                    "label": part["label"].to_numpy(),
+                    "repeat": fold.repeat,
+                    "fold": fold.fold,
+                    **{f"risk_{s}": by_repeat[s, fold.repeat, fold.valid] for s in range(by_repeat.shape[0])},
+                }
+            )
+        )
+    return pd.concat(parts, ignore_index=True)
+
+
+def set_metrics(
+    frame: pd.DataFrame, *, n_resamples: int, seed: int, min_class_clients: int, oof: pd.DataFrame | None = None
+) -> SetMetrics:
+    """Within-landmark, pooled and per-landmark metrics of ``frame`` (client_id, landmark, label, risk) with CIs.
+
+    With ``oof`` (``out_of_fold_frame``'s rows, this set's as ``risk``), the within-landmark AUC compares
+    clients within the fold that scored them; the other figures are of ``frame``.
+    """
     cis = bootstrap_metric_cis(frame, metrics=CI_METRICS, n_resamples=n_resamples, seed=seed, confidence=CONFIDENCE)
     by_landmark = {
         landmark_key(k): _metrics(rows, cis["by_landmark"].get(landmark_key(k), {}))
         for k, rows in frame.groupby(LANDMARK, sort=True)
     }
-    within = within_landmark_auc(
-        frame, "risk", min_class_clients=min_class_clients, n_resamples=n_resamples, seed=seed, confidence=CONFIDENCE
+    within = (within_landmark_auc if oof is None else stratified_within_landmark_auc)(
+        frame if oof is None else oof,
+        "risk",
+        min_class_clients=min_class_clients,
+        n_resamples=n_resamples,
+        seed=seed,
+        confidence=CONFIDENCE,
     )
     return SetMetrics(
         _metrics(frame, cis["pooled"]), by_landmark, informative_from(by_landmark, within.landmarks), within
@@ -122,13 +160,15 @@ def all_set_metrics(
     min_class_clients: int,
     n_jobs: int = 1,
     say: Progress | None = None,
+    oof: pd.DataFrame | None = None,
 ) -> list[SetMetrics]:
     """``set_metrics`` for every ``risk_<i>`` column of ``scored`` (threads; the same resamples for each)."""
     say = say or (lambda _message: None)
 
     def run(i: int) -> tuple[int, SetMetrics]:
         frame = scored[["client_id", LANDMARK, "label", f"risk_{i}"]].rename(columns={f"risk_{i}": "risk"})
-        return i, set_metrics(frame, n_resamples=n_resamples, seed=seed, min_class_clients=min_class_clients)
+        folds = None if oof is None else oof.rename(columns={f"risk_{i}": "risk"})
+        return i, set_metrics(frame, n_resamples=n_resamples, seed=seed, min_class_clients=min_class_clients, oof=folds)
 
     results: dict[int, SetMetrics] = {}
     runner = Parallel(n_jobs=n_jobs, prefer="threads", return_as="generator_unordered")
@@ -223,12 +263,20 @@ def _pair(
     landmark_resamples: int,
     seed: int,
     min_class_clients: int,
+    oof: pd.DataFrame | None = None,
 ) -> tuple[dict, dict, dict[str, LandmarkDelta]]:
-    """The paired bootstraps of ``risk_<i>`` against ``risk_<j>``: pooled, within landmarks, per landmark."""
+    """The paired bootstraps of ``risk_<i>`` against ``risk_<j>``: pooled, within landmarks (within folds
+    with ``oof``), per landmark."""
     a, b = f"risk_{i}", f"risk_{j}"
     pooled = paired_bootstrap_difference(scored, a, b, n_resamples=n_resamples, seed=seed, confidence=CONFIDENCE)
-    within = paired_within_landmark_difference(
-        scored, a, b, min_class_clients=min_class_clients, n_resamples=n_resamples, seed=seed, confidence=CONFIDENCE
+    within = (paired_within_landmark_difference if oof is None else paired_stratified_difference)(
+        scored if oof is None else oof,
+        a,
+        b,
+        min_class_clients=min_class_clients,
+        n_resamples=n_resamples,
+        seed=seed,
+        confidence=CONFIDENCE,
     )
     by_landmark = {}
     for k, rows in scored.groupby(LANDMARK, sort=True):
@@ -250,6 +298,7 @@ def compare_pairs(
     min_class_clients: int,
     n_jobs: int = 1,
     say: Progress | None = None,
+    oof: pd.DataFrame | None = None,
 ) -> list[PairResult]:
     """AUC(a) - AUC(b) for every pair (a before b in ``names``) on the same resampled clients.
 
@@ -270,6 +319,7 @@ def compare_pairs(
             landmark_resamples=landmark_resamples,
             seed=seed,
             min_class_clients=min_class_clients,
+            oof=oof,
         )
 
     results: dict[int, tuple[dict, dict, dict[str, LandmarkDelta]]] = {}

@@ -122,14 +122,14 @@ def paired_within_landmark_difference(
     return {
         "delta": float(point[0] - point[1]),
         "ci": [float(ci[0]), float(ci[1])],
-        "p_value": _two_sided_p(deltas),
+        "p_value": two_sided_p(deltas),
         "a": float(point[0]),
         "b": float(point[1]),
         "landmarks": landmarks,
     }
 
 
-def _two_sided_p(deltas: np.ndarray) -> float:
+def two_sided_p(deltas: np.ndarray) -> float:
     """2 x the smaller share of resampled differences on either side of 0 (+1 corrected, at most 1)."""
     finite = deltas[np.isfinite(deltas)]
     if finite.size == 0:
@@ -161,54 +161,3 @@ def _mean_auc(
             counts[i] += finite
     with np.errstate(invalid="ignore", divide="ignore"):
         return point, sums / counts
-
-
-def stratified_within_landmark_auc(
-    oof: pd.DataFrame,
-    score: str,
-    *,
-    strata: tuple[str, ...] = ("repeat", "fold"),
-    min_class_clients: int = DEFAULT_MIN_CLASS_CLIENTS,
-    n_resamples: int = 200,
-    seed: int | None = 0,
-    confidence: float = 0.95,
-) -> WithinLandmarkAUC:
-    """Within-landmark AUC of out-of-fold risks, comparing only clients scored by the same fitted model.
-
-    Pooling out-of-fold risks across folds compares clients scored by different models, whose levels
-    differ: with few clients per fold that biases the AUC (a fold's rates exclude its own clients, so
-    even the session-number rate ranks them backwards). Here a pair of clients counts only within one
-    (repeat, fold, landmark) stratum; each landmark's AUC pools the pairs of its strata, and the mean
-    over evaluable landmarks (decided on the clients, as ``within_landmark_auc``) is the figure. The
-    CI resamples clients, each drawn client bringing all its rows in every stratum.
-    """
-    per_client = oof.drop_duplicates(["client_id", "session_number"]).rename(columns={"session_number": "landmark"})
-    landmarks, excluded = evaluable_landmarks(per_client, min_class_clients)
-    if not landmarks:
-        return WithinLandmarkAUC(math.nan, (math.nan, math.nan), (), tuple(excluded))
-    codes, n_clients = client_codes(oof, "client_id")
-    counts = np.vstack([np.ones(n_clients), draw_counts(draw_clients(n_clients, n_resamples, seed), n_clients)])
-    totals = np.zeros((len(landmarks), counts.shape[0]))
-    pairs = np.zeros_like(totals)
-    position = {k: i for i, k in enumerate(landmarks)}
-    for keys, rows in oof.groupby([*strata, "session_number"], sort=False).indices.items():
-        i = position.get(int(keys[-1]))
-        if i is None:
-            continue
-        y = oof["label"].to_numpy()[rows] == 1
-        if y.all() or not y.any():
-            continue
-        s = oof[score].to_numpy(dtype=float)[rows]
-        concordant = (s[y][:, None] > s[~y][None, :]) + 0.5 * (s[y][:, None] == s[~y][None, :])
-        w_pos, w_neg = counts[:, codes[rows][y]], counts[:, codes[rows][~y]]
-        totals[i] += np.einsum("bi,ij,bj->b", w_pos, concordant, w_neg)
-        pairs[i] += w_pos.sum(axis=1) * w_neg.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        by_landmark = totals / pairs
-        mean = np.nanmean(by_landmark, axis=0)
-    return WithinLandmarkAUC(
-        auc=float(mean[0]),
-        ci=percentile_interval(mean[1:], confidence),
-        landmarks=tuple(landmarks),
-        excluded=tuple(excluded),
-    )

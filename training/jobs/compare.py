@@ -111,6 +111,7 @@ from dropout_risk.training.comparison.statistics import (
     all_set_metrics,
     compare_pairs,
     held_out_ratio,
+    out_of_fold_frame,
     per_fold_aucs,
     per_fold_within_aucs,
 )
@@ -168,12 +169,13 @@ def compare(
         by_repeat = calibrate_out_of_fold(by_repeat, fold_list, labels, settings.training.calibration)
     risks = by_repeat.mean(axis=1)  # one risk per row: the average over repeats
     scored = data.rows.assign(**{f"risk_{i}": risks[i] for i in range(len(sets))})
+    oof = out_of_fold_frame(by_repeat, fold_list, data.rows)  # the within-session figures compare within folds
     result = CompareResult(
         model=kind,
         design=design,
         data=_data_summary(data),
-        feature_sets=_set_results(sets, scored, used, data, config, min_class, say),
-        pairs=_pairs(sets, scored, by_repeat, fold_list, data, config, min_class, say),
+        feature_sets=_set_results(sets, scored, oof, used, data, config, min_class, say),
+        pairs=_pairs(sets, scored, oof, by_repeat, fold_list, data, config, min_class, say),
         warnings=warnings,
         model_reason=model_reason,
     )
@@ -252,6 +254,7 @@ def _data_summary(data: ComparisonData) -> DataSummary:
 def _set_results(
     sets: list[FeatureSet],
     scored: pd.DataFrame,
+    oof: pd.DataFrame,
     used: np.ndarray,
     data: ComparisonData,
     config: CompareConfig,
@@ -268,6 +271,7 @@ def _set_results(
         min_class_clients=min_class_clients,
         n_jobs=config.n_jobs,
         say=say,
+        oof=oof,
     )
     client_ids = _client_ids(data)
     return {
@@ -286,6 +290,7 @@ def _set_results(
 def _pairs(
     sets: list[FeatureSet],
     scored: pd.DataFrame,
+    oof: pd.DataFrame,
     by_repeat: np.ndarray,
     fold_list: list[Fold],
     data: ComparisonData,
@@ -306,4 +311,5 @@ def _pairs(
         min_class_clients=min_class_clients,
         n_jobs=config.n_jobs,
         say=say,
+        oof=oof,
     )

@@ -24,7 +24,7 @@ from dropout_risk.models.compiled import CompiledModel
 from dropout_risk.models.registry import CHALLENGER, CHAMPION, MODEL_NAME, load_scorer, set_alias, version_for_alias
 from dropout_risk.training.cv_estimate import mean_over_repeats
 from dropout_risk.training.evaluation.monotonicity import monotonicity_violations
-from dropout_risk.training.evaluation.within_landmark import stratified_within_landmark_auc
+from dropout_risk.training.evaluation.stratified_within import stratified_within_landmark_auc
 from dropout_risk.training.gate_rules import judge, model_figures, paired_figures
 from dropout_risk.training.jobs.run_logging import OOF_FILE, TEST_DATA_DIR
 from dropout_risk.training.settings import TrainingSettings

@@ -20,7 +20,8 @@ from dropout_risk.training.cv_estimate import cross_validate
 from dropout_risk.training.evaluation.clinic_validation import leave_one_clinic_out_metrics, summarise
 from dropout_risk.training.evaluation.holdout import evaluate_scores, subgroups, true_risk_comparison
 from dropout_risk.training.evaluation.monotonicity import MonotonicityReport, monotonicity_violations
-from dropout_risk.training.evaluation.within_landmark import WithinLandmarkAUC, stratified_within_landmark_auc
+from dropout_risk.training.evaluation.stratified_within import stratified_within_landmark_auc
+from dropout_risk.training.evaluation.within_landmark import WithinLandmarkAUC
 from dropout_risk.training.jobs.fitted import Fitted, fit_chosen
 from dropout_risk.training.jobs.prepare import (
     EvaluationMode,
