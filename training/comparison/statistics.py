@@ -41,10 +41,7 @@ from dropout_risk.training.evaluation.metrics import (
     pr_auc,
     roc_auc,
 )
-from dropout_risk.training.evaluation.stratified_within import (
-    paired_stratified_difference,
-    stratified_within_landmark_auc,
-)
+from dropout_risk.training.evaluation.stratified_within import stratified_resamples, stratified_within_landmark_auc
 from dropout_risk.training.evaluation.within_landmark import paired_within_landmark_difference, within_landmark_auc
 
 Progress = Callable[[str], None]
@@ -254,35 +251,45 @@ def holm(p_values: Sequence[float]) -> list[float]:
     return adjusted.tolist()
 
 
+PairedWithin = Callable[[str, str], dict]
+
+
 def _pair(
     scored: pd.DataFrame,
     i: int,
     j: int,
+    within_of: PairedWithin,
     *,
     n_resamples: int,
     landmark_resamples: int,
     seed: int,
-    min_class_clients: int,
-    oof: pd.DataFrame | None = None,
 ) -> tuple[dict, dict, dict[str, LandmarkDelta]]:
-    """The paired bootstraps of ``risk_<i>`` against ``risk_<j>``: pooled, within landmarks (within folds
-    with ``oof``), per landmark."""
+    """The paired bootstraps of ``risk_<i>`` against ``risk_<j>``: pooled, within landmarks, per landmark."""
     a, b = f"risk_{i}", f"risk_{j}"
     pooled = paired_bootstrap_difference(scored, a, b, n_resamples=n_resamples, seed=seed, confidence=CONFIDENCE)
-    within = (paired_within_landmark_difference if oof is None else paired_stratified_difference)(
-        scored if oof is None else oof,
-        a,
-        b,
-        min_class_clients=min_class_clients,
-        n_resamples=n_resamples,
-        seed=seed,
-        confidence=CONFIDENCE,
-    )
     by_landmark = {}
     for k, rows in scored.groupby(LANDMARK, sort=True):
         per = paired_bootstrap_difference(rows, a, b, n_resamples=landmark_resamples, seed=seed, confidence=CONFIDENCE)
         by_landmark[landmark_key(k)] = LandmarkDelta(per["delta"], tuple(per["ci"]), per["p_value"])
-    return pooled, within, by_landmark
+    return pooled, within_of(a, b), by_landmark
+
+
+def _paired_within(
+    scored: pd.DataFrame, oof: pd.DataFrame | None, n_sets: int, *, n_resamples: int, seed: int, min_class_clients: int
+) -> PairedWithin:
+    """The within-landmark difference of any two sets; with ``oof``, within folds, every set resampled once."""
+    if oof is None:
+        return lambda a, b: paired_within_landmark_difference(
+            scored, a, b, min_class_clients=min_class_clients, n_resamples=n_resamples, seed=seed, confidence=CONFIDENCE
+        )
+    resampled = stratified_resamples(
+        oof,
+        [f"risk_{i}" for i in range(n_sets)],
+        min_class_clients=min_class_clients,
+        n_resamples=n_resamples,
+        seed=seed,
+    )
+    return lambda a, b: resampled.paired(a, b, CONFIDENCE)
 
 
 def compare_pairs(
@@ -308,18 +315,15 @@ def compare_pairs(
     """
     say = say or (lambda _message: None)
     index_pairs = list(combinations(range(len(names)), 2))
+    say("within-session bootstrap of every set")
+    within_of = _paired_within(
+        scored, oof, len(names), n_resamples=n_resamples, seed=seed, min_class_clients=min_class_clients
+    )
 
     def run(n: int) -> tuple[int, tuple[dict, dict, dict[str, LandmarkDelta]]]:
         i, j = index_pairs[n]
         return n, _pair(
-            scored,
-            i,
-            j,
-            n_resamples=n_resamples,
-            landmark_resamples=landmark_resamples,
-            seed=seed,
-            min_class_clients=min_class_clients,
-            oof=oof,
+            scored, i, j, within_of, n_resamples=n_resamples, landmark_resamples=landmark_resamples, seed=seed
         )
 
     results: dict[int, tuple[dict, dict, dict[str, LandmarkDelta]]] = {}

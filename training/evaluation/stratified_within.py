@@ -13,6 +13,7 @@ and ``compare`` both judge out-of-fold risks this way.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -92,6 +93,49 @@ def stratified_within_landmark_auc(
     )
 
 
+@dataclass(frozen=True)
+class StratifiedResamples:
+    """Several scores' stratified within-landmark AUCs on the same resampled clients (``scores`` x 1 + resamples)."""
+
+    scores: tuple[str, ...]
+    means: np.ndarray  # column 0: the point estimates
+    landmarks: tuple[int, ...]
+
+    def paired(self, score_a: str, score_b: str, confidence: float = 0.95) -> dict[str, Any]:
+        """As ``within_landmark.paired_within_landmark_difference``: delta, ci, p_value, a, b, landmarks."""
+        if not self.landmarks:
+            nan = math.nan
+            return {"delta": nan, "ci": [nan, nan], "p_value": nan, "a": nan, "b": nan, "landmarks": []}
+        a, b = self.means[self.scores.index(score_a)], self.means[self.scores.index(score_b)]
+        deltas = a[1:] - b[1:]
+        ci = percentile_interval(deltas, confidence)
+        return {
+            "delta": float(a[0] - b[0]),
+            "ci": [float(ci[0]), float(ci[1])],
+            "p_value": two_sided_p(deltas),
+            "a": float(a[0]),
+            "b": float(b[0]),
+            "landmarks": list(self.landmarks),
+        }
+
+
+def stratified_resamples(
+    oof: pd.DataFrame,
+    scores: list[str],
+    *,
+    strata: tuple[str, ...] = STRATA,
+    min_class_clients: int = DEFAULT_MIN_CLASS_CLIENTS,
+    n_resamples: int = 1000,
+    seed: int | None = 0,
+) -> StratifiedResamples:
+    """Every score's figure on the same resamples, computed once: any pair's difference is then a subtraction."""
+    landmarks, _ = _landmarks(oof, min_class_clients)
+    if not landmarks:
+        return StratifiedResamples(tuple(scores), np.full((len(scores), n_resamples + 1), np.nan), ())
+    means = _stratified_means(oof, scores, landmarks, strata, n_resamples, seed)
+    return StratifiedResamples(tuple(scores), means, tuple(landmarks))
+
+
 def paired_stratified_difference(
     oof: pd.DataFrame,
     score_a: str,
@@ -104,18 +148,7 @@ def paired_stratified_difference(
     confidence: float = 0.95,
 ) -> dict[str, Any]:
     """As ``within_landmark.paired_within_landmark_difference``, on out-of-fold risks compared within strata."""
-    landmarks, _ = _landmarks(oof, min_class_clients)
-    if not landmarks:
-        nan = math.nan
-        return {"delta": nan, "ci": [nan, nan], "p_value": nan, "a": nan, "b": nan, "landmarks": []}
-    a, b = _stratified_means(oof, [score_a, score_b], landmarks, strata, n_resamples, seed)
-    deltas = a[1:] - b[1:]
-    ci = percentile_interval(deltas, confidence)
-    return {
-        "delta": float(a[0] - b[0]),
-        "ci": [float(ci[0]), float(ci[1])],
-        "p_value": two_sided_p(deltas),
-        "a": float(a[0]),
-        "b": float(b[0]),
-        "landmarks": landmarks,
-    }
+    both = stratified_resamples(
+        oof, [score_a, score_b], strata=strata, min_class_clients=min_class_clients, n_resamples=n_resamples, seed=seed
+    )
+    return both.paired(score_a, score_b, confidence)
