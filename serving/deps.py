@@ -6,6 +6,7 @@ declare what they need with the ``Annotated`` aliases at the bottom.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
@@ -16,6 +17,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from dropout_risk.features.instruments import InstrumentRegistry
+from dropout_risk.serving import served_version
 from dropout_risk.serving.keys import clinic_for_key
 from dropout_risk.serving.model_holder import LoadedModel, ModelHolder
 from dropout_risk.serving.observability import Metrics
@@ -90,9 +92,23 @@ async def get_holder(request: Request) -> ModelHolder:
     return request.app.state.holder
 
 
-async def get_model(holder: Annotated[ModelHolder, Depends(get_holder)]) -> LoadedModel:
+async def current_model(request: Request, holder: ModelHolder) -> LoadedModel | None:
+    """The version to answer with: the newest any process serves (serving.served_version).
+
+    The shared row is read on the event loop (one primary-key read, as the key check does);
+    only a process found behind hops to a thread, to load the version before answering.
+    """
+    with request.app.state.reader.connect() as connection:
+        served = served_version.read(connection, holder.name)
+    if holder.behind(served):
+        assert served is not None  # behind() is False without a row
+        await asyncio.to_thread(holder.catch_up, served)
+    return holder.current
+
+
+async def get_model(request: Request, holder: Annotated[ModelHolder, Depends(get_holder)]) -> LoadedModel:
     """The model for this request, read once: every part of the response uses this version."""
-    loaded = holder.current
+    loaded = await current_model(request, holder)
     if loaded is None:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "no model loaded yet")
     return loaded
@@ -108,12 +124,13 @@ async def get_scoring(
 
 
 async def get_optional_scoring(
+    request: Request,
     holder: Annotated[ModelHolder, Depends(get_holder)],
     registry: Annotated[InstrumentRegistry, Depends(get_registry)],
     settings: Annotated[ServingSettings, Depends(get_settings)],
 ) -> ScoringContext | None:
     """As ``get_scoring``, or None while no model is loaded (for routes that still answer then)."""
-    loaded = holder.current
+    loaded = await current_model(request, holder)
     return None if loaded is None else ScoringContext.of(loaded, registry, settings.serving.bands)
 
 
