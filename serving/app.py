@@ -126,7 +126,9 @@ def create_app(settings: ServingSettings, *, holder: ModelHolder | None = None, 
     for table, state in (("rate", limiter), ("in_flight", inflight), ("backoff", backoff)):
         if state is not None:
             app.state.metrics.watch_limit(table, state)
-    app.add_middleware(KeyCheckMiddleware, reader=reader, limiter=limiter, inflight=inflight, backoff=backoff)
+    app.add_middleware(
+        KeyCheckMiddleware, reader=reader, limiter=limiter, inflight=inflight, backoff=backoff, served_model=holder.name
+    )
     # Inside the access middleware, so a refused body is counted and logged like any answer.
     app.add_middleware(
         BodyLimitMiddleware,

@@ -27,6 +27,8 @@ from dropout_risk.serving.settings import ServingSettings
 
 # The request-state key under which serving.auth.KeyCheckMiddleware leaves the clinic it checked.
 CLINIC_STATE = "dropout_risk_clinic_id"
+# ... and the served version it read on the same connection (serving.served_version), for current_model.
+SERVED_STATE = "dropout_risk_served_version"
 bearer = HTTPBearer(auto_error=False, description="A clinic's API key (dropout-risk keys create --clinic NAME)")
 UNAUTHORIZED = HTTPException(
     status.HTTP_401_UNAUTHORIZED, "missing, unknown or revoked API key", headers={"WWW-Authenticate": "Bearer"}
@@ -95,11 +97,14 @@ async def get_holder(request: Request) -> ModelHolder:
 async def current_model(request: Request, holder: ModelHolder) -> LoadedModel | None:
     """The version to answer with: the newest any process serves (serving.served_version).
 
-    The shared row is read on the event loop (one primary-key read, as the key check does);
-    only a process found behind hops to a thread, to load the version before answering.
+    The shared row is read with the key, on the key check's connection (serving.auth), or here on
+    the event loop (one primary-key read) for a request that had no key check; only a process found
+    behind hops to a thread, to load the version before answering.
     """
-    with request.app.state.reader.connect() as connection:
-        served = served_version.read(connection, holder.name)
+    served = getattr(request.state, SERVED_STATE, None)
+    if served is None:
+        with request.app.state.reader.connect() as connection:
+            served = served_version.read(connection, holder.name)
     if holder.behind(served):
         assert served is not None  # behind() is False without a row
         await asyncio.to_thread(holder.catch_up, served)
