@@ -93,6 +93,7 @@ bench: venv
 	$(BIN)/python benchmarks/compare_speed.py
 	$(BIN)/python benchmarks/serving_latency.py
 	$(BIN)/python benchmarks/score_throughput.py
+	$(BIN)/python benchmarks/workers_scaling.py
 	$(BIN)/python benchmarks/spark_vs_pandas.py
 	$(BIN)/python benchmarks/attack_limits.py
 

@@ -36,33 +36,47 @@ def _sessions(config: Path | None, *, writer: bool = True) -> sessionmaker[Sessi
 def serve(
     host: Annotated[str | None, typer.Option("--host", help="Interface to bind (default from settings).")] = None,
     port: Annotated[int | None, typer.Option("--port", help="Port (default from settings).")] = None,
+    workers: Annotated[
+        int, typer.Option("--workers", min=1, help="Server processes on this port (more than 1: PostgreSQL only).")
+    ] = 1,
     config: ConfigOption = None,
 ) -> None:
-    """Serve the champion model to clinics (uvicorn)."""
+    """Serve the champion model to clinics (uvicorn; ``--workers N``: N processes on one port)."""
     import uvicorn
 
-    from dropout_risk.serving.app import create_app
+    from dropout_risk.serving import app as app_module
     from dropout_risk.serving.settings import ServingSettings
 
     project = settings(config, ServingSettings)
+    refusal = app_module.workers_refusal(project, workers)
+    if refusal:
+        fail(refusal)
     # MLflow retries a registry call for minutes by default; the poller should notice an outage quickly
     # and go on serving the model it has.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = create_app(project)
-    # uvicorn's own access log prints request paths, which carry client identifiers: ours logs route templates.
-    uvicorn.run(
-        app,
-        host=host or project.serving.host,
-        port=port or project.serving.port,
-        access_log=False,
-        log_level="info",
+    logging.basicConfig(level=logging.INFO, format=app_module.LOG_FORMAT)
+    options: dict = {
+        "host": host or project.serving.host,
+        "port": port or project.serving.port,
+        # uvicorn's own access log prints request paths, which carry client identifiers: ours logs route templates.
+        "access_log": False,
+        "log_level": "info",
         # An idle connection is closed after this; 1,100 half-open ones exhausted the descriptors.
-        timeout_keep_alive=project.serving.keep_alive_seconds,
-        # Beyond this many connections and requests at once uvicorn answers 503 instead of queueing them all.
-        limit_concurrency=project.serving.max_concurrency,
-    )
+        "timeout_keep_alive": project.serving.keep_alive_seconds,
+        # Beyond this many connections and requests at once uvicorn answers 503 instead of queueing them all
+        # (per worker process).
+        "limit_concurrency": project.serving.max_concurrency,
+    }
+    if workers == 1:
+        uvicorn.run(app_module.create_app(project), **options)
+        return
+    if config is not None:  # each worker reads the settings again, from the same file
+        from dropout_risk.features.config import CONFIG_ENV_VAR
+
+        os.environ[CONFIG_ENV_VAR] = str(config.resolve())
+    # uvicorn's supervisor starts the workers (spawned: each imports the app afresh) and restarts one that dies.
+    uvicorn.run(app_module.WORKER_APP, factory=True, workers=workers, **options)
 
 
 @keys_app.command("create")

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import logging
+import os
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -11,9 +14,11 @@ from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from dropout_risk.features.config import load_settings
+from dropout_risk.serving import served_version
 from dropout_risk.serving.auth import KeyCheckMiddleware
 from dropout_risk.serving.backoff import Backoff
-from dropout_risk.serving.db import make_engine, session_factory
+from dropout_risk.serving.db import is_sqlite, make_engine, session_factory
 from dropout_risk.serving.fair_turns import FairTurns
 from dropout_risk.serving.headers import SecurityHeadersMiddleware
 from dropout_risk.serving.inflight import InFlight
@@ -26,6 +31,40 @@ from dropout_risk.serving.routes import clients, operations, scoring
 from dropout_risk.serving.service import Invalid
 from dropout_risk.serving.settings import ServingSettings
 from dropout_risk.serving.ui import install as install_dashboard
+from dropout_risk.serving.ui.auth import SECRET_ENV as UI_SECRET_ENV
+
+# What ``dropout-risk serve --workers N`` hands uvicorn: each worker process builds its app from the settings.
+WORKER_APP = "dropout_risk.serving.app:worker_app"
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def workers_refusal(settings: ServingSettings, workers: int) -> str | None:
+    """Why ``workers`` processes cannot serve with these settings, or None.
+
+    SQLite takes one writer at a time on one machine's file: several processes would queue on its
+    lock (and replicas on other machines cannot share it). Without a shared dashboard secret each
+    process would sign cookies with its own random one, and a clinician would be signed out
+    whenever the balancer switched process.
+    """
+    if workers <= 1:
+        return None
+    if is_sqlite(settings.database_url):
+        return (
+            f"--workers {workers} needs PostgreSQL: database_url (DROPOUT_RISK_DATABASE_URL) is SQLite, "
+            "which serves one process; set it to postgresql+psycopg://user@host/db, or run --workers 1"
+        )
+    if not os.environ.get(UI_SECRET_ENV):
+        return (
+            f"--workers {workers} needs {UI_SECRET_ENV}: without it each process signs dashboard cookies "
+            "with its own random secret; set the same long random value for every process"
+        )
+    return None
+
+
+def worker_app() -> FastAPI:
+    """The app of one worker of ``serve --workers N`` (uvicorn calls this in each process it starts)."""
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    return create_app(load_settings(ServingSettings))
 
 
 def _problems(errors: Sequence[Any]) -> list[dict[str, object]]:
@@ -51,6 +90,8 @@ def create_app(settings: ServingSettings, *, holder: ModelHolder | None = None, 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await asyncio.to_thread(upgrade, engine)
+        # Before the first load: every version this process serves is written first (serving.served_version).
+        await asyncio.to_thread(holder.attach, functools.partial(served_version.announce, engine))
         if holder.current is None:
             await asyncio.to_thread(holder.refresh)
         task = asyncio.create_task(holder.poll(settings.serving.poll_interval_seconds)) if poll else None
@@ -93,7 +134,9 @@ def create_app(settings: ServingSettings, *, holder: ModelHolder | None = None, 
     for table, state in limits:
         if state is not None:
             app.state.metrics.watch_limit(table, state)
-    app.add_middleware(KeyCheckMiddleware, reader=reader, limiter=limiter, inflight=inflight, backoff=backoff)
+    app.add_middleware(
+        KeyCheckMiddleware, reader=reader, limiter=limiter, inflight=inflight, backoff=backoff, served_model=holder.name
+    )
     # Inside the access middleware, so a refused body is counted and logged like any answer.
     app.add_middleware(
         BodyLimitMiddleware,

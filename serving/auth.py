@@ -24,8 +24,9 @@ from sqlalchemy import Engine
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from dropout_risk.serving import served_version
 from dropout_risk.serving.backoff import Backoff
-from dropout_risk.serving.deps import CLINIC_STATE, UNAUTHORIZED, bearer
+from dropout_risk.serving.deps import CLINIC_STATE, SERVED_STATE, UNAUTHORIZED, bearer
 from dropout_risk.serving.headers import API_PREFIX
 from dropout_risk.serving.inflight import InFlight
 from dropout_risk.serving.keys import clinic_for_key, digest
@@ -42,9 +43,11 @@ class KeyCheckMiddleware:
         limiter: RateLimiter | None = None,
         inflight: InFlight | None = None,
         backoff: Backoff | None = None,
+        served_model: str | None = None,
     ):
         self.app = app
         self.reader = reader
+        self.served_model = served_model  # read its served version on the key's connection (deps.current_model)
         self.limiter = limiter
         self.inflight = inflight
         self.backoff = backoff or Backoff()
@@ -64,7 +67,7 @@ class KeyCheckMiddleware:
         refusal = self._over_limit(key, looked_up=False)
         clinic_id = None
         if refusal is None:
-            clinic_id = self._clinic(credentials.credentials)
+            clinic_id = self._clinic(credentials.credentials, scope)
             refusal = _unauthorized() if clinic_id is None else self._over_limit(key, looked_up=True)
         if refusal is not None:
             if refusal.status_code == 429:
@@ -82,10 +85,15 @@ class KeyCheckMiddleware:
         finally:
             self.inflight.leave(key)
 
-    def _clinic(self, token: str) -> int | None:
+    def _clinic(self, token: str, scope: Scope) -> int | None:
         # On the event loop, as require_clinic did: an indexed read, cheaper than a thread hop.
         with self.reader.connect() as connection:
-            return clinic_for_key(connection, token)
+            clinic_id = clinic_for_key(connection, token)
+            if clinic_id is not None and self.served_model is not None:
+                # The served version on the same connection: a second connection per request (and its
+                # pre-ping) cost a scored request about 5 ms on the busy 2-core machine.
+                scope.setdefault("state", {})[SERVED_STATE] = served_version.read(connection, self.served_model)
+        return clinic_id
 
     def _over_limit(self, key: str, *, looked_up: bool) -> JSONResponse | None:
         """A 429 for a key at its in-flight cap or over its rate, else None (a rate token taken).

@@ -15,7 +15,7 @@ from dropout_risk.features.private_files import private_file
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
-def _is_sqlite(url: str) -> bool:
+def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
@@ -58,7 +58,7 @@ def make_engine(url: str, *, writer: bool = True) -> Engine:
     """
     if url.startswith("postgresql://"):
         url = url.replace("postgresql://", "postgresql+psycopg://", 1)  # psycopg 3, not psycopg2
-    if not _is_sqlite(url):
+    if not is_sqlite(url):
         return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10, hide_parameters=True)
     _create_private_sqlite_file(url)
     engine = create_engine(

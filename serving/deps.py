@@ -6,6 +6,7 @@ declare what they need with the ``Annotated`` aliases at the bottom.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hmac
 from collections.abc import AsyncIterator, Callable
@@ -18,6 +19,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from dropout_risk.features.instruments import InstrumentRegistry
+from dropout_risk.serving import served_version
 from dropout_risk.serving.fair_turns import FairTurns
 from dropout_risk.serving.keys import clinic_for_key
 from dropout_risk.serving.model_holder import LoadedModel, ModelHolder
@@ -28,6 +30,8 @@ from dropout_risk.serving.settings import ServingSettings
 
 # The request-state key under which serving.auth.KeyCheckMiddleware leaves the clinic it checked.
 CLINIC_STATE = "dropout_risk_clinic_id"
+# ... and the served version it read on the same connection (serving.served_version), for current_model.
+SERVED_STATE = "dropout_risk_served_version"
 bearer = HTTPBearer(auto_error=False, description="A clinic's API key (dropout-risk keys create --clinic NAME)")
 UNAUTHORIZED = HTTPException(
     status.HTTP_401_UNAUTHORIZED, "missing, unknown or revoked API key", headers={"WWW-Authenticate": "Bearer"}
@@ -93,9 +97,26 @@ async def get_holder(request: Request) -> ModelHolder:
     return request.app.state.holder
 
 
-async def get_model(holder: Annotated[ModelHolder, Depends(get_holder)]) -> LoadedModel:
+async def current_model(request: Request, holder: ModelHolder) -> LoadedModel | None:
+    """The version to answer with: the newest any process serves (serving.served_version).
+
+    The shared row is read with the key, on the key check's connection (serving.auth), or here on
+    the event loop (one primary-key read) for a request that had no key check; only a process found
+    behind hops to a thread, to load the version before answering.
+    """
+    served = getattr(request.state, SERVED_STATE, None)
+    if served is None:
+        with request.app.state.reader.connect() as connection:
+            served = served_version.read(connection, holder.name)
+    if holder.behind(served):
+        assert served is not None  # behind() is False without a row
+        await asyncio.to_thread(holder.catch_up, served)
+    return holder.current
+
+
+async def get_model(request: Request, holder: Annotated[ModelHolder, Depends(get_holder)]) -> LoadedModel:
     """The model for this request, read once: every part of the response uses this version."""
-    loaded = holder.current
+    loaded = await current_model(request, holder)
     if loaded is None:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "no model loaded yet")
     return loaded
@@ -128,7 +149,7 @@ async def get_optional_scoring(
     settings: Annotated[ServingSettings, Depends(get_settings)],
 ) -> ScoringContext | None:
     """As ``get_scoring``, or None while no model is loaded (for routes that still answer then)."""
-    loaded = holder.current
+    loaded = await current_model(request, holder)
     return None if loaded is None else ScoringContext.of(loaded, registry, settings.serving.bands, _turn(request))
 
 

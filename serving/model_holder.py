@@ -26,6 +26,7 @@ import logging
 import re
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +36,7 @@ from mlflow.entities import Run
 from dropout_risk.models.artifact import ArtifactError
 from dropout_risk.models.compiled import CompiledModel
 from dropout_risk.models.registry import fetch_scorer_files
+from dropout_risk.serving.served_version import Served
 
 log = logging.getLogger("dropout_risk.model")
 _PER_LANDMARK = re.compile(r"test_l\d+_")
@@ -108,6 +110,9 @@ class ModelHolder:
         self.registry_reachable = False
         self.last_error: str | None = None  # the last registry error's type
         self.load_failure: LoadFailure | None = None  # the version the registry names, if it cannot be loaded
+        # serving.served_version: the other processes' switches (generation 0: none seen yet)
+        self._announce: Callable[[str, str], Served] | None = None
+        self.generation = 0
 
     @property
     def current(self) -> LoadedModel | None:
@@ -120,28 +125,74 @@ class ModelHolder:
         model serving. ``retry_failed=False`` (the poll) skips a version that failed to load.
         """
         with self._lock:
-            try:
-                client = MlflowClient()
-                version = self._wanted_version(client)
-                self.registry_reachable = True
-                self.last_error = None
-                if self._current is not None and self._current.version == version:
-                    self.load_failure = None  # the alias is back on the version being served
-                    return False
-                if not retry_failed and self.load_failure is not None and self.load_failure.version == version:
-                    return False
-                loaded = self._load(client, version)
-            except _VersionUnloadable as unloadable:
-                self._failed(unloadable.failure)
+            return self._refresh(retry_failed=retry_failed)
+
+    def _refresh(self, *, retry_failed: bool) -> bool:
+        try:
+            client = MlflowClient()
+            version = self._wanted_version(client)
+            self.registry_reachable = True
+            self.last_error = None
+            if self._current is not None and self._current.version == version:
+                self.load_failure = None  # the alias is back on the version being served
                 return False
-            except Exception as exc:  # MLflow raises many types for an absent store or model
-                self._unreachable(exc)
+            if not retry_failed and self.load_failure is not None and self.load_failure.version == version:
                 return False
-            previous = self._current.version if self._current else None
-            self._current = loaded
-            self.load_failure = None
-            log.info("serving %s version %s (was %s)", self.name, loaded.version, previous)
+            loaded = self._load(client, version)
+        except _VersionUnloadable as unloadable:
+            self._failed(unloadable.failure)
+            return False
+        except Exception as exc:  # MLflow raises many types for an absent store or model
+            self._unreachable(exc)
+            return False
+        if not self._publish(loaded.version):
+            return False
+        previous = self._current.version if self._current else None
+        self._current = loaded
+        self.load_failure = None
+        log.info("serving %s version %s (was %s)", self.name, loaded.version, previous)
+        return True
+
+    def attach(self, announce: Callable[[str, str], Served]) -> None:
+        """From now on write each version to the shared row before serving it; the one loaded already, now."""
+        with self._lock:
+            self._announce = announce
+            if self._current is not None:
+                self._publish(self._current.version)
+
+    def _publish(self, version: str) -> bool:
+        """Write ``version`` as served (serving.served_version) before answering with it; False if that failed."""
+        if self._announce is None:
             return True
+        try:
+            self.generation = self._announce(self.name, version).generation
+        except Exception as exc:  # the database's driver errors: the next poll tries again
+            log.error("could not record version %s as served (%s): not switching to it", version, type(exc).__name__)
+            return False
+        return True
+
+    def behind(self, served: Served | None) -> bool:
+        """Another process switched versions after this one last did (or caught up)."""
+        return served is not None and served.generation > self.generation
+
+    def catch_up(self, served: Served) -> None:
+        """Serve the version another process switched to before answering (runs in a worker thread).
+
+        Requests that find the process behind wait here for one load; those after it find it caught up.
+        With the registry unreachable the process keeps its version until the next poll rather than
+        asking the registry again on every request.
+        """
+        with self._lock:
+            if not self.behind(served):
+                return
+            if self._current is not None and self._current.version == served.version:
+                self.generation = served.generation
+                return
+            self._refresh(retry_failed=False)
+            if self.behind(served) and self._current is not None and self.registry_reachable:
+                # The registry names the version this process serves (the alias moved back since): say so.
+                self._publish(self._current.version)
+            self.generation = max(self.generation, served.generation)
 
     def _wanted_version(self, client: MlflowClient) -> str:
         version = self.pinned_version

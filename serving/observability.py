@@ -10,6 +10,7 @@ grow /metrics without bound.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Sized
 
@@ -26,55 +27,71 @@ error_log = logging.getLogger("dropout_risk.app")
 
 
 class Metrics:
-    """One registry per app, so several apps (tests) never share counters."""
+    """One registry per app, so several apps (tests) never share counters.
 
-    def __init__(self) -> None:
+    Every series carries a ``worker`` label, the process id: behind ``serve --workers N`` a scrape
+    reaches whichever worker accepts it, and each worker's counters stay series of their own (sum
+    them by the other labels; a scrape of one worker is not a reset of another's counter).
+    """
+
+    def __init__(self, worker: str | None = None) -> None:
+        self.worker = worker or str(os.getpid())
         self.registry = CollectorRegistry()
         self.requests = Counter(
-            "dropout_risk_requests_total", "HTTP requests", ["method", "route", "status"], registry=self.registry
+            "dropout_risk_requests_total",
+            "HTTP requests",
+            ["method", "route", "status", "worker"],
+            registry=self.registry,
         )
         self.latency = Histogram(
             "dropout_risk_request_seconds",
             "Request latency",
-            ["method", "route"],
+            ["method", "route", "worker"],
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
             registry=self.registry,
         )
         self.risks = Histogram(
             "dropout_risk_risks_served",
             "Risk probabilities served",
+            ["worker"],
             buckets=(0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0),
             registry=self.registry,
         )
-        self.bands = Counter("dropout_risk_risk_bands_total", "Risks served by band", ["band"], registry=self.registry)
+        self.bands = Counter(
+            "dropout_risk_risk_bands_total", "Risks served by band", ["band", "worker"], registry=self.registry
+        )
         self.model_version = Gauge(
             "dropout_risk_model_version",
             "Model version being served (1 = current)",
-            ["name", "version"],
+            ["name", "version", "worker"],
             registry=self.registry,
         )
         self.limit_keys = Gauge(
             "dropout_risk_limit_keys",
             "API keys the per-key limits hold state for now (rate, in_flight, backoff)",
-            ["table"],
+            ["table", "worker"],
             registry=self.registry,
         )
         self._version: tuple[str, str] | None = None
 
     def watch_limit(self, table: str, state: Sized) -> None:
         """Reports ``len(state)`` at each scrape: that flooding cannot grow it is visible from outside."""
-        self.limit_keys.labels(table).set_function(lambda: len(state))
+        self.limit_keys.labels(table, self.worker).set_function(lambda: len(state))
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        self.requests.labels(method, route, str(status), self.worker).inc()
+        self.latency.labels(method, route, self.worker).observe(seconds)
 
     def observe_risk(self, probability: float, band: str) -> None:
-        self.risks.observe(probability)
-        self.bands.labels(band).inc()
+        self.risks.labels(self.worker).observe(probability)
+        self.bands.labels(band, self.worker).inc()
 
     def set_model(self, name: str, version: str) -> None:
         if self._version == (name, version):
             return
         if self._version is not None:
-            self.model_version.labels(*self._version).set(0)
-        self.model_version.labels(name, version).set(1)
+            self.model_version.labels(*self._version, self.worker).set(0)
+        self.model_version.labels(name, version, self.worker).set(1)
         self._version = (name, version)
 
 
@@ -133,6 +150,5 @@ class AccessMiddleware:
         finally:
             elapsed = time.perf_counter() - start
             method, route = method_label(scope), route_template(Request(scope))
-            self.metrics.requests.labels(method, route, str(status)).inc()
-            self.metrics.latency.labels(method, route).observe(elapsed)
+            self.metrics.observe_request(method, route, status, elapsed)
             access_log.info("%s %s %d %.1fms", method, route, status, elapsed * 1000)

@@ -53,6 +53,20 @@ class DashboardSession(Base):
     expires_at: Mapped[int] = mapped_column(Integer, index=True)  # Unix seconds: compares alike on every backend
 
 
+class ServedModel(Base):
+    """The version the processes serve: ``generation`` grows each time one of them switches to another.
+
+    A process answers with a version only after writing it here, and a process that finds a
+    higher generation here than its own loads that version before answering (serving.served_version).
+    """
+
+    __tablename__ = "served_models"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    version: Mapped[str] = mapped_column(String(64))
+    generation: Mapped[int] = mapped_column(Integer)
+
+
 class Client(Base):
     """One client of one clinic: the episode (status, covariates) and the risk last served."""
 

@@ -13,7 +13,7 @@ import pytest
 from tests.support.cohorts import Cohorts
 from tests.support.mlflow_store import MlflowStore, StoreTemplate, active_store
 from tests.support.postgres import fresh_postgres_database
-from tests.support.training import Champion, train_champion
+from tests.support.training import Champion, TwoModels, train_champion, train_two_models
 from tests.support.workers import exclusive, run_directory
 
 TRIAL_DATA = Path(__file__).resolve().parent / "data" / "antidepressant-trial"
@@ -73,3 +73,22 @@ def champion(mlflow_template, cohorts, tmp_path_factory) -> Champion:
         trained = train_champion(store, cohorts.write(root / "data", 1500, seed=17))
         trained.save(record)
         return trained
+
+
+@pytest.fixture(scope="session")
+def two_models_trained(mlflow_template, cohorts, tmp_path_factory) -> TwoModels:
+    """Two quick models, the first champion, trained once per run (whatever the xdist workers); use ``two_models``."""
+    root = run_directory(tmp_path_factory) / "two-models"
+    with exclusive(root.with_suffix(".lock")):
+        record = root / "two-models.json"
+        if record.is_file():
+            return TwoModels.load(record)
+        trained = train_two_models(mlflow_template.new_store(root), cohorts.files(600, seed=29))
+        trained.save(record)
+        return trained
+
+
+@pytest.fixture(scope="module")
+def two_models(two_models_trained, tmp_path_factory) -> TwoModels:
+    """The two models in a registry of the module's own: it may promote the second (hot swap, scale-out)."""
+    return two_models_trained.copy_to(tmp_path_factory.mktemp("two-models"))

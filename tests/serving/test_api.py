@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 S1 = {"session_number": 1, "session_date": "2025-03-03", "scores": {"ors": 14.5, "srs": 33.0}}
@@ -160,7 +162,11 @@ def test_health_readiness_metrics_need_no_key(api, champion):
     headers = api.new_clinic()
     _post(api, headers, "m", S1)
     metrics = api.client.get("/metrics").text
-    assert 'dropout_risk_requests_total{method="POST",route="/v1/clients/{client_id}/sessions",status="201"}' in metrics
-    assert f'dropout_risk_model_version{{name="dropout-risk",version="{champion.version}"}} 1.0' in metrics
+    worker = f'worker="{os.getpid()}"'  # the app runs in this process: its pid labels every series
+    assert (
+        f'dropout_risk_requests_total{{method="POST",route="/v1/clients/{{client_id}}/sessions",status="201",{worker}}}'
+        in metrics
+    )
+    assert f'dropout_risk_model_version{{name="dropout-risk",version="{champion.version}",{worker}}} 1.0' in metrics
     assert "dropout_risk_risks_served_count" in metrics
     assert '"m"' not in metrics and "/v1/clients/m/" not in metrics

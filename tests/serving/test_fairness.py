@@ -65,7 +65,10 @@ def _timed(http: httpx.Client, method: str, path: str, **kwargs) -> tuple[httpx.
 
 def _limit_keys(server: ApiServer) -> dict[str, float]:
     text = httpx.get(f"{server.url}/metrics", timeout=10).text
-    return {m[1]: float(m[2]) for m in re.finditer(r'^dropout_risk_limit_keys\{table="(\w+)"\} (\S+)$', text, re.M)}
+    return {
+        m[1]: float(m[2])
+        for m in re.finditer(r'^dropout_risk_limit_keys\{table="(\w+)",worker="\d+"\} (\S+)$', text, re.M)
+    }
 
 
 def test_a_key_at_its_cap_is_refused_at_once_while_another_key_is_served(server):

@@ -19,10 +19,8 @@ import httpx
 import pytest
 
 from dropout_risk.training.jobs.promote import promote
-from dropout_risk.training.jobs.train import train
-from tests.support.mlflow_store import MlflowStore, active_store
+from tests.support.mlflow_store import active_store
 from tests.support.processes import ApiServer, Tally, report, session_payload, start_with_key
-from tests.support.training import QUICK, settings_for
 
 pytestmark = pytest.mark.reliability  # real server processes: `make test` runs it, `make test-fast` does not
 
@@ -31,27 +29,6 @@ POLL_SECONDS = 0.5
 LOAD_BEFORE_PROMOTION_SECONDS = 1.5
 LOAD_AFTER_SWAP_SECONDS = 1.5
 DEADLINE_SECONDS = 90
-
-
-@dataclass
-class Models:
-    store: MlflowStore
-    settings: object
-    first: str
-    second: str
-
-
-@pytest.fixture(scope="module")
-def models(mlflow_template, cohorts, tmp_path_factory) -> Models:
-    root = tmp_path_factory.mktemp("hot-swap-mlflow")
-    store = mlflow_template.new_store(root)
-    with active_store(store):
-        data = cohorts.files(600, seed=29)
-        settings = settings_for(store, **QUICK)  # two models, not the best ones
-        first = train(data["sessions"], data["episodes"], settings)
-        promote(settings, force=True, reason="hot swap test: the first champion")
-        second = train(data["sessions"], data["episodes"], settings_for(store, seed=5, **QUICK))  # challenger only
-    return Models(store, settings, first.model_version, second.model_version)
 
 
 @dataclass
@@ -102,7 +79,8 @@ class Client:
         return [version for _, version, _ in self.seen]
 
 
-def test_promotion_under_load_swaps_without_a_failed_or_mixed_response(models, tmp_path):
+def test_promotion_under_load_swaps_without_a_failed_or_mixed_response(two_models, tmp_path):
+    models = two_models
     url = f"sqlite:///{tmp_path}/dropout_risk.db"
     clients = [Client(i) for i in range(CLIENTS)]
     tally, stop = Tally(), threading.Event()

@@ -145,9 +145,11 @@ class ApiServer(Process):
         poll_interval: float = 3600.0,
         env: dict[str, str] | None = None,
         name: str = "api",
+        workers: int = 1,
     ):
         super().__init__(name, workdir)
         self.database_url = database_url
+        self.workers = workers
         # Load and crash tests drive one key far faster than a clinic would: no rate limit or in-flight cap
         # unless ``env`` sets them.
         defaults = {"DROPOUT_RISK_SERVING__RATE_LIMIT": "0", "DROPOUT_RISK_SERVING__MAX_INFLIGHT_PER_KEY": "0"}
@@ -169,7 +171,8 @@ class ApiServer(Process):
         check, what = (self._ready, "ready") if ready else (self._up, "up")
         for _attempt in range(3):  # another process may take the free port between the check and the bind
             self.port = free_port()
-            self._spawn([str(BIN / "dropout-risk"), "serve", "--host", "127.0.0.1", "--port", str(self.port)], self.env)
+            argv = [str(BIN / "dropout-risk"), "serve", "--host", "127.0.0.1", "--port", str(self.port)]
+            self._spawn(argv + (["--workers", str(self.workers)] if self.workers > 1 else []), self.env)
             try:
                 self._wait_until(check, timeout, what)
                 return self

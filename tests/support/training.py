@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sqlite3
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,3 +59,47 @@ def train_champion(store: MlflowStore, data: dict[str, Path], **training: Any) -
         outcome = train(data["sessions"], data["episodes"], settings)
         promote(settings, force=True, reason="test fixture")
     return Champion(store, data, outcome.model_version)
+
+
+@dataclass(frozen=True)
+class TwoModels:
+    """Two models in a store of their own: ``first`` is champion, ``second`` registered only (to promote in a test)."""
+
+    store: MlflowStore
+    first: str
+    second: str
+
+    @property
+    def settings(self) -> TrainingSettings:
+        return settings_for(self.store, **QUICK)
+
+    def save(self, path: Path) -> None:
+        record = {"uri": self.store.uri, "artifacts": str(self.store.artifacts), "versions": [self.first, self.second]}
+        path.write_text(json.dumps(record))
+
+    @classmethod
+    def load(cls, path: Path) -> TwoModels:
+        record = json.loads(path.read_text())
+        return cls(MlflowStore(record["uri"], Path(record["artifacts"])), *record["versions"])
+
+    def copy_to(self, root: Path) -> TwoModels:
+        """A registry of its own (a copy of the store's database) on the same artifacts, which nothing rewrites.
+
+        A test that promotes the second model changes only its copy.
+        """
+        root.mkdir(parents=True, exist_ok=True)
+        copy = root / "mlflow.db"
+        source_path = self.store.uri.removeprefix("sqlite:///")
+        with closing(sqlite3.connect(source_path)) as source, closing(sqlite3.connect(copy)) as target:
+            source.backup(target)
+        return TwoModels(MlflowStore(f"sqlite:///{copy}", self.store.artifacts), self.first, self.second)
+
+
+def train_two_models(store: MlflowStore, data: dict[str, Path]) -> TwoModels:
+    """Two quick models on ``data`` (different seeds, so their risks differ); the first promoted (forced)."""
+    with active_store(store):
+        settings = settings_for(store, **QUICK)  # two models, not the best ones
+        first = train(data["sessions"], data["episodes"], settings)
+        promote(settings, force=True, reason="test fixture: the first champion")
+        second = train(data["sessions"], data["episodes"], settings_for(store, seed=5, **QUICK))  # challenger only
+    return TwoModels(store, first.model_version, second.model_version)
