@@ -13,6 +13,7 @@ from dropout_risk.features.instruments import default_registry
 from dropout_risk.features.landmarks import build_features
 from dropout_risk.features.spec import FeatureSpec, infer_spec
 from dropout_risk.features.trajectories import ExpectedTrajectories, fit_expected_trajectories
+from dropout_risk.models.calibration import Method, ProbabilityCalibrator
 from dropout_risk.training.simulation.cohort import Cohort
 
 
@@ -40,3 +41,15 @@ def build_clinic(cohort: Cohort) -> Clinic:
     assert 0 < y.mean() < 1
     assert spec.categorical_covariates, "the simulated clinic should have a categorical covariate (gender)"
     return Clinic(sessions, episodes, spec, trajectories, features, train, y)
+
+
+# A clinic of a few hundred clients has under 50 dropouts per session (the production minimum):
+# 8 lets several landmarks have intercepts of their own, so the tests cover them.
+TEST_MIN_CLASS_ROWS = 8
+
+
+def landmark_calibrator(method: Method, raw: np.ndarray, y: np.ndarray, rows: pd.DataFrame) -> ProbabilityCalibrator:
+    """A calibrator fitted on ``raw`` at the landmarks of ``rows``, with intercepts of its own at 2+ landmarks."""
+    calibrator = ProbabilityCalibrator(method, min_class_rows=TEST_MIN_CLASS_ROWS).fit(raw, y, rows["landmark"])
+    assert method == "isotonic" or len(calibrator.landmark_intercepts_) >= 2, "the test clinic is too small"
+    return calibrator
