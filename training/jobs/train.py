@@ -364,6 +364,8 @@ def _report(
             "leave_one_clinic_out": leave_one_clinic_out,
             "folds": config.folds,
             "calibration": config.calibration,
+            # the landmarks with a Platt intercept of their own; the others take the pooled one
+            "calibration_landmarks": sorted(fitted.model.calibrator.landmark_intercepts_),
             "bootstrap_resamples": config.bootstrap_resamples,
         },
         "subgroups": subgroups(scored, "risk"),
