@@ -2,16 +2,21 @@
 
 ``sigmoid`` (the default) is Platt scaling on the logit with one slope shared by every landmark
 and an intercept per landmark: calibrated log-odds = ``slope`` * raw log-odds + the landmark's
-intercept. The raw model already has a term per session number, but its out-of-fold predictions
-are off at some sessions in different directions (under-predicted at one, over-predicted at
-another), which one pooled intercept cannot fix. The slope is shared: it is fitted jointly with
-the per-landmark intercepts (so it measures spread within sessions, not differences between
-them), it keeps the ranking of clients within a session exactly (the within-session AUC cannot
-move), and it rescales every feature's contribution by one number, so the concept explanation
-stays exact. A landmark with fewer than ``min_class_rows`` dropouts or completers among its
-rows gets the pooled intercept (all rows, the same slope): an intercept fitted on a few dozen
-events would move by more than the error it corrects. Without landmarks (``landmark=None``) the
-fit is plain two-parameter Platt scaling.
+intercept. A model's out-of-fold predictions can be off at some sessions in different directions
+(under-predicted at one, over-predicted at another), which one pooled intercept cannot fix. The
+slope is shared: it is fitted jointly with the per-landmark intercepts (so it measures spread
+within sessions, not differences between them), it keeps the ranking of clients within a session
+exactly (the within-session AUC cannot move), and it rescales every feature's contribution by one
+number, so the concept explanation stays exact.
+
+The per-landmark intercepts are shrunk towards the pooled one (``shrink_towards``, empirical
+Bayes) by as much as their differences are noise: the sign-constrained logistic, which has a
+term per session number, is usually calibrated within each session already (on 4,000 simulated
+training clients the per-landmark intercepts did not improve the out-of-fold fit: likelihood
+ratio 1.9 on 7 degrees of freedom), and unshrunk intercepts would only add their own noise to
+every risk. A landmark with fewer than ``min_class_rows`` dropouts or completers among its rows
+gets the pooled intercept (all rows, the same slope) outright. Without landmarks
+(``landmark=None``) the fit is plain two-parameter Platt scaling.
 
 ``isotonic`` is there for large cohorts whose miscalibration is not a simple slope. It stays
 pooled: one monotone curve over all landmarks (a curve per landmark would need many more rows
@@ -69,8 +74,11 @@ class ProbabilityCalibrator:
         design = np.column_stack(columns).astype(float)
         joint = LogisticRegression(C=1e6, fit_intercept=False, max_iter=1000).fit(design, y)
         self.slope_ = float(joint.coef_[0, 0])
-        self.landmark_intercepts_ = {k: float(b) for k, b in zip(own, joint.coef_[0, 1 : 1 + len(own)], strict=True)}
         self.intercept_ = _offset_intercept(self.slope_ * z, y)
+        fitted = joint.coef_[0, 1 : 1 + len(own)]
+        variances = [_intercept_variance(self.slope_ * z[g] + b) for g, b in zip(groups, fitted, strict=True)]
+        shrunk = shrink_towards(self.intercept_, fitted, np.asarray(variances))
+        self.landmark_intercepts_ = {k: float(b) for k, b in zip(own, shrunk, strict=True)}
         return self
 
     def _own_intercepts(self, y: np.ndarray, landmark: np.ndarray | None) -> list[int]:
@@ -122,6 +130,29 @@ class ProbabilityCalibrator:
         state.setdefault("landmark_intercepts_", {})
         state.setdefault("min_class_rows", MIN_CLASS_ROWS)
         self.__dict__.update(state)
+
+
+def _intercept_variance(log_odds: np.ndarray) -> float:
+    """The sampling variance of a landmark's intercept (inverse Fisher information, slope held fixed)."""
+    p = expit(log_odds)
+    return float(1.0 / np.sum(p * (1 - p)))
+
+
+def shrink_towards(pooled: float, intercepts: np.ndarray, variances: np.ndarray) -> np.ndarray:
+    """Each landmark's intercept pulled towards the pooled one by how much of its distance is noise.
+
+    Empirical Bayes: the landmarks' true intercepts spread around the pooled one with variance tau^2,
+    estimated by DerSimonian and Laird's moment estimator from the fitted intercepts and their
+    sampling variances; each is then shrunk by tau^2 / (tau^2 + its variance). When the fitted
+    intercepts differ no more than their noise explains, tau^2 is 0 and every landmark gets the
+    pooled intercept; when they differ by much more, each keeps nearly its own.
+    """
+    weights = 1.0 / variances
+    centre = np.sum(weights * intercepts) / np.sum(weights)
+    q = np.sum(weights * (intercepts - centre) ** 2)
+    scale = np.sum(weights) - np.sum(weights**2) / np.sum(weights)
+    tau2 = max(0.0, (q - (len(intercepts) - 1)) / scale) if scale > 0 else 0.0
+    return pooled + tau2 / (tau2 + variances) * (intercepts - pooled)
 
 
 def _offset_intercept(offset: np.ndarray, y: np.ndarray) -> float:

@@ -7,7 +7,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
-from dropout_risk.models.calibration import EPS, ProbabilityCalibrator, logit
+from dropout_risk.models.calibration import EPS, ProbabilityCalibrator, logit, shrink_towards
 from dropout_risk.training.evaluation.metrics import calibration_slope_intercept
 
 OVERCONFIDENCE = 3.0  # the model's log-odds are 3x the true ones: true calibration slope 1/3
@@ -212,3 +212,22 @@ def test_a_calibrator_pickled_before_per_landmark_intercepts_scores_as_it_did():
         old.transform(grid), platt.predict_proba(logit(grid).reshape(-1, 1))[:, 1], rtol=0, atol=1e-12
     )
     assert old.landmark_intercepts_ == {}
+
+
+def test_landmarks_that_differ_by_noise_alone_share_the_pooled_intercept():
+    """A model calibrated within every session gets no per-landmark intercepts that would only add noise."""
+    y, p, at = draws_by_landmark(19, 2000, shifts={1: 0.0, 2: 0.0, 3: 0.0, 4: 0.0})
+    calibrator = ProbabilityCalibrator("sigmoid").fit(p, y, at)
+    assert set(calibrator.landmark_intercepts_) == {1, 2, 3, 4}
+    pooled = calibrator.logit_intercept
+    assert all(abs(b - pooled) < 0.02 for b in calibrator.landmark_intercepts_.values())
+
+
+def test_shrinkage_keeps_real_differences_and_pools_noise():
+    variances = np.array([0.01, 0.01, 0.04, 0.04])
+    far = np.array([-1.0, 1.0, -1.0, 1.0])  # 5-10 standard errors from the pooled 0
+    kept = shrink_towards(0.0, far, variances)
+    assert np.all(np.abs(kept - far) < 0.05) and np.all(np.sign(kept) == np.sign(far))
+    assert np.all(np.abs(kept[2:]) < np.abs(kept[:2]))  # the noisier landmarks move more
+    near = np.array([-0.05, 0.05, -0.1, 0.1])  # under one standard error
+    np.testing.assert_array_equal(shrink_towards(0.3, near + 0.3, variances), np.full(4, 0.3))

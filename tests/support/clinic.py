@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy.special import expit
 
 from dropout_risk.features.config import FeatureConfig
 from dropout_risk.features.contract import validate_contract
@@ -14,6 +15,7 @@ from dropout_risk.features.landmarks import build_features
 from dropout_risk.features.spec import FeatureSpec, infer_spec
 from dropout_risk.features.trajectories import ExpectedTrajectories, fit_expected_trajectories
 from dropout_risk.models.calibration import Method, ProbabilityCalibrator
+from dropout_risk.models.logodds import logit
 from dropout_risk.training.simulation.cohort import Cohort
 
 
@@ -46,10 +48,16 @@ def build_clinic(cohort: Cohort) -> Clinic:
 # A clinic of a few hundred clients has under 50 dropouts per session (the production minimum):
 # 8 lets several landmarks have intercepts of their own, so the tests cover them.
 TEST_MIN_CLASS_ROWS = 8
+# The simulated model is calibrated within each session, so its intercepts would shrink to the pooled
+# one: the calibrator learns from raw risks pushed up at odd sessions and down at even ones instead.
+SKEW = 0.8
 
 
 def landmark_calibrator(method: Method, raw: np.ndarray, y: np.ndarray, rows: pd.DataFrame) -> ProbabilityCalibrator:
-    """A calibrator fitted on ``raw`` at the landmarks of ``rows``, with intercepts of its own at 2+ landmarks."""
-    calibrator = ProbabilityCalibrator(method, min_class_rows=TEST_MIN_CLASS_ROWS).fit(raw, y, rows["landmark"])
-    assert method == "isotonic" or len(calibrator.landmark_intercepts_) >= 2, "the test clinic is too small"
+    """A calibrator with distinct intercepts at 2+ landmarks (isotonic: pooled), fitted at the landmarks of ``rows``."""
+    landmark = rows["landmark"].to_numpy(dtype=float)
+    skewed = expit(logit(raw) + np.where(landmark % 2 == 1, SKEW, -SKEW))
+    calibrator = ProbabilityCalibrator(method, min_class_rows=TEST_MIN_CLASS_ROWS).fit(skewed, y, landmark)
+    intercepts = calibrator.landmark_intercepts_.values()
+    assert method == "isotonic" or (len(intercepts) >= 2 and max(intercepts) - min(intercepts) > 0.5)
     return calibrator
