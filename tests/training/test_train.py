@@ -220,6 +220,9 @@ def test_the_registered_calibrator_has_an_intercept_at_each_landmark_with_enough
     table = model.calibrator.landmark_intercepts_
     assert set(table) == expected
     assert outcome.report["validation"]["calibration_landmarks"] == sorted(expected)
+    shifts = outcome.report["validation"]["calibration_intercept_shifts"]
+    pooled = model.calibrator.logit_intercept
+    assert shifts == pytest.approx({str(k): b - pooled for k, b in table.items()}, abs=1e-12)
     card = Path(MlflowClient().download_artifacts(outcome.run_id, "model_card.md", str(tmp_path))).read_text()
     assert f"an intercept of its own at session(s) {', '.join(map(str, sorted(expected)))}" in card
     at = np.arange(1.0, 9.0)

@@ -129,9 +129,12 @@ def _calibration(validation: dict[str, Any]) -> str:
     own = validation.get("calibration_landmarks", [])
     if not own:
         return "Platt scaling (one slope and one intercept: no session had enough dropouts and completers for its own)"
+    shifts = validation.get("calibration_intercept_shifts", {})
+    moved = ", ".join(f"{k} {v:+.2f}" for k, v in shifts.items())
     return (
         "Platt scaling with one slope for every session and an intercept of its own at session(s) "
-        f"{', '.join(map(str, own))} (the others share the pooled intercept)"
+        f"{', '.join(map(str, own))} (the others share the pooled intercept), each shrunk towards the pooled "
+        f"one by as much as its difference is noise (log-odds from the pooled intercept: {moved or 'none'})"
     )
 
 

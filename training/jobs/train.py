@@ -23,7 +23,7 @@ from dropout_risk.features.landmarks import build_features
 from dropout_risk.features.private_files import private_tree
 from dropout_risk.features.spec import FeatureSpec, infer_spec
 from dropout_risk.features.trajectories import fit_expected_trajectories
-from dropout_risk.models.calibration import Method
+from dropout_risk.models.calibration import Method, ProbabilityCalibrator
 from dropout_risk.models.packaged import DropoutRiskModel
 from dropout_risk.models.registry import CHALLENGER, MODEL_NAME, log_model, set_alias
 from dropout_risk.training.baselines import BASELINES, BaselineRisk, baseline_risks
@@ -364,13 +364,20 @@ def _report(
             "leave_one_clinic_out": leave_one_clinic_out,
             "folds": config.folds,
             "calibration": config.calibration,
-            # the landmarks with a Platt intercept of their own; the others take the pooled one
+            # the landmarks with a Platt intercept of their own (the others take the pooled one), and how
+            # far each is from the pooled one on the log-odds after shrinkage
             "calibration_landmarks": sorted(fitted.model.calibrator.landmark_intercepts_),
+            "calibration_intercept_shifts": _intercept_shifts(fitted.model.calibrator),
             "bootstrap_resamples": config.bootstrap_resamples,
         },
         "subgroups": subgroups(scored, "risk"),
         "promoted": False,
     }
+
+
+def _intercept_shifts(calibrator: ProbabilityCalibrator) -> dict[str, float]:
+    pooled = calibrator.logit_intercept
+    return {str(k): b - pooled for k, b in sorted(calibrator.landmark_intercepts_.items())}
 
 
 def _with_truth(scored: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
