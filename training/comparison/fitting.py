@@ -33,23 +33,25 @@ def _fit_predict(kind: str, params: dict[str, Any], feature_set: FeatureSet, fol
     return fitted.predict_proba(frame.iloc[fold.valid])[:, 1]
 
 
-def calibrate_out_of_fold(
-    raw: np.ndarray, folds: list[Fold], y: np.ndarray, method: Method, landmark: np.ndarray
-) -> np.ndarray:
+def calibrate_out_of_fold(raw: np.ndarray, folds: list[Fold], y: np.ndarray, method: Method) -> np.ndarray:
     """Recalibrate each held-out fold with a calibrator fitted on its training rows' OOF predictions.
 
-    ``raw``: sets x repeats x rows of out-of-fold probabilities; ``landmark``: each row's session
-    (Platt's intercept is per landmark, as in training). The calibrator for fold f of repeat r
-    learns from the rows outside f (their predictions came from models that never saw them), so
-    no label is used to calibrate its own prediction.
+    ``raw``: sets x repeats x rows of out-of-fold probabilities. The calibrator for fold f of
+    repeat r learns from the rows outside f (their predictions came from models that never
+    saw them), so no label is used to calibrate its own prediction.
+
+    One pooled Platt fit, not train's intercept per landmark: intercepts fitted per set and fold
+    would reorder the sessions differently for each set, and the paired pooled-AUC test would
+    then find differences between sets that are calibration noise (with neither score driving
+    dropout, 1,500 clients: Holm p 0.006 with per-landmark intercepts). The within-session
+    AUC, compare's lead figure, is the same either way.
     """
     out = np.empty_like(raw)
     labels = y.astype(int)
     for s in range(raw.shape[0]):
         for fold in folds:
-            train, valid = fold.train, fold.valid
-            calibrator = ProbabilityCalibrator(method).fit(raw[s, fold.repeat, train], labels[train], landmark[train])
-            out[s, fold.repeat, valid] = calibrator.transform(raw[s, fold.repeat, valid], landmark[valid])
+            calibrator = ProbabilityCalibrator(method).fit(raw[s, fold.repeat, fold.train], labels[fold.train])
+            out[s, fold.repeat, fold.valid] = calibrator.transform(raw[s, fold.repeat, fold.valid])
     return out
 
 

@@ -32,8 +32,8 @@ Design, and why
   vectorised), so the honest choice is also cheap. (Training rows are described with
   the curve their own clients helped fit, as in ``dropout-risk train``.)
 * **Calibration as in ``train``: learnt from out-of-fold predictions.** Each held-out
-  fold's predictions are recalibrated (``training.calibration``, Platt by default, with an
-  intercept per landmark as in ``train``) by a
+  fold's predictions are recalibrated (``training.calibration``, Platt by default, one
+  pooled intercept: see ``calibrate_out_of_fold`` for why not train's per landmark) by a
   calibrator fitted on the out-of-fold predictions of that fold's training clients
   (the other folds of the same repeat), so no row's label touches its own calibrator.
   The alternative, inner grouped CV inside every training fold, costs three to four
@@ -117,7 +117,6 @@ from dropout_risk.training.comparison.statistics import (
 )
 from dropout_risk.training.comparison.tracking import log_comparison
 from dropout_risk.training.evaluation.within_landmark import evaluable_landmarks
-from dropout_risk.training.fitting import landmark_of
 
 Progress = Callable[[str], None]
 
@@ -167,8 +166,7 @@ def compare(
     by_repeat, used = out_of_fold_risks(sets, fold_list, kind, settings, len(data.rows), repeats, say)
     if config.calibrate:
         labels = data.rows["label"].to_numpy()
-        landmark = landmark_of(data.rows)
-        by_repeat = calibrate_out_of_fold(by_repeat, fold_list, labels, settings.training.calibration, landmark)
+        by_repeat = calibrate_out_of_fold(by_repeat, fold_list, labels, settings.training.calibration)
     risks = by_repeat.mean(axis=1)  # one risk per row: the average over repeats
     scored = data.rows.assign(**{f"risk_{i}": risks[i] for i in range(len(sets))})
     result = CompareResult(
