@@ -164,9 +164,11 @@ def test_a_landmark_with_few_rows_takes_the_pooled_intercept():
     y, p, at = y[keep], p[keep], at[keep]
     calibrator = ProbabilityCalibrator("sigmoid").fit(p, y, at)
     assert set(calibrator.landmark_intercepts_) == {1, 2}
-    # the pooled intercept: maximum likelihood over every row with the shared slope
+    # the pooled intercept: maximum likelihood over every row, the shared slope and the landmarks'
+    # own distances from it as offsets (landmark 3's rows have none)
     pooled = calibrator.logit_intercept
-    score = lambda b: np.sum(y - 1 / (1 + np.exp(-(calibrator.logit_slope * logit(p) + b))))  # noqa: E731
+    offset = np.select([at == k for k in (1, 2)], [calibrator.landmark_intercepts_[k] - pooled for k in (1, 2)], 0.0)
+    score = lambda b: np.sum(y - 1 / (1 + np.exp(-(calibrator.logit_slope * logit(p) + b + offset))))  # noqa: E731
     assert abs(score(pooled)) < 1e-6 and score(pooled - 0.01) > 0 > score(pooled + 0.01)
     grid = np.array([0.05, 0.3, 0.7])
     expected = 1 / (1 + np.exp(-(calibrator.logit_slope * logit(grid) + pooled)))
@@ -231,3 +233,11 @@ def test_shrinkage_keeps_real_differences_and_pools_noise():
     assert np.all(np.abs(kept[2:]) < np.abs(kept[:2]))  # the noisier landmarks move more
     near = np.array([-0.05, 0.05, -0.1, 0.1])  # under one standard error
     np.testing.assert_array_equal(shrink_towards(0.3, near + 0.3, variances), np.full(4, 0.3))
+
+
+def test_with_no_landmark_beyond_noise_it_is_exactly_the_pooled_platt_fit():
+    y, p, at = draws_by_landmark(20, 2000, shifts={1: 0.0, 2: 0.0, 3: 0.0, 4: 0.0})
+    per_landmark = ProbabilityCalibrator("sigmoid").fit(p, y, at)
+    pooled = ProbabilityCalibrator("sigmoid").fit(p, y)
+    assert per_landmark.logit_slope == pooled.logit_slope and per_landmark.logit_intercept == pooled.logit_intercept
+    np.testing.assert_array_equal(per_landmark.transform(p, at), pooled.transform(p))

@@ -49,14 +49,16 @@ def build_clinic(cohort: Cohort) -> Clinic:
 # 8 lets several landmarks have intercepts of their own, so the tests cover them.
 TEST_MIN_CLASS_ROWS = 8
 # The simulated model is calibrated within each session, so its intercepts would shrink to the pooled
-# one: the calibrator learns from raw risks pushed up at odd sessions and down at even ones instead.
+# one and its slope be near 1: the calibrator learns from raw risks pushed up at odd sessions and down
+# at even ones, and over-spread, so the tests cover distinct intercepts and a slope that rescales.
 SKEW = 0.8
+SPREAD = 1.3
 
 
 def landmark_calibrator(method: Method, raw: np.ndarray, y: np.ndarray, rows: pd.DataFrame) -> ProbabilityCalibrator:
     """A calibrator with distinct intercepts at 2+ landmarks (isotonic: pooled), fitted at the landmarks of ``rows``."""
     landmark = rows["landmark"].to_numpy(dtype=float)
-    skewed = expit(logit(raw) + np.where(landmark % 2 == 1, SKEW, -SKEW))
+    skewed = expit(SPREAD * logit(raw) + np.where(landmark % 2 == 1, SKEW, -SKEW))
     calibrator = ProbabilityCalibrator(method, min_class_rows=TEST_MIN_CLASS_ROWS).fit(skewed, y, landmark)
     intercepts = calibrator.landmark_intercepts_.values()
     assert method == "isotonic" or (len(intercepts) >= 2 and max(intercepts) - min(intercepts) > 0.5)
