@@ -64,18 +64,24 @@ class ProbabilityCalibrator:
         z = logit(p)
         own = self._own_intercepts(y, landmark)
         shifts = self._shrunk_shifts(z, y, landmark, own) if own and landmark is not None else np.zeros(0)
-        if not np.any(shifts):  # no landmark differs beyond noise: plain Platt scaling
-            pooled = LogisticRegression(C=1e6, max_iter=1000).fit(z.reshape(-1, 1), y)
-            self.slope_, self.intercept_ = float(pooled.coef_[0, 0]), float(pooled.intercept_[0])
-            self.landmark_intercepts_ = dict.fromkeys(own, self.intercept_)
-            return self
-        sessions = np.asarray(landmark, dtype=float).reshape(-1)
-        offset = np.zeros_like(z)
-        for k, shift in zip(own, shifts, strict=True):
-            offset[sessions == k] = shift
-        # The pooled slope and intercept, refitted with each landmark's (shrunk) distance as an offset.
-        self.slope_, self.intercept_ = _platt_with_offset(z, offset, y)
-        self.landmark_intercepts_ = {k: self.intercept_ + float(d) for k, d in zip(own, shifts, strict=True)}
+        if np.any(shifts):
+            sessions = np.asarray(landmark, dtype=float).reshape(-1)
+            offset = np.zeros_like(z)
+            for k, shift in zip(own, shifts, strict=True):
+                offset[sessions == k] = shift
+            # The pooled slope and intercept, refitted with each landmark's (shrunk) distance as an offset.
+            slope, intercept = _platt_with_offset(z, offset, y)
+            # A slope <= 0 would reverse every session's ranking (a model no better than chance within
+            # sessions, such as intake_only): such a model keeps the pooled fit, whose slope the
+            # differences between sessions set.
+            if slope > 0:
+                self.slope_, self.intercept_ = slope, intercept
+                self.landmark_intercepts_ = {k: intercept + float(d) for k, d in zip(own, shifts, strict=True)}
+                return self
+        # No landmark differs beyond noise: plain Platt scaling.
+        pooled = LogisticRegression(C=1e6, max_iter=1000).fit(z.reshape(-1, 1), y)
+        self.slope_, self.intercept_ = float(pooled.coef_[0, 0]), float(pooled.intercept_[0])
+        self.landmark_intercepts_ = dict.fromkeys(own, self.intercept_)
         return self
 
     @staticmethod
@@ -88,6 +94,8 @@ class ProbabilityCalibrator:
         design = np.column_stack([z, *groups, *([rest] if rest.any() else [])]).astype(float)
         joint = LogisticRegression(C=1e6, fit_intercept=False, max_iter=1000).fit(design, y)
         slope = float(joint.coef_[0, 0])
+        if slope <= 0:  # no ranking within sessions to keep: see fit
+            return np.zeros(len(own))
         pooled = _offset_intercept(slope * z, y)
         fitted = joint.coef_[0, 1 : 1 + len(own)]
         variances = np.asarray([_intercept_variance(slope * z[g] + b) for g, b in zip(groups, fitted, strict=True)])
@@ -183,4 +191,4 @@ def _platt_with_offset(z: np.ndarray, offset: np.ndarray, y: np.ndarray) -> tupl
 def _offset_intercept(offset: np.ndarray, y: np.ndarray) -> float:
     """The maximum-likelihood intercept of a logistic model with ``offset`` fixed (the pooled intercept)."""
     # The score sum(y - expit(offset + b)) falls strictly in b: one root when both outcomes occur.
-    return float(brentq(lambda b: float(np.sum(y - expit(offset + b))), -50.0, 50.0, xtol=1e-12))
+    return float(brentq(lambda b: float(np.sum(y - expit(offset + b))), -1e3, 1e3, xtol=1e-12))

@@ -241,3 +241,21 @@ def test_with_no_landmark_beyond_noise_it_is_exactly_the_pooled_platt_fit():
     pooled = ProbabilityCalibrator("sigmoid").fit(p, y)
     assert per_landmark.logit_slope == pooled.logit_slope and per_landmark.logit_intercept == pooled.logit_intercept
     np.testing.assert_array_equal(per_landmark.transform(p, at), pooled.transform(p))
+
+
+def test_a_model_reversed_within_sessions_keeps_the_pooled_fit_and_its_ranking():
+    """intake_only can rank clients worse than chance within sessions, right only between them: a
+    within-session slope would be negative and reverse every session's ranking."""
+    rng = np.random.default_rng(21)
+    at = np.repeat([1.0, 2.0, 3.0, 4.0], 3000)
+    rate = np.select([at == k for k in (1, 2, 3, 4)], [0.35, 0.2, 0.1, 0.05])
+    y = (rng.random(at.size) < rate).astype(int)
+    shifts = np.select([at == k for k in (1, 2, 3, 4)], [0.3, -0.3, 0.3, -0.3])  # miscalibrated by session
+    raw = 1 / (1 + np.exp(-(logit(rate) + shifts - 0.3 * (y - rate) + rng.normal(0, 0.05, at.size))))
+    calibrator = ProbabilityCalibrator("sigmoid").fit(raw, y, at)
+    assert calibrator.logit_slope > 0
+    calibrated = calibrator.transform(raw, at)
+    for k in (1.0, 2.0, 3.0, 4.0):
+        rows = at == k
+        assert roc_auc_score(y[rows], raw[rows]) < 0.5
+        assert roc_auc_score(y[rows], calibrated[rows]) == pytest.approx(roc_auc_score(y[rows], raw[rows]), abs=1e-12)
