@@ -8,10 +8,10 @@ nothing that depends on the internals of the library versions the model was trai
 
 ``scorer.json``::
 
-    {"format": "dropout-risk-scorer", "version": 2, "kind": "logistic" | "lightgbm",
+    {"format": "dropout-risk-scorer", "version": 3, "kind": "logistic" | "lightgbm",
      "spec": FeatureSpec.to_dict(), "trajectories": ExpectedTrajectories.to_dict(),
      "reference": ConceptReference.to_dict(),  # the average client's contributions per session
-     "calibration": {"method": "sigmoid", "coef": a, "intercept": b}
+     "calibration": {"method": "sigmoid", "coef": a, "intercept": b, "landmark_intercepts": {"1": b1, ...}}
                   | {"method": "isotonic", "x": [...], "y": [...]},
      # a logistic model: its design matrix, one term per column, in order
      "logistic": {"intercept": c, "missing_category": {feature: category},
@@ -32,20 +32,27 @@ A "value" term is the feature (its training median when missing), centred and sc
 category (the imputer's fill value); a "level" term is 1 when a numeric feature equals
 ``level`` (the session number as a category).
 
+Platt calibration: calibrated log-odds = a * raw log-odds + the row's landmark's intercept in
+"landmark_intercepts", or ``b`` for a landmark not listed there (too few training rows).
+
 Version 2 (the concept features, issue 16) added "level" terms and "reference"; a version 1
-model was fitted on the old near-duplicate features and is not served: retrain it.
+model was fitted on the old near-duplicate features and is not served: retrain it. Version 3
+added "landmark_intercepts" (Platt intercept per landmark). A version 2 artifact is still read:
+it has the pooled intercept only and scores exactly as before; code older than version 3 refuses
+a version 3 artifact rather than ignore its per-landmark intercepts.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 FORMAT = "dropout-risk-scorer"
-VERSION = 2
+VERSION = 3
+READABLE = (2, 3)  # version 2: the same layout without per-landmark Platt intercepts
 SCORER_DIR = "scorer"  # the artifact's folder: artifacts/scorer/ inside the MLflow model
 SCORER_JSON = "scorer.json"
 BOOSTER_TXT = "booster.txt"
@@ -97,6 +104,7 @@ class Calibration:
     intercept: float = 0.0
     x: tuple[float, ...] = ()  # isotonic: the fitted thresholds, interpolated linearly
     y: tuple[float, ...] = ()
+    landmark_intercepts: dict[int, float] = field(default_factory=dict)  # sigmoid: landmark -> its intercept
 
 
 @dataclass(frozen=True)
@@ -144,7 +152,12 @@ def write_artifact(artifact: ScorerArtifact, directory: Path) -> Path:
 
 def _calibration_json(calibration: Calibration) -> dict[str, Any]:
     if calibration.method == "sigmoid":
-        return {"method": "sigmoid", "coef": calibration.coef, "intercept": calibration.intercept}
+        return {
+            "method": "sigmoid",
+            "coef": calibration.coef,
+            "intercept": calibration.intercept,
+            "landmark_intercepts": {str(k): b for k, b in sorted(calibration.landmark_intercepts.items())},
+        }
     return {"method": "isotonic", "x": list(calibration.x), "y": list(calibration.y)}
 
 
@@ -169,11 +182,12 @@ def read_artifact(directory: Path) -> ScorerArtifact:
     document = _read_json(directory / SCORER_JSON)
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise ArtifactError(f"{SCORER_JSON} is not a dropout-risk scorer")
-    if document.get("version") != VERSION:
-        raise ArtifactError(f"{SCORER_JSON} has format version {document.get('version')!r}; this code reads {VERSION}")
+    if document.get("version") not in READABLE:
+        readable = " and ".join(map(str, READABLE))
+        raise ArtifactError(f"{SCORER_JSON} has format version {document.get('version')!r}; this code reads {readable}")
     kind = document.get("kind")
     try:
-        calibration = _calibration(document["calibration"])
+        calibration = _calibration(document["calibration"], document["version"])
         estimator: LogisticParams | LightGBMParams
         if kind == "logistic":
             estimator = _logistic(document["logistic"])
@@ -214,10 +228,14 @@ def _read_json(path: Path) -> Any:
         raise ArtifactError(f"{path.name} is not valid JSON") from None
 
 
-def _calibration(data: Mapping[str, Any]) -> Calibration:
+def _calibration(data: Mapping[str, Any], version: int) -> Calibration:
     method = data["method"]
     if method == "sigmoid":
-        return Calibration("sigmoid", coef=_number(data["coef"]), intercept=_number(data["intercept"]))
+        intercepts = data["landmark_intercepts"] if version >= 3 else {}  # version 2: the pooled intercept only
+        table = {_session(k): _number(v) for k, v in intercepts.items()}
+        return Calibration(
+            "sigmoid", coef=_number(data["coef"]), intercept=_number(data["intercept"]), landmark_intercepts=table
+        )
     if method == "isotonic":
         x, y = tuple(_number(v) for v in data["x"]), tuple(_number(v) for v in data["y"])
         if not x or len(x) != len(y) or any(b < a for a, b in zip(x, x[1:], strict=False)):
@@ -261,6 +279,13 @@ def _number(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError("not a number")
     return float(value)
+
+
+def _session(key: Any) -> int:
+    """A landmark key of "landmark_intercepts": a whole session number >= 1, as text."""
+    if not isinstance(key, str) or not key.isdigit() or int(key) < 1:
+        raise ValueError("not a session number")
+    return int(key)
 
 
 def _text(value: Any) -> str:

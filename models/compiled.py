@@ -38,7 +38,7 @@ from dropout_risk.models.artifact import (
     ScorerArtifact,
     read_artifact,
 )
-from dropout_risk.models.logodds import logit
+from dropout_risk.models.logodds import landmark_intercepts, logit
 from dropout_risk.models.reference import ConceptEffects, ConceptReference, concept_effects
 
 # A plain decimal literal: float() reads it exactly as pandas.to_numeric does. Anything else
@@ -180,25 +180,28 @@ class _LightGBMScorer:
 
 
 class _Calibrator:
-    """``ProbabilityCalibrator.transform`` in numpy: Platt scaling, or the isotonic curve."""
+    """``ProbabilityCalibrator.transform`` in numpy: Platt scaling (an intercept per landmark), or isotonic."""
 
     def __init__(self, calibration: Calibration):
         self.method = calibration.method
         self.coef, self.intercept = calibration.coef, calibration.intercept
+        self.table = dict(calibration.landmark_intercepts)
         self.x, self.y = np.asarray(calibration.x, dtype=float), np.asarray(calibration.y, dtype=float)
 
     @property
     def logit_slope(self) -> float:
         return self.coef if self.method == "sigmoid" else 1.0
 
-    @property
-    def logit_intercept(self) -> float:
-        return self.intercept if self.method == "sigmoid" else 0.0
+    def logit_intercepts(self, landmark: np.ndarray) -> np.ndarray:
+        """Each row's Platt intercept (its landmark's, else the pooled one); 0 for isotonic."""
+        if self.method != "sigmoid":
+            return np.zeros(np.shape(landmark))
+        return landmark_intercepts(landmark, self.table, self.intercept)
 
-    def __call__(self, p: np.ndarray) -> np.ndarray:
+    def __call__(self, p: np.ndarray, landmark: np.ndarray) -> np.ndarray:
         p = np.asarray(p, dtype=float).reshape(-1)
         if self.method == "sigmoid":
-            return expit(logit(p) * self.coef + self.intercept)
+            return expit(logit(p) * self.coef + self.logit_intercepts(landmark))
         # scikit-learn's IsotonicRegression(out_of_bounds="clip"): clip, then interpolate linearly.
         return np.interp(np.clip(p, self.x[0], self.x[-1]), self.x, self.y)
 
@@ -216,6 +219,7 @@ class CompiledModel:
             raise ArtifactError(f"the feature spec or trajectories cannot be read ({type(exc).__name__})") from None
         self.kind: str = artifact.kind
         self.columns = self.spec.feature_columns()
+        self._landmark = self.columns.index(LANDMARK)  # the Platt intercept depends on it
         self.levels = {c: tuple(v) for c, v in self.spec.categorical_covariates.items()}
         estimator = artifact.estimator
         self._scorer = (
@@ -285,16 +289,16 @@ class CompiledModel:
         """The estimator's uncalibrated probability (``DropoutRiskModel.raw_probability``)."""
         return self._scorer.raw_probability(self._check(X))
 
-    def calibrate(self, p: np.ndarray) -> np.ndarray:
-        """``ProbabilityCalibrator.transform``: Platt scaling or the isotonic curve, in numpy."""
-        return self._calibrator(p)
+    def calibrate(self, p: np.ndarray, landmark: np.ndarray) -> np.ndarray:
+        """``ProbabilityCalibrator.transform``: Platt scaling (at each row's landmark) or isotonic, in numpy."""
+        return self._calibrator(p, landmark)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Calibrated probabilities, shape (n,)."""
         X = self._check(X)
         if X.shape[0] == 0:
             return np.empty(0)
-        return self.calibrate(self._scorer.raw_probability(X))
+        return self.calibrate(self._scorer.raw_probability(X), X[:, self._landmark])
 
     def contributions(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per-feature contributions on the calibrated log-odds scale (n, p), and the bias (n,).
@@ -314,10 +318,9 @@ class CompiledModel:
     def concept_effects(self, X: np.ndarray) -> ConceptEffects:
         """Each row's log-odds as a baseline (the average client at its session) plus each concept's effect."""
         parts, bias = self.contributions(X)
-        landmark = self._check(X)[:, self.columns.index(LANDMARK)]
-        return concept_effects(
-            parts, bias, self.columns, landmark, self.spec, self.reference, self._calibrator.logit_intercept
-        )
+        landmark = self._check(X)[:, self._landmark]
+        intercepts = self._calibrator.logit_intercepts(landmark)
+        return concept_effects(parts, bias, self.columns, landmark, self.spec, self.reference, intercepts)
 
     # -- history to risk (batch scoring) ---------------------------------------------------------
     def build_features(self, sessions: pd.DataFrame, episodes: pd.DataFrame | None = None) -> pd.DataFrame:

@@ -111,11 +111,15 @@ def write_verified_artifact(model: DropoutRiskModel, rows: pd.DataFrame, directo
 def _calibration(calibrator: Any) -> Calibration:
     if not isinstance(calibrator, ProbabilityCalibrator):
         raise ValueError("only a ProbabilityCalibrator (sigmoid or isotonic) can be compiled")
-    fitted = calibrator.model_
     if calibrator.method == "sigmoid":
-        if not isinstance(fitted, LogisticRegression) or len(fitted.classes_) != 2 or fitted.coef_.shape != (1, 1):
-            raise ValueError("the Platt calibrator must be a binary logistic regression on one input")
-        return Calibration("sigmoid", coef=float(fitted.coef_[0, 0]), intercept=float(fitted.intercept_[0]))
+        table = {int(k): float(b) for k, b in calibrator.landmark_intercepts_.items()}
+        numbers = [calibrator.logit_slope, calibrator.logit_intercept, *table.values()]
+        if not all(math.isfinite(v) for v in numbers) or any(k < 1 for k in table):
+            raise ValueError("the Platt calibrator's slope and intercepts must be finite, its landmarks >= 1")
+        return Calibration(
+            "sigmoid", coef=calibrator.logit_slope, intercept=calibrator.logit_intercept, landmark_intercepts=table
+        )
+    fitted = calibrator.model_
     if not isinstance(fitted, IsotonicRegression) or fitted.out_of_bounds != "clip":
         raise ValueError("the isotonic calibrator must be an IsotonicRegression(out_of_bounds='clip')")
     x, y = np.asarray(fitted.X_thresholds_, dtype=float), np.asarray(fitted.y_thresholds_, dtype=float)

@@ -93,14 +93,15 @@ class DropoutRiskModel(PythonModel):
         """Each row's calibrated log-odds as a baseline plus each concept's effect (``models.reference``)."""
         parts = self.contributions(features)
         columns = self.spec.feature_columns()
+        landmark = self.landmarks(features)
         return concept_effects(
             parts[columns].to_numpy(),
             parts["bias"].to_numpy(),
             columns,
-            pd.to_numeric(features["landmark"]).to_numpy(),
+            landmark,
             self.spec,
             self.reference,
-            self.calibrator.logit_intercept,
+            self.calibrator.logit_intercepts(landmark, len(features)),
         )
 
     def __getstate__(self) -> dict:
@@ -147,18 +148,23 @@ class DropoutRiskModel(PythonModel):
     def raw_probability(self, features: pd.DataFrame) -> np.ndarray:
         return self.estimator.predict_proba(self.prepare(features))[:, 1]
 
+    def landmarks(self, features: pd.DataFrame) -> np.ndarray:
+        """Each row's session number as the calibrator reads it (NaN when missing or not a number)."""
+        return self.prepare(features)["landmark"].to_numpy(dtype=float)
+
     def predict_features(self, features: pd.DataFrame) -> np.ndarray:
-        """Calibrated probability of dropout for each feature row."""
+        """Calibrated probability of dropout for each feature row (Platt's intercept at its landmark)."""
         if len(features) == 0:
             return np.empty(0)
-        return self.calibrator.transform(self.raw_probability(features))
+        return self.calibrator.transform(self.raw_probability(features), self.landmarks(features))
 
     def contributions(self, features: pd.DataFrame) -> pd.DataFrame:
         """Per-feature contributions on the calibrated log-odds scale, plus a ``bias`` column.
 
         LightGBM's pred_contrib (TreeSHAP) or the logistic terms, multiplied by the
-        Platt slope: with sigmoid calibration, bias + contributions + the Platt
-        intercept is exactly the calibrated log-odds.
+        Platt slope (one for every landmark): with sigmoid calibration, bias +
+        contributions + the Platt intercept of the row's landmark is exactly the
+        calibrated log-odds.
         """
         prepared = self.prepare(features)
         if self.kind == "lightgbm":

@@ -7,7 +7,7 @@ read a risk against clients at the same point in treatment: this module sums con
 concept (``features.concepts``) and subtracts, per session number, the average training client's
 sum. What is left of each concept is how this client differs from that average client; the rest
 (the model's bias, the session number's effect, the average client's concept sums and the Platt
-intercept) is the ``baseline``. Baseline plus the concept effects is the calibrated log-odds
+intercept of the row's landmark) is the ``baseline``. Baseline plus the concept effects is the calibrated log-odds
 exactly (with Platt calibration; with isotonic calibration, the uncalibrated log-odds).
 """
 
@@ -119,11 +119,12 @@ def concept_effects(
     landmark: np.ndarray,
     spec: FeatureSpec,
     reference: ConceptReference,
-    intercept: float = 0.0,
+    intercept: float | np.ndarray = 0.0,
 ) -> ConceptEffects:
     """Split each row's log-odds into a baseline and the explained concepts' effects (they sum exactly).
 
-    ``intercept``: what calibration adds to the log-odds beyond the scaled contributions (Platt's).
+    ``intercept``: what calibration adds to the log-odds beyond the scaled contributions (Platt's
+    intercept at each row's landmark, or one number for every row).
     """
     sums = concept_sums(contributions, columns, spec)
     expected = reference.at(landmark)

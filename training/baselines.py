@@ -20,7 +20,7 @@ from dropout_risk.features.spec import LANDMARK, FeatureSpec
 from dropout_risk.models.calibration import Method
 from dropout_risk.models.clinical_rule import ClinicalRuleClassifier
 from dropout_risk.models.estimators import make_candidate
-from dropout_risk.training.fitting import CandidateResult, calibrated_risk, fit_calibrated
+from dropout_risk.training.fitting import CandidateResult, calibrated_risk, fit_calibrated, landmark_of
 
 BASELINES = ("landmark_only", "intake_only", "clinical_rule", "logistic")
 
@@ -45,7 +45,8 @@ def baseline_risks(
     """Every baseline of ``BASELINES``, fitted on the training rows, scored on the test rows."""
     y = train_rows["label"].to_numpy(dtype=int)
     estimator, calibrator = fit_calibrated(logistic, train_rows, y, calibration)
-    logistic_risk = BaselineRisk("logistic", calibrator.transform(estimator.predict_proba(test_rows)[:, 1]))
+    raw = estimator.predict_proba(test_rows)[:, 1]
+    logistic_risk = BaselineRisk("logistic", calibrator.transform(raw, landmark_of(test_rows)))
     return [*reference_baselines(train_rows, test_rows, spec, folds, calibration), logistic_risk]
 
 

@@ -141,13 +141,18 @@ def _within_or_worst(result: CandidateResult) -> float:
 def fit_calibrated(
     result: CandidateResult, X: pd.DataFrame, y: np.ndarray, method: Method
 ) -> tuple[Pipeline, ProbabilityCalibrator]:
-    """Refit on all training rows; the calibrator learns from the out-of-fold predictions only."""
-    calibrator = ProbabilityCalibrator(method).fit(result.oof, y)
+    """Refit on all training rows; the calibrator learns from the out-of-fold predictions only (per landmark)."""
+    calibrator = ProbabilityCalibrator(method).fit(result.oof, y, landmark_of(X))
     return clone(result.estimator).fit(X, y), calibrator
 
 
 def calibrated_risk(template, X: pd.DataFrame, y: np.ndarray, folds, method: Method, rows: pd.DataFrame) -> np.ndarray:
     """Risks of ``rows`` from ``template`` refitted on ``X``, calibrated on its out-of-fold risks over ``folds``."""
     oof, _ = out_of_fold(template, X, y, folds)
-    calibrator = ProbabilityCalibrator(method).fit(oof, y)
-    return calibrator.transform(clone(template).fit(X, y).predict_proba(rows)[:, 1])
+    calibrator = ProbabilityCalibrator(method).fit(oof, y, landmark_of(X))
+    return calibrator.transform(clone(template).fit(X, y).predict_proba(rows)[:, 1], landmark_of(rows))
+
+
+def landmark_of(rows: pd.DataFrame) -> np.ndarray:
+    """Each landmark row's session number, as the calibrator takes it."""
+    return pd.to_numeric(rows["landmark"]).to_numpy(dtype=float)

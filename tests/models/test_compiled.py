@@ -10,15 +10,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.special import expit
 
 from dropout_risk.models import extract as extraction
 from dropout_risk.models.artifact import BOOSTER_TXT, SCORER_JSON, ArtifactError, ScorerArtifact, write_artifact
-from dropout_risk.models.calibration import ProbabilityCalibrator
 from dropout_risk.models.clinical_rule import ClinicalRuleClassifier
 from dropout_risk.models.compiled import CompiledModel
 from dropout_risk.models.estimators import make_candidate
 from dropout_risk.models.extract import ArtifactMismatchError, compile_model, discrepancy, extract
+from dropout_risk.models.logodds import logit
 from dropout_risk.models.packaged import DropoutRiskModel
+from tests.support.clinic import landmark_calibrator
 
 BLANK = "blank"  # a numeric covariate never observed in training
 REFERRAL = "referral"  # a categorical covariate that carries signal
@@ -89,7 +91,7 @@ def build(cohort: Cohort, kind: str, method: str, groups=None) -> DropoutRiskMod
     params = {"n_estimators": 150} if kind == "lightgbm" else {}
     estimator = make_candidate(kind, train, columns, **params).fit(train[fit_rows], cohort.y[fit_rows])
     raw = estimator.predict_proba(train[~fit_rows])[:, 1]
-    calibrator = ProbabilityCalibrator(method).fit(raw, cohort.y[~fit_rows])
+    calibrator = landmark_calibrator(method, raw, cohort.y[~fit_rows], train[~fit_rows])
     return DropoutRiskModel(
         spec=cohort.spec,
         trajectories=cohort.trajectories,
@@ -188,7 +190,19 @@ def test_the_calibrator_is_applied(cohort, models):
 def test_calibrate_equals_the_calibrator_at_the_extremes(models, name):
     compiled = compile_model(models[name])
     p = np.array([0.0, 1e-12, 1e-7, 1e-6, 0.001, 0.2, 0.5, 0.93, 1 - 1e-7, 1 - 1e-12, 1.0])
-    np.testing.assert_allclose(compiled.calibrate(p), models[name].calibrator.transform(p), rtol=0, atol=1e-12)
+    for landmark in (1.0, 2.0, 3.0, 7.0, 99.0, 2.5, np.nan):  # own intercepts, pooled, unseen, not a session
+        at = np.full(p.size, landmark)
+        expected = models[name].calibrator.transform(p, at)
+        np.testing.assert_allclose(compiled.calibrate(p, at), expected, rtol=0, atol=1e-12)
+
+
+def test_the_sigmoid_variants_have_an_intercept_per_landmark(cohort, models):
+    """So every equality test here covers the per-landmark Platt intercepts."""
+    for name, (_, method, _) in VARIANTS.items():
+        table = extract(models[name]).calibration.landmark_intercepts
+        assert len(table) >= 2 if method == "sigmoid" else table == {}
+    intercepts = models["logistic-sigmoid"].calibrator.landmark_intercepts_.values()
+    assert max(intercepts) - min(intercepts) > 1e-3  # they differ
 
 
 # --- categorical covariates --------------------------------------------------------------------------
@@ -396,6 +410,12 @@ def _forgotten_missing_category(artifact: ScorerArtifact) -> ScorerArtifact:
     return replace(artifact, estimator=replace(artifact.estimator, missing_category={}))
 
 
+def _landmark_intercept_moved(artifact: ScorerArtifact) -> ScorerArtifact:
+    table = dict(artifact.calibration.landmark_intercepts)
+    table[min(table)] += 1e-6
+    return replace(artifact, calibration=replace(artifact.calibration, landmark_intercepts=table))
+
+
 def _categories_in_spec_order(artifact: ScorerArtifact) -> ScorerArtifact:
     """LightGBM's codes taken from the spec's levels instead of the training frame's categories."""
     categories = {**artifact.estimator.categories, REFERRAL: REFERRAL_LEVELS}
@@ -407,6 +427,7 @@ def _categories_in_spec_order(artifact: ScorerArtifact) -> ScorerArtifact:
     [
         ("logistic-sigmoid", _tampered_coefficient),
         ("logistic-sigmoid", _forgotten_missing_category),
+        ("lightgbm-sigmoid", _landmark_intercept_moved),
         ("lightgbm-sigmoid", _categories_in_spec_order),
     ],
 )
@@ -435,6 +456,14 @@ DAMAGE = {
     "not JSON": (lambda d: (d / SCORER_JSON).write_text("{"), "scorer.json is not valid JSON"),
     "another format version": (lambda d: _edit_json(d, lambda j: j.update(version=99)), "format version 99"),
     "a field missing": (lambda d: _edit_json(d, lambda j: j.pop("calibration")), r"malformed \(KeyError\)"),
+    "no per-landmark intercepts in version 3": (
+        lambda d: _edit_json(d, lambda j: j["calibration"].pop("landmark_intercepts")),
+        r"malformed \(KeyError\)",
+    ),
+    "a landmark that is not a session": (
+        lambda d: _edit_json(d, lambda j: j["calibration"]["landmark_intercepts"].update({"0": 0.1})),
+        r"malformed \(ValueError\)",
+    ),
     "text for a number": (
         lambda d: _edit_json(d, lambda j: j["calibration"].update(coef="0.5")),
         r"malformed \(TypeError\)",
@@ -460,3 +489,21 @@ def test_a_damaged_artifact_raises_artifact_error(models, damage, tmp_path):
     with pytest.raises(ArtifactError, match=message) as caught:
         CompiledModel.from_directory(directory)
     assert "tree" not in str(caught.value) and len(str(caught.value)) < 120  # names the fault, not the content
+
+
+def test_a_version_2_artifact_is_read_with_its_pooled_intercept(cohort, models, tmp_path):
+    """Models registered before per-landmark intercepts (format 2) keep scoring exactly as they did."""
+    model = models["lightgbm-sigmoid"]
+    directory = write_artifact(extract(model), tmp_path / "scorer")
+
+    def as_version_2(document: dict) -> None:
+        document["version"] = 2
+        del document["calibration"]["landmark_intercepts"]
+
+    _edit_json(directory, as_version_2)
+    old = CompiledModel.from_directory(directory)
+    X = old.matrix(cohort.rows)
+    pooled = model.calibrator.logit_intercept
+    expected = expit(model.calibrator.logit_slope * logit(old.raw_probability(X)) + pooled)
+    np.testing.assert_allclose(old.predict(X), expected, rtol=0, atol=1e-9)
+    assert max_abs(old.predict(X), compile_model(model).predict(X)) > 1e-4  # the per-landmark scorer differs

@@ -15,7 +15,6 @@ from mlflow import MlflowClient
 from mlflow.types import DataType
 
 from dropout_risk.models import extract as extraction
-from dropout_risk.models.calibration import ProbabilityCalibrator
 from dropout_risk.models.estimators import make_candidate
 from dropout_risk.models.extract import ArtifactMismatchError
 from dropout_risk.models.packaged import BIAS, CONTRIBUTION_PREFIX, RISK, DropoutRiskModel
@@ -28,6 +27,7 @@ from dropout_risk.models.registry import (
     set_alias,
     version_for_alias,
 )
+from tests.support.clinic import landmark_calibrator
 
 KINDS = ("logistic", "lightgbm")
 
@@ -46,7 +46,7 @@ def build_model(clinic, kind: str) -> DropoutRiskModel:
     params = {"n_estimators": 150} if kind == "lightgbm" else {}
     estimator = make_candidate(kind, train, columns, **params).fit(train[fit_rows], clinic.y[fit_rows])
     raw = estimator.predict_proba(train[~fit_rows])[:, 1]
-    calibrator = ProbabilityCalibrator("sigmoid").fit(raw, clinic.y[~fit_rows])
+    calibrator = landmark_calibrator("sigmoid", raw, clinic.y[~fit_rows], train[~fit_rows])
     return DropoutRiskModel(
         spec=clinic.spec,
         trajectories=clinic.trajectories,
@@ -103,7 +103,8 @@ def test_predict_features_gives_probabilities(clinic, model):
 
 def test_predict_features_is_the_calibrated_estimator_output(clinic, model):
     X = clinic.features
-    expected = model.calibrator.transform(model.estimator.predict_proba(model.prepare(X))[:, 1])
+    raw = model.estimator.predict_proba(model.prepare(X))[:, 1]
+    expected = model.calibrator.transform(raw, X["landmark"].to_numpy(dtype=float))
     np.testing.assert_array_equal(model.predict_features(X), expected)
 
 
@@ -123,7 +124,8 @@ def test_contributions_add_up_to_the_calibrated_log_odds(clinic, model):
     assert list(out.columns) == [RISK, *spec_columns, BIAS]
     assert out.index.equals(X.index)
     np.testing.assert_array_equal(out[RISK].to_numpy(), model.predict_features(X))
-    platt_intercept = model.calibrator.model_.intercept_[0]
+    platt_intercept = model.calibrator.logit_intercepts(X["landmark"], len(X))  # each row's landmark's
+    assert np.unique(platt_intercept).size > 1
     total = out[[*spec_columns, BIAS]].sum(axis=1).to_numpy() + platt_intercept
     np.testing.assert_allclose(total, logit(out[RISK]), rtol=0, atol=1e-6)
     # The calibrator really rescales (so the test covers the slope), and features carry the signal.
@@ -136,7 +138,7 @@ def test_pyfunc_predict_keeps_rows_aligned_with_a_repeated_index(clinic, model):
     out = model.predict(None, X, params={"contributions": True})
     assert len(out) == len(X) and list(out.index) == list(X.index)
     np.testing.assert_array_equal(out[RISK].to_numpy(), model.predict_features(X))
-    total = out.drop(columns=RISK).sum(axis=1).to_numpy() + model.calibrator.model_.intercept_[0]
+    total = out.drop(columns=RISK).sum(axis=1).to_numpy() + model.calibrator.logit_intercepts(X["landmark"], len(X))
     np.testing.assert_allclose(total, logit(out[RISK]), rtol=0, atol=1e-6)
 
 

@@ -19,14 +19,13 @@ import numpy as np
 import pytest
 
 from dropout_risk.features.concepts import direction, directions, model_columns
-from dropout_risk.models.calibration import ProbabilityCalibrator
 from dropout_risk.models.estimators import make_candidate
 from dropout_risk.models.extract import compile_model
 from dropout_risk.models.logodds import logit
 from dropout_risk.models.packaged import DropoutRiskModel
 from dropout_risk.serving.reasons import concept_factors
 from dropout_risk.training.evaluation.monotonicity import monotonicity_violations
-from tests.support.clinic import build_clinic
+from tests.support.clinic import build_clinic, landmark_calibrator
 from tests.support.reasons import ScoredSession, changes_against_their_concept, check_factors, score_every_session
 
 KINDS = ("logistic", "lightgbm")
@@ -53,7 +52,7 @@ def compiled(request, clinic, split):
     half = train["client_id"].isin(np.sort(train["client_id"].unique())[::2]).to_numpy()
     candidate = make_candidate(request.param, train, columns, directions(clinic.spec, columns), **params)
     estimator = candidate.fit(train[half], y[half])
-    calibrator = ProbabilityCalibrator("sigmoid").fit(estimator.predict_proba(train[~half])[:, 1], y[~half])
+    calibrator = landmark_calibrator("sigmoid", estimator.predict_proba(train[~half])[:, 1], y[~half], train[~half])
     model = DropoutRiskModel(
         spec=clinic.spec,
         trajectories=clinic.trajectories,

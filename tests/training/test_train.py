@@ -17,6 +17,7 @@ from mlflow import MlflowClient
 from mlflow.models import get_model_info
 
 from dropout_risk.features.trajectories import fit_expected_trajectories
+from dropout_risk.models.calibration import MIN_CLASS_ROWS
 from dropout_risk.models.registry import (
     CHALLENGER,
     MODEL_NAME,
@@ -200,6 +201,34 @@ def test_registered_curves_are_fitted_on_the_training_clients_only(trained, tmp_
     leaky = fit_expected_trajectories(data.sessions[client_ids.isin(ended)], scorer.spec)
     with pytest.raises(AssertionError):
         _assert_same_curves(scorer.trajectories, leaky)
+
+
+def test_the_registered_calibrator_has_an_intercept_at_each_landmark_with_enough_training_rows(trained, tmp_path):
+    """Platt's intercept per landmark, fitted on the training clients' out-of-fold risks, reaches the scorer."""
+    outcome, paths, settings = trained
+    stored = MlflowClient().download_artifacts(outcome.run_id, f"{TEST_DATA_DIR}/test_episodes.parquet", str(tmp_path))
+    test_ids = set(pd.read_parquet(stored)["client_id"].astype(str))
+    model = load_model(f"models:/{MODEL_NAME}/{outcome.model_version}")
+    data = load_contract(paths["sessions"], paths["episodes"], settings.registry())
+    features = model.build_features(data.sessions, data.episodes)
+    training = features[features["label"].notna() & ~features["client_id"].astype(str).isin(test_ids)]
+    counts = training.groupby("landmark")["label"].agg(["sum", "count"])
+    fewest = np.minimum(counts["sum"], counts["count"] - counts["sum"])
+    expected = {int(k) for k, n in fewest.items() if n >= MIN_CLASS_ROWS}
+    assert 2 <= len(expected) < len(counts)  # the cohort has landmarks of both kinds
+    scorer = load_scorer(f"models:/{MODEL_NAME}/{outcome.model_version}")
+    table = model.calibrator.landmark_intercepts_
+    assert set(table) == expected
+    assert outcome.report["validation"]["calibration_landmarks"] == sorted(expected)
+    shifts = outcome.report["validation"]["calibration_intercept_shifts"]
+    pooled = model.calibrator.logit_intercept
+    assert shifts == pytest.approx({str(k): b - pooled for k, b in table.items()}, abs=1e-12)
+    card = Path(MlflowClient().download_artifacts(outcome.run_id, "model_card.md", str(tmp_path))).read_text()
+    assert f"an intercept of its own at session(s) {', '.join(map(str, sorted(expected)))}" in card
+    at = np.arange(1.0, 9.0)
+    np.testing.assert_allclose(
+        scorer.calibrate(np.full(8, 0.2), at), model.calibrator.transform(np.full(8, 0.2), at), rtol=0, atol=1e-12
+    )
 
 
 def test_the_input_example_is_no_clients_row(trained, tmp_path):

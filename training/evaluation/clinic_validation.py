@@ -8,7 +8,7 @@ from sklearn.base import clone
 
 from dropout_risk.models.calibration import ProbabilityCalibrator
 from dropout_risk.training.evaluation.metrics import binary_metrics
-from dropout_risk.training.fitting import CandidateResult, out_of_fold
+from dropout_risk.training.fitting import CandidateResult, landmark_of, out_of_fold
 from dropout_risk.training.settings import TrainingConfig
 from dropout_risk.training.splits import grouped_folds, leave_one_clinic_out
 
@@ -29,10 +29,10 @@ def leave_one_clinic_out_metrics(features: pd.DataFrame, recipe: CandidateResult
         train = features.iloc[train_idx].reset_index(drop=True)
         inner = grouped_folds(train, folds=INNER_FOLDS, seed=config.seed)
         oof, _ = out_of_fold(recipe.estimator, train, y[train_idx], inner)
-        calibrator = ProbabilityCalibrator(config.calibration).fit(oof, y[train_idx])
+        calibrator = ProbabilityCalibrator(config.calibration).fit(oof, y[train_idx], landmark_of(train))
         fitted = clone(recipe.estimator).fit(train, y[train_idx])
         test = features.iloc[test_idx]
-        risk = calibrator.transform(fitted.predict_proba(test)[:, 1])
+        risk = calibrator.transform(fitted.predict_proba(test)[:, 1], landmark_of(test))
         metrics = binary_metrics(y[test_idx], risk)
         out[clinic] = {k: metrics[k] for k in KEPT} | {"n_clients": int(test["client_id"].nunique())}
     return out

@@ -123,6 +123,21 @@ def _monotonicity(report: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def _calibration(validation: dict[str, Any]) -> str:
+    if validation["calibration"] != "sigmoid":
+        return f"{validation['calibration']} (one curve for every session)"
+    own = validation.get("calibration_landmarks", [])
+    if not own:
+        return "Platt scaling (one slope and one intercept: no session had enough dropouts and completers for its own)"
+    shifts = validation.get("calibration_intercept_shifts", {})
+    moved = ", ".join(f"{k} {v:+.2f}" for k, v in shifts.items())
+    return (
+        "Platt scaling with one slope for every session and an intercept of its own at session(s) "
+        f"{', '.join(map(str, own))} (the others share the pooled intercept), each shrunk towards the pooled "
+        f"one by as much as its difference is noise (log-odds from the pooled intercept: {moved or 'none'})"
+    )
+
+
 def _validation_design(report: dict[str, Any]) -> list[str]:
     test, selection, validation = report["test"], report["selection"], report["validation"]
     return [
@@ -133,7 +148,7 @@ def _validation_design(report: dict[str, Any]) -> list[str]:
         "within-session AUC: "
         + ", ".join(f"{k} {v:.3f}" for k, v in selection["cv_within_landmark_auc"].items())
         + f"; chosen: **{selection['chosen']}** ({selection['rule']}).",
-        f"- Calibration: {validation['calibration']} fitted on out-of-fold predictions.",
+        f"- Calibration: {_calibration(validation)}, fitted on out-of-fold predictions.",
         f"- 95% confidence intervals: client-clustered bootstrap ({validation['bootstrap_resamples']} "
         "resamples of clients).",
         "",

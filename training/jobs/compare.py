@@ -32,7 +32,8 @@ Design, and why
   vectorised), so the honest choice is also cheap. (Training rows are described with
   the curve their own clients helped fit, as in ``dropout-risk train``.)
 * **Calibration as in ``train``: learnt from out-of-fold predictions.** Each held-out
-  fold's predictions are recalibrated (``training.calibration``, Platt by default) by a
+  fold's predictions are recalibrated (``training.calibration``, Platt by default, one
+  pooled intercept: see ``calibrate_out_of_fold`` for why not train's per landmark) by a
   calibrator fitted on the out-of-fold predictions of that fold's training clients
   (the other folds of the same repeat), so no row's label touches its own calibrator.
   The alternative, inner grouped CV inside every training fold, costs three to four

@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from dropout_risk.models.calibration import Method
+from dropout_risk.models.calibration import Method, ProbabilityCalibrator
 from dropout_risk.models.registry import MODEL_NAME
 from dropout_risk.training.baselines import BASELINES, BaselineRisk, baseline_risks
 from dropout_risk.training.cv_estimate import cross_validate
@@ -207,8 +207,17 @@ def _report(
             "leave_one_clinic_out": leave_one_clinic_out,
             "folds": config.folds,
             "calibration": config.calibration,
+            # the landmarks with a Platt intercept of their own (the others take the pooled one), and how
+            # far each is from the pooled one on the log-odds after shrinkage
+            "calibration_landmarks": sorted(fitted.model.calibrator.landmark_intercepts_),
+            "calibration_intercept_shifts": _intercept_shifts(fitted.model.calibrator),
             "bootstrap_resamples": config.bootstrap_resamples,
         },
         "subgroups": subgroups(scored, "risk"),
         "promoted": False,
     }
+
+
+def _intercept_shifts(calibrator: ProbabilityCalibrator) -> dict[str, float]:
+    pooled = calibrator.logit_intercept
+    return {str(k): b - pooled for k, b in sorted(calibrator.landmark_intercepts_.items())}
