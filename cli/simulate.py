@@ -9,6 +9,26 @@ import typer
 
 from dropout_risk.cli.common import ConfigOption, console, fail, settings, user_errors
 
+AllianceEffectOption = Annotated[
+    float | None,
+    typer.Option("--alliance-effect", min=0, help="How strongly alliance drives dropout (0 = not at all; default 1)."),
+]
+OutcomeEffectOption = Annotated[
+    float | None,
+    typer.Option(
+        "--outcome-effect", min=0, help="How strongly outcome progress drives dropout (0 = not at all; default 1)."
+    ),
+]
+NoSignalOption = Annotated[
+    bool,
+    typer.Option(
+        "--no-signal",
+        help="No predictor affects dropout (scores, age, clinic, therapist, missed appointments): only the "
+        "session number does, so truth.csv's risk depends on the session alone. For checking that an "
+        "evaluation finds nothing where there is nothing.",
+    ),
+]
+
 
 def simulate(
     clients: Annotated[int, typer.Option("--clients", min=1, help="Number of clients.")],
@@ -18,27 +38,9 @@ def simulate(
     outcome: Annotated[Literal["ors", "phq9", "oq45", "core10"], typer.Option("--outcome")] = "ors",
     alliance: Annotated[Literal["srs", "wai_sr", "none"], typer.Option("--alliance")] = "srs",
     clinics: Annotated[int, typer.Option("--clinics", min=1)] = 5,
-    alliance_effect: Annotated[
-        float | None,
-        typer.Option(
-            "--alliance-effect", min=0, help="How strongly alliance drives dropout (0 = not at all; default 1)."
-        ),
-    ] = None,
-    outcome_effect: Annotated[
-        float | None,
-        typer.Option(
-            "--outcome-effect", min=0, help="How strongly outcome progress drives dropout (0 = not at all; default 1)."
-        ),
-    ] = None,
-    no_signal: Annotated[
-        bool,
-        typer.Option(
-            "--no-signal",
-            help="No predictor affects dropout (scores, age, clinic, therapist, missed appointments): only the "
-            "session number does, so truth.csv's risk depends on the session alone. For checking that an "
-            "evaluation finds nothing where there is nothing.",
-        ),
-    ] = False,
+    alliance_effect: AllianceEffectOption = None,
+    outcome_effect: OutcomeEffectOption = None,
+    no_signal: NoSignalOption = False,
     config: ConfigOption = None,
 ) -> None:
     """Simulate a cohort reproducing the published dropout statistics (docs/domain.md section 6)."""

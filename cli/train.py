@@ -112,29 +112,38 @@ def _is_split_kind(value: str) -> TypeGuard[SplitKind]:
     return value in get_args(SplitKind)
 
 
+TruthOption = Annotated[Path | None, typer.Option("--truth", help="Simulator truth.csv: adds the true-risk AUC.")]
+ReportOption = Annotated[Path | None, typer.Option("--report", help="Write the JSON report here.")]
+PromoteOption = Annotated[bool, typer.Option("--promote", help="Run the promotion gate afterwards.")]
+SplitOption = Annotated[str, typer.Option("--split", help="Test split: random (by client) or temporal.")]
+LocoOption = Annotated[
+    bool, typer.Option("--leave-one-clinic-out", help="Also validate the recipe on each clinic held out in turn.")
+]
+EvaluationOption = Annotated[
+    str | None,
+    typer.Option(
+        "--evaluation",
+        help="holdout (a 20% test set) or cv (repeated cross-validation on every client); default: cv below "
+        "evaluation.small_data_clients ended episodes.",
+    ),
+]
+OofOption = Annotated[
+    Path | None,
+    typer.Option("--oof", help="Small-data mode: write every model's out-of-fold risks here (.csv or .parquet)."),
+]
+
+
 def train_command(
     sessions: SessionsOption,
     episodes: EpisodesOption,
-    truth: Annotated[Path | None, typer.Option("--truth", help="Simulator truth.csv: adds the true-risk AUC.")] = None,
+    truth: TruthOption = None,
     config: ConfigOption = None,
-    report: Annotated[Path | None, typer.Option("--report", help="Write the JSON report here.")] = None,
-    do_promote: Annotated[bool, typer.Option("--promote", help="Run the promotion gate afterwards.")] = False,
-    split: Annotated[str, typer.Option("--split", help="Test split: random (by client) or temporal.")] = "random",
-    loco: Annotated[
-        bool, typer.Option("--leave-one-clinic-out", help="Also validate the recipe on each clinic held out in turn.")
-    ] = False,
-    evaluation: Annotated[
-        str | None,
-        typer.Option(
-            "--evaluation",
-            help="holdout (a 20% test set) or cv (repeated cross-validation on every client); default: cv below "
-            "evaluation.small_data_clients ended episodes.",
-        ),
-    ] = None,
-    oof: Annotated[
-        Path | None,
-        typer.Option("--oof", help="Small-data mode: write every model's out-of-fold risks here (.csv or .parquet)."),
-    ] = None,
+    report: ReportOption = None,
+    do_promote: PromoteOption = False,
+    split: SplitOption = "random",
+    loco: LocoOption = False,
+    evaluation: EvaluationOption = None,
+    oof: OofOption = None,
 ) -> None:
     """Train, validate by client, register as challenger (and optionally promote)."""
     from dropout_risk.training.jobs.promote import PromotionError, promote

@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy import Engine
 
 from dropout_risk.features.config import load_settings
 from dropout_risk.serving import served_version
@@ -119,6 +120,17 @@ def create_app(settings: ServingSettings, *, holder: ModelHolder | None = None, 
     app.state.holder = holder
     app.state.registry = settings.registry()
     app.state.metrics = Metrics()
+    _add_middleware(app, settings, reader, holder)
+    app.include_router(clients.router)
+    app.include_router(scoring.router)
+    app.include_router(operations.router)
+    install_dashboard(app)  # the clinician dashboard at /ui
+
+    _add_error_handlers(app)
+    return app
+
+
+def _add_middleware(app: FastAPI, settings: ServingSettings, reader: Engine, holder: ModelHolder) -> None:
     # The key before the body (innermost of the three): a request without a valid key is 401 unread.
     rate, inflight_cap = settings.serving.rate_limit, settings.serving.max_inflight_per_key
     limiter = RateLimiter(rate, settings.serving.rate_limit_burst) if rate > 0 else None
@@ -147,11 +159,9 @@ def create_app(settings: ServingSettings, *, holder: ModelHolder | None = None, 
     app.add_middleware(AccessMiddleware, metrics=app.state.metrics)
     # Outermost (added last), so the 500 AccessMiddleware answers carries the headers too.
     app.add_middleware(SecurityHeadersMiddleware)
-    app.include_router(clients.router)
-    app.include_router(scoring.router)
-    app.include_router(operations.router)
-    install_dashboard(app)  # the clinician dashboard at /ui
 
+
+def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse({"detail": _problems(exc.errors())}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
@@ -160,5 +170,3 @@ def create_app(settings: ServingSettings, *, holder: ModelHolder | None = None, 
     async def _invalid_history(_request: Request, exc: Invalid) -> JSONResponse:
         detail = [{"loc": list(p.loc), "msg": p.msg, "type": "value_error"} for p in exc.problems]
         return JSONResponse({"detail": detail}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
-
-    return app
