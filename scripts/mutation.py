@@ -115,6 +115,7 @@ _LIGHTGBM = f"{_COMPILED}ǁ_LightGBMScorerǁ"
 _ROW = f"{_COMPILED}ǁCompiledModelǁrow__mutmut_"
 _THREADS = "LightGBM scores each row on its own: any thread count gives the same numbers (1 spares a request the pool)"
 _BOOSTER_FLOATS = "Booster.predict returns float64 already: the cast is a no-op"
+_FLOAT_TABLE = "the recoding table holds only floats (codes and NaN): float64 without the dtype"
 _NONE_IS_NAN = "None stored into a float array is NaN: the same missing value as np.nan"
 _JSON_SERIES = (
     "for every JSON value (str, list, dict: numbers take the branch above) the series is the same type either way"
@@ -125,6 +126,8 @@ EQUIVALENT: dict[str, dict[str, str]] = {
         f"{_LIGHTGBM}__init____mutmut_18": "a list of Python ints is an int64 (intp) array without the dtype",
         f"{_LIGHTGBM}__init____mutmut_38": _NONE_IS_NAN,
         f"{_LIGHTGBM}__init____mutmut_40": _NONE_IS_NAN,
+        f"{_LIGHTGBM}__init____mutmut_45": _FLOAT_TABLE,
+        f"{_LIGHTGBM}__init____mutmut_47": _FLOAT_TABLE,
         **{f"{_LIGHTGBM}raw_probability__mutmut_{n}": _BOOSTER_FLOATS for n in (2, 4)},
         **{f"{_LIGHTGBM}raw_probability__mutmut_{n}": _THREADS for n in (6, 8, 10)},
         **{f"{_LIGHTGBM}raw_contributions__mutmut_{n}": _BOOSTER_FLOATS for n in (3, 5)},
