@@ -110,6 +110,7 @@ _CALIBRATOR = "dropout_risk.models.calibration.xǁProbabilityCalibratorǁ"
 _LABELS_DTYPE = "y is already 0/1 numbers (int or float): the fit sees the same two classes without the cast"
 _RESHAPE = "numpy infers a dimension given any negative size: reshape(-2, 1) is reshape(-1, 1)"
 _INPUT_DTYPE = "IsotonicRegression.predict converts its input to float itself"
+_FOREIGN_KEY_JOIN = "without an ON clause SQLAlchemy joins on the one foreign key, api_keys.clinic_id = clinics.id"
 _COMPILED = "dropout_risk.models.compiled.x"
 _LIGHTGBM = f"{_COMPILED}ǁ_LightGBMScorerǁ"
 _ROW = f"{_COMPILED}ǁCompiledModelǁrow__mutmut_"
@@ -137,6 +138,12 @@ EQUIVALENT: dict[str, dict[str, str]] = {
         f"{_ROW}30": "astype(None) is astype(float64): numpy's default dtype",
         f"{_ROW}36": _JSON_SERIES,
         f"{_ROW}38": _JSON_SERIES,
+    },
+    "serving/keys.py": {
+        "dropout_risk.serving.keys.x_digest__mutmut_4": "'UTF-8' and 'utf-8' name the same codec",
+        "dropout_risk.serving.keys.x_create_key__mutmut_8": "token_urlsafe(None) draws DEFAULT_ENTROPY: 32 bytes",
+        "dropout_risk.serving.keys.x_list_keys__mutmut_5": _FOREIGN_KEY_JOIN,
+        "dropout_risk.serving.keys.x_list_keys__mutmut_7": _FOREIGN_KEY_JOIN,
     },
     "models/calibration.py": {
         f"{_CALIBRATOR}fit__mutmut_3": _LABELS_DTYPE,
