@@ -30,31 +30,54 @@ STAGING = ROOT / ".mutation"
 PACKAGES = ("cli", "features", "models", "serving", "training")
 IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache", ".hypothesis")
 SQLITE_ONLY = ["-k", "not postgresql"]  # the PostgreSQL twins double the time and test the same code
+# Simulated cohorts, MLflow's migrated schema and the trained champion: nothing in features/ (but the simulation's
+# instruments), serving/ or the scorer's own code changes them (scripts/mutation_fixture_cache.py).
+SERVING_FIXTURES = ("cohorts", "mlflow_template", "champion")
 
 
 @dataclass(frozen=True)
 class Target:
     tests: tuple[str, ...]
     pytest_args: tuple[str, ...] = ()
+    # Fixtures built once by the clean run and inherited by every mutant's process
+    # (scripts/mutation_fixture_cache.py): only ones whose building never runs the mutated module.
+    cached: tuple[str, ...] = ()
 
 
 # Each module and the tests that exercise it: mutmut runs, per mutant, those of them that reach the mutated function.
-TARGETS: dict[str, Target] = {
-    "features/landmarks.py": Target(
-        (
-            "tests/features/test_landmarks.py",
-            "tests/features/test_landmarks_properties.py",
-            "tests/features/test_leakage.py",
-            "tests/features/test_client_features.py",
-        )
+# The landmark feature code is three modules (the table's layout, the per-client blocks, the score features), all
+# exercised by the same tests.
+LANDMARK_TESTS = Target(
+    (
+        "tests/features/test_landmarks.py",
+        "tests/features/test_landmarks_properties.py",
+        "tests/features/test_leakage.py",
+        "tests/features/test_client_features.py",
     ),
-    "features/contract.py": Target(("tests/features/test_contract.py", "tests/training/test_data.py")),
-    "features/trajectories.py": Target(("tests/features/test_trajectories.py", "tests/features/test_leakage.py")),
+    cached=("cohorts",),
+)
+TARGETS: dict[str, Target] = {
+    "features/landmarks.py": LANDMARK_TESTS,
+    "features/client_blocks.py": LANDMARK_TESTS,
+    "features/score_features.py": LANDMARK_TESTS,
+    "features/contract.py": Target(
+        ("tests/features/test_contract.py", "tests/training/test_data.py"), cached=("cohorts",)
+    ),
+    "features/trajectories.py": Target(
+        ("tests/features/test_trajectories.py", "tests/features/test_leakage.py"), cached=("cohorts",)
+    ),
     "models/calibration.py": Target(("tests/models/test_calibration.py", "tests/models/test_packaged.py")),
-    "models/compiled.py": Target(("tests/models/test_compiled.py", "tests/serving/test_matches_batch.py")),
+    "models/compiled.py": Target(
+        ("tests/models/test_compiled.py", "tests/serving/test_matches_batch.py"),
+        tuple(SQLITE_ONLY),
+        # The fitted models and the champion's store are the same whatever the scorer does (training only
+        # checks its artifact with it; tests/models/test_compiled.py sees a scorer that fails that check).
+        ("cohorts", "clinic", "models", "mlflow_template", "champion"),
+    ),
     "serving/scoring.py": Target(
         ("tests/serving/test_matches_batch.py", "tests/serving/test_api.py", "tests/serving/test_risk_bands.py"),
         tuple(SQLITE_ONLY),
+        SERVING_FIXTURES,
     ),
     "serving/store.py": Target(
         (
@@ -62,7 +85,8 @@ TARGETS: dict[str, Target] = {
             "tests/serving/test_payload_hash.py",
             "tests/serving/test_stored_risk.py",
             "tests/serving/test_caseload_nulls.py",
-        )
+        ),
+        cached=SERVING_FIXTURES,
     ),
     "serving/deps.py": Target(
         (
@@ -71,13 +95,14 @@ TARGETS: dict[str, Target] = {
             "tests/serving/test_isolation.py",
         ),
         tuple(SQLITE_ONLY),
+        SERVING_FIXTURES,
     ),
     "serving/keys.py": Target(
-        ("tests/serving/test_security.py", "tests/serving/test_isolation.py"), tuple(SQLITE_ONLY)
+        ("tests/serving/test_security.py", "tests/serving/test_isolation.py"), tuple(SQLITE_ONLY), SERVING_FIXTURES
     ),
-    "training/splits.py": Target(("tests/training/test_splits.py",)),
-    "training/jobs/promote.py": Target(("tests/training/test_gate.py",)),
-    "training/evaluation/bootstrap.py": Target(("tests/training/test_bootstrap.py",)),
+    "training/splits.py": Target(("tests/training/test_splits.py",), cached=("cohorts",)),
+    "training/jobs/promote.py": Target(("tests/training/test_gate.py",), cached=("cohorts", "mlflow_template")),
+    "training/evaluation/bootstrap.py": Target(("tests/training/test_bootstrap.py",), cached=("cohorts",)),
 }
 
 # Surviving mutants that cannot change behaviour, by mutmut's name, each with the reason (docs/testing.md lists them).
@@ -85,7 +110,41 @@ _CALIBRATOR = "dropout_risk.models.calibration.xǁProbabilityCalibratorǁ"
 _LABELS_DTYPE = "y is already 0/1 numbers (int or float): the fit sees the same two classes without the cast"
 _RESHAPE = "numpy infers a dimension given any negative size: reshape(-2, 1) is reshape(-1, 1)"
 _INPUT_DTYPE = "IsotonicRegression.predict converts its input to float itself"
+_FOREIGN_KEY_JOIN = "without an ON clause SQLAlchemy joins on the one foreign key, api_keys.clinic_id = clinics.id"
+_COMPILED = "dropout_risk.models.compiled.x"
+_LIGHTGBM = f"{_COMPILED}ǁ_LightGBMScorerǁ"
+_ROW = f"{_COMPILED}ǁCompiledModelǁrow__mutmut_"
+_THREADS = "LightGBM scores each row on its own: any thread count gives the same numbers (1 spares a request the pool)"
+_BOOSTER_FLOATS = "Booster.predict returns float64 already: the cast is a no-op"
+_FLOAT_TABLE = "the recoding table holds only floats (codes and NaN): float64 without the dtype"
+_NONE_IS_NAN = "None stored into a float array is NaN: the same missing value as np.nan"
+_JSON_SERIES = (
+    "for every JSON value (str, list, dict: numbers take the branch above) the series is the same type either way"
+)
 EQUIVALENT: dict[str, dict[str, str]] = {
+    "models/compiled.py": {
+        f"{_LIGHTGBM}__init____mutmut_16": "a list of Python ints is an int64 (intp) array without the dtype",
+        f"{_LIGHTGBM}__init____mutmut_18": "a list of Python ints is an int64 (intp) array without the dtype",
+        f"{_LIGHTGBM}__init____mutmut_38": _NONE_IS_NAN,
+        f"{_LIGHTGBM}__init____mutmut_40": _NONE_IS_NAN,
+        f"{_LIGHTGBM}__init____mutmut_45": _FLOAT_TABLE,
+        f"{_LIGHTGBM}__init____mutmut_47": _FLOAT_TABLE,
+        **{f"{_LIGHTGBM}raw_probability__mutmut_{n}": _BOOSTER_FLOATS for n in (2, 4)},
+        **{f"{_LIGHTGBM}raw_probability__mutmut_{n}": _THREADS for n in (6, 8, 10)},
+        **{f"{_LIGHTGBM}raw_contributions__mutmut_{n}": _BOOSTER_FLOATS for n in (3, 5)},
+        **{f"{_LIGHTGBM}raw_contributions__mutmut_{n}": _THREADS for n in (8, 11, 14)},
+        f"{_ROW}19": _NONE_IS_NAN,
+        f"{_ROW}21": _NONE_IS_NAN,
+        f"{_ROW}30": "astype(None) is astype(float64): numpy's default dtype",
+        f"{_ROW}36": _JSON_SERIES,
+        f"{_ROW}38": _JSON_SERIES,
+    },
+    "serving/keys.py": {
+        "dropout_risk.serving.keys.x_digest__mutmut_4": "'UTF-8' and 'utf-8' name the same codec",
+        "dropout_risk.serving.keys.x_create_key__mutmut_8": "token_urlsafe(None) draws DEFAULT_ENTROPY: 32 bytes",
+        "dropout_risk.serving.keys.x_list_keys__mutmut_5": _FOREIGN_KEY_JOIN,
+        "dropout_risk.serving.keys.x_list_keys__mutmut_7": _FOREIGN_KEY_JOIN,
+    },
     "models/calibration.py": {
         f"{_CALIBRATOR}fit__mutmut_3": _LABELS_DTYPE,
         f"{_CALIBRATOR}fit__mutmut_5": _LABELS_DTYPE,
@@ -100,6 +159,12 @@ EQUIVALENT: dict[str, dict[str, str]] = {
 }
 
 
+CACHE_PLUGIN = "mutation_fixture_cache.py"
+# The plugin, and no pruning of old pytest temporary folders: a cached fixture's files (a champion's
+# MLflow store) stay in the clean run's folder, which every mutant's session would otherwise prune.
+CACHE_ARGS = ("-p", "tests.support.mutation_fixture_cache", "-o", "tmp_path_retention_count=1000000")
+
+
 def stage(module: str, target: Target) -> Path:
     """A fresh tree laid out as the installed package, configured to mutate ``module`` only."""
     where = STAGING / module.removesuffix(".py").replace("/", "__")
@@ -110,11 +175,12 @@ def stage(module: str, target: Target) -> Path:
     for name in PACKAGES:
         shutil.copytree(ROOT / name, package / name, ignore=IGNORED)
     shutil.copytree(ROOT / "tests", where / "tests", ignore=IGNORED)
+    shutil.copy2(ROOT / "scripts" / CACHE_PLUGIN, where / "tests" / "support" / CACHE_PLUGIN)
     settings = {
         "source_paths": ["dropout_risk"],
         "only_mutate": [f"dropout_risk/{module}"],
         "pytest_add_cli_args_test_selection": list(target.tests),
-        "pytest_add_cli_args": ["-q", "-p", "no:cacheprovider", *target.pytest_args],
+        "pytest_add_cli_args": ["-q", "-p", "no:cacheprovider", *CACHE_ARGS, *target.pytest_args],
         "use_git_change_detection": False,
     }
     table = "\n".join(f"{key} = {json.dumps(value)}" for key, value in settings.items())
@@ -126,8 +192,9 @@ def stage(module: str, target: Target) -> Path:
 MUTMUT = Path(sys.executable).with_name("mutmut")
 
 
-def mutmut(where: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def mutmut(where: Path, *args: str, cached: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
+    env["MUTATION_CACHED_FIXTURES"] = ",".join(cached)
     # The tests find the real trial data beside the checkout, not beside the staging tree.
     env.setdefault("DROPOUT_RISK_SHARED_DATA", str(ROOT.parent / "shared" / "data"))
     command = [str(MUTMUT), *args]
@@ -151,7 +218,7 @@ class Score:
 def run(module: str, jobs: int) -> Score:
     target = TARGETS[module]
     where = stage(module, target)
-    done = mutmut(where, "run", "--max-children", str(jobs))
+    done = mutmut(where, "run", "--max-children", str(jobs), cached=target.cached)
     (where / "run.log").write_text(done.stdout + done.stderr)
     if done.returncode != 0:
         raise SystemExit(f"mutmut failed on {module} (see {where / 'run.log'})")

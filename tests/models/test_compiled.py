@@ -160,6 +160,13 @@ def test_subset_models_leave_unused_features_at_zero(models):
     assert "days_in_treatment" not in used and len(used) < len(compiled.columns)
 
 
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_inputs_are_the_columns_the_estimator_reads(models, name):
+    model = models[name]
+    expected = tuple(dict.fromkeys(model.estimator.named_steps["select"].columns))
+    assert compile_model(model).inputs == expected
+
+
 def test_single_rows_equal_the_batch(cohort, pair):
     model, compiled = pair
     X = compiled.matrix(cohort.rows)
@@ -475,7 +482,15 @@ DAMAGE = {
     "no booster.txt": (lambda d: (d / BOOSTER_TXT).unlink(), "booster.txt is missing"),
     "a damaged booster": (
         lambda d: (d / BOOSTER_TXT).write_text("tree\nversion=v4\nnum_class=one\n"),
-        "LightGBM model text cannot be loaded",
+        r"LightGBM model text cannot be loaded \((LightGBMError|ValueError)\)",  # the error's type, never content
+    ),
+    "a feature fewer than the booster's": (
+        lambda d: _edit_json(d, lambda j: j["lightgbm"]["features"].pop()),
+        "^the LightGBM model text and scorer.json disagree on the number of features$",
+    ),
+    "a categorical feature's categories missing": (
+        lambda d: _edit_json(d, lambda j: j["lightgbm"]["categories"].clear()),
+        "^the booster's categorical features do not match the spec's categorical covariates$",
     ),
 }
 

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
+import time
+
 import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from dropout_risk.serving.db import transaction
-from dropout_risk.serving.keys import revoke_key
+from dropout_risk.serving.deps import CLINIC_STATE, Admin, ClinicId, MaybeScoring, Scoring
+from dropout_risk.serving.keys import KeyError_, clinic_for_key, create_key, list_keys, revoke_key
+from dropout_risk.serving.model_holder import ModelHolder
+from dropout_risk.serving.tables import ApiKey, Clinic
 from tests.support.serving import ADMIN_KEY
 
 S1 = {"session_number": 1, "session_date": "2025-03-03", "scores": {"ors": 14.5, "srs": 33.0}}
@@ -70,3 +80,143 @@ def test_admin_reload_needs_the_admin_key(api, champion):
     assert response.json() == {"swapped": False, "version": champion.version, "registry": "reachable"}
     # The admin key is not a clinic key: it reads no client data.
     assert api.client.get("/v1/clients", headers={"Authorization": f"Bearer {ADMIN_KEY}"}).status_code == 401
+
+
+# --- the keys themselves (serving/keys.py), on the API's own database ---------------------------------
+
+
+def test_a_key_is_256_random_bits_stored_only_as_its_digest(api):
+    with transaction(api.app.state.sessions) as db:
+        _, other = create_key(db, "digest-other-clinic")  # so the database never holds just one clinic
+        first, record = create_key(db, "digest-clinic")
+        second, again = create_key(db, "digest-clinic")
+        stored = db.execute(select(ApiKey.key_hash, ApiKey.prefix).where(ApiKey.id == record.id)).one()
+        clinics = db.scalars(select(Clinic.id).where(Clinic.name == "digest-clinic")).all()
+    # "drk_" and 32 random bytes in URL-safe base64 (43 characters, no padding).
+    assert first.startswith("drk_") and len(first) == 4 + 43 and first != second
+    assert stored.key_hash == hashlib.sha256(first.encode()).hexdigest()
+    assert stored.prefix == first[:12]
+    # The second key joins the clinic the first one created.
+    assert clinics == [record.clinic_id] and again.clinic_id == record.clinic_id != other.clinic_id
+    with api.app.state.reader.connect() as connection:
+        assert clinic_for_key(connection, first) == clinic_for_key(connection, second) == record.clinic_id
+
+
+def test_revoking_takes_at_least_the_listed_prefix_and_counts_only_active_keys(api, monkeypatch):
+    with transaction(api.app.state.sessions) as db:
+        key, record = create_key(db, "revoke-clinic")
+        with pytest.raises(KeyError_, match="first 12 characters"):
+            revoke_key(db, key[:11])
+    # Revocation times are UTC whatever the server's local time zone.
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        before = dt.datetime.now(dt.UTC)
+        with transaction(api.app.state.sessions) as db:
+            assert revoke_key(db, key) == 1  # the whole key: its first 12 characters are the prefix
+            assert revoke_key(db, key[:12]) == 0  # already revoked
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    with transaction(api.app.state.sessions) as db:
+        revoked_at = db.scalar(select(ApiKey.revoked_at).where(ApiKey.id == record.id))
+    assert revoked_at is not None
+    revoked_at = revoked_at if revoked_at.tzinfo else revoked_at.replace(tzinfo=dt.UTC)  # SQLite keeps no zone
+    assert abs(revoked_at - before) < dt.timedelta(minutes=5)
+    with api.app.state.reader.connect() as connection:
+        assert clinic_for_key(connection, key) is None
+
+
+def test_keys_are_listed_in_creation_order_with_their_clinic_and_state(api):
+    with transaction(api.app.state.sessions) as db:
+        first, _ = create_key(db, "listing-a")
+        second, _ = create_key(db, "listing-b")
+        revoke_key(db, first[:12])
+        listed = list_keys(db)
+        rows = {prefix: (clinic, revoked) for prefix, clinic, _, revoked in listed}
+        order = [prefix for prefix, *_ in list_keys(db)]
+    assert rows[first[:12]][0] == "listing-a" and rows[first[:12]][1] is not None
+    assert rows[second[:12]] == ("listing-b", None)
+    assert order.index(first[:12]) < order.index(second[:12]) == len(order) - 1
+    assert all(len(prefix) == 12 and isinstance(created, dt.datetime) for prefix, _, created, _ in listed)
+
+
+# --- the dependencies on their own (serving/deps.py): an app without the key-check middleware ---------
+
+
+def _bare_app(api, holder) -> TestClient:
+    """Routes that only declare the dependencies, on the API's database and settings, without the key check.
+
+    The real app's ``KeyCheckMiddleware`` checks the key before the route runs; ``require_clinic``'s own
+    lookup is what an app without it relies on. A stand-in middleware passes on a clinic "already checked".
+    """
+    app = FastAPI()
+    for name in ("settings", "reader", "registry"):
+        setattr(app.state, name, getattr(api.app.state, name))
+    app.state.holder = holder
+    registry = api.app.state.registry
+
+    @app.get("/clinic")
+    async def clinic(clinic_id: ClinicId) -> dict:
+        return {"clinic": clinic_id}
+
+    @app.get("/admin")
+    async def admin(_: Admin) -> dict:
+        return {"admin": True}
+
+    @app.get("/scoring")
+    async def scoring(context: Scoring) -> dict:
+        return {"version": context.version, "high": context.bands.high, "registry": context.registry is registry}
+
+    @app.get("/maybe")
+    async def maybe(context: MaybeScoring) -> dict:
+        if context is None:
+            return {"version": None}
+        return {"version": context.version, "high": context.bands.high, "registry": context.registry is registry}
+
+    @app.middleware("http")
+    async def checked_upstream(request, call_next):
+        # Stands in for KeyCheckMiddleware: a clinic it checked is taken as it is, with no second read.
+        if "X-Checked-Clinic" in request.headers:
+            setattr(request.state, CLINIC_STATE, int(request.headers["X-Checked-Clinic"]))
+        return await call_next(request)
+
+    return TestClient(app)
+
+
+def test_require_clinic_checks_the_key_itself_without_the_middleware(api):
+    name, headers = api.add_clinic()
+    key = headers["Authorization"].removeprefix("Bearer ")
+    with transaction(api.app.state.sessions) as db:
+        clinic_id = db.scalar(select(Clinic.id).where(Clinic.name == name))
+    client = _bare_app(api, api.app.state.holder)
+    assert client.get("/clinic", headers=headers).json() == {"clinic": clinic_id}
+    assert client.get("/clinic", headers={"Authorization": f"bearer {key}"}).json() == {"clinic": clinic_id}
+    for bad in ({}, {"Authorization": "Bearer drk_not-a-key"}, {"Authorization": f"Basic {key}"}):
+        response = client.get("/clinic", headers=bad)
+        assert response.status_code == 401
+        assert response.json() == {"detail": "missing, unknown or revoked API key"}
+        assert response.headers["WWW-Authenticate"] == "Bearer"
+    with transaction(api.app.state.sessions) as db:
+        revoke_key(db, key[:12])
+    assert client.get("/clinic", headers=headers).status_code == 401
+    # A clinic the middleware already checked is used as it is: no header needed, no second lookup.
+    assert client.get("/clinic", headers={"X-Checked-Clinic": "7"}).json() == {"clinic": 7}
+
+
+def test_admin_needs_exactly_the_admin_key(api):
+    client = _bare_app(api, api.app.state.holder)
+    assert client.get("/admin", headers={"Authorization": f"Bearer {ADMIN_KEY}"}).json() == {"admin": True}
+    for bad in ({}, {"Authorization": f"Bearer {ADMIN_KEY}x"}, {"Authorization": f"Bearer {ADMIN_KEY[:-1]}"}):
+        assert client.get("/admin", headers=bad).status_code == 401
+
+
+def test_scoring_uses_the_loaded_model_and_is_503_without_one(api, champion):
+    client = _bare_app(api, api.app.state.holder)
+    bands = api.app.state.settings.serving.bands
+    expected = {"version": champion.version, "high": bands.high, "registry": True}
+    assert client.get("/scoring").json() == client.get("/maybe").json() == expected
+    empty = _bare_app(api, ModelHolder(api.app.state.settings.serving.model_uri))  # nothing loaded yet
+    response = empty.get("/scoring")
+    assert response.status_code == 503 and response.json() == {"detail": "no model loaded yet"}
+    assert empty.get("/maybe").json() == {"version": None}
