@@ -20,7 +20,6 @@ from dropout_risk.serving import served_version
 from dropout_risk.serving.auth import KeyCheckMiddleware
 from dropout_risk.serving.backoff import Backoff
 from dropout_risk.serving.db import is_sqlite, make_engine, session_factory
-from dropout_risk.serving.fair_turns import FairTurns
 from dropout_risk.serving.headers import SecurityHeadersMiddleware
 from dropout_risk.serving.inflight import InFlight
 from dropout_risk.serving.limits import BodyLimitMiddleware
@@ -136,14 +135,7 @@ def _add_middleware(app: FastAPI, settings: ServingSettings, reader: Engine, hol
     limiter = RateLimiter(rate, settings.serving.rate_limit_burst) if rate > 0 else None
     inflight = InFlight(inflight_cap) if inflight_cap > 0 else None
     backoff = Backoff()
-    app.state.scoring_turns = FairTurns() if settings.serving.fair_scoring else None
-    limits = (
-        ("rate", limiter),
-        ("in_flight", inflight),
-        ("backoff", backoff),
-        ("scoring_turns", app.state.scoring_turns),
-    )
-    for table, state in limits:
+    for table, state in (("rate", limiter), ("in_flight", inflight), ("backoff", backoff)):
         if state is not None:
             app.state.metrics.watch_limit(table, state)
     app.add_middleware(

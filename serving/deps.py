@@ -7,10 +7,8 @@ declare what they need with the ``Annotated`` aliases at the bottom.
 from __future__ import annotations
 
 import asyncio
-import functools
 import hmac
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, status
@@ -20,7 +18,6 @@ from sqlalchemy.orm import Session
 
 from dropout_risk.features.instruments import InstrumentRegistry
 from dropout_risk.serving import served_version
-from dropout_risk.serving.fair_turns import FairTurns
 from dropout_risk.serving.keys import clinic_for_key
 from dropout_risk.serving.model_holder import LoadedModel, ModelHolder
 from dropout_risk.serving.observability import Metrics
@@ -122,24 +119,13 @@ async def get_model(request: Request, holder: Annotated[ModelHolder, Depends(get
     return loaded
 
 
-def _turn(request: Request) -> Callable[[], AbstractContextManager[object]]:
-    """This request's way to wait for a scoring turn: in rotation with the other clinics' (``serving.fair_turns``)."""
-    turns: FairTurns | None = getattr(request.app.state, "scoring_turns", None)
-    if turns is None:
-        return nullcontext
-    # The API key's clinic (set by the key check); the dashboard's requests share one place in the rotation.
-    key = str(getattr(request.state, CLINIC_STATE, "dashboard"))
-    return functools.partial(turns.turn, key)
-
-
 async def get_scoring(
-    request: Request,
     model: Annotated[LoadedModel, Depends(get_model)],
     registry: Annotated[InstrumentRegistry, Depends(get_registry)],
     settings: Annotated[ServingSettings, Depends(get_settings)],
 ) -> ScoringContext:
     """Everything scoring reads, from the request's one model version; 503 when no model is loaded."""
-    return ScoringContext.of(model, registry, settings.serving.bands, _turn(request))
+    return ScoringContext.of(model, registry, settings.serving.bands)
 
 
 async def get_optional_scoring(
@@ -150,7 +136,7 @@ async def get_optional_scoring(
 ) -> ScoringContext | None:
     """As ``get_scoring``, or None while no model is loaded (for routes that still answer then)."""
     loaded = await current_model(request, holder)
-    return None if loaded is None else ScoringContext.of(loaded, registry, settings.serving.bands, _turn(request))
+    return None if loaded is None else ScoringContext.of(loaded, registry, settings.serving.bands)
 
 
 async def require_clinic(

@@ -14,8 +14,7 @@ request so that every part of a response comes from one model version.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -64,19 +63,11 @@ class ScoringContext:
     scorer: Scorer
     registry: InstrumentRegistry
     bands: RiskBands
-    # The computation waits for its turn (``serving.fair_turns``); no waiting outside a served request.
-    turn: Callable[[], AbstractContextManager[object]] = nullcontext
 
     @classmethod
-    def of(
-        cls,
-        loaded: LoadedModel,
-        registry: InstrumentRegistry,
-        bands: RiskBands,
-        turn: Callable[[], AbstractContextManager[object]] = nullcontext,
-    ) -> ScoringContext:
+    def of(cls, loaded: LoadedModel, registry: InstrumentRegistry, bands: RiskBands) -> ScoringContext:
         model = loaded.model
-        return cls(loaded.version, model.spec, model.trajectories, loaded.compiled, registry, bands, turn)
+        return cls(loaded.version, model.spec, model.trajectories, loaded.compiled, registry, bands)
 
 
 @dataclass(frozen=True)
@@ -120,11 +111,6 @@ def _explained_row(features: dict[str, np.ndarray], spec: FeatureSpec, row: int)
 
 def score_history(context: ScoringContext, history: Sequence[HistoryRow], covariates: Mapping[str, object]) -> Scored:
     """The risk after the latest session of one client's history, and after every session."""
-    with context.turn():
-        return _scored(context, history, covariates)
-
-
-def _scored(context: ScoringContext, history: Sequence[HistoryRow], covariates: Mapping[str, object]) -> Scored:
     spec, scorer, bands = context.spec, context.scorer, context.bands
     features = client_features(client_history(history, covariates), spec, context.trajectories)
     matrix = np.column_stack([features[c] for c in scorer.columns])

@@ -50,9 +50,6 @@ class ServingConfig(BaseModel):
     max_inflight_per_key: int = Field(
         default=2, ge=0, description="requests an API key may have in progress at once (429 beyond); 0: no cap"
     )
-    fair_scoring: bool = Field(
-        default=True, description="one score computes at a time per process, clinics served in rotation"
-    )
     body_timeout_seconds: float = Field(
         default=30.0, gt=0, description="a request body must arrive whole within this (408 beyond)"
     )
