@@ -216,7 +216,9 @@ def test_scoring_uses_the_loaded_model_and_is_503_without_one(api, champion):
     bands = api.app.state.settings.serving.bands
     expected = {"version": champion.version, "high": bands.high, "registry": True}
     assert client.get("/scoring").json() == client.get("/maybe").json() == expected
-    empty = _bare_app(api, ModelHolder(api.app.state.settings.serving.model_uri))  # nothing loaded yet
+    # Nothing loaded and no process serving it: a holder of the served model would load the version the
+    # shared served_models row names first (issue 17: no answer from an older version than another process's).
+    empty = _bare_app(api, ModelHolder("models:/no-model-served-here@champion"))
     response = empty.get("/scoring")
     assert response.status_code == 503 and response.json() == {"detail": "no model loaded yet"}
     assert empty.get("/maybe").json() == {"version": None}
