@@ -328,7 +328,8 @@ def test_informative_from_counts_only_evaluable_landmarks():
         )
     completers = frames[-1][frames[-1]["label"] == 0].assign(landmark=4)
     frame = pd.concat([*frames, completers], ignore_index=True)
-    metrics = set_metrics(frame, n_resamples=100, seed=0, min_class_clients=10)
+    one_fold = frame.rename(columns={"landmark": "session_number"}).assign(repeat=0, fold=0)
+    metrics = set_metrics(frame, one_fold, n_resamples=100, seed=0, min_class_clients=10)
     assert math.isnan(metrics.by_landmark["4"].roc_auc)
     assert metrics.informative_from == 1
     assert metrics.within_landmark.landmarks == (1, 2, 3)

@@ -9,7 +9,7 @@ from sklearn.metrics import roc_auc_score
 
 from dropout_risk.training.evaluation.bootstrap import client_bootstrap
 from dropout_risk.training.evaluation.stratified_within import (
-    paired_stratified_difference,
+    stratified_resamples,
     stratified_within_landmark_auc,
 )
 from dropout_risk.training.evaluation.within_landmark import (
@@ -139,15 +139,15 @@ def test_out_of_fold_risks_are_compared_only_within_the_fold_that_scored_them():
     assert abs(within_landmark_auc(pooled, "risk", n_resamples=10).auc - result.auc) > 0.01
 
 
-def test_paired_stratified_difference_is_the_difference_of_the_two_figures_on_the_same_resamples():
+def test_a_paired_stratified_difference_is_the_difference_of_the_two_figures_on_the_same_resamples():
     oof = _folded()
     oof["noisy"] = np.clip(oof["risk"] + np.random.default_rng(2).normal(0, 0.3, len(oof)), 0, 1)
-    paired = paired_stratified_difference(oof, "risk", "noisy", n_resamples=300, seed=4)
+    paired = stratified_resamples(oof, ["risk", "noisy"], n_resamples=300, seed=4).paired("risk", "noisy")
     a = stratified_within_landmark_auc(oof, "risk", n_resamples=300, seed=4)
     b = stratified_within_landmark_auc(oof, "noisy", n_resamples=300, seed=4)
     assert paired["a"] == pytest.approx(a.auc) and paired["b"] == pytest.approx(b.auc)
     assert paired["delta"] == pytest.approx(a.auc - b.auc)
     lo, hi = paired["ci"]
     assert 0 < lo < paired["delta"] < hi and paired["p_value"] < 0.05
-    same = paired_stratified_difference(oof, "risk", "risk", n_resamples=100, seed=4)
+    same = stratified_resamples(oof, ["risk"], n_resamples=100, seed=4).paired("risk", "risk")
     assert same["delta"] == 0 and same["ci"] == [0.0, 0.0] and same["p_value"] == 1.0

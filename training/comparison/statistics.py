@@ -41,8 +41,11 @@ from dropout_risk.training.evaluation.metrics import (
     pr_auc,
     roc_auc,
 )
-from dropout_risk.training.evaluation.stratified_within import stratified_resamples, stratified_within_landmark_auc
-from dropout_risk.training.evaluation.within_landmark import paired_within_landmark_difference, within_landmark_auc
+from dropout_risk.training.evaluation.stratified_within import (
+    StratifiedResamples,
+    stratified_resamples,
+    stratified_within_landmark_auc,
+)
 
 Progress = Callable[[str], None]
 # Metrics with a bootstrap CI. The calibration intercept is reported without one: its batched fit
@@ -123,25 +126,20 @@ def out_of_fold_frame(by_repeat: np.ndarray, folds: list[Fold], rows: pd.DataFra
 
 
 def set_metrics(
-    frame: pd.DataFrame, *, n_resamples: int, seed: int, min_class_clients: int, oof: pd.DataFrame | None = None
+    frame: pd.DataFrame, oof: pd.DataFrame, *, n_resamples: int, seed: int, min_class_clients: int
 ) -> SetMetrics:
     """Within-landmark, pooled and per-landmark metrics of ``frame`` (client_id, landmark, label, risk) with CIs.
 
-    With ``oof`` (``out_of_fold_frame``'s rows, this set's as ``risk``), the within-landmark AUC compares
-    clients within the fold that scored them; the other figures are of ``frame``.
+    The within-landmark AUC is of ``oof`` (``out_of_fold_frame``'s rows, this set's as ``risk``): it
+    compares clients within the fold that scored them; the other figures are of ``frame``.
     """
     cis = bootstrap_metric_cis(frame, metrics=CI_METRICS, n_resamples=n_resamples, seed=seed, confidence=CONFIDENCE)
     by_landmark = {
         landmark_key(k): _metrics(rows, cis["by_landmark"].get(landmark_key(k), {}))
         for k, rows in frame.groupby(LANDMARK, sort=True)
     }
-    within = (within_landmark_auc if oof is None else stratified_within_landmark_auc)(
-        frame if oof is None else oof,
-        "risk",
-        min_class_clients=min_class_clients,
-        n_resamples=n_resamples,
-        seed=seed,
-        confidence=CONFIDENCE,
+    within = stratified_within_landmark_auc(
+        oof, "risk", min_class_clients=min_class_clients, n_resamples=n_resamples, seed=seed, confidence=CONFIDENCE
     )
     return SetMetrics(
         _metrics(frame, cis["pooled"]), by_landmark, informative_from(by_landmark, within.landmarks), within
@@ -150,6 +148,7 @@ def set_metrics(
 
 def all_set_metrics(
     scored: pd.DataFrame,
+    oof: pd.DataFrame,
     names: Sequence[str],
     *,
     n_resamples: int,
@@ -157,15 +156,14 @@ def all_set_metrics(
     min_class_clients: int,
     n_jobs: int = 1,
     say: Progress | None = None,
-    oof: pd.DataFrame | None = None,
 ) -> list[SetMetrics]:
-    """``set_metrics`` for every ``risk_<i>`` column of ``scored`` (threads; the same resamples for each)."""
+    """``set_metrics`` for every ``risk_<i>`` column of ``scored`` and ``oof`` (threads; the same resamples)."""
     say = say or (lambda _message: None)
 
     def run(i: int) -> tuple[int, SetMetrics]:
         frame = scored[["client_id", LANDMARK, "label", f"risk_{i}"]].rename(columns={f"risk_{i}": "risk"})
-        folds = None if oof is None else oof.rename(columns={f"risk_{i}": "risk"})
-        return i, set_metrics(frame, n_resamples=n_resamples, seed=seed, min_class_clients=min_class_clients, oof=folds)
+        folds = oof.rename(columns={f"risk_{i}": "risk"})
+        return i, set_metrics(frame, folds, n_resamples=n_resamples, seed=seed, min_class_clients=min_class_clients)
 
     results: dict[int, SetMetrics] = {}
     runner = Parallel(n_jobs=n_jobs, prefer="threads", return_as="generator_unordered")
@@ -251,49 +249,30 @@ def holm(p_values: Sequence[float]) -> list[float]:
     return adjusted.tolist()
 
 
-PairedWithin = Callable[[str, str], dict]
-
-
 def _pair(
     scored: pd.DataFrame,
     i: int,
     j: int,
-    within_of: PairedWithin,
+    within: StratifiedResamples,
     *,
     n_resamples: int,
     landmark_resamples: int,
     seed: int,
 ) -> tuple[dict, dict, dict[str, LandmarkDelta]]:
-    """The paired bootstraps of ``risk_<i>`` against ``risk_<j>``: pooled, within landmarks, per landmark."""
+    """The paired bootstraps of ``risk_<i>`` against ``risk_<j>``: pooled, within landmarks (within folds,
+    from every set's one resampling), per landmark."""
     a, b = f"risk_{i}", f"risk_{j}"
     pooled = paired_bootstrap_difference(scored, a, b, n_resamples=n_resamples, seed=seed, confidence=CONFIDENCE)
     by_landmark = {}
     for k, rows in scored.groupby(LANDMARK, sort=True):
         per = paired_bootstrap_difference(rows, a, b, n_resamples=landmark_resamples, seed=seed, confidence=CONFIDENCE)
         by_landmark[landmark_key(k)] = LandmarkDelta(per["delta"], tuple(per["ci"]), per["p_value"])
-    return pooled, within_of(a, b), by_landmark
-
-
-def _paired_within(
-    scored: pd.DataFrame, oof: pd.DataFrame | None, n_sets: int, *, n_resamples: int, seed: int, min_class_clients: int
-) -> PairedWithin:
-    """The within-landmark difference of any two sets; with ``oof``, within folds, every set resampled once."""
-    if oof is None:
-        return lambda a, b: paired_within_landmark_difference(
-            scored, a, b, min_class_clients=min_class_clients, n_resamples=n_resamples, seed=seed, confidence=CONFIDENCE
-        )
-    resampled = stratified_resamples(
-        oof,
-        [f"risk_{i}" for i in range(n_sets)],
-        min_class_clients=min_class_clients,
-        n_resamples=n_resamples,
-        seed=seed,
-    )
-    return lambda a, b: resampled.paired(a, b, CONFIDENCE)
+    return pooled, within.paired(a, b, CONFIDENCE), by_landmark
 
 
 def compare_pairs(
     scored: pd.DataFrame,
+    oof: pd.DataFrame,
     names: Sequence[str],
     fold_aucs: np.ndarray,
     fold_within_aucs: np.ndarray,
@@ -305,25 +284,30 @@ def compare_pairs(
     min_class_clients: int,
     n_jobs: int = 1,
     say: Progress | None = None,
-    oof: pd.DataFrame | None = None,
 ) -> list[PairResult]:
     """AUC(a) - AUC(b) for every pair (a before b in ``names``) on the same resampled clients.
 
-    ``scored`` holds client_id, landmark, label and one risk column per set, named ``risk_<i>``;
+    ``scored`` holds client_id, landmark, label and one risk column per set, named ``risk_<i>``, and
+    ``oof`` the same risks per fold (``out_of_fold_frame``) for the within-landmark differences;
     ``fold_aucs`` and ``fold_within_aucs`` (sets x folds: pooled and within-landmark AUC per
     held-out fold) feed the refit-aware ``cv_test`` of the pooled and the within-landmark difference.
     """
     say = say or (lambda _message: None)
     index_pairs = list(combinations(range(len(names)), 2))
     say("within-session bootstrap of every set")
-    within_of = _paired_within(
-        scored, oof, len(names), n_resamples=n_resamples, seed=seed, min_class_clients=min_class_clients
+    # Every set resampled once, within folds, on the same drawn clients: a pair's difference is a subtraction.
+    resampled = stratified_resamples(
+        oof,
+        [f"risk_{i}" for i in range(len(names))],
+        min_class_clients=min_class_clients,
+        n_resamples=n_resamples,
+        seed=seed,
     )
 
     def run(n: int) -> tuple[int, tuple[dict, dict, dict[str, LandmarkDelta]]]:
         i, j = index_pairs[n]
         return n, _pair(
-            scored, i, j, within_of, n_resamples=n_resamples, landmark_resamples=landmark_resamples, seed=seed
+            scored, i, j, resampled, n_resamples=n_resamples, landmark_resamples=landmark_resamples, seed=seed
         )
 
     results: dict[int, tuple[dict, dict, dict[str, LandmarkDelta]]] = {}

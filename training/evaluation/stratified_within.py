@@ -134,21 +134,3 @@ def stratified_resamples(
         return StratifiedResamples(tuple(scores), np.full((len(scores), n_resamples + 1), np.nan), ())
     means = _stratified_means(oof, scores, landmarks, strata, n_resamples, seed)
     return StratifiedResamples(tuple(scores), means, tuple(landmarks))
-
-
-def paired_stratified_difference(
-    oof: pd.DataFrame,
-    score_a: str,
-    score_b: str,
-    *,
-    strata: tuple[str, ...] = STRATA,
-    min_class_clients: int = DEFAULT_MIN_CLASS_CLIENTS,
-    n_resamples: int = 1000,
-    seed: int | None = 0,
-    confidence: float = 0.95,
-) -> dict[str, Any]:
-    """As ``within_landmark.paired_within_landmark_difference``, on out-of-fold risks compared within strata."""
-    both = stratified_resamples(
-        oof, [score_a, score_b], strata=strata, min_class_clients=min_class_clients, n_resamples=n_resamples, seed=seed
-    )
-    return both.paired(score_a, score_b, confidence)

@@ -266,13 +266,13 @@ def _set_results(
     names = [s.name for s in sets]
     metrics = all_set_metrics(
         scored,
+        oof,
         names,
         n_resamples=config.bootstrap_resamples,
         seed=config.seed,
         min_class_clients=min_class_clients,
         n_jobs=config.n_jobs,
         say=say,
-        oof=oof,
     )
     client_ids = _client_ids(data)
     return {
@@ -302,6 +302,7 @@ def _pairs(
     evaluable, _ = evaluable_landmarks(data.rows, min_class_clients)
     return compare_pairs(
         scored,
+        oof,
         [s.name for s in sets],
         per_fold_aucs(by_repeat, fold_list, data.rows["label"].to_numpy(dtype=float)),
         per_fold_within_aucs(by_repeat, fold_list, data.rows, evaluable),
@@ -312,5 +313,4 @@ def _pairs(
         min_class_clients=min_class_clients,
         n_jobs=config.n_jobs,
         say=say,
-        oof=oof,
     )
