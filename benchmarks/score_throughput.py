@@ -75,14 +75,29 @@ def load(url: str, body: dict, headers: dict, check) -> tuple[float, int]:
     return sum(counts) / (time.monotonic() - start), sum(counts)
 
 
-def main() -> None:
-    warnings.filterwarnings("ignore")
-    logging.getLogger("mlflow").setLevel(logging.ERROR)
-    from dropout_risk.models.registry import load_model
+def promoted_champion(root: Path):
+    """A model trained on a simulated 2,000-client cohort (seed 6) in the store MLFLOW_TRACKING_URI names,
+    promoted as champion; the cohort and the training outcome. Shared with workers_scaling.py."""
     from dropout_risk.training.jobs.promote import promote
     from dropout_risk.training.jobs.train import train
     from dropout_risk.training.settings import TrainingConfig, TrainingSettings
     from dropout_risk.training.simulation.cohort import SimulationConfig, simulate_cohort, write_cohort
+
+    mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
+    cohort = simulate_cohort(SimulationConfig(n_clients=2000, seed=6))
+    paths = write_cohort(cohort, root / "data")
+    settings = TrainingSettings(
+        training=TrainingConfig(artifact_location=str(root / "artifacts"), bootstrap_resamples=20, folds=3)
+    )
+    outcome = train(paths["sessions"], paths["episodes"], settings)
+    promote(settings, force=True, reason="benchmark")
+    return cohort, outcome
+
+
+def main() -> None:
+    warnings.filterwarnings("ignore")
+    logging.getLogger("mlflow").setLevel(logging.ERROR)
+    from dropout_risk.models.registry import load_model
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -97,14 +112,7 @@ def main() -> None:
             "DROPOUT_RISK_SERVING__MAX_INFLIGHT_PER_KEY": "0",
         }
         os.environ.update(env)
-        mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
-        cohort = simulate_cohort(SimulationConfig(n_clients=2000, seed=6))
-        paths = write_cohort(cohort, root / "data")
-        settings = TrainingSettings(
-            training=TrainingConfig(artifact_location=str(root / "artifacts"), bootstrap_resamples=20, folds=3)
-        )
-        outcome = train(paths["sessions"], paths["episodes"], settings)
-        promote(settings, force=True, reason="benchmark")
+        cohort, outcome = promoted_champion(root)
         model = load_model(f"models:/dropout-risk/{outcome.model_version}")
 
         # One client with five sessions: our body is its history, MLflow's its latest feature row.

@@ -29,7 +29,6 @@ import warnings
 from pathlib import Path
 
 import httpx
-import mlflow
 import numpy as np
 
 WORKERS = (1, 2, 4)
@@ -117,19 +116,9 @@ def wait_for_workers(url: str, process: subprocess.Popen, workers: int, timeout:
 
 def train_model(root: Path) -> tuple[str, list[dict]]:
     """A promoted model in a store under ``root``; its kind, and a 5-session history to score."""
-    from dropout_risk.training.jobs.promote import promote
-    from dropout_risk.training.jobs.train import train
-    from dropout_risk.training.settings import TrainingConfig, TrainingSettings
-    from dropout_risk.training.simulation.cohort import SimulationConfig, simulate_cohort, write_cohort
+    from score_throughput import promoted_champion  # this folder is on sys.path when a benchmark runs
 
-    mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
-    cohort = simulate_cohort(SimulationConfig(n_clients=2000, seed=6))
-    paths = write_cohort(cohort, root / "data")
-    settings = TrainingSettings(
-        training=TrainingConfig(artifact_location=str(root / "artifacts"), bootstrap_resamples=20, folds=3)
-    )
-    outcome = train(paths["sessions"], paths["episodes"], settings)
-    promote(settings, force=True, reason="benchmark")
+    _, outcome = promoted_champion(root)
     history = [
         {"session_number": n, "session_date": f"2025-0{n}-06", "scores": {"ors": 14.0 + n, "srs": 33.0}}
         for n in range(1, 6)
