@@ -28,6 +28,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,  # a traceback's locals could hold client data
+    rich_markup_mode=None,  # plain help: rendering it with rich costs more imports than the rest of the CLI
 )
 app.command("validate")(data.validate)
 app.command("features")(data.features)
