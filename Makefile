@@ -51,9 +51,12 @@ PACKAGES := cli features models serving training
 ## the rest run on TEST_WORKERS processes, as in test-fast.
 TEST_WORKERS ?= 2
 FAST := not reliability and not spark and not browser
+## Both parts build the champion and the two test models once, in SHARED (emptied first).
+SHARED := $(CURDIR)/.test-run
 test: venv browser lint typecheck
-	$(BIN)/python -m pytest -m "$(FAST)" -n $(TEST_WORKERS) --dist loadfile
-	$(BIN)/python -m pytest -m "not ($(FAST))"
+	rm -rf $(SHARED)
+	DROPOUT_RISK_TEST_SHARED=$(SHARED) $(BIN)/python -m pytest -m "$(FAST)" -n $(TEST_WORKERS) --dist loadfile
+	DROPOUT_RISK_TEST_SHARED=$(SHARED) $(BIN)/python -m pytest -m "not ($(FAST))"
 
 ## The edit loop: lint, types, then every test but the reliability, Spark and browser ones, on TEST_WORKERS
 ## processes (pytest-xdist; a module's tests stay on one worker, so its fixtures are built once).
