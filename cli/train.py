@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from dropout_risk.features.instruments import InstrumentRegistry
     from dropout_risk.models.compiled import CompiledModel
     from dropout_risk.training.jobs.promote import Decision
+    from dropout_risk.training.settings import TrainingSettings
     from dropout_risk.training.splits import SplitKind
 
 Loaded = TypeVar("Loaded")
@@ -133,6 +134,23 @@ OofOption = Annotated[
 ]
 
 
+def _promote_into(result: dict, project: TrainingSettings, version: str) -> Decision:
+    """Run the gate on ``version``; its decision is also written into the report ``result``."""
+    from dropout_risk.training.jobs.promote import PromotionError, promote
+
+    try:
+        decision = promote(project, version=version)
+    except PromotionError as exc:
+        fail(str(exc))
+    result["promoted"] = decision.promoted
+    result["promotion"] = {
+        "reasons": decision.reasons,
+        "challenger": decision.challenger,
+        "champion": decision.champion,
+    }
+    return decision
+
+
 def train_command(
     sessions: SessionsOption,
     episodes: EpisodesOption,
@@ -146,7 +164,6 @@ def train_command(
     oof: OofOption = None,
 ) -> None:
     """Train, validate by client, register as challenger (and optionally promote)."""
-    from dropout_risk.training.jobs.promote import PromotionError, promote
     from dropout_risk.training.jobs.train import TrainingDataError, train
     from dropout_risk.training.settings import TrainingSettings
     from dropout_risk.training.splits import SplitError, TiedStartDatesWarning
@@ -172,24 +189,14 @@ def train_command(
         except (TrainingDataError, SplitError) as exc:
             fail(str(exc))
     result = outcome.report
-    if do_promote:
-        try:
-            decision = promote(project, version=outcome.model_version)
-        except PromotionError as exc:
-            fail(str(exc))
-        result["promoted"] = decision.promoted
-        result["promotion"] = {
-            "reasons": decision.reasons,
-            "challenger": decision.challenger,
-            "champion": decision.champion,
-        }
+    decision = _promote_into(result, project, outcome.model_version) if do_promote else None
     console.print(_report_table(result))
     _print_excluded(result)
     console.print(f"evaluation: {result['evaluation']['mode']} ({result['evaluation']['reason']})", highlight=False)
     if oof is not None:
         _write_oof(outcome.oof, oof)
     console.print(f"registered as version {outcome.model_version} (alias challenger), run {outcome.run_id}")
-    if do_promote:
+    if decision is not None:
         _print_decision(decision)
     if report:
         private_file(report).write_text(json.dumps(result, indent=2, default=str))

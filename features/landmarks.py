@@ -105,16 +105,13 @@ def build_features(
         )
     )
 
-    ids = [
-        "client_id",
-        LANDMARK,
-        "session_date",
-        *(c for c in OPTIONAL_EPISODE_IDS if c in episodes.columns),
-        "status",
-        "label",
-    ]
     # Every Series here already carries the sorted RangeIndex, so arrays and Series line up.
-    return pd.DataFrame({name: columns[name] for name in ids + spec.feature_columns()[1:]})
+    return pd.DataFrame({name: columns[name] for name in _id_columns(episodes) + spec.feature_columns()[1:]})
+
+
+def _id_columns(episodes: pd.DataFrame) -> list[str]:
+    optional = [c for c in OPTIONAL_EPISODE_IDS if c in episodes.columns]
+    return ["client_id", LANDMARK, "session_date", *optional, "status", "label"]
 
 
 # --- one client, no pandas: the service's path ------------------------------------------------

@@ -304,17 +304,32 @@ def compare_pairs(
         seed=seed,
     )
 
-    def run(n: int) -> tuple[int, tuple[dict, dict, dict[str, LandmarkDelta]]]:
+    def run(n: int) -> tuple[int, _PairFigures]:
         i, j = index_pairs[n]
         return n, _pair(
             scored, i, j, resampled, n_resamples=n_resamples, landmark_resamples=landmark_resamples, seed=seed
         )
 
-    results: dict[int, tuple[dict, dict, dict[str, LandmarkDelta]]] = {}
+    results: dict[int, _PairFigures] = {}
     runner = Parallel(n_jobs=n_jobs, prefer="threads", return_as="generator_unordered")
     for done, (n, result) in enumerate(runner(delayed(run)(n) for n in range(len(index_pairs))), start=1):
         results[n] = result
         say(f"paired bootstrap {done}/{len(index_pairs)}: {names[index_pairs[n][0]]} vs {names[index_pairs[n][1]]}")
+    return _pair_results(names, index_pairs, results, fold_aucs, fold_within_aucs, test_train_ratio)
+
+
+_PairFigures = tuple[dict, dict, dict[str, LandmarkDelta]]  # pooled, within-session, per landmark
+
+
+def _pair_results(
+    names: Sequence[str],
+    index_pairs: list[tuple[int, int]],
+    results: dict[int, _PairFigures],
+    fold_aucs: np.ndarray,
+    fold_within_aucs: np.ndarray,
+    test_train_ratio: float,
+) -> list[PairResult]:
+    """Each pair's figures with Holm-adjusted p-values (over all pairs) and the refit-aware CV tests."""
     pooled_holm = holm([results[n][0]["p_value"] for n in range(len(index_pairs))])
     within_holm = holm([results[n][1]["p_value"] for n in range(len(index_pairs))])
     out = []

@@ -150,7 +150,6 @@ def compare(
     names = split_set_names(feature_sets) or list(config.feature_sets)
     wanted_landmarks = parse_landmarks(landmarks)
     warnings: list[str] = []
-
     say("validating data")
     data = load_data(sessions_path, episodes_path, settings, wanted_landmarks, warnings)
     if not names:
@@ -181,13 +180,25 @@ def compare(
         model_reason=model_reason,
     )
 
+    result = _plot_and_log(result, scored, out_dir, (sessions_path, episodes_path), settings, say)
+    return replace(result, elapsed_seconds=round(time.perf_counter() - started, 1))
+
+
+def _plot_and_log(
+    result: CompareResult,
+    scored: pd.DataFrame,
+    out_dir: Path | None,
+    files_in: tuple[Path, Path],
+    settings: CompareSettings,
+    say: Progress,
+) -> CompareResult:
+    """Plots to ``out_dir`` (else a temporary folder) and everything to the MLflow parent run."""
     say("drawing plots")
     with tempfile.TemporaryDirectory() as tmp:
         plots = Path(out_dir) if out_dir is not None else Path(tmp) / "plots"
         files = write_plots(result, scored, plots)
         say("logging to MLflow")
-        result = log_comparison(result, files, sessions_path, episodes_path, settings)
-    return replace(result, elapsed_seconds=round(time.perf_counter() - started, 1))
+        return log_comparison(result, files, *files_in, settings)
 
 
 def _options(
