@@ -38,7 +38,10 @@ def test_btheb_trains_end_to_end_with_a_user_declared_instrument(btheb, mlflow_s
     config = tmp_path / "btheb.toml"
     config.write_text(
         f'[training]\nbootstrap_resamples = 100\nartifact_location = "{mlflow_store.artifacts}"\n'
-        f'experiment = "btheb"\n{BDI2_TOML}'
+        f'experiment = "btheb"\n'
+        # Two repeats of the small-data CV, not the default five: this test is about the declared
+        # instrument, and two repeats already give an interval (test_acceptance does the same on the trial).
+        f"[evaluation]\ncv_repeats = 2\n{BDI2_TOML}"
     )
     report_path = tmp_path / "report.json"
     args = ["--sessions", str(btheb["sessions"]), "--episodes", str(btheb["episodes"]), "--config", str(config)]

@@ -35,7 +35,7 @@ def _frame(n_clients: int = 2000, seed: int = 0) -> pd.DataFrame:
 
 def test_it_is_the_mean_of_the_per_landmark_aucs_with_a_client_bootstrap_ci():
     frame = _frame()
-    result = within_landmark_auc(frame, n_resamples=300, seed=3)
+    result = within_landmark_auc(frame, n_resamples=60, seed=3)
     expected = np.mean([roc_auc_score(g["label"], g["risk"]) for _, g in frame.groupby("landmark")])
     assert result.auc == pytest.approx(expected, abs=1e-12)
     assert result.landmarks == (1, 2, 3, 4, 5, 6) and result.excluded == ()
@@ -46,7 +46,7 @@ def test_it_is_the_mean_of_the_per_landmark_aucs_with_a_client_bootstrap_ci():
         return float(np.mean([roc_auc_score(g["label"], g["risk"]) for _, g in sample.groupby("landmark")]))
 
     # The same clients drawn by the slow, row-copying route give the same interval.
-    slow = client_bootstrap(frame, statistic, n_resamples=300, seed=3)["value"]
+    slow = client_bootstrap(frame, statistic, n_resamples=60, seed=3)["value"]
     assert slow == pytest.approx(result.ci, abs=1e-9)
 
 
