@@ -11,7 +11,7 @@ test support (loopback only) and runs, each bounded in count and time:
    GET /v1/clients are timed; the server's open descriptors during and 40 s after;
 3. neighbour p95: clinic B's POST /v1/score latency, quiet and while clinic A's 64 concurrent
    clients send 200-session scores, on a server with the default per-key limits (50/s, burst 100,
-   2 requests in progress);
+   2 requests in progress), in 5 alternating rounds with the server and the clients on separate cores;
 4. metrics label flood: 5,000 requests with made-up methods, /metrics size before and after.
 Items 1, 2 and 4 run on a server without the rate limit (the test support's default), so
 only the body cap, key check, timeouts and concurrency bound are under test there.
@@ -50,6 +50,7 @@ B_REQUESTS = 200
 B_INTERVAL = 0.05  # clinic B sends 20 requests a second: inside its own rate limit
 A_CLIENTS = 64
 A_MAX_SECONDS = 180.0  # clinic A stops when B is done, or at this
+NEIGHBOUR_ROUNDS = 5
 METHOD_REQUESTS = 5_000
 
 
@@ -262,7 +263,7 @@ def one_large_score(server_url: str, key: str) -> float:
     body = {"sessions": [session_payload("a-client", n) for n in range(1, 201)]}
     took = []
     with httpx.Client(base_url=server_url, headers={"Authorization": f"Bearer {key}"}, timeout=30) as http:
-        for _ in range(20):
+        for _ in range(8):  # 8 x 10 tokens (serving.rate_limit_sessions): within the burst of 100
             started = time.perf_counter()
             http.post("/v1/score", json=body).raise_for_status()
             took.append((time.perf_counter() - started) * 1000)
@@ -304,11 +305,14 @@ def clinic_a_load(server_url: str, key: str, seconds: float) -> None:
     print(json.dumps({"seconds": time.monotonic() - started, "statuses": dict(statuses)}), flush=True)
 
 
-def neighbour(server: ApiServer, key_a: str, key_b: str) -> None:
-    print("\n3. neighbour p95: clinic B's POST /v1/score (5 sessions, 20 requests/s, 200 requests)", flush=True)
-    quiet, quiet_statuses = clinic_b(server.url, key_b)
-    large = one_large_score(server.url, key_a)
-    print(f"   one of A's 200-session scores alone (20 sequential, median): {large:.1f} ms")
+def pin(pid: int, cores: set[int]) -> None:
+    """Every thread of process ``pid`` (and what it starts later) on ``cores``."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        os.sched_setaffinity(int(task.name), cores)
+
+
+def loaded_b(server: ApiServer, key_a: str, key_b: str, cores: set[int] | None) -> tuple[list[float], dict, float]:
+    """B's latencies while A's 64 clients run (A in its own process); A's run and the seconds B took."""
     load = subprocess.Popen(
         [sys.executable, __file__, "--clinic-a", server.url, key_a, str(A_MAX_SECONDS)],
         stdin=subprocess.PIPE,
@@ -316,30 +320,60 @@ def neighbour(server: ApiServer, key_a: str, key_b: str) -> None:
         text=True,
     )
     try:
+        if cores is not None:
+            pin(load.pid, cores)
         assert load.stdout is not None
         assert load.stdout.readline().strip() == "started", "clinic A's load did not start"
         time.sleep(3)  # A's 64 clients connected and at it
         started = time.monotonic()
-        loaded, loaded_statuses = clinic_b(server.url, key_b)
-        loaded_seconds = time.monotonic() - started
+        loaded, _statuses = clinic_b(server.url, key_b)
+        seconds = time.monotonic() - started
         out, _ = load.communicate(input="", timeout=A_MAX_SECONDS + 90)  # closing its stdin stops it
     finally:
         if load.poll() is None:
             load.kill()
             load.wait(timeout=30)
-    a_run = json.loads(out.strip().splitlines()[-1])
-    a_statuses = a_run["statuses"]
-    quiet_p95, loaded_p95 = p95(quiet), p95(loaded)
-    print(f"   quiet: p50 {statistics.median(quiet):.1f} ms, p95 {quiet_p95:.1f} ms, statuses {dict(quiet_statuses)}")
+    return loaded, json.loads(out.strip().splitlines()[-1]), seconds
+
+
+def neighbour(server: ApiServer, key_a: str, key_b: str) -> None:
+    """B's p95 quiet and under A's load, in NEIGHBOUR_ROUNDS alternating rounds; the median of the rounds' ratios.
+
+    One quiet/loaded pair is at the mercy of whatever else the machine does for those 10 seconds (on the
+    shared 2-core machine single pairs ranged from 1.4x to 4.7x within minutes), so rounds alternate and
+    the median ratio is the figure. With two or more cores the server runs on core 0 and both clinics'
+    clients on the others, as a load balancer's clients would be on other machines: otherwise A's 64
+    client threads compete with the server they attack for the same core.
+    """
     print(
-        f"   under A's {A_CLIENTS} concurrent 200-session clients: p50 {statistics.median(loaded):.1f} ms, "
-        f"p95 {loaded_p95:.1f} ms, statuses {dict(loaded_statuses)}, {loaded_seconds:.0f} s for B's 200"
+        f"\n3. neighbour p95: clinic B's POST /v1/score (5 sessions, 20 requests/s, {B_REQUESTS} requests), "
+        f"{NEIGHBOUR_ROUNDS} rounds of quiet then under A's {A_CLIENTS} concurrent 200-session clients",
+        flush=True,
     )
-    total = sum(a_statuses.values())
-    print(
-        f"   ratio {loaded_p95 / quiet_p95:.2f}x (target <= 3x); A's requests in {a_run['seconds']:.0f} s: {total}, "
-        f"statuses {a_statuses} (429: {a_statuses.get('429', 0) / max(total, 1):.1%})"
-    )
+    cores = None
+    if (os.cpu_count() or 1) >= 2 and server.proc is not None:
+        cores = set(range(1, os.cpu_count() or 2))
+        pin(server.proc.pid, {0})
+        pin(os.getpid(), cores)
+        print(f"   server pinned to core 0, clients to cores {sorted(cores)}")
+    large = one_large_score(server.url, key_a)
+    print(f"   one of A's 200-session scores alone (8 sequential, median): {large:.1f} ms")
+    ratios = []
+    for round_number in range(1, NEIGHBOUR_ROUNDS + 1):
+        quiet, quiet_statuses = clinic_b(server.url, key_b)
+        loaded, a_run, seconds = loaded_b(server, key_a, key_b, cores)
+        ratios.append(p95(loaded) / p95(quiet))
+        a_statuses = a_run["statuses"]
+        total = sum(a_statuses.values())
+        print(
+            f"   round {round_number}: quiet p95 {p95(quiet):.1f} ms (statuses {dict(quiet_statuses)}), "
+            f"under A p95 {p95(loaded):.1f} ms ({seconds:.0f} s for B's {B_REQUESTS}), ratio {ratios[-1]:.2f}x; "
+            f"A: {total} requests, 429 {a_statuses.get('429', 0) / max(total, 1):.0%}, load {os.getloadavg()[0]:.1f}",
+            flush=True,
+        )
+    median = statistics.median(ratios)
+    verdict = "met" if median <= 3 else "NOT met"
+    print(f"   median ratio over {NEIGHBOUR_ROUNDS} rounds {median:.2f}x (target <= 3x: {verdict})")
     print("   issue 12 before the fix: 6 ms -> 977 ms (A: 64 concurrent 500-session scores)")
 
 

@@ -133,6 +133,7 @@ def _add_middleware(app: FastAPI, settings: ServingSettings, reader: Engine, hol
     # The key before the body (innermost of the three): a request without a valid key is 401 unread.
     rate, inflight_cap = settings.serving.rate_limit, settings.serving.max_inflight_per_key
     limiter = RateLimiter(rate, settings.serving.rate_limit_burst) if rate > 0 else None
+    app.state.limiter = limiter  # routes charge the work they find in the body (deps.get_work_meter)
     inflight = InFlight(inflight_cap) if inflight_cap > 0 else None
     backoff = Backoff()
     for table, state in (("rate", limiter), ("in_flight", inflight), ("backoff", backoff)):

@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from dropout_risk.serving import served_version
 from dropout_risk.serving.backoff import Backoff
-from dropout_risk.serving.deps import CLINIC_STATE, SERVED_STATE, UNAUTHORIZED, bearer
+from dropout_risk.serving.deps import CLINIC_STATE, KEY_STATE, SERVED_STATE, UNAUTHORIZED, bearer
 from dropout_risk.serving.headers import API_PREFIX
 from dropout_risk.serving.inflight import InFlight
 from dropout_risk.serving.keys import clinic_for_key, digest
@@ -76,6 +76,7 @@ class KeyCheckMiddleware:
             await refusal(scope, receive, send)
             return
         scope.setdefault("state", {})[CLINIC_STATE] = clinic_id
+        scope["state"][KEY_STATE] = key
         if self.inflight is None:
             await self.app(scope, receive, send)
             return

@@ -21,6 +21,7 @@ from dropout_risk.serving import served_version
 from dropout_risk.serving.keys import clinic_for_key
 from dropout_risk.serving.model_holder import LoadedModel, ModelHolder
 from dropout_risk.serving.observability import Metrics
+from dropout_risk.serving.ratelimit import WorkMeter
 from dropout_risk.serving.schemas import ErrorBody
 from dropout_risk.serving.scoring import ScoringContext
 from dropout_risk.serving.settings import ServingSettings
@@ -29,6 +30,8 @@ from dropout_risk.serving.settings import ServingSettings
 CLINIC_STATE = "dropout_risk_clinic_id"
 # ... and the served version it read on the same connection (serving.served_version), for current_model.
 SERVED_STATE = "dropout_risk_served_version"
+# ... and the digest of the key it checked, under which the rate limiter keeps its bucket (get_work_meter).
+KEY_STATE = "dropout_risk_key_digest"
 bearer = HTTPBearer(auto_error=False, description="A clinic's API key (dropout-risk keys create --clinic NAME)")
 UNAUTHORIZED = HTTPException(
     status.HTTP_401_UNAUTHORIZED, "missing, unknown or revoked API key", headers={"WWW-Authenticate": "Bearer"}
@@ -173,6 +176,15 @@ async def require_admin(
         raise UNAUTHORIZED
 
 
+async def get_work_meter(request: Request) -> WorkMeter:
+    """The caller's rate-limit bucket, for a route that charges the work it finds in the body."""
+    return WorkMeter(
+        getattr(request.app.state, "limiter", None),
+        getattr(request.state, KEY_STATE, None),
+        request.app.state.settings.serving.rate_limit_sessions,
+    )
+
+
 Db = Annotated[Session, Depends(get_db)]
 ReadDb = Annotated[Session, Depends(get_read_db)]
 Holder = Annotated[ModelHolder, Depends(get_holder)]
@@ -184,4 +196,5 @@ RiskMetrics = Annotated[Metrics, Depends(get_metrics)]
 DbEngine = Annotated[Engine, Depends(get_engine)]
 ClinicId = Annotated[int, Depends(require_clinic)]
 Settings = Annotated[ServingSettings, Depends(get_settings)]
+Work = Annotated[WorkMeter, Depends(get_work_meter)]
 Admin = Annotated[None, Depends(require_admin)]

@@ -10,6 +10,12 @@ while a bearer never seen valid costs its lookup and leaves nothing behind. Rand
 therefore cannot grow the table; ``max_keys`` (least recently used dropped first) bounds it
 anyway, since keys can be issued and revoked without end. A dropped bucket comes back full:
 at worst a key regains its burst. Per process: with several workers the limit is per worker.
+
+A request's token is taken before its body is read, so a 200-session score and a 5-session one
+cost the same there; a route that learns the work afterwards ``charge``s the rest. The bucket may
+then go below zero (down to ``-burst``): the request already runs, the key's next ones wait until
+the debt is repaid at ``rate``. Counting requests alone let one clinic's large scores take half a
+core within its limit and slow another clinic's small ones about fourfold.
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+
+import anyio.from_thread
 
 MAX_KEYS = 10_000  # far above the keys a deployment issues; each bucket is ~200 bytes
 
@@ -62,6 +70,35 @@ class RateLimiter:
             bucket.tokens -= 1
             return 0.0
         return (1 - bucket.tokens) / self.rate
+
+    def charge(self, key: str, tokens: float) -> None:
+        """Takes ``tokens`` more from ``key``'s bucket, down to ``-burst`` at most; a key without one pays nothing.
+
+        Called on the event loop (``WorkMeter`` brings it there) with no await inside: no lock is needed.
+        """
+        bucket = self._buckets.get(key)
+        if bucket is None or tokens <= 0:
+            return
+        now = self.clock()
+        bucket.tokens = min(float(self.burst), bucket.tokens + (now - bucket.updated) * self.rate)
+        bucket.tokens = max(-float(self.burst), bucket.tokens - tokens)
+        bucket.updated = now
+
+
+@dataclass(frozen=True)
+class WorkMeter:
+    """What a route charges for the work it learns of after the key's one token was taken."""
+
+    limiter: RateLimiter | None
+    key: str | None  # the key's digest, as the limiter knows it; None when no key was checked
+    sessions_per_request: int  # serving.rate_limit_sessions
+
+    def score(self, sessions: int) -> None:
+        """From a route's worker thread: one more token per started block of ``sessions_per_request``."""
+        extra = math.ceil(sessions / self.sessions_per_request) - 1
+        if self.limiter is not None and self.key is not None and extra > 0:
+            # The buckets belong to the event loop (wait runs there without a lock): charge there too.
+            anyio.from_thread.run_sync(self.limiter.charge, self.key, float(extra))
 
 
 def retry_after(seconds: float) -> str:

@@ -47,6 +47,14 @@ class ServingConfig(BaseModel):
     max_concurrency: int = Field(default=200, ge=1, description="connections and requests at once; 503 beyond")
     rate_limit: float = Field(default=50.0, ge=0, description="requests a second per API key (429 beyond); 0: none")
     rate_limit_burst: int = Field(default=100, ge=1, description="requests an API key may send at once")
+    rate_limit_sessions: int = Field(
+        default=20,
+        ge=1,
+        description=(
+            "POST /v1/score: a history of up to this many sessions counts as one request of the rate limit, "
+            "a longer one as one per started block (200 sessions: 10 at the default)"
+        ),
+    )
     max_inflight_per_key: int = Field(
         default=2, ge=0, description="requests an API key may have in progress at once (429 beyond); 0: no cap"
     )

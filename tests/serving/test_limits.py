@@ -235,6 +235,34 @@ def test_e_token_bucket_refills_at_the_rate_up_to_the_burst():
     assert retry_after(0.01) == "1" and retry_after(1.2) == "2"
 
 
+def test_e_a_long_score_costs_a_token_per_started_block_of_sessions(limited):
+    """serving.rate_limit_sessions (20): a 41-session score costs 3 of the key's 3 tokens, a 20-session one 1.
+
+    Counting requests alone let one clinic's 200-session scores take half a core within its limit and
+    slow another clinic's 5-session ones about fourfold (benchmarks/attack_limits.py).
+    """
+    heavy, light = limited.new_clinic(), limited.new_clinic()
+    assert limited.client.post("/v1/score", json={"sessions": _history(41)}, headers=heavy).status_code == 200
+    refused = limited.client.get("/v1/clients", headers=heavy)
+    assert refused.status_code == 429 and "rate limit" in refused.json()["detail"]
+    assert limited.client.post("/v1/score", json={"sessions": _history(20)}, headers=light).status_code == 200
+    assert [limited.client.get("/v1/clients", headers=light).status_code for _ in range(2)] == [200, 200]
+
+
+def test_e_charged_work_is_a_debt_repaid_at_the_rate():
+    now = [0.0]
+    limiter = RateLimiter(rate=2.0, burst=4, clock=lambda: now[0])
+    limiter.charge("unseen", 3)  # no bucket yet: nothing to charge (the key was never let through)
+    assert "unseen" not in limiter
+    assert limiter.wait("k") == 0.0  # 3 left
+    limiter.charge("k", 5)  # 3 - 5 = -2: the request already runs; the next ones wait
+    assert limiter.wait("k") == pytest.approx(1.5)  # (1 - (-2)) / 2
+    limiter.charge("k", 100)
+    assert limiter.wait("k") == pytest.approx(2.5)  # never more than a burst in debt: (1 + 4) / 2
+    now[0] = 2.5
+    assert limiter.wait("k") == 0.0
+
+
 @pytest.fixture(scope="module")
 def impatient(champion, tmp_path_factory) -> Iterator[Api]:
     """An app that waits at most half a second for a request body."""
