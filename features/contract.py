@@ -42,7 +42,10 @@ STATUSES = ("dropout", "completed", "ongoing")
 SESSION_ID_COLUMNS = ("client_id", "session_number", "session_date")
 SESSION_OPTIONAL_COLUMNS = ("missed_since_last",)
 EPISODE_REQUIRED_COLUMNS = ("client_id", "status")
-EPISODE_ID_COLUMNS = ("client_id", "status", "clinic_id", "therapist_id")
+EPISODE_ID_COLUMNS = ("client_id", "status", "clinic_id", "therapist_id", "ended_on")
+# Optional: the day an ended episode ended (the service records it when an episode is closed).
+ENDED_ON = "ended_on"
+ENDED_ON_ONGOING = "must be blank for an ongoing episode (ended_on is the day an ended episode ended)"
 AGE_RANGE = (0, 120)
 
 
@@ -175,6 +178,8 @@ def _parse_episodes(raw: pd.DataFrame) -> tuple[pd.DataFrame, list[Problem]]:
         if column == "age":
             out["age"], bad = _parse_numeric(raw["age"], integer=False)
             problems += _type_problems("episodes", "age", bad, "must be a number")
+        elif column == ENDED_ON:
+            problems += _parse_ended_on(raw, out)
         elif column not in ("client_id", "status") and raw[column].dtype == object:
             # Other covariates: numeric when every given cell is a number, else text.
             parsed = pd.to_numeric(_blank_to_na(raw[column]), errors="coerce")
@@ -185,6 +190,20 @@ def _parse_episodes(raw: pd.DataFrame) -> tuple[pd.DataFrame, list[Problem]]:
     out["client_id"] = out["client_id"].astype("string")
     out["status"] = _blank_to_na(raw["status"]).astype("string").str.lower()
     return out, problems
+
+
+def _parse_ended_on(raw: pd.DataFrame, out: pd.DataFrame) -> list[Problem]:
+    """``ended_on`` as a date (an ISO date or blank); given for an ongoing episode is a problem."""
+    column = raw[ENDED_ON]
+    if not pd.api.types.is_datetime64_any_dtype(column):  # an all-blank column can read as NaN floats
+        column = column.astype("object").where(column.notna(), "")
+    parsed, bad, outside = _parse_dates(column)
+    out[ENDED_ON] = parsed
+    problems = _type_problems("episodes", ENDED_ON, bad, "must be an ISO date (YYYY-MM-DD)")
+    problems += _type_problems("episodes", ENDED_ON, outside, DATE_OUT_OF_RANGE)
+    ongoing = _blank_to_na(raw["status"]).astype("string").str.lower() == "ongoing"
+    problems += _type_problems("episodes", ENDED_ON, (ongoing.fillna(False) & parsed.notna()), ENDED_ON_ONGOING)
+    return problems
 
 
 # --- pass 2: pandera schemas ------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -14,6 +15,7 @@ from dropout_risk.serving.risk import HistoryItem, Risk
 from dropout_risk.serving.schemas import ClientUpdate, SessionIn
 from dropout_risk.serving.scoring import HistoryRow, Scored, ScoringContext, score_history
 from dropout_risk.serving.store import (
+    ClientRow,
     StoredSession,
     find_client,
     insert_session,
@@ -102,12 +104,31 @@ def update_client(
     # Each PUT was checked alone; together with what is stored they must still fit the per-client limit.
     if len(covariates) > MAX_COVARIATES:
         raise Invalid([Problem(("body", "covariates"), f"a client has at most {MAX_COVARIATES} covariates")])
-    set_episode(db, row.id, row.status if update.status is None else update.status, covariates)
+    status = row.status if update.status is None else update.status
     sessions = stored_sessions(db, row.id)
+    ended_on = _ended_on(row, status, update.ended_on, sessions[-1].session_date if sessions else None)
+    set_episode(db, row.id, status, covariates, ended_on)
     if sessions and scoring is not None:
         risk = score_history(scoring, [s.history_row() for s in sessions], covariates).risk
         set_current_risk(db, row.id, risk, sessions[-1].session_date)
     return get_client(db, clinic_id, external_id)
+
+
+def _ended_on(row: ClientRow, status: str, given: dt.date | None, last_session: dt.date | None) -> dt.date | None:
+    """The day the episode ended: the one given, the one already stored, or today (UTC); None while ongoing.
+
+    Raises Invalid for a date on an ongoing episode or before the client's last recorded session.
+    """
+    if status == "ongoing":
+        if given is not None:
+            msg = "ended_on is only for an ended episode (status completed or dropout)"
+            raise Invalid([Problem(("body", "ended_on"), msg)])
+        return None
+    if given is None:
+        return row.ended_on if row.status == status and row.ended_on is not None else dt.datetime.now(dt.UTC).date()
+    if last_session is not None and given < last_session:
+        raise Invalid([Problem(("body", "ended_on"), "ended_on may not be before the client's last recorded session")])
+    return given
 
 
 def client_risk(db: Session, clinic_id: int, external_id: str, scoring: ScoringContext) -> ClientRiskView:

@@ -83,6 +83,8 @@ class Client(Base):
     current_session: Mapped[int | None] = mapped_column(Integer)
     current_model_version: Mapped[str | None] = mapped_column(String(40))
     last_session_date: Mapped[dt.date | None] = mapped_column(Date)
+    # The day an ended episode (completed or dropout) ended; None while it is ongoing.
+    ended_on: Mapped[dt.date | None] = mapped_column(Date)
     updated_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
     )
@@ -102,4 +104,8 @@ class SessionRecord(Base):
     scores: Mapped[dict] = mapped_column(JSON, default=dict)
     payload_hash: Mapped[str] = mapped_column(String(64))
     risk: Mapped[dict] = mapped_column(JSON, default=dict)  # the risk returned when it was recorded
+    # Copies of the stored risk's figures, for the monitor (which reads them as columns, never the JSON).
+    probability: Mapped[float | None] = mapped_column(Float)
+    landmark: Mapped[int | None] = mapped_column(Integer)
+    model_version: Mapped[str | None] = mapped_column(String(40))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
