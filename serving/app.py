@@ -25,9 +25,10 @@ from dropout_risk.serving.inflight import InFlight
 from dropout_risk.serving.limits import BodyLimitMiddleware
 from dropout_risk.serving.migrate import upgrade
 from dropout_risk.serving.model_holder import ModelHolder
+from dropout_risk.serving.monitoring.gauges import refresh_every
 from dropout_risk.serving.observability import AccessMiddleware, Metrics
 from dropout_risk.serving.ratelimit import RateLimiter
-from dropout_risk.serving.routes import clients, operations, scoring
+from dropout_risk.serving.routes import clients, monitoring, operations, scoring
 from dropout_risk.serving.service import Invalid
 from dropout_risk.serving.settings import ServingSettings
 from dropout_risk.serving.ui import install as install_dashboard
@@ -94,11 +95,13 @@ def create_app(settings: ServingSettings, *, holder: ModelHolder | None = None, 
         await asyncio.to_thread(holder.attach, functools.partial(served_version.announce, engine))
         if holder.current is None:
             await asyncio.to_thread(holder.refresh)
-        task = asyncio.create_task(holder.poll(settings.serving.poll_interval_seconds)) if poll else None
+        tasks = [asyncio.create_task(holder.poll(settings.serving.poll_interval_seconds))] if poll else []
+        if poll and settings.monitoring.refresh_seconds > 0:
+            tasks.append(asyncio.create_task(refresh_every(app, settings.monitoring.refresh_seconds)))
         try:
             yield
         finally:
-            if task is not None:
+            for task in tasks:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
@@ -123,6 +126,7 @@ def create_app(settings: ServingSettings, *, holder: ModelHolder | None = None, 
     app.include_router(clients.router)
     app.include_router(scoring.router)
     app.include_router(operations.router)
+    app.include_router(monitoring.router)
     install_dashboard(app)  # the clinician dashboard at /ui
 
     _add_error_handlers(app)

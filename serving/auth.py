@@ -33,6 +33,8 @@ from dropout_risk.serving.keys import clinic_for_key, digest
 from dropout_risk.serving.ratelimit import RateLimiter, retry_after
 
 ADMIN_PREFIX = API_PREFIX + "/admin/"
+# Takes a clinic's key or the admin key, and no body: its route checks the key itself (deps.require_clinic_or_admin).
+MONITORING_PATH = API_PREFIX + "/monitoring"
 
 
 class KeyCheckMiddleware:
@@ -55,7 +57,8 @@ class KeyCheckMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope.get("path", "") if scope["type"] == "http" else ""
         # The admin routes take no body; their key is the admin key, which require_admin checks.
-        if not (path == API_PREFIX or path.startswith(API_PREFIX + "/")) or path.startswith(ADMIN_PREFIX):
+        outside = not (path == API_PREFIX or path.startswith(API_PREFIX + "/"))
+        if outside or path.startswith(ADMIN_PREFIX) or path == MONITORING_PATH:
             await self.app(scope, receive, send)
             return
         credentials = await bearer(Request(scope))
