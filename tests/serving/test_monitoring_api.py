@@ -53,7 +53,9 @@ def test_a_shifted_clinic_is_recalibrate_with_intake_drift_and_a_like_one_stays_
     assert like_clinic["status"]["status"] == "ok", like_clinic["status"]
     assert not any(d["drifted"] for d in like_clinic["drift"])
 
-    admin = _monitoring(api, {"Authorization": f"Bearer {ADMIN_KEY}"})
+    response = api.client.get("/v1/monitoring", headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+    assert "C00" not in response.text  # aggregates only: no client id (the cohorts' ids are C00001...)
+    admin = response.json()
     assert {shifted_name, like_name} <= {c["clinic"] for c in admin["clinics"]}
     assert admin["service"]["current"]["episodes"] >= 2 * report["min_ended"]
     metrics = api.client.get("/metrics").text
