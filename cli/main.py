@@ -39,6 +39,7 @@ app.command("compare")(compare.compare_command)
 app.command("serve")(serve.serve)
 app.command("export")(serve.export)
 app.command("monitor")(monitor.monitor_command)
+app.command("recalibrate")(monitor.recalibrate_command)
 app.add_typer(serve.keys_app, name="keys")
 
 if __name__ == "__main__":

@@ -91,3 +91,95 @@ def _print(result) -> None:
     console.print(table)
     for clinic in result.clinics:
         console.print(f"{clinic.clinic}: {clinic.status.status} - {clinic.status.rule}")
+
+
+MethodOption = Annotated[
+    str, typer.Option("--method", help="intercept (default) or logistic (intercept and slope: more episodes).")
+]
+
+
+def recalibrate_command(
+    clinic: Annotated[str, typer.Option("--clinic", help="The clinic to recalibrate the served model for.")],
+    method: MethodOption = "intercept",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Fit and show before/after; store nothing.")] = False,
+    revert: Annotated[
+        bool, typer.Option("--revert", help="Remove the clinic's recalibration of the served model.")
+    ] = False,
+    reason: Annotated[str | None, typer.Option("--reason", help="Why (stored with it; required to store).")] = None,
+    by: Annotated[str | None, typer.Option("--by", help="Who (stored with it; default: $USER).")] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Store without asking for confirmation.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Fit, show and store (or --revert) a clinic's update of the served model's calibrated log-odds."""
+    import os
+
+    from dropout_risk.cli.serve import _sessions
+    from dropout_risk.serving.db import transaction
+    from dropout_risk.serving.model_holder import ModelHolder
+    from dropout_risk.serving.monitoring.data import clinics
+    from dropout_risk.serving.monitoring.recalibrate import RecalibrationRefused, plan
+    from dropout_risk.serving.recalibration import revert as revert_recalibration
+    from dropout_risk.serving.recalibration import store
+    from dropout_risk.serving.settings import ServingSettings
+    from dropout_risk.serving.tables import Recalibration
+
+    if method not in ("intercept", "logistic"):
+        fail("--method must be intercept or logistic")
+    project = settings(config, ServingSettings)
+    holder = ModelHolder(project.serving.model_uri)
+    holder.refresh()
+    if holder.current is None:
+        fail(f"no served model could be loaded from {project.serving.model_uri}: a recalibration is of one version")
+    version, who = holder.current.version, by or os.environ.get("USER") or "unknown"
+    with transaction(_sessions(config)) as db:
+        found = clinics(db, name=clinic)
+        if not found:
+            fail(f"no clinic named {clinic!r} (--clinic)")
+        if revert:
+            removed = revert_recalibration(db, found[0].id, version, who)
+            console.print(f"reverted recalibration {removed.id}" if removed else "no recalibration to revert")
+            return
+        try:
+            fitted = plan(db, found[0].id, clinic, version, method, project.monitoring)
+        except RecalibrationRefused as exc:
+            fail(f"refused: {exc}")
+        _print_plan(fitted)
+        if dry_run:
+            return
+        if not reason:
+            fail("--reason is required to store a recalibration (who and why are kept with it)")
+        if not yes and not typer.confirm(f"store this recalibration for {clinic}, model version {version}?"):
+            fail("not stored")
+        row = Recalibration(
+            clinic_id=found[0].id,
+            model_version=version,
+            method=method,
+            intercept=fitted.intercept,
+            slope=fitted.slope,
+            episodes=fitted.episodes,
+            evaluation=fitted.model_dump(mode="json"),
+            created_by=who,
+            reason=reason,
+        )
+        stored = store(db, row)
+        console.print(f"[bold green]stored recalibration {stored.id}[/]: {clinic}'s risks from model version {version}")
+
+
+def _print_plan(fitted) -> None:
+    from dropout_risk.serving.monitoring.html import interval, number
+
+    console.print(
+        f"{fitted.clinic}, model version {fitted.model_version}: logit p' = {fitted.intercept:.3f} + "
+        f"{fitted.slope:.3f} x logit p ({fitted.method}; {fitted.episodes} ended episodes, {fitted.dropouts} dropouts)"
+    )
+    table = Table(title=f"Out of sample ({fitted.folds} client folds)")
+    for column in ("", "O/E (CI)", "slope (CI)", "ECE (CI)"):
+        table.add_column(column)
+    for name, f in (("before", fitted.before), ("after", fitted.after)):
+        table.add_row(
+            name,
+            f"{number(f.oe)} ({interval(f.oe_ci)})",
+            f"{number(f.slope)} ({interval(f.slope_ci)})",
+            f"{number(f.ece, 3)} ({interval(f.ece_ci)})",
+        )
+    console.print(table)

@@ -61,21 +61,26 @@ def observed_expected(y: np.ndarray, p: np.ndarray, client: np.ndarray, confiden
     return Ratio(observed, expected, ratio, (ratio * math.exp(-z * se_log), ratio * math.exp(z * se_log)))
 
 
-def calibration_line(y: np.ndarray, p: np.ndarray, iterations: int = 25) -> CalibrationLine:
-    """Logistic recalibration of the outcome on logit(p): slope, and the intercept with the slope fixed at 1."""
-    if y.size == 0 or y.min() == y.max():
-        return CalibrationLine(math.nan, math.nan)
-    x = logit(np.clip(p, EPS, 1 - EPS))
+def logistic_update(y: np.ndarray, x: np.ndarray, iterations: int = 25) -> tuple[float, float]:
+    """(a, b) of logit P(y) = a + b * x fitted by maximum likelihood (Newton-Raphson on two parameters)."""
     design = np.column_stack([np.ones_like(x), x])
     beta = np.array([0.0, 1.0])
-    for _ in range(iterations):  # Newton-Raphson on two parameters
+    for _ in range(iterations):
         mu = expit(design @ beta)
         hessian = design.T @ (design * (mu * (1 - mu))[:, None])
         step = np.linalg.solve(hessian + 1e-9 * np.eye(2), design.T @ (y - mu))
         beta = beta + step
         if np.max(np.abs(step)) < 1e-10:
             break
-    return CalibrationLine(float(beta[1]), intercept_shift(y, x))
+    return float(beta[0]), float(beta[1])
+
+
+def calibration_line(y: np.ndarray, p: np.ndarray) -> CalibrationLine:
+    """Logistic recalibration of the outcome on logit(p): slope, and the intercept with the slope fixed at 1."""
+    if y.size == 0 or y.min() == y.max():
+        return CalibrationLine(math.nan, math.nan)
+    x = logit(np.clip(p, EPS, 1 - EPS))
+    return CalibrationLine(logistic_update(y, x)[1], intercept_shift(y, x))
 
 
 def intercept_shift(y: np.ndarray, offset: np.ndarray, iterations: int = 25) -> float:

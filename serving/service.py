@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from dropout_risk.serving.checks import Problem, check_history, check_next_session, check_scores
 from dropout_risk.serving.covariates import MAX_COVARIATES
+from dropout_risk.serving.recalibration import for_clinic
 from dropout_risk.serving.risk import HistoryItem, Risk
 from dropout_risk.serving.schemas import ClientUpdate, SessionIn
 from dropout_risk.serving.scoring import HistoryRow, Scored, ScoringContext, score_history
@@ -83,7 +84,7 @@ def record_session(
         raise Invalid(problems)
 
     history.append(HistoryRow(payload.session_number, payload.session_date, payload.scores, payload.missed_since_last))
-    risk = score_history(scoring, history, client.covariates).risk
+    risk = score_history(for_clinic(db, scoring, clinic_id), history, client.covariates).risk
     insert_session(db, client.id, payload, digest, risk)
     set_current_risk(db, client.id, risk, payload.session_date)
     return Recorded(created=True, risk=risk)
@@ -109,7 +110,7 @@ def update_client(
     ended_on = _ended_on(row, status, update.ended_on, sessions[-1].session_date if sessions else None)
     set_episode(db, row.id, status, covariates, ended_on)
     if sessions and scoring is not None:
-        risk = score_history(scoring, [s.history_row() for s in sessions], covariates).risk
+        risk = score_history(for_clinic(db, scoring, clinic_id), [s.history_row() for s in sessions], covariates).risk
         set_current_risk(db, row.id, risk, sessions[-1].session_date)
     return get_client(db, clinic_id, external_id)
 
@@ -136,7 +137,9 @@ def client_risk(db: Session, clinic_id: int, external_id: str, scoring: ScoringC
     sessions = stored_sessions(db, client.id)
     if not sessions:
         return ClientRiskView(client, sessions, None, [])
-    scored = score_history(scoring, [s.history_row() for s in sessions], dict(client.covariates or {}))
+    scored = score_history(
+        for_clinic(db, scoring, clinic_id), [s.history_row() for s in sessions], dict(client.covariates or {})
+    )
     return ClientRiskView(client, sessions, scored.risk, scored.history)
 
 

@@ -64,9 +64,12 @@ class MonitoringConfig(BaseModel):
     min_ended: int = Field(
         default=100, ge=1, description="ended episodes served by the current model before its calibration is judged"
     )
+    min_ended_logistic: int = Field(
+        default=300, ge=1, description="ended episodes a recalibration of intercept and slope needs (--method logistic)"
+    )
     confidence: float = Field(default=0.95, gt=0.5, lt=1, description="of the O/E and AUC intervals")
     min_class: int = Field(default=10, ge=1, description="clients of each outcome a landmark needs to count in the AUC")
-    drift_psi: float = Field(default=0.25, gt=0, description="PSI from which a distribution counts as drifted")
+    drift_psi: float = Field(default=0.2, gt=0, description="PSI from which a distribution counts as drifted")
     retrain_psi: float = Field(default=0.5, gt=0, description="PSI of an instrument's drift that calls for retraining")
     drift_alpha: float = Field(
         default=0.01, gt=0, lt=1, description="significance of a drift test, shared over a clinic's tests (Bonferroni)"

@@ -126,6 +126,7 @@ def insert_session(db: Session, client_pk: int, session: SessionIn, digest: str,
             probability=risk.probability,
             landmark=risk.landmark,
             model_version=risk.model_version,
+            recalibration_id=risk.recalibration,
         )
     )
 

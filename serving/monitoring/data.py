@@ -42,12 +42,13 @@ def served_rows(db: Session, clinic_ids: list[int], since: dt.date | None) -> pd
     """One row per ended episode and landmark session it reached, with the risk served there.
 
     Columns: clinic_id, client (the row id: never leaves the monitor), dropout (0/1), month
-    (YYYY-MM of ``ended_on``, 'unknown' without one), landmark, probability, model_version.
+    (YYYY-MM of ``ended_on``, 'unknown' without one), landmark, probability, model_version,
+    recalibration (the id of the clinic's recalibration the risk went through, or <NA>).
     ``since``: episodes that ended on or after it (those without a date are left out then).
     """
     s, c = SESSIONS.c, CLIENTS.c
     query = (
-        select(c.clinic_id, c.id, c.status, c.ended_on, s.landmark, s.probability, s.model_version)
+        select(c.clinic_id, c.id, c.status, c.ended_on, s.landmark, s.probability, s.model_version, s.recalibration_id)
         .join(CLIENTS, c.id == s.client_pk)
         .where(
             c.clinic_id.in_(clinic_ids),
@@ -59,9 +60,8 @@ def served_rows(db: Session, clinic_ids: list[int], since: dt.date | None) -> pd
     if since is not None:
         query = query.where(c.ended_on >= since)
     rows = db.execute(query).all()
-    frame = pd.DataFrame(
-        rows, columns=["clinic_id", "client", "status", "ended_on", "landmark", "probability", "model_version"]
-    )
+    columns = ["clinic_id", "client", "status", "ended_on", "landmark", "probability", "model_version", "recalibration"]
+    frame = pd.DataFrame(rows, columns=columns)
     ended = pd.to_datetime(frame["ended_on"])
     return pd.DataFrame(
         {
@@ -72,6 +72,7 @@ def served_rows(db: Session, clinic_ids: list[int], since: dt.date | None) -> pd
             "landmark": frame["landmark"].to_numpy(dtype=np.int64),
             "probability": frame["probability"].to_numpy(dtype=float),
             "model_version": frame["model_version"].astype(object),
+            "recalibration": frame["recalibration"].astype("Int64"),
         }
     )
 

@@ -70,9 +70,21 @@ class Status(BaseModel):
     figures: dict[str, float | int | str | None] = Field(description="the figures the rule read")
 
 
+class RecalibrationInfo(BaseModel):
+    id: int
+    model_version: str
+    method: str
+    intercept: float
+    slope: float
+    created_at: dt.datetime
+
+
 class ClinicMonitoring(BaseModel):
     clinic: str
     status: Status
+    recalibration: RecalibrationInfo | None = Field(
+        default=None, description="the clinic's newest recalibration not reverted (of any model version)"
+    )
     current: Performance | None = Field(description="ended episodes, risks served by the model being served")
     by_version_month: list[PerformanceGroup]
     open: OpenEpisodes

@@ -13,8 +13,9 @@ from dropout_risk.serving.model_holder import LoadedModel
 from dropout_risk.serving.monitoring.data import ClinicRef, clinics, open_rows, recent_sessions, served_rows
 from dropout_risk.serving.monitoring.drift import drift_checks
 from dropout_risk.serving.monitoring.performance import by_version_month, performance
-from dropout_risk.serving.monitoring.report import ClinicMonitoring, Monitoring, OpenEpisodes
+from dropout_risk.serving.monitoring.report import ClinicMonitoring, Monitoring, OpenEpisodes, RecalibrationInfo
 from dropout_risk.serving.monitoring.status import clinic_status
+from dropout_risk.serving.recalibration import newest_by_clinic
 from dropout_risk.serving.settings import MonitoringConfig
 
 SERVICE = "(all clinics)"
@@ -58,13 +59,16 @@ def _clinic(
     sessions: pd.DataFrame | None,
     model: ServedModelFacts,
     config: MonitoringConfig,
+    recalibration: RecalibrationInfo | None = None,
 ) -> ClinicMonitoring:
     current_rows = served[served["model_version"] == model.version]
     current = performance(current_rows, config) if len(current_rows) else None
     drift = drift_checks(model.profile, sessions, config) if model.profile is not None and sessions is not None else []
+    stale = recalibration if recalibration is not None and recalibration.model_version != model.version else None
     return ClinicMonitoring(
         clinic=name,
-        status=clinic_status(current, drift, model.validation_auc, config),
+        status=clinic_status(current, drift, model.validation_auc, config, stale),
+        recalibration=recalibration,
         current=current,
         by_version_month=by_version_month(served, config),
         open=_open(ongoing),
@@ -92,6 +96,10 @@ def monitor(
     ids = [c.id for c in chosen]
     served, ongoing = served_rows(db, ids, since), open_rows(db, ids)
     sessions = recent_sessions(db, ids, since) if model.profile is not None else None
+    recalibrations = {
+        clinic: RecalibrationInfo.model_validate(row, from_attributes=True)
+        for clinic, row in newest_by_clinic(db, ids).items()
+    }
     reports = [
         _clinic(
             c.name,
@@ -100,6 +108,7 @@ def monitor(
             None if sessions is None else sessions[sessions["clinic_id"] == c.id],
             model,
             config,
+            recalibrations.get(c.id),
         )
         for c in chosen
     ]

@@ -7,7 +7,9 @@ In order, the first rule that holds:
    (the low end of its interval when training logged one: both are estimates) (discrimination
    is lost: no recalibration restores it);
 2. ``recalibrate``: at least ``min_ended`` ended episodes, and the O/E interval excludes 1
-   (risks systematically too low or too high: a local intercept update is the remedy);
+   (risks systematically too low or too high: a local intercept update is the remedy); or the
+   clinic's recalibration was fitted for another model version than the one served (a new
+   champion never inherits it: the clinic needs one of its own);
 3. ``retrain``: an instrument's distribution drifted with PSI >= ``retrain_psi`` (the clinic's
    clients are not those the model learnt from);
 4. ``watch``: any drift check flagged, or the O/E interval excludes 1 on fewer than ``min_ended``
@@ -17,7 +19,7 @@ In order, the first rule that holds:
 
 from __future__ import annotations
 
-from dropout_risk.serving.monitoring.report import DriftCheck, Performance, Status
+from dropout_risk.serving.monitoring.report import DriftCheck, Performance, RecalibrationInfo, Status
 from dropout_risk.serving.settings import MonitoringConfig
 
 INSTRUMENT_CHECKS = ("intake", "session")
@@ -43,8 +45,13 @@ def _figures(current: Performance | None, validation_auc: float | None) -> dict[
 
 
 def clinic_status(
-    current: Performance | None, drift: list[DriftCheck], validation_auc: float | None, config: MonitoringConfig
+    current: Performance | None,
+    drift: list[DriftCheck],
+    validation_auc: float | None,
+    config: MonitoringConfig,
+    stale: RecalibrationInfo | None = None,
 ) -> Status:
+    """The first rule that holds (module docstring); ``stale``: the clinic's recalibration of another version."""
     figures = _figures(current, validation_auc)
     enough = current is not None and current.episodes >= config.min_ended
     if enough and current is not None:
@@ -57,6 +64,10 @@ def clinic_status(
         if _excludes_one(current.oe_ci):
             rule = f"O/E interval excludes 1 with at least monitoring.min_ended={config.min_ended} ended episodes"
             return Status(status="recalibrate", rule=rule, figures=figures)
+    if stale is not None:
+        rule = f"recalibration {stale.id} was fitted for model version {stale.model_version}, not the one served"
+        figures |= {"recalibration": stale.id, "recalibration_model_version": stale.model_version}
+        return Status(status="recalibrate", rule=rule, figures=figures)
     severe = [d for d in drift if d.drifted and d.psi is not None and d.psi >= config.retrain_psi]
     severe = [d for d in severe if any(part in d.what for part in INSTRUMENT_CHECKS)]
     if severe:

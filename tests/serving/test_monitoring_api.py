@@ -12,7 +12,12 @@ from __future__ import annotations
 import re
 
 import pytest
+from sqlalchemy import select
 
+from dropout_risk.models.local_update import update_probability
+from dropout_risk.serving.db import transaction
+from dropout_risk.serving.recalibration import revert, store
+from dropout_risk.serving.tables import Clinic, Recalibration
 from tests.serving.test_monitoring_seeds import CLINICS, PER_CLINIC, SHIFTED
 from tests.support.replay import clinic_sample, dropout_share, replay
 from tests.support.serving import ADMIN_KEY
@@ -73,3 +78,67 @@ def test_monitoring_takes_a_clinic_key_or_the_admin_key_only(api):
     one = _monitoring(api, admin, clinic=name)
     assert [c["clinic"] for c in one["clinics"]] == [name]
     assert one["clinics"][0]["status"]["status"] == "ok" and one["clinics"][0]["current"] is None
+
+
+S = [
+    {"session_number": 1, "session_date": "2025-03-03", "scores": {"ors": 14.5, "srs": 33.0}},
+    {"session_number": 2, "session_date": "2025-03-10", "scores": {"ors": 16.0, "srs": 29.5}, "missed_since_last": 1},
+    {"session_number": 3, "session_date": "2025-03-17", "scores": {"ors": 18.0, "srs": 36.0}},
+]
+
+
+def _store_recalibration(api, clinic: str, version: str, intercept: float) -> int:
+    with transaction(api.app.state.sessions) as db:
+        clinic_id = db.scalar(select(Clinic.id).where(Clinic.name == clinic))
+        row = Recalibration(
+            clinic_id=clinic_id,
+            model_version=version,
+            method="intercept",
+            intercept=intercept,
+            slope=1.0,
+            episodes=100,
+            evaluation={},
+            created_by="test",
+            reason="test",
+        )
+        return store(db, row).id
+
+
+def test_a_recalibration_moves_its_clinics_risks_only_and_says_so(api, champion):
+    name, mine = api.add_clinic()
+    other_name, other = api.add_clinic()
+    for headers in (mine, other):
+        for body in S[:2]:
+            assert api.client.post("/v1/clients/x/sessions", json=body, headers=headers).status_code == 201
+    before = {n: api.client.get("/v1/clients/x/risk", headers=h).json() for n, h in (("mine", mine), ("other", other))}
+    stateless = api.client.post("/v1/score", json={"sessions": S}, headers=other).json()
+    assert before["mine"]["risk"]["recalibration"] is None
+
+    rid = _store_recalibration(api, name, champion.version, 0.5)
+    after = api.client.get("/v1/clients/x/risk", headers=mine).json()
+    assert after["risk"]["recalibration"] == rid
+    for new, old in zip(after["history"], before["mine"]["history"], strict=True):
+        assert new["probability"] == pytest.approx(update_probability(old["probability"], 0.5, 1.0)[()], abs=1e-12)
+    recorded = api.client.post("/v1/clients/x/sessions", json=S[2], headers=mine).json()["risk"]
+    assert recorded["recalibration"] == rid
+    scored = api.client.post("/v1/score", json={"sessions": S}, headers=mine).json()["risk"]
+    assert scored["recalibration"] == rid and scored["probability"] == pytest.approx(recorded["probability"], abs=1e-12)
+    assert scored["probability"] > stateless["risk"]["probability"]
+
+    # The other clinic's risks are bit-identical: the same JSON, the same floats.
+    assert api.client.get("/v1/clients/x/risk", headers=other).json() == before["other"]
+    assert api.client.post("/v1/score", json={"sessions": S}, headers=other).json() == stateless
+    assert api.client.post("/v1/clients/x/sessions", json=S[2], headers=other).json()["risk"] == stateless["risk"]
+
+    with transaction(api.app.state.sessions) as db:
+        assert revert(db, db.scalar(select(Clinic.id).where(Clinic.name == name)), champion.version, "test").id == rid
+    assert api.client.get("/v1/clients/x/risk", headers=mine).json()["history"][:2] == before["mine"]["history"]
+
+
+def test_a_new_champion_does_not_inherit_a_recalibration_the_monitor_says_so(api, champion):
+    name, headers = api.add_clinic()
+    rid = _store_recalibration(api, name, "0", 0.4)  # fitted for an older version than the one served
+    assert api.client.post("/v1/clients/y/sessions", json=S[0], headers=headers).json()["risk"]["recalibration"] is None
+    clinic = _monitoring(api, headers)["clinics"][0]
+    assert clinic["status"]["status"] == "recalibrate" and clinic["recalibration"]["id"] == rid
+    assert f"recalibration {rid} was fitted for model version 0" in clinic["status"]["rule"]

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from dropout_risk.features.contract import require_valid
 from dropout_risk.features.instruments import default_registry
 from dropout_risk.models.compiled import CompiledModel
+from dropout_risk.models.local_update import update_probability
 from dropout_risk.serving.store import CLIENTS, SESSIONS
 from dropout_risk.training.simulation.cohort import Cohort
 
@@ -95,14 +96,26 @@ def ended_on(sessions: pd.DataFrame, max_landmark: int = MAX_LANDMARK) -> dict[s
     return {str(k): dt.date.fromisoformat(str(v)[:10]) + dt.timedelta(days=7) for k, v in last.items()}
 
 
-def store_scored(db: Session, clinic: str, cohort: Cohort, scorer: CompiledModel, version: str) -> None:
-    """``cohort`` as ``replay`` would leave it, written with Core inserts: clients, sessions, served risks."""
+def store_scored(
+    db: Session,
+    clinic: str,
+    cohort: Cohort,
+    scorer: CompiledModel,
+    version: str,
+    recalibration: tuple[int, float, float] | None = None,
+) -> None:
+    """``cohort`` as ``replay`` would leave it, written with Core inserts: clients, sessions, served risks.
+
+    ``recalibration`` (id, intercept, slope): the clinic's, applied to every risk as serving applies it.
+    """
     from dropout_risk.serving.keys import get_or_create_clinic
 
     registry = default_registry()
     typed = require_valid(cohort.sessions, cohort.episodes, registry)
     sessions = typed.sessions[typed.sessions["session_number"] <= MAX_LANDMARK].reset_index(drop=True)
     risks = scorer.score_history(sessions, typed.episodes)
+    if recalibration is not None:
+        risks["risk"] = update_probability(risks["risk"].to_numpy(), recalibration[1], recalibration[2])
     clinic_id = get_or_create_clinic(db, clinic).id
     episodes = cohort.episodes.set_index("client_id")
     ends, ids = ended_on(cohort.sessions), {}
@@ -132,6 +145,7 @@ def store_scored(db: Session, clinic: str, cohort: Cohort, scorer: CompiledModel
             "probability": float(r),
             "landmark": int(k),
             "model_version": version,
+            "recalibration_id": recalibration[0] if recalibration else None,
         }
         for s, r, k in zip(sessions.itertuples(), risks["risk"], risks["landmark"], strict=True)
     ]
