@@ -20,7 +20,7 @@ from dropout_risk.serving.recalibration import revert, store
 from dropout_risk.serving.tables import Clinic, Recalibration
 from tests.serving.test_monitoring_seeds import CLINICS, PER_CLINIC, SHIFTED
 from tests.support.replay import clinic_sample, dropout_share, replay
-from tests.support.serving import ADMIN_KEY
+from tests.support.serving import ADMIN_KEY, login
 
 N_CLIENTS = PER_CLINIC  # block 0 of each population, as in test_monitoring_seeds
 
@@ -142,3 +142,21 @@ def test_a_new_champion_does_not_inherit_a_recalibration_the_monitor_says_so(api
     clinic = _monitoring(api, headers)["clinics"][0]
     assert clinic["status"]["status"] == "recalibrate" and clinic["recalibration"]["id"] == rid
     assert f"recalibration {rid} was fitted for model version 0" in clinic["status"]["rule"]
+
+
+def test_the_dashboard_page_shows_the_clinics_monitoring(api, champion):
+    name, headers = api.add_clinic()
+    for client_id in ("a", "b"):
+        for body in S:
+            assert api.client.post(f"/v1/clients/{client_id}/sessions", json=body, headers=headers).status_code == 201
+    ended = {"status": "dropout", "ended_on": "2025-04-01"}
+    assert api.client.put("/v1/clients/a", json=ended, headers=headers).status_code == 200
+    api.client.cookies.clear()
+    assert api.client.get("/ui/monitoring", follow_redirects=False).headers["location"] == "/ui/login"
+    login(api, headers)
+    page = api.client.get("/ui/monitoring")
+    assert page.status_code == 200 and page.headers["cache-control"] == "no-store"
+    assert name in page.text and re.search(r"data-status>(ok|watch|recalibrate|retrain)<", page.text)
+    assert "2025-04" in page.text and 'src="data:image/png;base64,' in page.text  # the month ended, the plot
+    assert ">a<" not in page.text and ">b<" not in page.text  # aggregates only
+    api.client.cookies.clear()
