@@ -28,6 +28,7 @@ from dropout_risk.serving.model_holder import ModelHolder
 from dropout_risk.serving.monitoring.gauges import refresh_every
 from dropout_risk.serving.observability import AccessMiddleware, Metrics
 from dropout_risk.serving.ratelimit import RateLimiter
+from dropout_risk.serving.recompute import RecomputeState, recompute_after_swaps
 from dropout_risk.serving.routes import clients, monitoring, operations, scoring
 from dropout_risk.serving.service import Invalid
 from dropout_risk.serving.settings import ServingSettings
@@ -98,6 +99,9 @@ def create_app(settings: ServingSettings, *, holder: ModelHolder | None = None, 
         tasks = [asyncio.create_task(holder.poll(settings.serving.poll_interval_seconds))] if poll else []
         if poll and settings.monitoring.refresh_seconds > 0:
             tasks.append(asyncio.create_task(refresh_every(app, settings.monitoring.refresh_seconds)))
+        if poll and settings.serving.recompute_interval_seconds > 0:
+            interval = settings.serving.recompute_interval_seconds
+            tasks.append(asyncio.create_task(recompute_after_swaps(app, interval)))
         try:
             yield
         finally:
@@ -122,6 +126,7 @@ def create_app(settings: ServingSettings, *, holder: ModelHolder | None = None, 
     app.state.holder = holder
     app.state.registry = settings.registry()
     app.state.metrics = Metrics()
+    app.state.recompute = RecomputeState()
     _add_middleware(app, settings, reader, holder)
     app.include_router(clients.router)
     app.include_router(scoring.router)

@@ -54,6 +54,9 @@ class ServingConfig(BaseModel):
         default=30.0, gt=0, description="a request body must arrive whole within this (408 beyond)"
     )
     max_body_bytes: int = Field(default=1_048_576, ge=1, description="a longer request body is refused (413)")
+    recompute_interval_seconds: float = Field(
+        default=5.0, ge=0, description="how often a swap of the served model is looked for to recompute current risks"
+    )
 
 
 class MonitoringConfig(BaseModel):
