@@ -1,7 +1,7 @@
 """Monitoring on a simulated deployment through the real API (issue 13), on SQLite and PostgreSQL.
 
 The champion learnt from a cohort with 25% dropout. One clinic replays 250 clients of a population
-with 40% dropout and outcome scores half an SD more severe; another 250 clients of a population
+with 40% dropout and outcome scores half an SD more severe; another 150 clients of a population
 simulated like the training data. Each client's sessions are posted one by one and the episode
 closed with PUT (tests/support/replay.py). The populations are those of
 tests/serving/test_monitoring_seeds.py, which checks ten clinics of each kind at the service function.
@@ -23,6 +23,7 @@ from tests.support.replay import clinic_sample, dropout_share, replay
 from tests.support.serving import ADMIN_KEY, login
 
 N_CLIENTS = PER_CLINIC  # block 0 of each population, as in test_monitoring_seeds
+N_LIKE = 150  # the like clinic: fewer (PostgreSQL takes about 13 ms a request here)
 
 
 def _monitoring(api, headers, **params):
@@ -31,14 +32,14 @@ def _monitoring(api, headers, **params):
     return response.json()
 
 
-@pytest.mark.reliability  # about 20 s a backend: 500 clients posted session by session
+@pytest.mark.reliability  # 16-35 s a backend: 400 clients posted session by session
 def test_a_shifted_clinic_is_recalibrate_with_intake_drift_and_a_like_one_stays_ok(api, cohorts, champion):
     shifted_name, shifted = api.add_clinic()
     like_name, like = api.add_clinic()
     shifted_cohort = clinic_sample(cohorts.simulate(CLINICS * PER_CLINIC, seed=32, **SHIFTED), 0, N_CLIENTS)
     assert dropout_share(shifted_cohort) > 0.33
     replay(api.client, shifted, shifted_cohort)
-    replay(api.client, like, clinic_sample(cohorts.simulate(CLINICS * PER_CLINIC, seed=18), 0, N_CLIENTS))
+    replay(api.client, like, clinic_sample(cohorts.simulate(CLINICS * PER_CLINIC, seed=18), 0, N_LIKE))
 
     report = _monitoring(api, shifted)
     assert report["model_version"] == champion.version and report["reference_profile"] is True
@@ -62,7 +63,7 @@ def test_a_shifted_clinic_is_recalibrate_with_intake_drift_and_a_like_one_stays_
     assert "C00" not in response.text  # aggregates only: no client id (the cohorts' ids are C00001...)
     admin = response.json()
     assert {shifted_name, like_name} <= {c["clinic"] for c in admin["clinics"]}
-    assert admin["service"]["current"]["episodes"] >= 2 * report["min_ended"]
+    assert admin["service"]["current"]["episodes"] >= current["episodes"] + like_clinic["current"]["episodes"]
     metrics = api.client.get("/metrics").text
     assert re.search(rf'dropout_risk_monitoring_status{{clinic="{shifted_name}",worker="\d+"}} 2\.0', metrics)
     assert re.search(rf'dropout_risk_monitoring_status{{clinic="{like_name}",worker="\d+"}} 0\.0', metrics)
