@@ -117,11 +117,10 @@ def recalibrate_command(
     from dropout_risk.serving.db import transaction
     from dropout_risk.serving.model_holder import ModelHolder
     from dropout_risk.serving.monitoring.data import clinics
-    from dropout_risk.serving.monitoring.recalibrate import RecalibrationRefused, plan
+    from dropout_risk.serving.monitoring.recalibrate import RecalibrationRefused, as_row, plan
     from dropout_risk.serving.recalibration import revert as revert_recalibration
     from dropout_risk.serving.recalibration import store
     from dropout_risk.serving.settings import ServingSettings
-    from dropout_risk.serving.tables import Recalibration
 
     if method not in ("intercept", "logistic"):
         fail("--method must be intercept or logistic")
@@ -150,18 +149,7 @@ def recalibrate_command(
             fail("--reason is required to store a recalibration (who and why are kept with it)")
         if not yes and not typer.confirm(f"store this recalibration for {clinic}, model version {version}?"):
             fail("not stored")
-        row = Recalibration(
-            clinic_id=found[0].id,
-            model_version=version,
-            method=method,
-            intercept=fitted.intercept,
-            slope=fitted.slope,
-            episodes=fitted.episodes,
-            evaluation=fitted.model_dump(mode="json"),
-            created_by=who,
-            reason=reason,
-        )
-        stored = store(db, row)
+        stored = store(db, as_row(found[0].id, fitted, who, reason))
         console.print(f"[bold green]stored recalibration {stored.id}[/]: {clinic}'s risks from model version {version}")
 
 

@@ -42,10 +42,10 @@ STATUSES = ("dropout", "completed", "ongoing")
 SESSION_ID_COLUMNS = ("client_id", "session_number", "session_date")
 SESSION_OPTIONAL_COLUMNS = ("missed_since_last",)
 EPISODE_REQUIRED_COLUMNS = ("client_id", "status")
-EPISODE_ID_COLUMNS = ("client_id", "status", "clinic_id", "therapist_id", "ended_on")
-# Optional: the day an ended episode ended (the service records it when an episode is closed).
-ENDED_ON = "ended_on"
+ENDED_ON = "ended_on"  # optional: the day an ended episode ended (the service records it when one is closed)
+EPISODE_ID_COLUMNS = ("client_id", "status", "clinic_id", "therapist_id", ENDED_ON)
 ENDED_ON_ONGOING = "must be blank for an ongoing episode (ended_on is the day an ended episode ended)"
+ISO_DATE = "must be an ISO date (YYYY-MM-DD)"
 AGE_RANGE = (0, 120)
 
 
@@ -160,7 +160,7 @@ def _parse_sessions(raw: pd.DataFrame, registry: InstrumentRegistry) -> tuple[pd
     out["session_number"] = number
     problems += _type_problems("sessions", "session_number", bad, "must be a whole number")
     out["session_date"], bad, outside = _parse_dates(raw["session_date"])
-    problems += _type_problems("sessions", "session_date", bad, "must be an ISO date (YYYY-MM-DD)")
+    problems += _type_problems("sessions", "session_date", bad, ISO_DATE)
     problems += _type_problems("sessions", "session_date", outside, DATE_OUT_OF_RANGE)
     if "missed_since_last" in raw:
         out["missed_since_last"], bad = _parse_numeric(raw["missed_since_last"], integer=True)
@@ -193,17 +193,13 @@ def _parse_episodes(raw: pd.DataFrame) -> tuple[pd.DataFrame, list[Problem]]:
 
 
 def _parse_ended_on(raw: pd.DataFrame, out: pd.DataFrame) -> list[Problem]:
-    """``ended_on`` as a date (an ISO date or blank); given for an ongoing episode is a problem."""
+    """``ended_on`` as a date (ISO or blank; an all-blank column can read as NaN floats); blank while ongoing."""
     column = raw[ENDED_ON]
-    if not pd.api.types.is_datetime64_any_dtype(column):  # an all-blank column can read as NaN floats
-        column = column.astype("object").where(column.notna(), "")
-    parsed, bad, outside = _parse_dates(column)
-    out[ENDED_ON] = parsed
-    problems = _type_problems("episodes", ENDED_ON, bad, "must be an ISO date (YYYY-MM-DD)")
-    problems += _type_problems("episodes", ENDED_ON, outside, DATE_OUT_OF_RANGE)
-    ongoing = _blank_to_na(raw["status"]).astype("string").str.lower() == "ongoing"
-    problems += _type_problems("episodes", ENDED_ON, (ongoing.fillna(False) & parsed.notna()), ENDED_ON_ONGOING)
-    return problems
+    column = column if pd.api.types.is_datetime64_any_dtype(column) else column.astype(object).where(column.notna(), "")
+    out[ENDED_ON], bad, outside = _parse_dates(column)
+    ongoing = (_blank_to_na(raw["status"]).astype("string").str.lower() == "ongoing").fillna(False)
+    given = [(bad, ISO_DATE), (outside, DATE_OUT_OF_RANGE), (ongoing & out[ENDED_ON].notna(), ENDED_ON_ONGOING)]
+    return [p for mask, rule in given for p in _type_problems("episodes", ENDED_ON, mask, rule)]
 
 
 # --- pass 2: pandera schemas ------------------------------------------------------------

@@ -160,3 +160,18 @@ def plan(
         before=_figures(y, 1 / (1 + np.exp(-x)), client, config.confidence),
         after=_figures(y, after, client, config.confidence),
     )
+
+
+def as_row(clinic_id: int, fitted: RecalibrationPlan, by: str, reason: str) -> Recalibration:
+    """The ``recalibrations`` row that stores ``fitted``, with who, why and its before/after figures."""
+    return Recalibration(
+        clinic_id=clinic_id,
+        model_version=fitted.model_version,
+        method=fitted.method,
+        intercept=fitted.intercept,
+        slope=fitted.slope,
+        episodes=fitted.episodes,
+        evaluation=fitted.model_dump(mode="json"),
+        created_by=by,
+        reason=reason,
+    )
