@@ -12,12 +12,12 @@ from __future__ import annotations
 import re
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from dropout_risk.models.local_update import update_probability
 from dropout_risk.serving.db import transaction
 from dropout_risk.serving.recalibration import revert, store
-from dropout_risk.serving.tables import Clinic, Recalibration
+from dropout_risk.serving.tables import Client, Clinic, Recalibration
 from tests.serving.test_monitoring_seeds import CLINICS, PER_CLINIC, SHIFTED
 from tests.support.replay import clinic_sample, dropout_share, replay
 from tests.support.serving import ADMIN_KEY, login
@@ -160,4 +160,9 @@ def test_the_dashboard_page_shows_the_clinics_monitoring(api, champion):
     assert name in page.text and re.search(r"data-status>(ok|watch|recalibrate|retrain)<", page.text)
     assert "2025-04" in page.text and 'src="data:image/png;base64,' in page.text  # the month ended, the plot
     assert ">a<" not in page.text and ">b<" not in page.text  # aggregates only
+    assert "data-older-model" not in api.client.get("/ui/clients").text
+    with transaction(api.app.state.sessions) as db:  # b's current risk as if an older model had served it
+        db.execute(update(Client).where(Client.external_id == "b").values(current_model_version="0"))
+    caseload = api.client.get("/ui/clients").text
+    assert "data-older-model" in caseload and "1 risk on this page from model version 0." in " ".join(caseload.split())
     api.client.cookies.clear()
