@@ -46,6 +46,7 @@ def test_a_shifted_clinic_is_recalibrate_with_intake_drift_and_a_like_one_stays_
     assert [c["clinic"] for c in report["clinics"]] == [shifted_name] and report["service"] is None
     clinic = report["clinics"][0]
     current = clinic["current"]
+    print(f"{api.backend}: shifted clinic {current['episodes']} episodes, O/E {current['oe']:.2f} {current['oe_ci']}")
     assert current["episodes"] >= report["min_ended"]
     assert current["oe_ci"][0] > 1, current
     assert clinic["status"]["status"] == "recalibrate", clinic["status"]
