@@ -147,8 +147,15 @@ def _add_middleware(app: FastAPI, settings: ServingSettings, reader: Engine, hol
     for table, state in (("rate", limiter), ("in_flight", inflight), ("backoff", backoff)):
         if state is not None:
             app.state.metrics.watch_limit(table, state)
+    admin_key = settings.admin_key.get_secret_value() if settings.admin_key else None
     app.add_middleware(
-        KeyCheckMiddleware, reader=reader, limiter=limiter, inflight=inflight, backoff=backoff, served_model=holder.name
+        KeyCheckMiddleware,
+        reader=reader,
+        limiter=limiter,
+        inflight=inflight,
+        backoff=backoff,
+        served_model=holder.name,
+        admin_key=admin_key,
     )
     # Inside the access middleware, so a refused body is counted and logged like any answer.
     app.add_middleware(

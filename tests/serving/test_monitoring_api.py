@@ -12,15 +12,18 @@ from __future__ import annotations
 import re
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
 from dropout_risk.models.local_update import update_probability
+from dropout_risk.serving.app import create_app
 from dropout_risk.serving.db import transaction
 from dropout_risk.serving.recalibration import revert, store
 from dropout_risk.serving.tables import Client, Clinic, Recalibration
 from tests.serving.test_monitoring_seeds import CLINICS, PER_CLINIC, SHIFTED
+from tests.support.mlflow_store import active_store
 from tests.support.replay import clinic_sample, dropout_share, replay
-from tests.support.serving import ADMIN_KEY, login
+from tests.support.serving import ADMIN_KEY, Api, login, serving_settings
 
 N_CLIENTS = PER_CLINIC  # block 0 of each population, as in test_monitoring_seeds
 N_LIKE = 150  # the like clinic: fewer (PostgreSQL takes about 13 ms a request here)
@@ -167,3 +170,14 @@ def test_the_dashboard_page_shows_the_clinics_monitoring(api, champion):
     caseload = api.client.get("/ui/clients").text
     assert "data-older-model" in caseload and "1 risk on this page from model version 0." in " ".join(caseload.split())
     api.client.cookies.clear()
+
+
+def test_a_clinic_key_is_rate_limited_on_the_monitor_and_the_admin_key_goes_through(champion, tmp_path):
+    with active_store(champion.store):
+        app = create_app(serving_settings(f"sqlite:///{tmp_path}/db.sqlite", rate_limit=0.1, rate_limit_burst=1))
+        with TestClient(app) as client:
+            _, headers = Api(client, app, "sqlite").add_clinic()
+            assert client.get("/v1/monitoring", headers=headers).status_code == 200
+            assert client.get("/v1/monitoring", headers=headers).status_code == 429  # the per-key limit, as elsewhere
+            admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+            assert [client.get("/v1/monitoring", headers=admin).status_code for _ in range(2)] == [200, 200]
