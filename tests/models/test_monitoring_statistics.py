@@ -120,12 +120,3 @@ def test_the_profile_holds_aggregates_only_and_round_trips(tmp_path):
     assert "C0001" not in text
     assert read_profile(tmp_path) == profile == ReferenceProfile.from_dict(profile.to_dict())
     assert read_profile(tmp_path / "elsewhere") is None
-
-
-def test_a_damaged_profile_leaves_the_model_serving_without_drift(tmp_path, caplog):
-    from dropout_risk.serving.model_holder import _profile
-
-    (tmp_path / "profile.json").write_text('{"format": "something else"}')
-    assert _profile(tmp_path, "7") is None
-    assert "version 7: its reference profile cannot be read (ValueError)" in caplog.text
-    assert _profile(tmp_path / "none", "7") is None  # a model trained before profiles: no warning needed
