@@ -99,6 +99,7 @@ bench: venv
 	$(BIN)/python benchmarks/workers_scaling.py
 	$(BIN)/python benchmarks/spark_vs_pandas.py
 	$(BIN)/python benchmarks/attack_limits.py
+	$(BIN)/python benchmarks/monitor_speed.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .hypothesis .mypy_cache .typecheck *.egg-info mlflow.db mlruns

@@ -54,7 +54,11 @@ def main() -> None:
         outcome = train(paths["sessions"], paths["episodes"], settings)
         promote(settings, force=True, reason="benchmark")
         app = create_app(
-            ServingSettings(database_url=f"sqlite:///{root}/api.db", serving=ServingConfig(poll_interval_seconds=3600)),
+            ServingSettings(
+                database_url=f"sqlite:///{root}/api.db",
+                # one key at full speed: the per-key limits (50/s, 2 in flight) would refuse the benchmark itself
+                serving=ServingConfig(poll_interval_seconds=3600, rate_limit=0, max_inflight_per_key=0),
+            ),
             poll=False,
         )
         upgrade(app.state.engine)  # the key needs the tables before the app's lifespan creates them

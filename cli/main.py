@@ -12,7 +12,7 @@ import warnings
 
 import typer
 
-from dropout_risk.cli import compare, data, serve, simulate, train
+from dropout_risk.cli import compare, data, monitor, serve, simulate, train
 
 # pandera imports pyspark.pandas when pyspark is installed, which warns about pandas 3 on every command
 # although only the Spark engine uses pyspark (and is tested on it).
@@ -39,6 +39,8 @@ app.command("score")(train.score_command)
 app.command("compare")(compare.compare_command)
 app.command("serve")(serve.serve)
 app.command("export")(serve.export)
+app.command("monitor")(monitor.monitor_command)
+app.command("recalibrate")(monitor.recalibrate_command)
 app.add_typer(serve.keys_app, name="keys")
 
 if __name__ == "__main__":

@@ -42,7 +42,10 @@ STATUSES = ("dropout", "completed", "ongoing")
 SESSION_ID_COLUMNS = ("client_id", "session_number", "session_date")
 SESSION_OPTIONAL_COLUMNS = ("missed_since_last",)
 EPISODE_REQUIRED_COLUMNS = ("client_id", "status")
-EPISODE_ID_COLUMNS = ("client_id", "status", "clinic_id", "therapist_id")
+ENDED_ON = "ended_on"  # optional: the day an ended episode ended (the service records it when one is closed)
+EPISODE_ID_COLUMNS = ("client_id", "status", "clinic_id", "therapist_id", ENDED_ON)
+ENDED_ON_ONGOING = "must be blank for an ongoing episode (ended_on is the day an ended episode ended)"
+ISO_DATE = "must be an ISO date (YYYY-MM-DD)"
 AGE_RANGE = (0, 120)
 
 
@@ -157,7 +160,7 @@ def _parse_sessions(raw: pd.DataFrame, registry: InstrumentRegistry) -> tuple[pd
     out["session_number"] = number
     problems += _type_problems("sessions", "session_number", bad, "must be a whole number")
     out["session_date"], bad, outside = _parse_dates(raw["session_date"])
-    problems += _type_problems("sessions", "session_date", bad, "must be an ISO date (YYYY-MM-DD)")
+    problems += _type_problems("sessions", "session_date", bad, ISO_DATE)
     problems += _type_problems("sessions", "session_date", outside, DATE_OUT_OF_RANGE)
     if "missed_since_last" in raw:
         out["missed_since_last"], bad = _parse_numeric(raw["missed_since_last"], integer=True)
@@ -175,6 +178,8 @@ def _parse_episodes(raw: pd.DataFrame) -> tuple[pd.DataFrame, list[Problem]]:
         if column == "age":
             out["age"], bad = _parse_numeric(raw["age"], integer=False)
             problems += _type_problems("episodes", "age", bad, "must be a number")
+        elif column == ENDED_ON:
+            problems += _parse_ended_on(raw, out)
         elif column not in ("client_id", "status") and raw[column].dtype == object:
             # Other covariates: numeric when every given cell is a number, else text.
             parsed = pd.to_numeric(_blank_to_na(raw[column]), errors="coerce")
@@ -185,6 +190,16 @@ def _parse_episodes(raw: pd.DataFrame) -> tuple[pd.DataFrame, list[Problem]]:
     out["client_id"] = out["client_id"].astype("string")
     out["status"] = _blank_to_na(raw["status"]).astype("string").str.lower()
     return out, problems
+
+
+def _parse_ended_on(raw: pd.DataFrame, out: pd.DataFrame) -> list[Problem]:
+    """``ended_on`` as a date (ISO or blank; an all-blank column can read as NaN floats); blank while ongoing."""
+    column = raw[ENDED_ON]
+    column = column if pd.api.types.is_datetime64_any_dtype(column) else column.astype(object).where(column.notna(), "")
+    out[ENDED_ON], bad, outside = _parse_dates(column)
+    ongoing = (_blank_to_na(raw["status"]).astype("string").str.lower() == "ongoing").fillna(False)
+    given = [(bad, ISO_DATE), (outside, DATE_OUT_OF_RANGE), (ongoing & out[ENDED_ON].notna(), ENDED_ON_ONGOING)]
+    return [p for mask, rule in given for p in _type_problems("episodes", ENDED_ON, mask, rule)]
 
 
 # --- pass 2: pandera schemas ------------------------------------------------------------

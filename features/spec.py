@@ -44,9 +44,9 @@ OUTCOME_SUFFIXES = (
 ALLIANCE_SUFFIXES = ("current", "min", "mean", "change_first", "change_last", "n_below_cutoff", "any_drop")
 
 # Episode columns that describe the episode rather than the client: never covariates.
-EPISODE_NON_COVARIATES = ("client_id", "status", "clinic_id", "therapist_id")
+EPISODE_NON_COVARIATES = ("client_id", "status", "clinic_id", "therapist_id", "ended_on")
 # Columns of the feature frame that are not model inputs; a feature may not reuse these names.
-ID_COLUMNS = ("client_id", "landmark", "session_date", "clinic_id", "therapist_id", "status", "label")
+ID_COLUMNS = ("client_id", "landmark", "session_date", "clinic_id", "therapist_id", "status", "label", "ended_on")
 
 SPEC_FORMAT = 1
 

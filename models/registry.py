@@ -23,6 +23,7 @@ from dropout_risk.models.compiled import CompiledModel
 from dropout_risk.models.extract import write_verified_artifact
 from dropout_risk.models.names import CHALLENGER, CHAMPION, MODEL_NAME, model_uri
 from dropout_risk.models.packaged import DropoutRiskModel
+from dropout_risk.models.profile import ReferenceProfile, write_profile
 
 __all__ = [
     "CHALLENGER",
@@ -56,15 +57,19 @@ def log_model(
     check_rows: pd.DataFrame,
     registered_name: str | None = MODEL_NAME,
     input_example: pd.DataFrame | None = None,
+    profile: ReferenceProfile | None = None,
 ) -> ModelInfo:
     """Log the packaged model and its scorer artifact in the active run (and register it).
 
     The artifact is checked against the model on ``check_rows`` (the training feature rows)
     first: a model whose artifact would score differently raises ``ArtifactMismatchError``
-    and is neither logged nor registered. Returns MLflow's ModelInfo.
+    and is neither logged nor registered. ``profile``, the training data's reference profile
+    (``models.profile``), is stored beside the scorer files for monitoring. Returns MLflow's ModelInfo.
     """
     with tempfile.TemporaryDirectory() as tmp:
         scorer = write_verified_artifact(model, check_rows, Path(tmp) / SCORER_DIR)
+        if profile is not None:
+            write_profile(profile, scorer)
         return mlflow.pyfunc.log_model(
             name="model",
             python_model=model,

@@ -25,9 +25,11 @@ from dropout_risk.serving.inflight import InFlight
 from dropout_risk.serving.limits import BodyLimitMiddleware
 from dropout_risk.serving.migrate import upgrade
 from dropout_risk.serving.model_holder import ModelHolder
+from dropout_risk.serving.monitoring.gauges import refresh_every
 from dropout_risk.serving.observability import AccessMiddleware, Metrics
 from dropout_risk.serving.ratelimit import RateLimiter
-from dropout_risk.serving.routes import clients, operations, scoring
+from dropout_risk.serving.recompute import RecomputeState, recompute_after_swaps
+from dropout_risk.serving.routes import clients, monitoring, operations, scoring
 from dropout_risk.serving.service import Invalid
 from dropout_risk.serving.settings import ServingSettings
 from dropout_risk.serving.ui import install as install_dashboard
@@ -94,11 +96,16 @@ def create_app(settings: ServingSettings, *, holder: ModelHolder | None = None, 
         await asyncio.to_thread(holder.attach, functools.partial(served_version.announce, engine))
         if holder.current is None:
             await asyncio.to_thread(holder.refresh)
-        task = asyncio.create_task(holder.poll(settings.serving.poll_interval_seconds)) if poll else None
+        tasks = [asyncio.create_task(holder.poll(settings.serving.poll_interval_seconds))] if poll else []
+        if poll and settings.monitoring.refresh_seconds > 0:
+            tasks.append(asyncio.create_task(refresh_every(app, settings.monitoring.refresh_seconds)))
+        if poll and settings.serving.recompute_interval_seconds > 0:
+            interval = settings.serving.recompute_interval_seconds
+            tasks.append(asyncio.create_task(recompute_after_swaps(app, interval)))
         try:
             yield
         finally:
-            if task is not None:
+            for task in tasks:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
@@ -119,10 +126,12 @@ def create_app(settings: ServingSettings, *, holder: ModelHolder | None = None, 
     app.state.holder = holder
     app.state.registry = settings.registry()
     app.state.metrics = Metrics()
+    app.state.recompute = RecomputeState()
     _add_middleware(app, settings, reader, holder)
     app.include_router(clients.router)
     app.include_router(scoring.router)
     app.include_router(operations.router)
+    app.include_router(monitoring.router)
     install_dashboard(app)  # the clinician dashboard at /ui
 
     _add_error_handlers(app)
@@ -139,8 +148,15 @@ def _add_middleware(app: FastAPI, settings: ServingSettings, reader: Engine, hol
     for table, state in (("rate", limiter), ("in_flight", inflight), ("backoff", backoff)):
         if state is not None:
             app.state.metrics.watch_limit(table, state)
+    admin_key = settings.admin_key.get_secret_value() if settings.admin_key else None
     app.add_middleware(
-        KeyCheckMiddleware, reader=reader, limiter=limiter, inflight=inflight, backoff=backoff, served_model=holder.name
+        KeyCheckMiddleware,
+        reader=reader,
+        limiter=limiter,
+        inflight=inflight,
+        backoff=backoff,
+        served_model=holder.name,
+        admin_key=admin_key,
     )
     # Inside the access middleware, so a refused body is counted and logged like any answer.
     app.add_middleware(

@@ -18,6 +18,7 @@ to a key that did not wait the ``Retry-After`` of its previous one is held until
 from __future__ import annotations
 
 import asyncio
+import hmac
 
 from fastapi import Request
 from sqlalchemy import Engine
@@ -33,6 +34,8 @@ from dropout_risk.serving.keys import clinic_for_key, digest
 from dropout_risk.serving.ratelimit import RateLimiter, retry_after
 
 ADMIN_PREFIX = API_PREFIX + "/admin/"
+# Takes a clinic's key (checked and limited here like any) or the admin key (let through to its route).
+MONITORING_PATH = API_PREFIX + "/monitoring"
 
 
 class KeyCheckMiddleware:
@@ -44,8 +47,10 @@ class KeyCheckMiddleware:
         inflight: InFlight | None = None,
         backoff: Backoff | None = None,
         served_model: str | None = None,
+        admin_key: str | None = None,
     ):
         self.app = app
+        self.admin_key = admin_key  # GET /v1/monitoring with it goes to the route (deps.require_clinic_or_admin)
         self.reader = reader
         self.served_model = served_model  # read its served version on the key's connection (deps.current_model)
         self.limiter = limiter
@@ -59,6 +64,9 @@ class KeyCheckMiddleware:
             await self.app(scope, receive, send)
             return
         credentials = await bearer(Request(scope))
+        if path == MONITORING_PATH and credentials is not None and self._is_admin(credentials.credentials):
+            await self.app(scope, receive, send)
+            return
         if credentials is None:
             await _unauthorized()(scope, receive, send)
             return
@@ -85,6 +93,9 @@ class KeyCheckMiddleware:
             await self.app(scope, receive, send)
         finally:
             self.inflight.leave(key)
+
+    def _is_admin(self, token: str) -> bool:
+        return bool(self.admin_key) and hmac.compare_digest(token.encode(), str(self.admin_key).encode())
 
     def _clinic(self, token: str, scope: Scope) -> int | None:
         # On the event loop, as require_clinic did: an indexed read, cheaper than a thread hop.

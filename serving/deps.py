@@ -167,12 +167,18 @@ async def require_clinic(
     return clinic_id
 
 
+def _is_admin(settings: ServingSettings, credentials: HTTPAuthorizationCredentials | None) -> bool:
+    admin = settings.admin_key.get_secret_value() if settings.admin_key else None
+    return bool(
+        credentials is not None and admin and hmac.compare_digest(credentials.credentials.encode(), admin.encode())
+    )
+
+
 async def require_admin(
     settings: Annotated[ServingSettings, Depends(get_settings)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> None:
-    admin = settings.admin_key.get_secret_value() if settings.admin_key else None
-    if credentials is None or not admin or not hmac.compare_digest(credentials.credentials.encode(), admin.encode()):
+    if not _is_admin(settings, credentials):
         raise UNAUTHORIZED
 
 
@@ -183,6 +189,18 @@ async def get_work_meter(request: Request) -> WorkMeter:
         getattr(request.state, KEY_STATE, None),
         request.app.state.settings.serving.rate_limit_sessions,
     )
+
+
+async def require_clinic_or_admin(
+    request: Request,
+    reader: Annotated[Engine, Depends(get_reader)],
+    settings: Annotated[ServingSettings, Depends(get_settings)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> int | None:
+    """The caller's clinic for a clinic's key, None for the admin key (every clinic); 401 otherwise."""
+    if _is_admin(settings, credentials):
+        return None
+    return await require_clinic(request, reader, credentials)
 
 
 Db = Annotated[Session, Depends(get_db)]
@@ -198,3 +216,4 @@ ClinicId = Annotated[int, Depends(require_clinic)]
 Settings = Annotated[ServingSettings, Depends(get_settings)]
 Work = Annotated[WorkMeter, Depends(get_work_meter)]
 Admin = Annotated[None, Depends(require_admin)]
+ClinicOrAdmin = Annotated[int | None, Depends(require_clinic_or_admin)]

@@ -65,10 +65,16 @@ def export_clients(db: Session, out_dir: Path, clinic: str | None = None) -> Exp
 
     episodes = pd.DataFrame(
         [
-            {"client_id": export_id[c.id], "status": c.status, "clinic_id": name, **(c.covariates or {})}
+            {
+                "client_id": export_id[c.id],
+                "status": c.status,
+                "clinic_id": name,
+                "ended_on": c.ended_on.isoformat() if c.ended_on else None,
+                **(c.covariates or {}),
+            }
             for c, name in clients
         ],
-        columns=["client_id", "status", "clinic_id"] if not clients else None,
+        columns=["client_id", "status", "clinic_id", "ended_on"] if not clients else None,
     )
     records = db.scalars(
         select(SessionRecord)

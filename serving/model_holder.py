@@ -35,6 +35,7 @@ from mlflow.entities import Run
 
 from dropout_risk.models.artifact import ArtifactError
 from dropout_risk.models.compiled import CompiledModel
+from dropout_risk.models.profile import ReferenceProfile, read_profile
 from dropout_risk.models.registry import fetch_scorer_files
 from dropout_risk.serving.served_version import Served
 
@@ -58,6 +59,7 @@ class LoadedModel:
     trained_at: str | None
     metrics: dict = field(default_factory=dict)
     loaded_at: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat())
+    profile: ReferenceProfile | None = None  # the training data's reference profile (monitoring); None: older model
 
     @property
     def model(self) -> CompiledModel:
@@ -231,18 +233,21 @@ class ModelHolder:
         if tags.get(GATE_TAG) != PROMOTED or not tags.get(GATE_REASONS_TAG):
             raise _VersionUnloadable(LoadFailure(version, "NotPromoted", NOT_PROMOTED_REASON))
         run = client.get_run(model_version.run_id) if model_version.run_id else None
+        compiled, profile = self._read_scorer(client, version)
         return LoadedModel(
             name=self.name,
             version=version,
             alias=self.alias,
-            compiled=self._read_scorer(client, version),
+            compiled=compiled,
             run_id=model_version.run_id,
             trained_at=_trained_at(run),
             metrics=_test_metrics(run),
+            profile=profile,
         )
 
-    def _read_scorer(self, client: MlflowClient, version: str) -> CompiledModel:
-        """The version's scorer; ``_VersionUnloadable`` if its files are absent or unreadable."""
+    def _read_scorer(self, client: MlflowClient, version: str) -> tuple[CompiledModel, ReferenceProfile | None]:
+        """The version's scorer and reference profile; ``_VersionUnloadable`` if the scorer files are absent or
+        unreadable (a profile that cannot be read is only logged: it serves monitoring, not risks)."""
         with tempfile.TemporaryDirectory(prefix="dropout-risk-scorer-") as tmp:
             try:
                 files = fetch_scorer_files(f"models:/{self.name}/{version}", Path(tmp))
@@ -253,7 +258,7 @@ class ModelHolder:
                 reason = "its scorer files cannot be downloaded (logged before scorer artifacts, or a damaged store?)"
                 raise _VersionUnloadable(LoadFailure(version, type(exc).__name__, reason)) from exc
             try:
-                return CompiledModel.from_directory(files)
+                return CompiledModel.from_directory(files), _profile(files, version)
             except ArtifactError as exc:
                 raise _VersionUnloadable(LoadFailure(version, type(exc).__name__, str(exc))) from exc
             except Exception as exc:  # a fault of the files, not of the registry: never retried by polls
@@ -265,6 +270,14 @@ class ModelHolder:
         while True:
             await asyncio.sleep(interval)
             await asyncio.to_thread(self.refresh, retry_failed=False)
+
+
+def _profile(files: Path, version: str) -> ReferenceProfile | None:
+    try:
+        return read_profile(files)
+    except Exception as exc:  # monitoring goes without drift; the model still serves
+        log.warning("model version %s: its reference profile cannot be read (%s)", version, type(exc).__name__)
+        return None
 
 
 def _trained_at(run: Run | None) -> str | None:

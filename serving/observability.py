@@ -72,6 +72,15 @@ class Metrics:
             ["table", "worker"],
             registry=self.registry,
         )
+        self.monitoring = {
+            name: Gauge(f"dropout_risk_monitoring_{name}", text, ["clinic", "worker"], registry=self.registry)
+            for name, text in (
+                ("oe", "Observed over expected dropouts of ended episodes served by the current model"),
+                ("ece", "Expected calibration error of those risks"),
+                ("ended_episodes", "Ended episodes served by the current model"),
+                ("status", "Monitoring status: 0 ok, 1 watch, 2 recalibrate, 3 retrain"),
+            )
+        }
         self._version: tuple[str, str] | None = None
 
     def watch_limit(self, table: str, state: Sized) -> None:
@@ -85,6 +94,12 @@ class Metrics:
     def observe_risk(self, probability: float, band: str) -> None:
         self.risks.labels(self.worker).observe(probability)
         self.bands.labels(band, self.worker).inc()
+
+    def set_monitoring(self, clinic: str, figures: dict[str, float | None]) -> None:
+        """The monitor's figures for one clinic (``oe``, ``ece``, ``ended_episodes``, ``status``); NaN when unknown."""
+        for name, gauge in self.monitoring.items():
+            value = figures.get(name)
+            gauge.labels(clinic, self.worker).set(float("nan") if value is None else value)
 
     def set_model(self, name: str, version: str) -> None:
         if self._version == (name, version):

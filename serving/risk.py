@@ -67,6 +67,10 @@ class Risk(BaseModel):
             "to the change in risk); empty at session 1 and past the model's last landmark"
         ),
     )
+    recalibration: int | None = Field(
+        default=None,
+        description="the id of the clinic's recalibration this risk went through (`recalibrate`); null: none",
+    )
 
     def stored(self) -> dict[str, Any]:
         """The JSON stored with the session (the same keys and values the API returns)."""

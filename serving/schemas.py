@@ -100,6 +100,9 @@ class ClientUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     status: Status | None = None
+    ended_on: SessionDate | None = Field(
+        default=None, description="the day an ended episode (completed or dropout) ended; today if not given"
+    )
     age: Annotated[float, Strict(), Field(allow_inf_nan=False)] | None = Field(default=None, ge=0, le=120)
     gender: Text | None = Field(default=None, max_length=50)
     therapist_id: Text | None = Field(default=None, max_length=200)
@@ -115,6 +118,7 @@ class ClientOut(BaseModel):
     probability: float | None
     band: Band | None
     model_version: str | None
+    ended_on: dt.date | None = None
 
 
 class CaseloadItem(BaseModel):

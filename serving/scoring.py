@@ -25,6 +25,7 @@ from dropout_risk.features.instruments import InstrumentRegistry
 from dropout_risk.features.landmarks import ClientHistory, client_features
 from dropout_risk.features.spec import FeatureSpec
 from dropout_risk.features.trajectories import ExpectedTrajectories
+from dropout_risk.models.local_update import UpdatedScorer
 from dropout_risk.models.reference import ConceptEffects, ConceptReference
 from dropout_risk.serving.explain import describe_flags
 from dropout_risk.serving.model_holder import LoadedModel
@@ -54,8 +55,21 @@ class Scorer(Protocol):
 
 
 @dataclass(frozen=True)
+class AppliedRecalibration:
+    """A clinic's recalibration of the served version (``serving.recalibration``): its id and update."""
+
+    id: int
+    intercept: float
+    slope: float
+
+
+@dataclass(frozen=True)
 class ScoringContext:
-    """The model version being served, the instrument registry and the risk bands: all scoring reads."""
+    """The model version being served, the instrument registry and the risk bands: all scoring reads.
+
+    ``recalibration``: the requesting clinic's update of this version's log-odds, if it has one
+    (``serving.recalibration.for_clinic`` sets it); every risk then goes through it and says so.
+    """
 
     version: str
     spec: FeatureSpec
@@ -63,6 +77,13 @@ class ScoringContext:
     scorer: Scorer
     registry: InstrumentRegistry
     bands: RiskBands
+    recalibration: AppliedRecalibration | None = None
+
+    @property
+    def clinic_scorer(self) -> Scorer:
+        """The scorer, through the clinic's recalibration when it has one."""
+        update = self.recalibration
+        return self.scorer if update is None else UpdatedScorer(self.scorer, update.intercept, update.slope)
 
     @classmethod
     def of(cls, loaded: LoadedModel, registry: InstrumentRegistry, bands: RiskBands) -> ScoringContext:
@@ -111,7 +132,7 @@ def _explained_row(features: dict[str, np.ndarray], spec: FeatureSpec, row: int)
 
 def score_history(context: ScoringContext, history: Sequence[HistoryRow], covariates: Mapping[str, object]) -> Scored:
     """The risk after the latest session of one client's history, and after every session."""
-    spec, scorer, bands = context.spec, context.scorer, context.bands
+    spec, scorer, bands = context.spec, context.clinic_scorer, context.bands
     features = client_features(client_history(history, covariates), spec, context.trajectories)
     matrix = np.column_stack([features[c] for c in scorer.columns])
     probabilities = scorer.predict(matrix)
@@ -145,6 +166,7 @@ def score_history(context: ScoringContext, history: Sequence[HistoryRow], covari
         suggestions=suggestions_for([f.flag for f in flags], latest.band),
         missing_inputs=[i.key for i in spec.instruments if history[-1].scores.get(i.key) is None],
         changes=_changes(context, matrix, features, latest.session_number),
+        recalibration=context.recalibration.id if context.recalibration else None,
     )
     return Scored(risk, timeline)
 
@@ -158,7 +180,7 @@ def _changes(context: ScoringContext, matrix: np.ndarray, features: dict[str, np
         matrix[session - 2],
         matrix[session - 1],
         list(context.scorer.columns),
-        context.scorer.predict,
+        context.clinic_scorer.predict,
         context.spec,
         rows,
         session,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -10,10 +11,12 @@ from sqlalchemy.orm import Session
 
 from dropout_risk.serving.checks import Problem, check_history, check_next_session, check_scores
 from dropout_risk.serving.covariates import MAX_COVARIATES
+from dropout_risk.serving.recalibration import for_clinic
 from dropout_risk.serving.risk import HistoryItem, Risk
 from dropout_risk.serving.schemas import ClientUpdate, SessionIn
 from dropout_risk.serving.scoring import HistoryRow, Scored, ScoringContext, score_history
 from dropout_risk.serving.store import (
+    ClientRow,
     StoredSession,
     find_client,
     insert_session,
@@ -81,7 +84,7 @@ def record_session(
         raise Invalid(problems)
 
     history.append(HistoryRow(payload.session_number, payload.session_date, payload.scores, payload.missed_since_last))
-    risk = score_history(scoring, history, client.covariates).risk
+    risk = score_history(for_clinic(db, scoring, clinic_id), history, client.covariates).risk
     insert_session(db, client.id, payload, digest, risk)
     set_current_risk(db, client.id, risk, payload.session_date)
     return Recorded(created=True, risk=risk)
@@ -102,12 +105,31 @@ def update_client(
     # Each PUT was checked alone; together with what is stored they must still fit the per-client limit.
     if len(covariates) > MAX_COVARIATES:
         raise Invalid([Problem(("body", "covariates"), f"a client has at most {MAX_COVARIATES} covariates")])
-    set_episode(db, row.id, row.status if update.status is None else update.status, covariates)
+    status = row.status if update.status is None else update.status
     sessions = stored_sessions(db, row.id)
+    ended_on = _ended_on(row, status, update.ended_on, sessions[-1].session_date if sessions else None)
+    set_episode(db, row.id, status, covariates, ended_on)
     if sessions and scoring is not None:
-        risk = score_history(scoring, [s.history_row() for s in sessions], covariates).risk
+        risk = score_history(for_clinic(db, scoring, clinic_id), [s.history_row() for s in sessions], covariates).risk
         set_current_risk(db, row.id, risk, sessions[-1].session_date)
     return get_client(db, clinic_id, external_id)
+
+
+def _ended_on(row: ClientRow, status: str, given: dt.date | None, last_session: dt.date | None) -> dt.date | None:
+    """The day the episode ended: the one given, the one already stored, or today (UTC); None while ongoing.
+
+    Raises Invalid for a date on an ongoing episode or before the client's last recorded session.
+    """
+    if status == "ongoing":
+        if given is not None:
+            msg = "ended_on is only for an ended episode (status completed or dropout)"
+            raise Invalid([Problem(("body", "ended_on"), msg)])
+        return None
+    if given is None:
+        return row.ended_on if row.status == status and row.ended_on is not None else dt.datetime.now(dt.UTC).date()
+    if last_session is not None and given < last_session:
+        raise Invalid([Problem(("body", "ended_on"), "ended_on may not be before the client's last recorded session")])
+    return given
 
 
 def client_risk(db: Session, clinic_id: int, external_id: str, scoring: ScoringContext) -> ClientRiskView:
@@ -115,7 +137,9 @@ def client_risk(db: Session, clinic_id: int, external_id: str, scoring: ScoringC
     sessions = stored_sessions(db, client.id)
     if not sessions:
         return ClientRiskView(client, sessions, None, [])
-    scored = score_history(scoring, [s.history_row() for s in sessions], dict(client.covariates or {}))
+    scored = score_history(
+        for_clinic(db, scoring, clinic_id), [s.history_row() for s in sessions], dict(client.covariates or {})
+    )
     return ClientRiskView(client, sessions, scored.risk, scored.history)
 
 

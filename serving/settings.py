@@ -62,6 +62,36 @@ class ServingConfig(BaseModel):
         default=30.0, gt=0, description="a request body must arrive whole within this (408 beyond)"
     )
     max_body_bytes: int = Field(default=1_048_576, ge=1, description="a longer request body is refused (413)")
+    recompute_interval_seconds: float = Field(
+        default=5.0, ge=0, description="how often a swap of the served model is looked for to recompute current risks"
+    )
+
+
+class MonitoringConfig(BaseModel):
+    """How ``dropout-risk monitor`` and ``GET /v1/monitoring`` judge a clinic (README, "Monitoring")."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_ended: int = Field(
+        default=100, ge=1, description="ended episodes served by the current model before its calibration is judged"
+    )
+    min_ended_logistic: int = Field(
+        default=300, ge=1, description="ended episodes a recalibration of intercept and slope needs (--method logistic)"
+    )
+    confidence: float = Field(default=0.95, gt=0.5, lt=1, description="of the O/E and AUC intervals")
+    min_class: int = Field(default=10, ge=1, description="clients of each outcome a landmark needs to count in the AUC")
+    drift_psi: float = Field(default=0.2, gt=0, description="PSI from which a distribution counts as drifted")
+    retrain_psi: float = Field(default=0.5, gt=0, description="PSI of an instrument's drift that calls for retraining")
+    drift_alpha: float = Field(
+        default=0.01, gt=0, lt=1, description="significance of a drift test, shared over a clinic's tests (Bonferroni)"
+    )
+    missing_rate_change: float = Field(default=0.10, gt=0, lt=1, description="a missing rate that moved this much")
+    min_drift_values: int = Field(
+        default=100, ge=1, description="new values a distribution needs to be compared (10 per decile bin)"
+    )
+    refresh_seconds: float = Field(
+        default=900.0, ge=0, description="how often the server recomputes its Prometheus gauges (0: only on request)"
+    )
 
 
 class ServingSettings(ProjectSettings):
@@ -69,3 +99,4 @@ class ServingSettings(ProjectSettings):
     database_url: str = "sqlite:///dropout_risk.db"
     admin_key: SecretStr | None = None
     serving: ServingConfig = ServingConfig()
+    monitoring: MonitoringConfig = MonitoringConfig()

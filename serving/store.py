@@ -33,6 +33,7 @@ class ClientRow:
     id: int
     status: Status
     covariates: dict[str, object]
+    ended_on: dt.date | None = None
 
 
 @dataclass(frozen=True)
@@ -79,13 +80,13 @@ def lock_or_create_client(db: Session, clinic_id: int, external_id: str) -> Clie
         .values(clinic_id=clinic_id, external_id=external_id, status="ongoing", covariates={})
         .on_conflict_do_nothing(index_elements=["clinic_id", "external_id"])
     )
-    query = select(CLIENTS.c.id, CLIENTS.c.status, CLIENTS.c.covariates).where(
+    query = select(CLIENTS.c.id, CLIENTS.c.status, CLIENTS.c.covariates, CLIENTS.c.ended_on).where(
         CLIENTS.c.clinic_id == clinic_id, CLIENTS.c.external_id == external_id
     )
     if dialect == "postgresql":
         query = query.with_for_update()
     row = db.execute(query).one()
-    return ClientRow(row.id, row.status, dict(row.covariates or {}))
+    return ClientRow(row.id, row.status, dict(row.covariates or {}), row.ended_on)
 
 
 def stored_sessions(db: Session, client_pk: int) -> list[StoredSession]:
@@ -122,6 +123,10 @@ def insert_session(db: Session, client_pk: int, session: SessionIn, digest: str,
             scores=dict(session.scores),
             payload_hash=digest,
             risk=risk.stored(),
+            probability=risk.probability,
+            landmark=risk.landmark,
+            model_version=risk.model_version,
+            recalibration_id=risk.recalibration,
         )
     )
 
@@ -142,11 +147,13 @@ def set_current_risk(db: Session, client_pk: int, risk: Risk, last_date: dt.date
     )
 
 
-def set_episode(db: Session, client_pk: int, status: Status, covariates: Mapping[str, object]) -> None:
+def set_episode(
+    db: Session, client_pk: int, status: Status, covariates: Mapping[str, object], ended_on: dt.date | None = None
+) -> None:
     db.execute(
         update(CLIENTS)
         .where(CLIENTS.c.id == client_pk)
-        .values(status=status, covariates=dict(covariates), updated_at=func.now())
+        .values(status=status, covariates=dict(covariates), ended_on=ended_on, updated_at=func.now())
     )
 
 

@@ -83,6 +83,8 @@ class Client(Base):
     current_session: Mapped[int | None] = mapped_column(Integer)
     current_model_version: Mapped[str | None] = mapped_column(String(40))
     last_session_date: Mapped[dt.date | None] = mapped_column(Date)
+    # The day an ended episode (completed or dropout) ended; None while it is ongoing.
+    ended_on: Mapped[dt.date | None] = mapped_column(Date)
     updated_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
     )
@@ -102,4 +104,34 @@ class SessionRecord(Base):
     scores: Mapped[dict] = mapped_column(JSON, default=dict)
     payload_hash: Mapped[str] = mapped_column(String(64))
     risk: Mapped[dict] = mapped_column(JSON, default=dict)  # the risk returned when it was recorded
+    # Copies of the stored risk's figures, for the monitor (which reads them as columns, never the JSON).
+    probability: Mapped[float | None] = mapped_column(Float)
+    landmark: Mapped[int | None] = mapped_column(Integer)
+    model_version: Mapped[str | None] = mapped_column(String(40))
+    recalibration_id: Mapped[int | None] = mapped_column(Integer)  # the clinic's recalibration applied, if any
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Recalibration(Base):
+    """A clinic's update of one model version's calibrated log-odds: logit p' = intercept + slope * logit p.
+
+    Rows are never changed but for ``reverted_at``/``reverted_by``: a clinic's active recalibration is
+    its newest row for the served version that is not reverted (storing a new one reverts the previous).
+    ``evaluation`` keeps the before/after figures shown when it was stored.
+    """
+
+    __tablename__ = "recalibrations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    clinic_id: Mapped[int] = mapped_column(ForeignKey("clinics.id"), index=True)
+    model_version: Mapped[str] = mapped_column(String(40))
+    method: Mapped[str] = mapped_column(String(20))
+    intercept: Mapped[float] = mapped_column(Float)
+    slope: Mapped[float] = mapped_column(Float)
+    episodes: Mapped[int] = mapped_column(Integer)
+    evaluation: Mapped[dict] = mapped_column(JSON, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    created_by: Mapped[str] = mapped_column(String(200))
+    reason: Mapped[str] = mapped_column(String(500))
+    reverted_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    reverted_by: Mapped[str | None] = mapped_column(String(200))

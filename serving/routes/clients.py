@@ -150,4 +150,5 @@ def _client_out(db: Session, client: Client) -> ClientOut:
         probability=client.current_probability,
         band=client.current_band,
         model_version=client.current_model_version,
+        ended_on=client.ended_on,
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Request, Response, status
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
@@ -20,7 +20,7 @@ async def healthz() -> dict:
 
 
 @router.get("/readyz", responses={503: {"description": "Not ready: no model loaded or database unreachable"}})
-def readyz(holder: Holder, engine: DbEngine, response: Response) -> dict:
+def readyz(request: Request, holder: Holder, engine: DbEngine, response: Response) -> dict:
     """Ready when a model is loaded and the database answers.
 
     "degraded" when the registry is unreachable, or the version it names failed to load
@@ -40,6 +40,9 @@ def readyz(holder: Holder, engine: DbEngine, response: Response) -> dict:
     }
     if holder.load_failure is not None:  # the version the registry names cannot be loaded: which, and why
         model["load_failed"] = holder.load_failure.as_dict()
+    recompute = getattr(request.app.state, "recompute", None)
+    if recompute is not None:  # the ongoing clients' current risks recomputed after the last swap
+        model["current_risks"] = {"version": recompute.version, "recomputed": recompute.done}
     ready = loaded is not None and database == "ok"
     if not ready:
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE

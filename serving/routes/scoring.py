@@ -11,11 +11,13 @@ from dropout_risk.serving.deps import (
     NO_MODEL_RESPONSE,
     ClinicId,
     Model,
+    ReadDb,
     RiskMetrics,
     Scoring,
     Settings,
     Work,
 )
+from dropout_risk.serving.recalibration import for_clinic
 from dropout_risk.serving.schemas import ErrorBody, ModelInfo, ScoreRequest, ScoreResponse
 from dropout_risk.serving.scoring import HistoryRow
 
@@ -28,9 +30,15 @@ router = APIRouter(prefix="/v1", tags=["scoring"], responses=CLINIC_KEY_RESPONSE
     responses={422: {"model": ErrorBody, "description": "Invalid history"}, **BAD_BODY_RESPONSE, **NO_MODEL_RESPONSE},
 )
 def score(
-    body: ScoreRequest, _clinic: ClinicId, scoring: Scoring, metrics: RiskMetrics, settings: Settings, work: Work
+    body: ScoreRequest,
+    clinic: ClinicId,
+    db: ReadDb,
+    scoring: Scoring,
+    metrics: RiskMetrics,
+    settings: Settings,
+    work: Work,
 ) -> ScoreResponse:
-    """Score a whole history sent in the body; nothing is stored.
+    """Score a whole history sent in the body (through the clinic's recalibration, if any); nothing is stored.
 
     A history longer than ``serving.rate_limit_sessions`` sessions counts as that many requests of
     the key's rate limit as it has started blocks of them (a 200-session score costs 10 by default).
@@ -38,7 +46,7 @@ def score(
     service.check_score_size(len(body.sessions), settings.serving.max_sessions_per_score)
     work.score(len(body.sessions))
     history = [HistoryRow(s.session_number, s.session_date, s.scores, s.missed_since_last) for s in body.sessions]
-    scored = service.score(history, body.covariates, scoring)
+    scored = service.score(history, body.covariates, for_clinic(db, scoring, clinic))
     metrics.observe_risk(scored.risk.probability, scored.risk.band)
     return ScoreResponse(risk=scored.risk, history=scored.history)
 

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dropout_risk.serving import service
-from dropout_risk.serving.deps import ReadDb, Settings
+from dropout_risk.serving.deps import Holder, ReadDb, Settings
 from dropout_risk.serving.settings import RiskBands
 from dropout_risk.serving.store import SESSIONS
 from dropout_risk.serving.tables import Client
@@ -97,7 +97,7 @@ def _row(request: Request, client: Client, trend: list[TrendPoint], bands: RiskB
 
 @router.get("/clients")
 def caseload(
-    request: Request, user: SignedIn, db: ReadDb, settings: Settings, page_number: PageNumber = "1"
+    request: Request, user: SignedIn, db: ReadDb, settings: Settings, holder: Holder, page_number: PageNumber = "1"
 ) -> Response:
     bands, size = settings.serving.bands, settings.serving.page_size
     parsed = query_int(page_number)
@@ -113,8 +113,15 @@ def caseload(
         "first": (number - 1) * size + 1 if rows else 0,
         "last": (number - 1) * size + len(rows),
         "bands": bands,
+        "older_model": _older_model(clients, holder.current.version if holder.current else None),
     }
     return page(request, "caseload.html", {"user": user, **view})
+
+
+def _older_model(clients: list[Client], served: str | None) -> dict[str, int]:
+    """Risks on this page from another model version than the one served (recomputed in the background)."""
+    versions = [c.current_model_version for c in clients if c.status == "ongoing" and c.current_model_version]
+    return {v: versions.count(v) for v in sorted(set(versions)) if served is not None and v != served}
 
 
 @router.get("/open")

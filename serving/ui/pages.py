@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
+from dropout_risk.serving.monitoring.html import number as fixed_number
 from dropout_risk.serving.ui import charts
 from dropout_risk.serving.ui.auth import SignedInClinic, clear_session
 
@@ -21,6 +22,7 @@ templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
 templates.env.filters["percent"] = charts.percent
 templates.env.filters["number"] = charts.number
 templates.env.filters["points"] = charts.points
+templates.env.filters["fixed"] = fixed_number
 
 SECURITY_HEADERS = {
     "Cache-Control": "no-store",  # health data: not in the browser's or a proxy's cache

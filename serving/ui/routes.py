@@ -1,9 +1,9 @@
 """/ui: the clinician dashboard, server-rendered (Jinja2 templates, inline SVG charts).
 
 Pages: sign in and out (``signin``), the caseload (``caseload``: clients by current
-risk, band, last session, flags, a risk sparkline), and a client (``client``: scores
+risk, band, last session, flags, a risk sparkline), a client (``client``: scores
 and risk by session, the latest risk's factors and next steps, a form that records
-the next session).
+the next session), and the clinic's monitoring (``monitoring``: issue 13).
 
 The access log records route templates only; form errors name the field and the
 rule, never the value typed.
@@ -14,7 +14,7 @@ from __future__ import annotations
 from fastapi import APIRouter, FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from dropout_risk.serving.ui import caseload, client, signin
+from dropout_risk.serving.ui import caseload, client, monitoring, signin
 from dropout_risk.serving.ui.deps import NotSignedIn, not_signed_in
 from dropout_risk.serving.ui.pages import STATIC_DIR
 
@@ -22,6 +22,7 @@ router = APIRouter()
 router.include_router(signin.router)
 router.include_router(caseload.router)
 router.include_router(client.router)
+router.include_router(monitoring.router)
 
 
 def install(app: FastAPI) -> None:

@@ -188,3 +188,26 @@ def test_typed_dates_outside_the_range_are_a_problem_too():
     assert ("sessions", 4, "session_date", DATE_RANGE_RULE) in _rules(result)
     edges = _sessions({(0, "session_date"): "1900-01-01", (4, "session_date"): "2100-12-31"})
     assert validate_contract(edges, _episodes(), REGISTRY).ok
+
+
+def test_ended_on_is_an_optional_date_of_ended_episodes_and_never_a_covariate():
+    from dropout_risk.features.config import FeatureConfig
+    from dropout_risk.features.spec import infer_spec
+
+    episodes = _episodes().assign(ended_on=["2024-01-20", ""])
+    result = require_valid(_sessions(), episodes, REGISTRY)
+    assert result.episodes["ended_on"].iloc[0] == pd.Timestamp("2024-01-20")
+    assert pd.isna(result.episodes["ended_on"].iloc[1])
+    spec = infer_spec(result.sessions, result.episodes, REGISTRY, FeatureConfig())
+    assert "ended_on" not in (*spec.numeric_covariates, *spec.categorical_covariates)
+
+    bad = _episodes().assign(status=["dropout", "ongoing"], ended_on=["20/01/2024", "2024-02-20"])
+    assert _rules(validate_contract(_sessions(), bad, REGISTRY)) == {
+        ("episodes", 1, "ended_on", "must be an ISO date (YYYY-MM-DD)"),
+        (
+            "episodes",
+            2,
+            "ended_on",
+            "must be blank for an ongoing episode (ended_on is the day an ended episode ended)",
+        ),
+    }

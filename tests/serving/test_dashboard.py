@@ -34,7 +34,7 @@ from dropout_risk.serving.db import transaction
 from dropout_risk.serving.keys import create_key, revoke_key
 from dropout_risk.serving.ui import auth
 from tests.support.mlflow_store import active_store
-from tests.support.serving import serving_settings
+from tests.support.serving import login, serving_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("DROPOUT_RISK_CHROMIUM", "/usr/bin/chromium")
@@ -335,18 +335,6 @@ def _screenshot(browser, server: Server, path: str, out: Path) -> None:
 # --- the rules, over HTTP (SQLite and PostgreSQL) ------------------------------------------
 
 
-def _login(api, headers: dict[str, str]) -> str:
-    """Sign a TestClient in with the clinic's key; the CSRF token of the new session."""
-    page = api.client.get("/ui/login")
-    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
-    key = headers["Authorization"].removeprefix("Bearer ")
-    response = api.client.post("/ui/login", data={"key": key, "csrf_token": token}, follow_redirects=False)
-    assert response.status_code == 303 and response.headers["location"] == "/ui/clients"
-    assert key not in response.headers["location"]
-    page = api.client.get("/ui/clients")
-    return re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
-
-
 S1 = {"session_number": 1, "session_date": "2025-03-03", "scores": {"ors": 14.5, "srs": 33.0}}
 
 
@@ -361,7 +349,7 @@ def test_pages_need_a_session_and_a_form_needs_its_csrf_token(api):
     response = api.client.post("/ui/login", data={"key": "whatever", "csrf_token": "forged"})
     assert response.status_code == 403
     headers = api.new_clinic()
-    _login(api, headers)
+    login(api, headers)
     response = api.client.post(
         "/ui/clients/x-1/sessions",
         data={"csrf_token": "forged", "session_number": "1", "session_date": "2025-03-03", "score_ors": "14"},
@@ -373,7 +361,7 @@ def test_pages_need_a_session_and_a_form_needs_its_csrf_token(api):
 
 def test_a_recorded_session_is_the_apis_and_errors_never_echo_values(api, caplog):
     headers = api.new_clinic()
-    csrf = _login(api, headers)
+    csrf = login(api, headers)
     form = {
         "csrf_token": csrf,
         "session_number": "1",
@@ -428,7 +416,7 @@ def test_a_clinic_sees_only_its_own_clients_and_revoking_the_key_signs_out(api):
     assert api.client.post("/v1/clients/theirs/sessions", json=S1, headers=other).status_code == 201
     name, headers = api.add_clinic()
     assert api.client.post("/v1/clients/mine/sessions", json=S1, headers=headers).status_code == 201
-    _login(api, headers)
+    login(api, headers)
     caseload = api.client.get("/ui/clients").text
     assert "mine" in caseload and "theirs" not in caseload and name in caseload
     assert "<li>alliance below cutoff</li>" in caseload  # the latest stored risk's flags (SRS 33 < 36)
@@ -445,7 +433,7 @@ def test_a_clinic_sees_only_its_own_clients_and_revoking_the_key_signs_out(api):
 
 def test_a_tampered_cookie_is_not_a_session(api):
     headers = api.new_clinic()
-    _login(api, headers)
+    login(api, headers)
     value = api.client.cookies.get(auth.COOKIE)
     api.client.cookies.clear()
     api.client.cookies.set(auth.COOKIE, value[:-2] + ("AA" if not value.endswith("AA") else "BB"), path="/ui")
@@ -466,7 +454,7 @@ def test_assets_are_local_and_the_page_names_bands_in_words(api):
         assert "@import" not in text and "url(http" not in text, path
     headers = api.new_clinic()
     assert api.client.post("/v1/clients/w-1/sessions", json=S1, headers=headers).status_code == 201
-    _login(api, headers)
+    login(api, headers)
     page = api.client.get("/ui/clients").text
     assert re.search(r'<span class="pct">\d+%</span> (Low|Moderate|High) risk', page)
     api.client.cookies.clear()

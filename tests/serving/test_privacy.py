@@ -115,6 +115,15 @@ def _requests() -> list[Request]:
         Request("PUT", f"/v1/clients/{ID}", 422, {"covariates": {"note": {"client": ID, "score": A}}}),
         Request("PUT", f"/v1/clients/{ID}", 422, {"client_id": ID, "scores": {"ors": A}}),
         Request("PUT", f"/v1/clients/{ID}", 422, content=f'{{"age": {A}, "gender": "{ID}"'.encode()),
+        # closing the episode (issue 13), then the monitor over it
+        Request("PUT", f"/v1/clients/{ID}", 422, {"status": "ongoing", "ended_on": "2025-04-01"}),
+        Request("PUT", f"/v1/clients/{ID}", 422, {"status": "dropout", "ended_on": ID}),
+        Request("PUT", f"/v1/clients/{ID}", 422, {"status": "dropout", "ended_on": "2025-03-01"}),
+        Request("PUT", f"/v1/clients/{ID}", 200, {"status": "dropout", "ended_on": "2025-04-01"}),
+        Request("GET", "/v1/monitoring", 200),
+        Request("GET", f"/v1/monitoring?since={ID}", 422),
+        Request("GET", f"/v1/monitoring?clinic={ID}", 403),
+        Request("GET", "/v1/monitoring", 401, auth="revoked"),
         # stateless scores with bad histories
         Request("POST", "/v1/score", 200, {"sessions": [S1, S2], "covariates": {"age": A, "gender": ID}}),
         Request("POST", "/v1/score", 422, {"sessions": [S1, _session(3)]}),

@@ -48,4 +48,4 @@ def test_the_stored_risk_is_the_returned_one_and_an_earlier_versions_row_reads_b
     again = api.client.post("/v1/clients/legacy-row/sessions", json=S1, headers=headers)  # a retry: the stored risk
     assert again.status_code == 200
     # Read back unchanged; "changes" came later (issue 16): an earlier row has none to show.
-    assert again.json()["risk"] == {**LEGACY_RISK, "changes": []}
+    assert again.json()["risk"] == {**LEGACY_RISK, "changes": [], "recalibration": None}  # keys added since: defaults

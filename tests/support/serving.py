@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,3 +46,15 @@ class Api:
 
     def new_clinic(self) -> dict[str, str]:
         return self.add_clinic()[1]
+
+
+def login(api: Api, headers: dict[str, str]) -> str:
+    """Sign a TestClient in to the dashboard with the clinic's key; the CSRF token of the new session."""
+    page = api.client.get("/ui/login")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+    key = headers["Authorization"].removeprefix("Bearer ")
+    response = api.client.post("/ui/login", data={"key": key, "csrf_token": token}, follow_redirects=False)
+    assert response.status_code == 303 and response.headers["location"] == "/ui/clients"
+    assert key not in response.headers["location"]
+    page = api.client.get("/ui/clients")
+    return re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]

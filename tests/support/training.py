@@ -87,12 +87,22 @@ class TwoModels:
 
         A test that promotes the second model changes only its copy.
         """
-        root.mkdir(parents=True, exist_ok=True)
-        copy = root / "mlflow.db"
-        source_path = self.store.uri.removeprefix("sqlite:///")
-        with closing(sqlite3.connect(source_path)) as source, closing(sqlite3.connect(copy)) as target:
-            source.backup(target)
-        return TwoModels(MlflowStore(f"sqlite:///{copy}", self.store.artifacts), self.first, self.second)
+        return TwoModels(copy_store(self.store, root), self.first, self.second)
+
+
+def copy_store(store: MlflowStore, root: Path) -> MlflowStore:
+    """A registry of its own (a copy of ``store``'s database) on the same artifact directory.
+
+    Nothing rewrites an artifact there: a test may promote, or train (new runs get new directories).
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    copy = root / "mlflow.db"
+    with (
+        closing(sqlite3.connect(store.uri.removeprefix("sqlite:///"))) as source,
+        closing(sqlite3.connect(copy)) as target,
+    ):
+        source.backup(target)
+    return MlflowStore(f"sqlite:///{copy}", store.artifacts)
 
 
 def train_two_models(store: MlflowStore, data: dict[str, Path]) -> TwoModels:

@@ -371,3 +371,17 @@ def test_the_same_check_finds_the_signal_of_a_default_cohort(cohorts):
     for column in ("srs", "missed_since_last"):
         lo, hi = within_landmark_auc(rows, f"{column}_01", n_resamples=200).ci
         assert not lo < 0.5 < hi, column
+
+
+def test_intake_shift_makes_outcome_scores_more_severe_and_leaves_the_rest_alone():
+    base = simulate_cohort(SimulationConfig(n_clients=2000, seed=3))
+    shifted = simulate_cohort(SimulationConfig(n_clients=2000, seed=3, intake_shift=1.0))
+    assert shifted.episodes.equals(base.episodes) and shifted.truth.equals(base.truth)
+    intake = {
+        name: c.sessions.loc[c.sessions["session_number"] == 1, "ors"].mean()
+        for name, c in (("b", base), ("s", shifted))
+    }
+    assert 5.0 < intake["b"] - intake["s"] < 8.0  # ORS: higher is better, SD 7 (clipped at the scale's ends)
+    assert shifted.sessions["srs"].equals(base.sessions["srs"])
+    with pytest.raises(ValidationError):
+        SimulationConfig(n_clients=10, intake_shift=4.0)

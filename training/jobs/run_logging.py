@@ -13,6 +13,7 @@ import pandas as pd
 
 from dropout_risk.features.private_files import private_tree
 from dropout_risk.features.spec import FeatureSpec
+from dropout_risk.models.profile import ReferenceProfile, fit_profile
 from dropout_risk.models.registry import CHALLENGER, log_model, set_alias
 from dropout_risk.training.evaluation.model_card import render_model_card
 from dropout_risk.training.evaluation.plots import plot_by_landmark, plot_calibration, plot_decision_curve, plot_roc
@@ -61,6 +62,7 @@ def log_and_register(
             fitted.model,
             check_rows=fitted.train_rows,
             input_example=synthetic_example(fitted),
+            profile=reference_profile(fitted, prep),
         )
         version = str(info.registered_model_version)
         set_alias(CHALLENGER, version)
@@ -71,6 +73,12 @@ def log_and_register(
         mlflow.log_text(render_model_card(report, spec), "model_card.md")
         mlflow.set_tags({"model_version": version, "model_kind": chosen.kind})
     return LoggedRun(run_id=run.info.run_id, model_version=version)
+
+
+def reference_profile(fitted: Fitted, prep: PreparedData) -> ReferenceProfile:
+    """The training clients' reference profile (aggregates only), stored with the model for monitoring."""
+    sessions = prep.sessions[prep.sessions["client_id"].isin(prep.train_ids)]
+    return fit_profile(sessions, fitted.spec, fitted.model.predict_features(fitted.train_rows))
 
 
 def synthetic_example(fitted: Fitted) -> pd.DataFrame:

@@ -56,6 +56,13 @@ class SimulationConfig(BaseModel):
         description="no predictor affects dropout (alliance, outcome, age, clinic, therapist, missed appointments): "
         "only the session number does",
     )
+    intake_shift: float = Field(
+        default=0.0,
+        ge=-3,
+        le=3,
+        description="outcome scores made more severe by this many of the instrument's SDs (negative: milder), "
+        "at intake and after: another clinic's population (monitoring tests)",
+    )
     ongoing_fraction: float = Field(default=0.05, ge=0, lt=1)
     start_date: datetime.date = datetime.date(2023, 1, 2)
     intake_span_days: int = Field(default=730, ge=1)
@@ -160,7 +167,7 @@ def _sessions_table(
         "missed_since_last": missed[rows, cols].astype(np.int64),
     }
     outcome, norm = registry[config.outcome], OUTCOME_NORMS[config.outcome]
-    scores = outcome_scores(streams["outcome_noise"], latents, outcome, norm)
+    scores = outcome_scores(streams["outcome_noise"], latents, outcome, norm, config.intake_shift)
     sessions[outcome.key] = _format_scores(scores[rows, cols], norm.decimals)
     if config.alliance != "none":
         alliance, norm = registry[config.alliance], ALLIANCE_NORMS[config.alliance]

@@ -38,11 +38,16 @@ def session_days(rng: np.random.Generator, missed: np.ndarray, intake_span_days:
     return offered[:, None] + np.cumsum(gaps, axis=1)
 
 
-def outcome_scores(rng: np.random.Generator, latents: Latents, instrument: Instrument, norm: ScaleNorm) -> np.ndarray:
-    """Raw outcome scores (n x K): intake norms, reflected for lower-is-better, rounded, clipped."""
+def outcome_scores(
+    rng: np.random.Generator, latents: Latents, instrument: Instrument, norm: ScaleNorm, severity: float = 0.0
+) -> np.ndarray:
+    """Raw outcome scores (n x K): intake norms, reflected for lower-is-better, rounded, clipped.
+
+    ``severity``: every score moved that many SDs towards worse (``SimulationConfig.intake_shift``).
+    """
     lam = math.sqrt(OUTCOME_RELIABILITY)
     noise = math.sqrt(1 - OUTCOME_RELIABILITY) * rng.standard_normal(latents.change.shape)
-    z = lam * (latents.intake[:, None] + norm.responsiveness * latents.change) + noise
+    z = lam * (latents.intake[:, None] + norm.responsiveness * latents.change) + noise - severity
     sign = 1.0 if instrument.higher_is_better else -1.0
     raw = norm.mean + sign * norm.sd * z
     return _on_scale(raw, instrument, norm.decimals)

@@ -1,0 +1,138 @@
+"""How well served risks matched what happened: O/E, calibration line, ECE, within-session AUC.
+
+Pure functions of arrays, one row per client and landmark session at which a risk was served
+(``y`` the episode's outcome, 1 = dropout; ``p`` the risk served; ``client`` a client code;
+``landmark`` the session). They live below serving and training because both need them and
+neither may import the other: monitoring (serving) reads served risks from its database;
+``training.evaluation`` has its own bootstrap-based versions for held-out test data.
+
+Each row counts the client once per session, so a client's rows are correlated: the O/E
+interval is a cluster-robust (sandwich) one, clients being the clusters. The within-session
+AUC is the mean of each landmark's Mann-Whitney AUC over landmarks where both outcomes have at
+least ``min_class`` clients; its interval uses Hanley & McNeil's standard error per landmark
+and, for the mean, the mean of those errors (as if the landmarks were perfectly correlated:
+wider than any correlation the same clients give, so "entirely below" is not claimed lightly).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import expit, logit
+from scipy.stats import norm, rankdata
+
+EPS = 1e-6
+
+
+@dataclass(frozen=True)
+class Ratio:
+    observed: float
+    expected: float
+    ratio: float
+    ci: tuple[float, float]
+
+
+@dataclass(frozen=True)
+class CalibrationLine:
+    slope: float
+    intercept: float  # calibration-in-the-large: the intercept with logit(p) as offset
+
+
+@dataclass(frozen=True)
+class WithinAUC:
+    auc: float
+    ci: tuple[float, float]
+    landmarks: tuple[int, ...]
+
+
+def observed_expected(y: np.ndarray, p: np.ndarray, client: np.ndarray, confidence: float = 0.95) -> Ratio:
+    """Observed over expected dropouts, with a client-clustered interval on the log scale."""
+    observed, expected = float(y.sum()), float(p.sum())
+    if expected <= 0 or observed <= 0:
+        ratio = observed / expected if expected > 0 else math.nan
+        return Ratio(observed, expected, ratio, (math.nan, math.nan))
+    ratio = observed / expected
+    _, codes = np.unique(client, return_inverse=True)
+    residual = np.bincount(codes, weights=y - ratio * p)
+    se_log = math.sqrt(float(np.sum(residual**2))) / observed
+    z = float(norm.ppf(0.5 + confidence / 2))
+    return Ratio(observed, expected, ratio, (ratio * math.exp(-z * se_log), ratio * math.exp(z * se_log)))
+
+
+def logistic_update(y: np.ndarray, x: np.ndarray, iterations: int = 25) -> tuple[float, float]:
+    """(a, b) of logit P(y) = a + b * x fitted by maximum likelihood (Newton-Raphson on two parameters)."""
+    design = np.column_stack([np.ones_like(x), x])
+    beta = np.array([0.0, 1.0])
+    for _ in range(iterations):
+        mu = expit(design @ beta)
+        hessian = design.T @ (design * (mu * (1 - mu))[:, None])
+        step = np.linalg.solve(hessian + 1e-9 * np.eye(2), design.T @ (y - mu))
+        beta = beta + step
+        if np.max(np.abs(step)) < 1e-10:
+            break
+    return float(beta[0]), float(beta[1])
+
+
+def calibration_line(y: np.ndarray, p: np.ndarray) -> CalibrationLine:
+    """Logistic recalibration of the outcome on logit(p): slope, and the intercept with the slope fixed at 1."""
+    if y.size == 0 or y.min() == y.max():
+        return CalibrationLine(math.nan, math.nan)
+    x = logit(np.clip(p, EPS, 1 - EPS))
+    return CalibrationLine(logistic_update(y, x)[1], intercept_shift(y, x))
+
+
+def intercept_shift(y: np.ndarray, offset: np.ndarray, iterations: int = 25) -> float:
+    """The intercept a with logit P(y) = a + offset fitted by maximum likelihood (Newton on one parameter)."""
+    a = 0.0
+    for _ in range(iterations):
+        mu = expit(a + offset)
+        step = float(np.sum(y - mu) / max(np.sum(mu * (1 - mu)), 1e-12))
+        a += step
+        if abs(step) < 1e-12:
+            break
+    return a
+
+
+def expected_calibration_error(y: np.ndarray, p: np.ndarray, n_bins: int = 10) -> float:
+    """Mean |observed rate - mean risk| over equal-width risk bins, weighted by the rows in each."""
+    if y.size == 0:
+        return math.nan
+    bins = np.minimum((p * n_bins).astype(int), n_bins - 1)
+    rows = np.bincount(bins, minlength=n_bins)
+    gap = np.abs(np.bincount(bins, weights=y, minlength=n_bins) - np.bincount(bins, weights=p, minlength=n_bins))
+    return float(gap.sum() / rows.sum())
+
+
+def auc_with_se(y: np.ndarray, p: np.ndarray) -> tuple[float, float]:
+    """Mann-Whitney ROC AUC (ties count half) and its Hanley-McNeil standard error."""
+    positives, negatives = int(y.sum()), int(y.size - y.sum())
+    ranks = rankdata(p)
+    auc = (float(ranks[y == 1].sum()) - positives * (positives + 1) / 2) / (positives * negatives)
+    q1, q2 = auc / (2 - auc), 2 * auc**2 / (1 + auc)
+    variance = (auc * (1 - auc) + (positives - 1) * (q1 - auc**2) + (negatives - 1) * (q2 - auc**2)) / (
+        positives * negatives
+    )
+    return auc, math.sqrt(max(variance, 0.0))
+
+
+def within_landmark_auc(
+    y: np.ndarray, p: np.ndarray, landmark: np.ndarray, min_class: int, confidence: float = 0.95
+) -> WithinAUC:
+    """The mean per-landmark AUC over landmarks with ``min_class`` clients of each outcome, and its interval."""
+    aucs, errors, used = [], [], []
+    for k in np.unique(landmark):
+        rows = landmark == k
+        events = int(y[rows].sum())
+        if min(events, int(rows.sum()) - events) < min_class:
+            continue
+        auc, se = auc_with_se(y[rows], p[rows])
+        aucs.append(auc)
+        errors.append(se)
+        used.append(int(k))
+    if not aucs:
+        return WithinAUC(math.nan, (math.nan, math.nan), ())
+    mean, se = float(np.mean(aucs)), float(np.mean(errors))
+    z = float(norm.ppf(0.5 + confidence / 2))
+    return WithinAUC(mean, (mean - z * se, mean + z * se), tuple(used))

@@ -1,0 +1,1 @@
+"""Monitoring after deployment (issue 13): served risks against outcomes, drift, a status per clinic."""

@@ -1,0 +1,183 @@
+"""Monitoring on a simulated deployment through the real API (issue 13), on SQLite and PostgreSQL.
+
+The champion learnt from a cohort with 25% dropout. One clinic replays 250 clients of a population
+with 40% dropout and outcome scores half an SD more severe; another 150 clients of a population
+simulated like the training data. Each client's sessions are posted one by one and the episode
+closed with PUT (tests/support/replay.py). The populations are those of
+tests/serving/test_monitoring_seeds.py, which checks ten clinics of each kind at the service function.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select, update
+
+from dropout_risk.models.local_update import update_probability
+from dropout_risk.serving.app import create_app
+from dropout_risk.serving.db import transaction
+from dropout_risk.serving.recalibration import revert, store
+from dropout_risk.serving.tables import Client, Clinic, Recalibration
+from tests.serving.test_monitoring_seeds import CLINICS, PER_CLINIC, SHIFTED
+from tests.support.mlflow_store import active_store
+from tests.support.replay import clinic_sample, dropout_share, replay
+from tests.support.serving import ADMIN_KEY, Api, login, serving_settings
+
+N_CLIENTS = PER_CLINIC  # block 0 of each population, as in test_monitoring_seeds
+N_LIKE = 150  # the like clinic: fewer (PostgreSQL takes about 13 ms a request here)
+
+
+def _monitoring(api, headers, **params):
+    response = api.client.get("/v1/monitoring", headers=headers, params=params)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+@pytest.mark.reliability  # 16-35 s a backend: 400 clients posted session by session
+def test_a_shifted_clinic_is_recalibrate_with_intake_drift_and_a_like_one_stays_ok(api, cohorts, champion):
+    shifted_name, shifted = api.add_clinic()
+    like_name, like = api.add_clinic()
+    shifted_cohort = clinic_sample(cohorts.simulate(CLINICS * PER_CLINIC, seed=32, **SHIFTED), 0, N_CLIENTS)
+    assert dropout_share(shifted_cohort) > 0.33
+    replay(api.client, shifted, shifted_cohort)
+    replay(api.client, like, clinic_sample(cohorts.simulate(CLINICS * PER_CLINIC, seed=18), 0, N_LIKE))
+
+    report = _monitoring(api, shifted)
+    assert report["model_version"] == champion.version and report["reference_profile"] is True
+    assert [c["clinic"] for c in report["clinics"]] == [shifted_name] and report["service"] is None
+    clinic = report["clinics"][0]
+    current = clinic["current"]
+    print(f"{api.backend}: shifted clinic {current['episodes']} episodes, O/E {current['oe']:.2f} {current['oe_ci']}")
+    assert current["episodes"] >= report["min_ended"]
+    assert current["oe_ci"][0] > 1, current
+    assert clinic["status"]["status"] == "recalibrate", clinic["status"]
+    assert clinic["status"]["figures"]["oe_ci_low"] == current["oe_ci"][0]
+    assert any(d["what"] == "ors intake" and d["measure"] == "distribution" and d["drifted"] for d in clinic["drift"])
+    months = {g["month"] for g in clinic["by_version_month"]}
+    assert months and all(re.fullmatch(r"\d{4}-\d{2}", m) for m in months)
+    assert sum(g["performance"]["episodes"] for g in clinic["by_version_month"]) == current["episodes"]
+
+    like_clinic = _monitoring(api, like)["clinics"][0]
+    assert like_clinic["status"]["status"] == "ok", like_clinic["status"]
+    assert not any(d["drifted"] for d in like_clinic["drift"])
+
+    response = api.client.get("/v1/monitoring", headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+    assert "C00" not in response.text  # aggregates only: no client id (the cohorts' ids are C00001...)
+    admin = response.json()
+    assert {shifted_name, like_name} <= {c["clinic"] for c in admin["clinics"]}
+    assert admin["service"]["current"]["episodes"] >= current["episodes"] + like_clinic["current"]["episodes"]
+    metrics = api.client.get("/metrics").text
+    assert re.search(rf'dropout_risk_monitoring_status{{clinic="{shifted_name}",worker="\d+"}} 2\.0', metrics)
+    assert re.search(rf'dropout_risk_monitoring_status{{clinic="{like_name}",worker="\d+"}} 0\.0', metrics)
+
+
+def test_monitoring_takes_a_clinic_key_or_the_admin_key_only(api):
+    name, headers = api.add_clinic()
+    assert api.client.get("/v1/monitoring").status_code == 401
+    assert api.client.get("/v1/monitoring", headers={"Authorization": "Bearer nope"}).status_code == 401
+    assert api.client.get("/v1/monitoring", headers=headers, params={"clinic": "other"}).status_code == 403
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    assert api.client.get("/v1/monitoring", headers=admin, params={"clinic": "no-such"}).status_code == 404
+    one = _monitoring(api, admin, clinic=name)
+    assert [c["clinic"] for c in one["clinics"]] == [name]
+    assert one["clinics"][0]["status"]["status"] == "ok" and one["clinics"][0]["current"] is None
+
+
+S = [
+    {"session_number": 1, "session_date": "2025-03-03", "scores": {"ors": 14.5, "srs": 33.0}},
+    {"session_number": 2, "session_date": "2025-03-10", "scores": {"ors": 16.0, "srs": 29.5}, "missed_since_last": 1},
+    {"session_number": 3, "session_date": "2025-03-17", "scores": {"ors": 18.0, "srs": 36.0}},
+]
+
+
+def _store_recalibration(api, clinic: str, version: str, intercept: float) -> int:
+    with transaction(api.app.state.sessions) as db:
+        clinic_id = db.scalar(select(Clinic.id).where(Clinic.name == clinic))
+        row = Recalibration(
+            clinic_id=clinic_id,
+            model_version=version,
+            method="intercept",
+            intercept=intercept,
+            slope=1.0,
+            episodes=100,
+            evaluation={},
+            created_by="test",
+            reason="test",
+        )
+        return store(db, row).id
+
+
+def test_a_recalibration_moves_its_clinics_risks_only_and_says_so(api, champion):
+    name, mine = api.add_clinic()
+    other_name, other = api.add_clinic()
+    for headers in (mine, other):
+        for body in S[:2]:
+            assert api.client.post("/v1/clients/x/sessions", json=body, headers=headers).status_code == 201
+    before = {n: api.client.get("/v1/clients/x/risk", headers=h).json() for n, h in (("mine", mine), ("other", other))}
+    stateless = api.client.post("/v1/score", json={"sessions": S}, headers=other).json()
+    assert before["mine"]["risk"]["recalibration"] is None
+
+    rid = _store_recalibration(api, name, champion.version, 0.5)
+    after = api.client.get("/v1/clients/x/risk", headers=mine).json()
+    assert after["risk"]["recalibration"] == rid
+    for new, old in zip(after["history"], before["mine"]["history"], strict=True):
+        assert new["probability"] == pytest.approx(update_probability(old["probability"], 0.5, 1.0)[()], abs=1e-12)
+    recorded = api.client.post("/v1/clients/x/sessions", json=S[2], headers=mine).json()["risk"]
+    assert recorded["recalibration"] == rid
+    scored = api.client.post("/v1/score", json={"sessions": S}, headers=mine).json()["risk"]
+    assert scored["recalibration"] == rid and scored["probability"] == pytest.approx(recorded["probability"], abs=1e-12)
+    assert scored["probability"] > stateless["risk"]["probability"]
+
+    # The other clinic's risks are bit-identical: the same JSON, the same floats.
+    assert api.client.get("/v1/clients/x/risk", headers=other).json() == before["other"]
+    assert api.client.post("/v1/score", json={"sessions": S}, headers=other).json() == stateless
+    assert api.client.post("/v1/clients/x/sessions", json=S[2], headers=other).json()["risk"] == stateless["risk"]
+
+    with transaction(api.app.state.sessions) as db:
+        assert revert(db, db.scalar(select(Clinic.id).where(Clinic.name == name)), champion.version, "test").id == rid
+    assert api.client.get("/v1/clients/x/risk", headers=mine).json()["history"][:2] == before["mine"]["history"]
+
+
+def test_a_new_champion_does_not_inherit_a_recalibration_the_monitor_says_so(api, champion):
+    name, headers = api.add_clinic()
+    rid = _store_recalibration(api, name, "0", 0.4)  # fitted for an older version than the one served
+    assert api.client.post("/v1/clients/y/sessions", json=S[0], headers=headers).json()["risk"]["recalibration"] is None
+    clinic = _monitoring(api, headers)["clinics"][0]
+    assert clinic["status"]["status"] == "recalibrate" and clinic["recalibration"]["id"] == rid
+    assert f"recalibration {rid} was fitted for model version 0" in clinic["status"]["rule"]
+
+
+def test_the_dashboard_page_shows_the_clinics_monitoring(api, champion):
+    name, headers = api.add_clinic()
+    for client_id in ("a", "b"):
+        for body in S:
+            assert api.client.post(f"/v1/clients/{client_id}/sessions", json=body, headers=headers).status_code == 201
+    ended = {"status": "dropout", "ended_on": "2025-04-01"}
+    assert api.client.put("/v1/clients/a", json=ended, headers=headers).status_code == 200
+    api.client.cookies.clear()
+    assert api.client.get("/ui/monitoring", follow_redirects=False).headers["location"] == "/ui/login"
+    login(api, headers)
+    page = api.client.get("/ui/monitoring")
+    assert page.status_code == 200 and page.headers["cache-control"] == "no-store"
+    assert name in page.text and re.search(r"data-status>(ok|watch|recalibrate|retrain)<", page.text)
+    assert "2025-04" in page.text and 'src="data:image/png;base64,' in page.text  # the month ended, the plot
+    assert ">a<" not in page.text and ">b<" not in page.text  # aggregates only
+    assert "data-older-model" not in api.client.get("/ui/clients").text
+    with transaction(api.app.state.sessions) as db:  # b's current risk as if an older model had served it
+        db.execute(update(Client).where(Client.external_id == "b").values(current_model_version="0"))
+    caseload = api.client.get("/ui/clients").text
+    assert "data-older-model" in caseload and "1 risk on this page from model version 0." in " ".join(caseload.split())
+    api.client.cookies.clear()
+
+
+def test_a_clinic_key_is_rate_limited_on_the_monitor_and_the_admin_key_goes_through(champion, tmp_path):
+    with active_store(champion.store):
+        app = create_app(serving_settings(f"sqlite:///{tmp_path}/db.sqlite", rate_limit=0.1, rate_limit_burst=1))
+        with TestClient(app) as client:
+            _, headers = Api(client, app, "sqlite").add_clinic()
+            assert client.get("/v1/monitoring", headers=headers).status_code == 200
+            assert client.get("/v1/monitoring", headers=headers).status_code == 429  # the per-key limit, as elsewhere
+            admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+            assert [client.get("/v1/monitoring", headers=admin).status_code for _ in range(2)] == [200, 200]
