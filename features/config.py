@@ -49,7 +49,19 @@ class FeatureConfig(BaseModel):
 # sections of the others, but a key no command knows is a typo and is refused. Inside a section,
 # each command's own models refuse unknown keys.
 KNOWN_TOP_LEVEL = frozenset(
-    {"features", "instruments", "training", "gate", "evaluation", "compare", "serving", "database_url", "admin_key"}
+    {
+        "features",
+        "instruments",
+        "training",
+        "gate",
+        "evaluation",
+        "compare",
+        "serving",
+        "database_url",
+        "admin_key",
+        "fhir",
+        "cds_hooks",
+    }
 )
 
 

@@ -20,6 +20,7 @@ from dropout_risk.serving import served_version
 from dropout_risk.serving.auth import KeyCheckMiddleware
 from dropout_risk.serving.backoff import Backoff
 from dropout_risk.serving.db import is_sqlite, make_engine, session_factory
+from dropout_risk.serving.fhir.codes import CodeMap
 from dropout_risk.serving.headers import SecurityHeadersMiddleware
 from dropout_risk.serving.inflight import InFlight
 from dropout_risk.serving.limits import BodyLimitMiddleware
@@ -27,7 +28,7 @@ from dropout_risk.serving.migrate import upgrade
 from dropout_risk.serving.model_holder import ModelHolder
 from dropout_risk.serving.observability import AccessMiddleware, Metrics
 from dropout_risk.serving.ratelimit import RateLimiter
-from dropout_risk.serving.routes import clients, operations, scoring
+from dropout_risk.serving.routes import clients, fhir, operations, scoring
 from dropout_risk.serving.service import Invalid
 from dropout_risk.serving.settings import ServingSettings
 from dropout_risk.serving.ui import install as install_dashboard
@@ -118,11 +119,13 @@ def create_app(settings: ServingSettings, *, holder: ModelHolder | None = None, 
     app.state.read_sessions = session_factory(reader)
     app.state.holder = holder
     app.state.registry = settings.registry()
+    app.state.fhir_codes = CodeMap.of(app.state.registry, settings.fhir.codes)
     app.state.metrics = Metrics()
     _add_middleware(app, settings, reader, holder)
     app.include_router(clients.router)
     app.include_router(scoring.router)
     app.include_router(operations.router)
+    app.include_router(fhir.router)
     install_dashboard(app)  # the clinician dashboard at /ui
 
     _add_error_handlers(app)

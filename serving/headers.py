@@ -1,6 +1,6 @@
 """Response headers every response needs whatever route answered it, errors included.
 
-- ``/v1`` responses carry health data: ``Cache-Control: no-store`` keeps them out of
+- ``/v1`` and ``/fhir/r4`` responses carry health data: ``Cache-Control: no-store`` keeps them out of
   browser and proxy caches (the dashboard's pages set it themselves).
 - Over HTTPS, ``Strict-Transport-Security`` tells the browser never to fall back to
   plain HTTP. Over plain HTTP a browser ignores it, so it is not sent there. Behind a
@@ -14,6 +14,15 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 API_PREFIX = "/v1"
+FHIR_PREFIX = "/fhir/r4"
+# Paths that carry a clinic's data under its API key (serving.auth) and must not be cached.
+KEYED_PREFIXES = (API_PREFIX, FHIR_PREFIX)
+
+
+def is_keyed(path: str) -> bool:
+    return any(path == prefix or path.startswith(prefix + "/") for prefix in KEYED_PREFIXES)
+
+
 HSTS = "max-age=31536000; includeSubDomains"
 
 
@@ -26,7 +35,7 @@ class SecurityHeadersMiddleware:
             await self.app(scope, receive, send)
             return
         path: str = scope.get("path", "")
-        no_store = path == API_PREFIX or path.startswith(API_PREFIX + "/")
+        no_store = is_keyed(path)
         https = scope.get("scheme") == "https"
 
         async def add_headers(message: Message) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from dropout_risk.features.config import ProjectSettings
@@ -56,8 +58,58 @@ class ServingConfig(BaseModel):
     max_body_bytes: int = Field(default=1_048_576, ge=1, description="a longer request body is refused (413)")
 
 
+class ClinicCode(BaseModel):
+    """A clinic's own code for an instrument's total score (``[[fhir.codes]]``), beside the registry's codes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    instrument: str = Field(description="the instrument's key (ors, srs, a declared one)")
+    system: str = Field(min_length=1)
+    code: str = Field(min_length=1)
+
+
+class FhirConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    codes: list[ClinicCode] = Field(default_factory=list)
+
+
+class CdsHooksClient(BaseModel):
+    """A record system allowed to call the CDS service: its JWTs' issuer, its keys, and the clinic it speaks for."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    issuer: str = Field(min_length=1)
+    jwks_url: str | None = None
+    jwks: dict[str, Any] | None = None
+    clinic: str = Field(min_length=1, description="the clinic (as named to keys create) whose clients it sees")
+    store_observations: bool = Field(
+        default=False, description="store prefetched Observations as sessions (default: score them only)"
+    )
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> CdsHooksClient:
+        if (self.jwks_url is None) == (self.jwks is None):
+            raise ValueError(f"cds_hooks client {self.issuer}: give exactly one of jwks_url and jwks")
+        return self
+
+
+class CdsHooksConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    clients: list[CdsHooksClient] = Field(default_factory=list)
+    # The service's own base URL as callers address it: a JWT's aud must be this URL's
+    # /cds-services/dropout-risk (the specification's audience). Unset: taken from the request.
+    base_url: str | None = None
+    dashboard_url: str | None = Field(default=None, description="the dashboard's base URL for the card's link")
+    max_token_age_seconds: int = Field(default=300, ge=1, description="a token issued longer ago is refused")
+    jwks_cache_seconds: float = Field(default=300.0, ge=0)
+
+
 class ServingSettings(ProjectSettings):
     # Top level so the environment variables read DROPOUT_RISK_DATABASE_URL and DROPOUT_RISK_ADMIN_KEY.
     database_url: str = "sqlite:///dropout_risk.db"
     admin_key: SecretStr | None = None
     serving: ServingConfig = ServingConfig()
+    fhir: FhirConfig = FhirConfig()
+    cds_hooks: CdsHooksConfig = CdsHooksConfig()

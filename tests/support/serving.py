@@ -12,7 +12,8 @@ from pydantic import SecretStr
 
 from dropout_risk.serving.db import transaction
 from dropout_risk.serving.keys import create_key
-from dropout_risk.serving.settings import ServingConfig, ServingSettings
+from dropout_risk.serving.settings import FhirConfig, ServingConfig, ServingSettings
+from tests.support.fhir import CLINIC_CODES
 
 ADMIN_KEY = "admin-test-key"
 _clinics = itertools.count()
@@ -22,11 +23,13 @@ def serving_settings(database_url: str, **serving: Any) -> ServingSettings:
     """Settings for an app on ``database_url`` that never polls the registry by itself (tests reload it).
 
     No rate limit or in-flight cap unless a test sets one: tests drive one key far faster than a clinic would.
+    ORS and SRS carry a clinic's own FHIR codes (tests/support/fhir.py).
     """
     return ServingSettings(
         database_url=database_url,
         admin_key=SecretStr(ADMIN_KEY),
         serving=ServingConfig(**{"poll_interval_seconds": 3600, "rate_limit": 0, "max_inflight_per_key": 0, **serving}),
+        fhir=FhirConfig(codes=CLINIC_CODES),  # ORS and SRS in a clinic's own code system (no LOINC code)
     )
 
 

@@ -1,0 +1,148 @@
+"""Record an input's sessions through the service's one rule set (``service.record_session``), entry by entry.
+
+Each session is recorded in a savepoint: a bad one leaves the others stored (``batch``, ``collection``);
+for a ``transaction`` the caller rolls everything back when any entry failed.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from pydantic import ValidationError
+from sqlalchemy.orm import Session
+
+from dropout_risk.serving import service
+from dropout_risk.serving.checks import Problem
+from dropout_risk.serving.fhir.codes import CodeMap
+from dropout_risk.serving.fhir.drafts import Draft, client_drafts, number_drafts
+from dropout_risk.serving.fhir.parse import Entry, Incoming, Issue
+from dropout_risk.serving.fhir.readings import (
+    Reading,
+    Visit,
+    appointment_visit,
+    encounter_dates,
+    observation_reading,
+    questionnaire_reading,
+)
+from dropout_risk.serving.schemas import SessionIn
+from dropout_risk.serving.scoring import ScoringContext
+from dropout_risk.serving.store import find_client, stored_sessions
+
+CONTEXT_TYPES = frozenset({"Patient", "Encounter"})  # read for references, nothing stored from them
+# Where a session's rule is broken, as an element of the resources that gave the session.
+SESSION_ELEMENTS = {"session_date": "effective[x]", "session_number": "encounter", "missed_since_last": "Appointment"}
+
+
+@dataclass
+class Imported:
+    """Per entry: "201 Created" (a session stored), "200 OK" (already stored, or read only), or failed (issues)."""
+
+    incoming: Incoming
+    statuses: dict[int, str] = field(default_factory=dict)
+    created: int = 0
+    unchanged: int = 0
+
+    @property
+    def failed(self) -> list[Entry]:
+        return [e for e in self.incoming.entries if e.failed]
+
+
+def import_entries(
+    db: Session, clinic_id: int, incoming: Incoming, codes: CodeMap, scoring: ScoringContext
+) -> Imported:
+    readings, visits = _read(incoming.entries, codes)
+    result = Imported(incoming)
+    for client_id, drafts in client_drafts(readings).items():
+        _record_client(db, clinic_id, client_id, drafts, visits.get(client_id, []), scoring, result)
+    for entry in incoming.entries:
+        if not entry.failed:
+            result.statuses.setdefault(entry.index, "200 OK")
+    return result
+
+
+def _read(entries: Sequence[Entry], codes: CodeMap) -> tuple[list[Reading], dict[str, list[Visit]]]:
+    encounters = encounter_dates(list(entries))
+    readings: list[Reading] = []
+    visits: dict[str, list[Visit]] = defaultdict(list)
+    for entry in entries:
+        if entry.failed:
+            continue
+        kind = entry.type_name
+        if kind == "Observation":
+            reading = observation_reading(entry, codes, encounters)
+        elif kind == "QuestionnaireResponse":
+            reading = questionnaire_reading(entry, codes, encounters)
+        else:
+            reading = None
+            if kind == "Appointment":
+                visit = appointment_visit(entry)
+                if visit is not None:
+                    visits[visit.client_id].append(visit)
+            elif kind not in CONTEXT_TYPES:
+                entry.issues.append(Issue("warning", "not-supported", "resourceType", f"not imported: {kind}"))
+        if reading is not None:
+            readings.append(reading)
+    return readings, visits
+
+
+def _record_client(
+    db: Session,
+    clinic_id: int,
+    client_id: str,
+    drafts: list[Draft],
+    visits: list[Visit],
+    scoring: ScoringContext,
+    result: Imported,
+) -> None:
+    client = find_client(db, clinic_id, client_id)
+    stored = stored_sessions(db, client.id) if client is not None else []
+    numbers = number_drafts(stored, drafts, visits)
+    failed_before = False
+    for draft, number in zip(drafts, numbers, strict=True):
+        if failed_before:
+            draft.fail("processing", "", "not stored: an earlier new session of this client in this input failed")
+            continue
+        if not any(e.failed for e in draft.entries):
+            _record(db, clinic_id, draft, number, scoring, result)
+        # A new session that failed leaves a gap: the later ones cannot be numbered. A stored one that
+        # conflicts changes nothing, and the sessions after it still follow the stored ones.
+        failed_before = number > len(stored) and any(e.failed for e in draft.entries)
+
+
+def _record(db: Session, clinic_id: int, draft: Draft, number: int, scoring: ScoringContext, result: Imported) -> None:
+    try:
+        payload = SessionIn(
+            session_number=number, session_date=draft.session_date, scores=draft.scores, missed_since_last=draft.missed
+        )
+    except ValidationError as exc:
+        _fail(draft, [Problem(tuple(e["loc"]), e["msg"]) for e in exc.errors()])
+        return
+    try:
+        with db.begin_nested():
+            recorded = service.record_session(db, clinic_id, draft.client_id, payload, scoring)
+    except service.Invalid as exc:
+        _fail(draft, exc.problems)
+        return
+    except service.Conflict:
+        draft.fail("conflict", "", "a different session is already stored for this client on this date")
+        return
+    status = "201 Created" if recorded.created else "200 OK"
+    for entry in draft.entries:
+        result.statuses[entry.index] = status
+    result.created += recorded.created
+    result.unchanged += not recorded.created
+
+
+def _fail(draft: Draft, problems: Sequence[Problem]) -> None:
+    """A broken rule on the entry and element it came from: a score's on its reading, a session's on every entry."""
+    for problem in problems:
+        instrument = problem.loc[-1] if len(problem.loc) > 1 and problem.loc[-2] == "scores" else None
+        readings = [r for r in draft.readings if r.instrument == instrument]
+        if readings:
+            for reading in readings:
+                reading.entry.fail("value", reading.element, problem.msg)
+            continue
+        name = next((str(p) for p in problem.loc if str(p) in SESSION_ELEMENTS), "")
+        draft.fail("invalid", SESSION_ELEMENTS.get(name, ""), problem.msg)
