@@ -38,6 +38,7 @@ app.command("score")(train.score_command)
 app.command("compare")(compare.compare_command)
 app.command("serve")(serve.serve)
 app.command("export")(serve.export)
+app.command("import-fhir")(serve.import_fhir)
 app.add_typer(serve.keys_app, name="keys")
 
 if __name__ == "__main__":

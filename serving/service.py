@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -68,23 +69,55 @@ def record_session(
     problems = check_scores(payload.scores, scoring.registry, ("body",))
     if problems:
         raise Invalid(problems)
-    client = lock_or_create_client(db, clinic_id, external_id)
-    sessions = stored_sessions(db, client.id)
-    digest = payload_hash(payload)
-    if payload.session_number <= len(sessions):
-        if sessions[payload.session_number - 1].payload_hash == digest:
-            return Recorded(created=False, risk=stored_risk(db, client.id, payload.session_number))
-        raise Conflict("a different session is already stored under this session_number")
-    history = [s.history_row() for s in sessions]
-    problems = check_next_session(payload.session_number, payload.session_date, history[-1] if history else None)
-    if problems:
-        raise Invalid(problems)
+    writer = ClientWriter(db, clinic_id, external_id, scoring)
+    recorded = writer.record(payload)
+    writer.finish()
+    return recorded
 
-    history.append(HistoryRow(payload.session_number, payload.session_date, payload.scores, payload.missed_since_last))
-    risk = score_history(scoring, history, client.covariates).risk
-    insert_session(db, client.id, payload, digest, risk)
-    set_current_risk(db, client.id, risk, payload.session_date)
-    return Recorded(created=True, risk=risk)
+
+class ClientWriter:
+    """One client's sessions recorded in order, in the caller's transaction, by ``record_session``'s rules.
+
+    The client is locked (or created) once and its stored sessions read once; ``record`` checks and
+    stores one session (raising Invalid or Conflict before writing anything for it), and ``finish``
+    sets the client's current risk to the last one stored. ``POST /v1/clients/{id}/sessions`` records
+    one session through it; a FHIR Bundle records each client's sessions through one writer.
+    """
+
+    def __init__(self, db: Session, clinic_id: int, external_id: str, scoring: ScoringContext):
+        self.db = db
+        self.scoring = scoring
+        self.client = lock_or_create_client(db, clinic_id, external_id)
+        self.sessions = stored_sessions(db, self.client.id)
+        self._latest: tuple[Risk, dt.date] | None = None
+
+    def record(self, payload: SessionIn) -> Recorded:
+        problems = check_scores(payload.scores, self.scoring.registry, ("body",))
+        if problems:
+            raise Invalid(problems)
+        digest = payload_hash(payload)
+        if payload.session_number <= len(self.sessions):
+            if self.sessions[payload.session_number - 1].payload_hash == digest:
+                return Recorded(created=False, risk=stored_risk(self.db, self.client.id, payload.session_number))
+            raise Conflict("a different session is already stored under this session_number")
+        history = [s.history_row() for s in self.sessions]
+        problems = check_next_session(payload.session_number, payload.session_date, history[-1] if history else None)
+        if problems:
+            raise Invalid(problems)
+        row = HistoryRow(payload.session_number, payload.session_date, payload.scores, payload.missed_since_last)
+        risk = score_history(self.scoring, [*history, row], self.client.covariates).risk
+        insert_session(self.db, self.client.id, payload, digest, risk)
+        scores = dict(payload.scores)
+        self.sessions.append(
+            StoredSession(payload.session_number, payload.session_date, payload.missed_since_last, scores, digest)
+        )
+        self._latest = (risk, payload.session_date)
+        return Recorded(created=True, risk=risk)
+
+    def finish(self) -> None:
+        """The caseload's risk: the one served after the latest session stored (nothing if none was)."""
+        if self._latest is not None:
+            set_current_risk(self.db, self.client.id, *self._latest)
 
 
 def update_client(

@@ -1,7 +1,8 @@
-"""Record an input's sessions through the service's one rule set (``service.record_session``), entry by entry.
+"""Record an input's sessions through the service's one rule set (``service.ClientWriter``, which
+``POST /v1/clients/{id}/sessions`` uses too), entry by entry.
 
-Each session is recorded in a savepoint: a bad one leaves the others stored (``batch``, ``collection``);
-for a ``transaction`` the caller rolls everything back when any entry failed.
+A session is checked whole before anything of it is written, so a bad one leaves the others stored
+(``batch``, ``collection``); for a ``transaction`` the caller rolls everything back when any entry failed.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from dropout_risk.serving.fhir.readings import (
 )
 from dropout_risk.serving.schemas import SessionIn
 from dropout_risk.serving.scoring import ScoringContext
-from dropout_risk.serving.store import find_client, stored_sessions
 
 CONTEXT_TYPES = frozenset({"Patient", "Encounter"})  # read for references, nothing stored from them
 # Where a session's rule is broken, as an element of the resources that gave the session.
@@ -96,22 +96,34 @@ def _record_client(
     scoring: ScoringContext,
     result: Imported,
 ) -> None:
-    client = find_client(db, clinic_id, client_id)
-    stored = stored_sessions(db, client.id) if client is not None else []
-    numbers = number_drafts(stored, drafts, visits)
-    failed_before = False
-    for draft, number in zip(drafts, numbers, strict=True):
-        if failed_before:
-            draft.fail("processing", "", "not stored: an earlier new session of this client in this input failed")
-            continue
-        if not any(e.failed for e in draft.entries):
-            _record(db, clinic_id, draft, number, scoring, result)
-        # A new session that failed leaves a gap: the later ones cannot be numbered. A stored one that
-        # conflicts changes nothing, and the sessions after it still follow the stored ones.
-        failed_before = number > len(stored) and any(e.failed for e in draft.entries)
+    """The client's sessions through one ``service.ClientWriter``; a new client with nothing stored is not kept."""
+    savepoint = db.begin_nested()
+    try:
+        writer = service.ClientWriter(db, clinic_id, client_id, scoring)
+        numbers = number_drafts(list(writer.sessions), drafts, visits)
+        stored = len(writer.sessions)
+        failed_before = False
+        for draft, number in zip(drafts, numbers, strict=True):
+            if failed_before:
+                draft.fail("processing", "", "not stored: an earlier new session of this client in this input failed")
+                continue
+            if not any(e.failed for e in draft.entries):
+                _record(writer, draft, number, result)
+            # A new session that failed leaves a gap: the later ones cannot be numbered. A stored one that
+            # conflicts changes nothing, and the sessions after it still follow the stored ones.
+            failed_before = number > stored and any(e.failed for e in draft.entries)
+        writer.finish()
+    except BaseException:
+        savepoint.rollback()
+        raise
+    if writer.sessions:
+        savepoint.commit()
+    else:
+        savepoint.rollback()
 
 
-def _record(db: Session, clinic_id: int, draft: Draft, number: int, scoring: ScoringContext, result: Imported) -> None:
+def _record(writer: service.ClientWriter, draft: Draft, number: int, result: Imported) -> None:
+    """One session through the writer: every check passes before anything of it is written."""
     try:
         payload = SessionIn(
             session_number=number, session_date=draft.session_date, scores=draft.scores, missed_since_last=draft.missed
@@ -120,8 +132,7 @@ def _record(db: Session, clinic_id: int, draft: Draft, number: int, scoring: Sco
         _fail(draft, [Problem(tuple(e["loc"]), e["msg"]) for e in exc.errors()])
         return
     try:
-        with db.begin_nested():
-            recorded = service.record_session(db, clinic_id, draft.client_id, payload, scoring)
+        recorded = writer.record(payload)
     except service.Invalid as exc:
         _fail(draft, exc.problems)
         return

@@ -95,7 +95,7 @@ def observation_reading(entry: Entry, codes: CodeMap, encounters: Mapping[str, d
     codings = [(c.system, c.code) for c in (obs.code.coding or [])]
     instrument = codes.instrument(codings)
     unknown = "no instrument declares this code (fhir.codes)"
-    if instrument is None or not _to_import(entry, instrument, obs.status, "code", unknown):
+    if not _to_import(entry, instrument, obs.status, "code", unknown) or instrument is None:
         return None
     client = _client(entry, obs.subject)
     session = _session(
@@ -121,7 +121,7 @@ def questionnaire_reading(entry: Entry, codes: CodeMap, encounters: Mapping[str,
     response = entry.resource
     found = next(_total_items(response.item or [], codes, "item"), None)
     unknown = "no item's linkId is an instrument's code (fhir.codes)"
-    if found is None or not _to_import(entry, found[0], response.status, "item", unknown):
+    if not _to_import(entry, found and found[0], response.status, "item", unknown) or found is None:
         return None
     instrument, item, path = found
     client = _client(entry, response.subject)
