@@ -15,11 +15,13 @@ from dropout_risk.serving.risk import HistoryItem, Risk
 from dropout_risk.serving.schemas import ClientUpdate, SessionIn
 from dropout_risk.serving.scoring import HistoryRow, Scored, ScoringContext, score_history
 from dropout_risk.serving.store import (
+    ServedRisk,
     StoredSession,
     find_client,
     insert_session,
     lock_or_create_client,
     payload_hash,
+    served_risks,
     set_current_risk,
     set_episode,
     stored_risk,
@@ -150,6 +152,12 @@ def client_risk(db: Session, clinic_id: int, external_id: str, scoring: ScoringC
         return ClientRiskView(client, sessions, None, [])
     scored = score_history(scoring, [s.history_row() for s in sessions], dict(client.covariates or {}))
     return ClientRiskView(client, sessions, scored.risk, scored.history)
+
+
+def client_served_risks(db: Session, clinic_id: int, external_id: str) -> list[ServedRisk]:
+    """Every risk served for the client's sessions (as recorded); none for a client this clinic does not have."""
+    client = find_client(db, clinic_id, external_id)
+    return [] if client is None else served_risks(db, client.id)
 
 
 def check_score_size(sessions: int, limit: int) -> None:
