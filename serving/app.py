@@ -19,6 +19,7 @@ from dropout_risk.features.config import load_settings
 from dropout_risk.serving import served_version
 from dropout_risk.serving.auth import KeyCheckMiddleware
 from dropout_risk.serving.backoff import Backoff
+from dropout_risk.serving.cds_hooks.tokens import TokenVerifier
 from dropout_risk.serving.db import is_sqlite, make_engine, session_factory
 from dropout_risk.serving.fhir.codes import CodeMap
 from dropout_risk.serving.headers import SecurityHeadersMiddleware
@@ -28,7 +29,7 @@ from dropout_risk.serving.migrate import upgrade
 from dropout_risk.serving.model_holder import ModelHolder
 from dropout_risk.serving.observability import AccessMiddleware, Metrics
 from dropout_risk.serving.ratelimit import RateLimiter
-from dropout_risk.serving.routes import clients, fhir, operations, scoring
+from dropout_risk.serving.routes import cds_hooks, clients, fhir, operations, scoring
 from dropout_risk.serving.service import Invalid
 from dropout_risk.serving.settings import ServingSettings
 from dropout_risk.serving.ui import install as install_dashboard
@@ -120,12 +121,14 @@ def create_app(settings: ServingSettings, *, holder: ModelHolder | None = None, 
     app.state.holder = holder
     app.state.registry = settings.registry()
     app.state.fhir_codes = CodeMap.of(app.state.registry, settings.fhir.codes)
+    app.state.cds_verifier = TokenVerifier(settings.cds_hooks)
     app.state.metrics = Metrics()
     _add_middleware(app, settings, reader, holder)
     app.include_router(clients.router)
     app.include_router(scoring.router)
     app.include_router(operations.router)
     app.include_router(fhir.router)
+    app.include_router(cds_hooks.router)
     install_dashboard(app)  # the clinician dashboard at /ui
 
     _add_error_handlers(app)

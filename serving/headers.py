@@ -19,8 +19,16 @@ FHIR_PREFIX = "/fhir/r4"
 KEYED_PREFIXES = (API_PREFIX, FHIR_PREFIX)
 
 
+# ... and the CDS Hooks service, whose callers sign JWTs instead (serving.cds_hooks): its cards carry risks too.
+NO_STORE_PREFIXES = (*KEYED_PREFIXES, "/cds-services")
+
+
+def _under(path: str, prefixes: tuple[str, ...]) -> bool:
+    return any(path == prefix or path.startswith(prefix + "/") for prefix in prefixes)
+
+
 def is_keyed(path: str) -> bool:
-    return any(path == prefix or path.startswith(prefix + "/") for prefix in KEYED_PREFIXES)
+    return _under(path, KEYED_PREFIXES)
 
 
 HSTS = "max-age=31536000; includeSubDomains"
@@ -35,7 +43,7 @@ class SecurityHeadersMiddleware:
             await self.app(scope, receive, send)
             return
         path: str = scope.get("path", "")
-        no_store = is_keyed(path)
+        no_store = _under(path, NO_STORE_PREFIXES)
         https = scope.get("scheme") == "https"
 
         async def add_headers(message: Message) -> None:

@@ -52,7 +52,7 @@ class Imported:
 def import_entries(
     db: Session, clinic_id: int, incoming: Incoming, codes: CodeMap, scoring: ScoringContext
 ) -> Imported:
-    readings, visits = _read(incoming.entries, codes)
+    readings, visits = read_entries(incoming.entries, codes)
     result = Imported(incoming)
     for client_id, drafts in client_drafts(readings).items():
         _record_client(db, clinic_id, client_id, drafts, visits.get(client_id, []), scoring, result)
@@ -62,7 +62,8 @@ def import_entries(
     return result
 
 
-def _read(entries: Sequence[Entry], codes: CodeMap) -> tuple[list[Reading], dict[str, list[Visit]]]:
+def read_entries(entries: Sequence[Entry], codes: CodeMap) -> tuple[list[Reading], dict[str, list[Visit]]]:
+    """Each entry's score (a Reading) or appointment (a Visit, by client); what is not used is noted on it."""
     encounters = encounter_dates(list(entries))
     readings: list[Reading] = []
     visits: dict[str, list[Visit]] = defaultdict(list)

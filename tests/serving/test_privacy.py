@@ -169,6 +169,11 @@ def _requests() -> list[Request]:
         Request("GET", f"/fhir/r4/RiskAssessment?subject=Group/{ID}", 400),
         Request("GET", f"/fhir/r4/RiskAssessment?subject={ID}&_format={A}", 400),
         Request("GET", f"/fhir/r4/RiskAssessment?subject={ID}", 401, auth="revoked"),
+        # CDS Hooks: a caller without a registered issuer's JWT (an API key is not one) is 401, body unread
+        Request("POST", "/cds-services/dropout-risk", 401, {"hook": "patient-view", "context": {"patientId": ID}}),
+        Request(
+            "POST", "/cds-services/dropout-risk", 401, {"hookInstance": A, "context": {"patientId": ID}}, auth="none"
+        ),
     ]
 
 
