@@ -61,6 +61,7 @@ KNOWN_TOP_LEVEL = frozenset(
         "admin_key",
         "fhir",
         "cds_hooks",
+        "webhooks",
     }
 )
 

@@ -29,11 +29,12 @@ from dropout_risk.serving.migrate import upgrade
 from dropout_risk.serving.model_holder import ModelHolder
 from dropout_risk.serving.observability import AccessMiddleware, Metrics
 from dropout_risk.serving.ratelimit import RateLimiter
-from dropout_risk.serving.routes import cds_hooks, clients, fhir, operations, scoring
+from dropout_risk.serving.routes import cds_hooks, clients, fhir, operations, scoring, webhooks
 from dropout_risk.serving.service import Invalid
 from dropout_risk.serving.settings import ServingSettings
 from dropout_risk.serving.ui import install as install_dashboard
 from dropout_risk.serving.ui.auth import SECRET_ENV as UI_SECRET_ENV
+from dropout_risk.serving.webhooks.worker import Deliverer
 
 # What ``dropout-risk serve --workers N`` hands uvicorn: each worker process builds its app from the settings.
 WORKER_APP = "dropout_risk.serving.app:worker_app"
@@ -97,13 +98,16 @@ def create_app(settings: ServingSettings, *, holder: ModelHolder | None = None, 
         if holder.current is None:
             await asyncio.to_thread(holder.refresh)
         task = asyncio.create_task(holder.poll(settings.serving.poll_interval_seconds)) if poll else None
+        # Webhook deliveries: every process sends what is due (claims keep two from sending one at once).
+        deliverer = asyncio.create_task(Deliverer(engine, reader, settings.webhooks).run())
         try:
             yield
         finally:
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            for running in (task, deliverer):
+                if running is not None:
+                    running.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await running
             engine.dispose()
             reader.dispose()
 
@@ -129,6 +133,7 @@ def create_app(settings: ServingSettings, *, holder: ModelHolder | None = None, 
     app.include_router(operations.router)
     app.include_router(fhir.router)
     app.include_router(cds_hooks.router)
+    app.include_router(webhooks.router)
     install_dashboard(app)  # the clinician dashboard at /ui
 
     _add_error_handlers(app)

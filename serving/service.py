@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -28,6 +29,8 @@ from dropout_risk.serving.store import (
     stored_sessions,
 )
 from dropout_risk.serving.tables import Client
+from dropout_risk.serving.webhooks import outbox
+from dropout_risk.serving.webhooks.events import alerts
 
 
 class NotFound(LookupError):
@@ -61,17 +64,24 @@ class ClientRiskView:
 
 
 def record_session(
-    db: Session, clinic_id: int, external_id: str, payload: SessionIn, scoring: ScoringContext
+    db: Session,
+    clinic_id: int,
+    external_id: str,
+    payload: SessionIn,
+    scoring: ScoringContext,
+    band_rise: float | None = None,
 ) -> Recorded:
     """Store one session and its risk; a retry of the same payload returns what was stored.
 
     Raises Invalid (scores, numbering, dates), Conflict (a different payload for a stored number).
     Nothing is written unless every check passes (the caller's transaction rolls back on raise).
+    With ``band_rise`` (``webhooks.band_rise``) the alerts the new risk raises go to the webhook
+    outbox in the same transaction.
     """
     problems = check_scores(payload.scores, scoring.registry, ("body",))
     if problems:
         raise Invalid(problems)
-    writer = ClientWriter(db, clinic_id, external_id, scoring)
+    writer = ClientWriter(db, clinic_id, external_id, scoring, band_rise)
     recorded = writer.record(payload)
     writer.finish()
     return recorded
@@ -86,12 +96,23 @@ class ClientWriter:
     one session through it; a FHIR Bundle records each client's sessions through one writer.
     """
 
-    def __init__(self, db: Session, clinic_id: int, external_id: str, scoring: ScoringContext):
+    def __init__(
+        self,
+        db: Session,
+        clinic_id: int,
+        external_id: str,
+        scoring: ScoringContext,
+        band_rise: float | None = None,
+    ):
         self.db = db
         self.scoring = scoring
+        self.external_id = external_id
         self.client = lock_or_create_client(db, clinic_id, external_id)
         self.sessions = stored_sessions(db, self.client.id)
         self._latest: tuple[Risk, dt.date] | None = None
+        # Webhook alerts: the clinic's endpoints, read once; none (and no extra read) without band_rise.
+        self.band_rise = band_rise
+        self.subscribed = outbox.subscriptions(db, clinic_id) if band_rise is not None else []
 
     def record(self, payload: SessionIn) -> Recorded:
         problems = check_scores(payload.scores, self.scoring.registry, ("body",))
@@ -113,6 +134,12 @@ class ClientWriter:
         self.sessions.append(
             StoredSession(payload.session_number, payload.session_date, payload.missed_since_last, scores, digest)
         )
+        if self.subscribed and self.band_rise is not None:
+            previous = self._latest[0] if self._latest is not None else None
+            if previous is None and payload.session_number > 1:
+                previous = stored_risk(self.db, self.client.id, payload.session_number - 1)
+            raised = alerts(self.external_id, previous, risk, self.band_rise)
+            outbox.enqueue(self.db, self.subscribed, raised, time.time())
         self._latest = (risk, payload.session_date)
         return Recorded(created=True, risk=risk)
 

@@ -106,6 +106,24 @@ class CdsHooksConfig(BaseModel):
     jwks_cache_seconds: float = Field(default=300.0, ge=0)
 
 
+class WebhooksConfig(BaseModel):
+    """Alerts to clinics' webhook endpoints (``POST /v1/webhooks``), delivered by a background worker."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    band_rise: float = Field(
+        default=0.10, gt=0, le=1, description="risk.band_raised also when the risk rises this much in one session"
+    )
+    allow_loopback_http: bool = Field(
+        default=False, description="accept http:// targets on 127.0.0.1 / localhost (tests); otherwise https only"
+    )
+    timeout_seconds: float = Field(default=5.0, gt=0, description="a delivery attempt's timeout")
+    first_retry_seconds: float = Field(default=1.0, gt=0, description="the wait before the first retry; doubles")
+    max_retry_seconds: float = Field(default=600.0, gt=0, description="the longest wait between two attempts")
+    give_up_after_seconds: float = Field(default=86_400.0, gt=0, description="then the delivery is failed")
+    poll_seconds: float = Field(default=0.5, gt=0, description="how often the worker looks for due deliveries")
+
+
 class ServingSettings(ProjectSettings):
     # Top level so the environment variables read DROPOUT_RISK_DATABASE_URL and DROPOUT_RISK_ADMIN_KEY.
     database_url: str = "sqlite:///dropout_risk.db"
@@ -113,3 +131,4 @@ class ServingSettings(ProjectSettings):
     serving: ServingConfig = ServingConfig()
     fhir: FhirConfig = FhirConfig()
     cds_hooks: CdsHooksConfig = CdsHooksConfig()
+    webhooks: WebhooksConfig = WebhooksConfig()

@@ -50,10 +50,11 @@ def assess(
     store: bool,
     codes: CodeMap,
     scoring: ScoringContext,
+    band_rise: float | None = None,
 ) -> Assessment | None:
     """The risk after the client's latest session (None without any), stored or prefetched."""
     if store and prefetched:
-        import_entries(db, clinic_id, Incoming("collection", prefetched), codes, scoring)
+        import_entries(db, clinic_id, Incoming("collection", prefetched), codes, scoring, band_rise)
         db.commit()
     sessions, covariates = _stored(db, clinic_id, client_id)
     history = [s.history_row() for s in sessions]

@@ -50,12 +50,19 @@ class Imported:
 
 
 def import_entries(
-    db: Session, clinic_id: int, incoming: Incoming, codes: CodeMap, scoring: ScoringContext
+    db: Session,
+    clinic_id: int,
+    incoming: Incoming,
+    codes: CodeMap,
+    scoring: ScoringContext,
+    band_rise: float | None = None,
 ) -> Imported:
+    """Record the input's sessions; with ``band_rise`` their alerts go to the webhook outbox, as for /v1."""
     readings, visits = read_entries(incoming.entries, codes)
     result = Imported(incoming)
     for client_id, drafts in client_drafts(readings).items():
-        _record_client(db, clinic_id, client_id, drafts, visits.get(client_id, []), scoring, result)
+        writer = _ClientArgs(db, clinic_id, client_id, scoring, band_rise)
+        _record_client(writer, drafts, visits.get(client_id, []), result)
     for entry in incoming.entries:
         if not entry.failed:
             result.statuses.setdefault(entry.index, "200 OK")
@@ -88,19 +95,20 @@ def read_entries(entries: Sequence[Entry], codes: CodeMap) -> tuple[list[Reading
     return readings, visits
 
 
-def _record_client(
-    db: Session,
-    clinic_id: int,
-    client_id: str,
-    drafts: list[Draft],
-    visits: list[Visit],
-    scoring: ScoringContext,
-    result: Imported,
-) -> None:
+@dataclass(frozen=True)
+class _ClientArgs:
+    db: Session
+    clinic_id: int
+    client_id: str
+    scoring: ScoringContext
+    band_rise: float | None
+
+
+def _record_client(args: _ClientArgs, drafts: list[Draft], visits: list[Visit], result: Imported) -> None:
     """The client's sessions through one ``service.ClientWriter``; a new client with nothing stored is not kept."""
-    savepoint = db.begin_nested()
+    savepoint = args.db.begin_nested()
     try:
-        writer = service.ClientWriter(db, clinic_id, client_id, scoring)
+        writer = service.ClientWriter(args.db, args.clinic_id, args.client_id, args.scoring, args.band_rise)
         numbers = number_drafts(list(writer.sessions), drafts, visits)
         stored = len(writer.sessions)
         failed_before = False

@@ -60,7 +60,7 @@ def import_file(path: Path, clinic: str, settings: ServingSettings) -> Imported:
             clinic_id = db.scalar(select(Clinic.id).where(Clinic.name == clinic))
             if clinic_id is None:
                 raise ImportRefused(f"no clinic named {clinic!r}: create it with dropout-risk keys create --clinic")
-            imported = import_entries(db, clinic_id, incoming, codes, scoring)
+            imported = import_entries(db, clinic_id, incoming, codes, scoring, settings.webhooks.band_rise)
             if incoming.kind == "transaction" and imported.failed:
                 db.rollback()
             else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -61,15 +62,22 @@ async def patient_view(
     except ValidationError as exc:
         raise RequestValidationError(exc.errors()) from None
     link = _dashboard_link(request, settings, hook.context.patientId)
-    cards = await asyncio.to_thread(_cards, db, caller, hook, codes, scoring, link)
+    cards = await asyncio.to_thread(
+        _cards, db, caller, hook, _Scoring(codes, scoring, settings.webhooks.band_rise), link
+    )
     if cards is None:
         return _unauthorized()
     return JSONResponse({"cards": cards})
 
 
-def _cards(
-    db: Session, caller: Caller, hook: HookRequest, codes: CodeMap, scoring: ScoringContext, link: str
-) -> list[dict[str, Any]] | None:
+@dataclass(frozen=True)
+class _Scoring:
+    codes: CodeMap
+    context: ScoringContext
+    band_rise: float
+
+
+def _cards(db: Session, caller: Caller, hook: HookRequest, scoring: _Scoring, link: str) -> list[dict[str, Any]] | None:
     """The card (or none); None when the caller's clinic does not exist (a configuration error: 401)."""
     clinic_id = db.scalar(select(Clinic.id).where(Clinic.name == caller.client.clinic))
     if clinic_id is None:
@@ -77,7 +85,8 @@ def _cards(
         return None
     client_id = hook.context.patientId
     prefetched = prefetched_entries((hook.prefetch or {}).get(PREFETCH_KEY), client_id)
-    assessment = assess(db, clinic_id, client_id, prefetched, caller.client.store_observations, codes, scoring)
+    store = caller.client.store_observations
+    assessment = assess(db, clinic_id, client_id, prefetched, store, scoring.codes, scoring.context, scoring.band_rise)
     return [] if assessment is None else [card(assessment.risk, assessment.previous, link)]
 
 

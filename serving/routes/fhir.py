@@ -18,6 +18,7 @@ from dropout_risk.serving.deps import (
     Holder,
     ReadDb,
     Scoring,
+    Settings,
 )
 from dropout_risk.serving.fhir import outcome
 from dropout_risk.serving.fhir.importer import import_entries
@@ -58,13 +59,14 @@ def post_bundle(
     db: Db,
     scoring: Scoring,
     codes: Codes,
+    settings: Settings,
 ) -> JSONResponse:
     """Record the sessions of a Bundle of Observations, QuestionnaireResponses and Appointments, entry by entry."""
     try:
         incoming = read_bundle(bundle)
     except Unreadable as exc:
         return refusal(400, "structure", "Bundle", str(exc))
-    imported = import_entries(db, clinic, incoming, codes, scoring)
+    imported = import_entries(db, clinic, incoming, codes, scoring, settings.webhooks.band_rise)
     status, body = outcome.answer(imported)
     if status == 200:
         db.commit()

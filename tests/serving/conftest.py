@@ -30,7 +30,8 @@ def api(request, champion, tmp_path_factory) -> Iterator[Api]:
             with engine.begin() as connection:
                 connection.execute(
                     text(
-                        "DROP TABLE IF EXISTS served_models, dashboard_sessions, sessions, clients, api_keys, clinics,"
+                        "DROP TABLE IF EXISTS webhook_deliveries, webhook_endpoints, served_models, dashboard_sessions,"
+                        " sessions, clients, api_keys, clinics,"
                         " alembic_version CASCADE"
                     )
                 )
