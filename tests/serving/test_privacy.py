@@ -169,6 +169,10 @@ def _requests() -> list[Request]:
         Request("GET", f"/fhir/r4/RiskAssessment?subject=Group/{ID}", 400),
         Request("GET", f"/fhir/r4/RiskAssessment?subject={ID}&_format={A}", 400),
         Request("GET", f"/fhir/r4/RiskAssessment?subject={ID}", 401, auth="revoked"),
+        # webhooks: a refused target is named by its rule, not echoed
+        Request("POST", "/v1/webhooks", 422, {"url": f"http://{ID}.example/{A}", "events": ["flag.raised"]}),
+        Request("POST", "/v1/webhooks", 422, {"url": f"https://{ID}.example/", "events": [ID]}),
+        Request("GET", "/v1/webhooks/999999/deliveries", 404),
         # CDS Hooks: a caller without a registered issuer's JWT (an API key is not one) is 401, body unread
         Request("POST", "/cds-services/dropout-risk", 401, {"hook": "patient-view", "context": {"patientId": ID}}),
         Request(
