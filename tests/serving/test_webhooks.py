@@ -16,7 +16,7 @@ from dropout_risk.serving.db import transaction
 from dropout_risk.serving.keys import create_key
 from dropout_risk.serving.settings import WebhooksConfig
 from tests.support.mlflow_store import active_store
-from tests.support.serving import serving_settings
+from tests.support.serving import drop_api_tables, serving_settings
 from tests.support.webhooks import Receiver
 
 LOW_ALLIANCE = {"session_number": 1, "session_date": "2026-01-05", "scores": {"ors": 14.0, "srs": 20.0}}
@@ -32,9 +32,14 @@ class Hooks:
             return {"Authorization": f"Bearer {create_key(db, name)[0]}"}
 
 
-@pytest.fixture(scope="module")
-def hooks(champion, tmp_path_factory) -> Iterator[Hooks]:
-    settings = serving_settings(f"sqlite:///{tmp_path_factory.mktemp('hooks')}/api.db")
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def hooks(request, champion, tmp_path_factory) -> Iterator[Hooks]:
+    """The app with fast retries on a fresh SQLite file or PostgreSQL database; the delivery worker running."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('hooks')}/api.db"
+    else:
+        url = request.getfixturevalue("postgres_database")
+    settings = serving_settings(url)
     settings.webhooks = WebhooksConfig(
         allow_loopback_http=True, first_retry_seconds=0.1, max_retry_seconds=0.2, poll_seconds=0.05, timeout_seconds=2
     )
@@ -42,6 +47,8 @@ def hooks(champion, tmp_path_factory) -> Iterator[Hooks]:
         app = create_app(settings, poll=False)
         with TestClient(app) as client:
             yield Hooks(client, app)
+    if request.param == "postgresql":  # the session's database is shared by modules
+        drop_api_tables(url)
 
 
 def wait_for(condition, seconds: float = 15.0) -> None:

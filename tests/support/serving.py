@@ -9,8 +9,9 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
+from sqlalchemy import text
 
-from dropout_risk.serving.db import transaction
+from dropout_risk.serving.db import make_engine, transaction
 from dropout_risk.serving.keys import create_key
 from dropout_risk.serving.settings import FhirConfig, ServingConfig, ServingSettings
 from tests.support.fhir import CLINIC_CODES
@@ -48,3 +49,16 @@ class Api:
 
     def new_clinic(self) -> dict[str, str]:
         return self.add_clinic()[1]
+
+
+def drop_api_tables(url: str) -> None:
+    """Empty a shared PostgreSQL database of the API's tables, for the next module's app to migrate afresh."""
+    engine = make_engine(url)
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "DROP TABLE IF EXISTS webhook_deliveries, webhook_endpoints, served_models, dashboard_sessions,"
+                " sessions, clients, api_keys, clinics, alembic_version CASCADE"
+            )
+        )
+    engine.dispose()
