@@ -103,10 +103,13 @@ def test_an_alert_is_signed_retried_until_acknowledged_and_listed(hooks):
         receiver.stop()
 
 
-def test_a_receiver_that_never_acknowledges_is_given_up_and_shown_failed(hooks, monkeypatch):
+@pytest.mark.parametrize("status", [500, 307])
+def test_a_receiver_that_never_acknowledges_is_given_up_and_shown_failed(hooks, monkeypatch, status):
+    """A 500 forever, or a redirect (not followed: the target it names never hears of the alert)."""
     monkeypatch.setattr(hooks.app.state.settings.webhooks, "give_up_after_seconds", 0.5)
-    receiver = Receiver(status=500).start()
-    headers = hooks.clinic("hooks-c")
+    elsewhere = Receiver().start()
+    receiver = Receiver(status=status, location=elsewhere.url).start()
+    headers = hooks.clinic(f"hooks-c-{status}")
     try:
         endpoint = hooks.client.post(
             "/v1/webhooks", json={"url": receiver.url, "events": ["flag.raised"]}, headers=headers
@@ -115,9 +118,11 @@ def test_a_receiver_that_never_acknowledges_is_given_up_and_shown_failed(hooks, 
         deliveries = f"/v1/webhooks/{endpoint['id']}/deliveries"
         wait_for(lambda: [d["status"] for d in hooks.client.get(deliveries, headers=headers).json()] == ["failed"])
         [failed] = hooks.client.get(deliveries, headers=headers).json()
-        assert failed["last_status"] == 500 and failed["attempts"] >= 2
+        assert failed["last_status"] == status and failed["attempts"] >= 2
+        assert elsewhere.received == []
     finally:
         receiver.stop()
+        elsewhere.stop()
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,7 @@ class Receiver:
     port: int = 0
     status: int = 200
     fail_first: int = 0  # answer 503 to this many deliveries first
+    location: str | None = None  # a Location header on every answer (a redirect, with a 3xx status)
     received: list[Received] = field(default_factory=list)
     _server: ThreadingHTTPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -38,6 +39,8 @@ class Receiver:
                     failing = receiver.fail_first > 0
                     receiver.fail_first -= failing
                 self.send_response(503 if failing else receiver.status)
+                if receiver.location:
+                    self.send_header("location", receiver.location)
                 self.send_header("content-length", "0")
                 self.end_headers()
 
