@@ -18,6 +18,7 @@ from dropout_risk.serving.fhir.codes import CodeMap
 from dropout_risk.serving.fhir.drafts import client_drafts, number_drafts
 from dropout_risk.serving.fhir.importer import import_entries, read_entries
 from dropout_risk.serving.fhir.parse import Entry, Incoming, read_resource
+from dropout_risk.serving.fhir.readings import patient_id
 from dropout_risk.serving.risk import Risk
 from dropout_risk.serving.scoring import HistoryRow, ScoringContext
 from dropout_risk.serving.store import StoredSession, find_client, stored_sessions
@@ -37,7 +38,7 @@ def prefetched_entries(bundle: Any, client_id: str) -> list[Entry]:
         entry = Entry(index, f"prefetch.entry[{index}]", None)
         read_resource(entry, item.get("resource") if isinstance(item, dict) else None)
         subject = getattr(entry.resource, "subject", None)
-        if not entry.failed and getattr(subject, "reference", "").split("/")[-1] == client_id:
+        if not entry.failed and patient_id(subject) == client_id:
             entries.append(entry)
     return entries
 

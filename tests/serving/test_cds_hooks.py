@@ -123,7 +123,10 @@ def test_a_card_for_stored_sessions_and_for_prefetched_observations_scored_not_s
         fhir.observation(client, k, v, payloads[3]["session_date"], None) for k, v in payloads[3]["scores"].items()
     ]
     prefetch.append(fhir.observation("someone-else", "ors", 1.0, payloads[3]["session_date"], None))
-    answer = cds.call(cds.rsa.sign(claims(EHR, SERVICE)), hook(client, prefetch))
+    no_subject = fhir.observation(client, "ors", 2.0, payloads[3]["session_date"], None)
+    del no_subject["subject"]
+    others = [no_subject, {"resourceType": "NotAResource"}]  # left out, as another client's are
+    answer = cds.call(cds.rsa.sign(claims(EHR, SERVICE)), hook(client, prefetch + others))
     jsonschema_rs.validator_for(CARDS_SCHEMA).validate(answer.json())
     # Stored sessions keep their missed counts; the prefetched one has no Appointment, so none.
     history = payloads[:3] + [{**payloads[3], "missed_since_last": None}]
@@ -132,7 +135,7 @@ def test_a_card_for_stored_sessions_and_for_prefetched_observations_scored_not_s
     assert cds.sessions() == stored
 
     # A clinic that enables storing them: the prefetched session is recorded.
-    south = cds.call(cds.ec.sign(claims(STORING_EHR, SERVICE)), hook(client, prefetch[:-1]))
+    south = cds.call(cds.ec.sign(claims(STORING_EHR, SERVICE)), hook(client, prefetch[:-1] + others))
     assert south.status_code == 200 and len(south.json()["cards"]) == 1
     assert cds.sessions() == stored + 1
     # A client without sessions: no card.
