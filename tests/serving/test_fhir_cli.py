@@ -14,17 +14,7 @@ from tests.support import fhir
 from tests.support.mlflow_store import active_store
 
 runner = CliRunner()
-CONFIG = f"""
-[[fhir.codes]]
-instrument = "ors"
-system = "{fhir.CLINIC_SYSTEM}"
-code = "ors-total"
-
-[[fhir.codes]]
-instrument = "srs"
-system = "{fhir.CLINIC_SYSTEM}"
-code = "srs-total"
-"""
+CONFIG = fhir.CODES_TOML
 
 
 def _sessions(url: str) -> int:

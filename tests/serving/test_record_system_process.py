@@ -12,7 +12,6 @@ import pytest
 
 from tests.support import fhir
 from tests.support.cds_hooks import CARDS_SCHEMA, KeyPair, claims, jwks_server
-from tests.support.fhir import CLINIC_SYSTEM
 from tests.support.processes import ApiServer, start_with_key
 
 EHR = "https://ehr.north.example"
@@ -24,17 +23,8 @@ def test_a_configured_server_imports_a_bundle_and_answers_a_signed_hook(champion
     with jwks_server(pair) as jwks_url:
         config = tmp_path / "dropout-risk.toml"
         config.write_text(
-            f"""
-[[fhir.codes]]
-instrument = "ors"
-system = "{CLINIC_SYSTEM}"
-code = "ors-total"
-
-[[fhir.codes]]
-instrument = "srs"
-system = "{CLINIC_SYSTEM}"
-code = "srs-total"
-
+            fhir.CODES_TOML
+            + f"""
 [[cds_hooks.clients]]
 issuer = "{EHR}"
 jwks_url = "{jwks_url}"

@@ -14,6 +14,10 @@ CLINIC_CODES = [
     ClinicCode(instrument="ors", system=CLINIC_SYSTEM, code="ors-total"),
     ClinicCode(instrument="srs", system=CLINIC_SYSTEM, code="srs-total"),
 ]
+# The same two codes as the config file a clinic writes (README "Connecting a record system").
+CODES_TOML = "".join(
+    f'\n[[fhir.codes]]\ninstrument = "{c.instrument}"\nsystem = "{c.system}"\ncode = "{c.code}"\n' for c in CLINIC_CODES
+)
 CODES = {"ors": (CLINIC_SYSTEM, "ors-total"), "srs": (CLINIC_SYSTEM, "srs-total"), "phq9": (LOINC, "44261-6")}
 
 
