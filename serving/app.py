@@ -125,7 +125,7 @@ def create_app(settings: ServingSettings, *, holder: ModelHolder | None = None, 
     app.state.holder = holder
     app.state.registry = settings.registry()
     app.state.fhir_codes = CodeMap.of(app.state.registry, settings.fhir.codes)
-    app.state.cds_verifier = TokenVerifier(settings.cds_hooks)
+    app.state.cds_verifier = TokenVerifier(settings.cds_hooks, engine)
     app.state.metrics = Metrics()
     _add_middleware(app, settings, reader, holder)
     app.include_router(clients.router)

@@ -142,3 +142,15 @@ class WebhookDelivery(Base):
     finished_at: Mapped[float | None] = mapped_column(Float)
     last_status: Mapped[int | None] = mapped_column(Integer)
     last_error: Mapped[str | None] = mapped_column(String(200))
+
+
+class CdsTokenId(Base):
+    """A CDS Hooks caller's JWT seen (SHA-256 of issuer and jti), kept until it expires: a replay is refused.
+
+    In the database, not in a process's memory, so a token replayed to another worker or replica is refused too.
+    """
+
+    __tablename__ = "cds_token_ids"
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[float] = mapped_column(Float, index=True)

@@ -3,26 +3,25 @@
 Checked: the issuer is configured (``[[cds_hooks.clients]]``), the signature verifies with an
 asymmetric algorithm (never ``none`` or a shared-secret HMAC), ``aud`` is this service's URL,
 ``exp`` has not passed, ``iat`` is present, not in the future and not older than
-``cds_hooks.max_token_age_seconds``, and ``jti`` was not seen before (in this process's memory,
-until the token expires). Every failure is the same ``InvalidToken``: the caller learns nothing.
+``cds_hooks.max_token_age_seconds``, and ``jti`` was not seen before (in the database, until the
+token expires: ``serving.cds_hooks.replays``). Every failure is the same ``InvalidToken``: the caller learns nothing.
 """
 
 from __future__ import annotations
 
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import jwt
+from sqlalchemy import Engine
 
+from dropout_risk.serving.cds_hooks import replays
 from dropout_risk.serving.settings import CdsHooksClient, CdsHooksConfig
 
 ALGORITHMS = ("RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512")
 LEEWAY_SECONDS = 30  # clock skew between the record system and this service
-MAX_REMEMBERED = 100_000  # jti values kept; the oldest go first
 
 
 class InvalidToken(Exception):
@@ -35,27 +34,10 @@ class Caller:
     claims: Mapping[str, Any]
 
 
-class _Replays:
-    """(issuer, jti) pairs seen, until their token expires."""
-
-    def __init__(self) -> None:
-        self._seen: OrderedDict[tuple[str, str], float] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def first_use(self, key: tuple[str, str], expires: float) -> bool:
-        now = time.time()
-        with self._lock:
-            while self._seen and (next(iter(self._seen.values())) < now or len(self._seen) >= MAX_REMEMBERED):
-                self._seen.popitem(last=False)
-            if key in self._seen:
-                return False
-            self._seen[key] = expires
-            return True
-
-
 class TokenVerifier:
-    def __init__(self, config: CdsHooksConfig):
+    def __init__(self, config: CdsHooksConfig, engine: Engine):
         self.config = config
+        self.engine = engine  # where the token ids seen are kept (serving.cds_hooks.replays)
         self.clients = {c.issuer: c for c in config.clients}
         self._keys: dict[str, jwt.PyJWKClient | jwt.PyJWKSet] = {}
         for client in config.clients:
@@ -66,7 +48,6 @@ class TokenVerifier:
                 self._keys[client.issuer] = jwt.PyJWKClient(
                     client.jwks_url, cache_keys=True, lifespan=max(config.jwks_cache_seconds, 1), timeout=5
                 )
-        self._replays = _Replays()
 
     def verify(self, token: str, audience: str) -> Caller:
         """The configured caller whose key signed ``token`` for ``audience``. Raises InvalidToken."""
@@ -88,7 +69,7 @@ class TokenVerifier:
         except (jwt.PyJWTError, ValueError, KeyError) as exc:
             raise InvalidToken(type(exc).__name__) from None
         self._check_age(claims)
-        if not self._replays.first_use((client.issuer, str(claims["jti"])), float(claims["exp"]) + LEEWAY_SECONDS):
+        if not replays.first_use(self.engine, client.issuer, str(claims["jti"]), float(claims["exp"]) + LEEWAY_SECONDS):
             raise InvalidToken("replayed jti")
         return Caller(client, claims)
 

@@ -142,7 +142,7 @@ def test_a_card_for_stored_sessions_and_for_prefetched_observations_scored_not_s
     assert cds.call(cds.rsa.sign(claims(EHR, SERVICE)), hook("nobody")).json() == {"cards": []}
 
 
-def test_six_kinds_of_bad_tokens_are_401_and_say_nothing(cds):
+def test_six_kinds_of_bad_tokens_are_401_and_say_nothing(cds, champion):
     body = hook("cds-any")
     stranger, impostor = KeyPair("rsa-x"), KeyPair("rsa-1")  # the impostor reuses the real key's kid
     replayed = cds.rsa.sign(claims(EHR, SERVICE))
@@ -167,6 +167,16 @@ def test_six_kinds_of_bad_tokens_are_401_and_say_nothing(cds):
     assert {name: a.status_code for name, a in answers.items()} == dict.fromkeys(bad, 401)
     assert len({a.text for a in answers.values()}) == 1  # the same answer whatever was wrong
     assert all(a.headers["www-authenticate"] == "Bearer" for a in answers.values())
+    # Token ids are kept in the database: a token replayed to another process (here another app) is refused too.
+    token = cds.rsa.sign(claims(EHR, SERVICE))
+    assert cds.call(token, body).status_code == 200
+    with active_store(champion.store), TestClient(create_app(cds.app.state.settings, poll=False)) as other:
+        replay = other.post("/cds-services/dropout-risk", json=body, headers={"Authorization": f"Bearer {token}"})
+        fresh = {"Authorization": f"Bearer {cds.rsa.sign(claims(EHR, SERVICE))}"}
+        assert (
+            replay.status_code == 401
+            and other.post("/cds-services/dropout-risk", json=body, headers=fresh).status_code == 200
+        )
     # The token is checked before the body is read: a stranger learns nothing of its shape either.
     assert cds.call(bad["unknown issuer"], {"hook": 1}).status_code == 401
     assert cds.call(cds.rsa.sign(claims(EHR, SERVICE)), {"hook": "patient-view"}).status_code == 422

@@ -57,8 +57,8 @@ def drop_api_tables(url: str) -> None:
     with engine.begin() as connection:
         connection.execute(
             text(
-                "DROP TABLE IF EXISTS webhook_deliveries, webhook_endpoints, served_models, dashboard_sessions,"
-                " sessions, clients, api_keys, clinics, alembic_version CASCADE"
+                "DROP TABLE IF EXISTS cds_token_ids, webhook_deliveries, webhook_endpoints, served_models,"
+                " dashboard_sessions, sessions, clients, api_keys, clinics, alembic_version CASCADE"
             )
         )
     engine.dispose()

@@ -1,4 +1,4 @@
-"""Webhook endpoints a clinic registers, and the outbox of their deliveries.
+"""Webhook endpoints a clinic registers, the outbox of their deliveries, and the CDS Hooks token ids seen.
 
 Revision ID: 0006
 Revises: 0003
@@ -40,8 +40,14 @@ def upgrade() -> None:
         sa.Column("last_status", sa.Integer(), nullable=True),
         sa.Column("last_error", sa.String(200), nullable=True),
     )
+    op.create_table(
+        "cds_token_ids",
+        sa.Column("digest", sa.String(64), primary_key=True),
+        sa.Column("expires_at", sa.Float(), nullable=False, index=True),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("cds_token_ids")
     op.drop_table("webhook_deliveries")
     op.drop_table("webhook_endpoints")
