@@ -145,3 +145,25 @@ def test_only_https_targets_and_loopback_when_allowed(hooks, url):
         ).status_code
         == 422
     )
+
+
+def test_two_processes_deliver_each_alert_once_between_them(hooks, champion):
+    """A second app on the same database runs its own worker: claims keep them from sending one alert twice."""
+    receiver = Receiver().start()
+    headers = hooks.clinic("hooks-two")
+    try:
+        endpoint = hooks.client.post(
+            "/v1/webhooks", json={"url": receiver.url, "events": ["flag.raised"]}, headers=headers
+        ).json()
+        with active_store(champion.store), TestClient(create_app(hooks.app.state.settings, poll=False)) as other:
+            for number in range(30):
+                client = hooks.client if number % 2 else other
+                answer = client.post(f"/v1/clients/hk-two-{number}/sessions", json=LOW_ALLIANCE, headers=headers)
+                assert answer.status_code == 201
+            deliveries = f"/v1/webhooks/{endpoint['id']}/deliveries"
+            wait_for(lambda: [d["status"] for d in other.get(deliveries, headers=headers).json()] == ["delivered"] * 30)
+        listed = hooks.client.get(deliveries, headers=headers).json()
+        assert receiver.ids() == {d["message_id"] for d in listed}
+        assert len(receiver.received) == 30  # none sent twice
+    finally:
+        receiver.stop()
