@@ -41,6 +41,7 @@ app.command("serve")(serve.serve)
 app.command("export")(serve.export)
 app.command("monitor")(monitor.monitor_command)
 app.command("recalibrate")(monitor.recalibrate_command)
+app.command("import-fhir")(serve.import_fhir)
 app.add_typer(serve.keys_app, name="keys")
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""``serve``, ``keys`` and ``export``: run the API and manage what it stores."""
+"""``serve``, ``keys``, ``export`` and ``import-fhir``: run the API and manage what it stores."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from dropout_risk.cli.common import ConfigOption, console, fail, settings
+from dropout_risk.cli.common import ConfigOption, console, err_console, fail, settings
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
@@ -146,3 +146,31 @@ def export(
             f"[bold yellow]skipped {exported.skipped} client(s)[/]: their stored covariates break the rules "
             "(reserved name, text that is not valid Unicode, or a number out of range); fix them with PUT"
         )
+
+
+def import_fhir(
+    file: Annotated[Path, typer.Argument(help="A FHIR R4 Bundle (.json) or an NDJSON file (.ndjson, Bulk Data).")],
+    clinic: Annotated[str, typer.Option("--clinic", help="The clinic whose clients these are (keys create).")],
+    config: ConfigOption = None,
+) -> None:
+    """Record a FHIR file's Observations as sessions, with the rules of POST /fhir/r4; exit 1 if any entry failed."""
+    from dropout_risk.serving.fhir.job import ImportRefused, import_file
+    from dropout_risk.serving.fhir.outcome import expression
+    from dropout_risk.serving.settings import ServingSettings
+
+    project = settings(config, ServingSettings)
+    try:
+        imported = import_file(file, clinic, project)
+    except ImportRefused as exc:
+        fail(str(exc))
+    for entry in imported.incoming.entries:
+        for issue in entry.issues:
+            where = expression(entry, issue)
+            where = where if where.startswith("Bundle.") else f"{entry.label}, {where}"
+            err_console.print(f"{issue.severity}: {where}: {issue.rule}", highlight=False, markup=False)
+    failed = len(imported.failed)
+    rolled_back = imported.incoming.kind == "transaction" and failed
+    summary = f"{imported.created} session(s) stored, {imported.unchanged} already stored, {failed} entry(ies) failed"
+    console.print(summary + (" (a transaction: nothing stored)" if rolled_back else ""), highlight=False)
+    if failed:
+        raise typer.Exit(code=1)

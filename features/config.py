@@ -60,6 +60,9 @@ KNOWN_TOP_LEVEL = frozenset(
         "monitoring",
         "database_url",
         "admin_key",
+        "fhir",
+        "cds_hooks",
+        "webhooks",
     }
 )
 

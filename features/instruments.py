@@ -19,6 +19,16 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Role = Literal["outcome", "alliance"]
+LOINC = "http://loinc.org"
+
+
+class InstrumentCode(BaseModel):
+    """A code that names an instrument's total score in a record system (FHIR ``Coding``: system and code)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    system: str = Field(min_length=1, description="the code system's URI, e.g. http://loinc.org")
+    code: str = Field(min_length=1)
 
 
 class Instrument(BaseModel):
@@ -35,6 +45,10 @@ class Instrument(BaseModel):
     cutoff: float | None = None
     reliable_change: float | None = Field(default=None, gt=0)
     source: str = ""
+    # The codes that identify the instrument's total score in FHIR resources (serving/fhir): LOINC where
+    # one exists, else a clinic's own code system (declared in the config). Scoring never reads them;
+    # a model trained before they existed loads with none.
+    codes: tuple[InstrumentCode, ...] = ()
 
     @model_validator(mode="after")
     def _check_range(self) -> Instrument:
@@ -106,6 +120,7 @@ BUILTIN_INSTRUMENTS: tuple[Instrument, ...] = (
         cutoff=10,
         reliable_change=6,
         source="Kroenke et al. 2001; NHS Talking Therapies",
+        codes=(InstrumentCode(system=LOINC, code="44261-6"),),  # PHQ-9 total score [Reported]
     ),
     Instrument(
         key="gad7",
@@ -117,6 +132,7 @@ BUILTIN_INSTRUMENTS: tuple[Instrument, ...] = (
         cutoff=8,
         reliable_change=4,
         source="Spitzer et al. 2006; NHS Talking Therapies",
+        codes=(InstrumentCode(system=LOINC, code="70274-6"),),  # GAD-7 total score [Reported.PHQ]
     ),
     Instrument(
         key="oq45",

@@ -19,7 +19,9 @@ from dropout_risk.features.config import load_settings
 from dropout_risk.serving import served_version
 from dropout_risk.serving.auth import KeyCheckMiddleware
 from dropout_risk.serving.backoff import Backoff
+from dropout_risk.serving.cds_hooks.tokens import TokenVerifier
 from dropout_risk.serving.db import is_sqlite, make_engine, session_factory
+from dropout_risk.serving.fhir.codes import CodeMap
 from dropout_risk.serving.headers import SecurityHeadersMiddleware
 from dropout_risk.serving.inflight import InFlight
 from dropout_risk.serving.limits import BodyLimitMiddleware
@@ -29,11 +31,12 @@ from dropout_risk.serving.monitoring.gauges import refresh_every
 from dropout_risk.serving.observability import AccessMiddleware, Metrics
 from dropout_risk.serving.ratelimit import RateLimiter
 from dropout_risk.serving.recompute import RecomputeState, recompute_after_swaps
-from dropout_risk.serving.routes import clients, monitoring, operations, scoring
+from dropout_risk.serving.routes import cds_hooks, clients, fhir, monitoring, operations, scoring, webhooks
 from dropout_risk.serving.service import Invalid
 from dropout_risk.serving.settings import ServingSettings
 from dropout_risk.serving.ui import install as install_dashboard
 from dropout_risk.serving.ui.auth import SECRET_ENV as UI_SECRET_ENV
+from dropout_risk.serving.webhooks.worker import Deliverer
 
 # What ``dropout-risk serve --workers N`` hands uvicorn: each worker process builds its app from the settings.
 WORKER_APP = "dropout_risk.serving.app:worker_app"
@@ -102,6 +105,8 @@ def create_app(settings: ServingSettings, *, holder: ModelHolder | None = None, 
         if poll and settings.serving.recompute_interval_seconds > 0:
             interval = settings.serving.recompute_interval_seconds
             tasks.append(asyncio.create_task(recompute_after_swaps(app, interval)))
+        # Webhook deliveries: every process sends what is due (claims keep two from sending one at once).
+        tasks.append(asyncio.create_task(Deliverer(engine, reader, settings.webhooks).run()))
         try:
             yield
         finally:
@@ -125,6 +130,8 @@ def create_app(settings: ServingSettings, *, holder: ModelHolder | None = None, 
     app.state.read_sessions = session_factory(reader)
     app.state.holder = holder
     app.state.registry = settings.registry()
+    app.state.fhir_codes = CodeMap.of(app.state.registry, settings.fhir.codes)
+    app.state.cds_verifier = TokenVerifier(settings.cds_hooks, engine)
     app.state.metrics = Metrics()
     app.state.recompute = RecomputeState()
     _add_middleware(app, settings, reader, holder)
@@ -132,6 +139,9 @@ def create_app(settings: ServingSettings, *, holder: ModelHolder | None = None, 
     app.include_router(scoring.router)
     app.include_router(operations.router)
     app.include_router(monitoring.router)
+    app.include_router(fhir.router)
+    app.include_router(cds_hooks.router)
+    app.include_router(webhooks.router)
     install_dashboard(app)  # the clinician dashboard at /ui
 
     _add_error_handlers(app)

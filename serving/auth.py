@@ -1,4 +1,4 @@
-"""The API key, checked from the headers before a ``/v1`` request's body is read (pure ASGI).
+"""The API key, checked from the headers before a ``/v1`` or ``/fhir/r4`` request's body is read (pure ASGI).
 
 FastAPI reads and parses a route's body before it runs the route's dependencies, so with the
 key checked only in ``deps.require_clinic`` a 300 MB body without a key was read and parsed
@@ -28,7 +28,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from dropout_risk.serving import served_version
 from dropout_risk.serving.backoff import Backoff
 from dropout_risk.serving.deps import CLINIC_STATE, KEY_STATE, SERVED_STATE, UNAUTHORIZED, bearer
-from dropout_risk.serving.headers import API_PREFIX
+from dropout_risk.serving.headers import API_PREFIX, is_keyed
 from dropout_risk.serving.inflight import InFlight
 from dropout_risk.serving.keys import clinic_for_key, digest
 from dropout_risk.serving.ratelimit import RateLimiter, retry_after
@@ -60,7 +60,7 @@ class KeyCheckMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope.get("path", "") if scope["type"] == "http" else ""
         # The admin routes take no body; their key is the admin key, which require_admin checks.
-        if not (path == API_PREFIX or path.startswith(API_PREFIX + "/")) or path.startswith(ADMIN_PREFIX):
+        if not is_keyed(path) or path.startswith(ADMIN_PREFIX):
             await self.app(scope, receive, send)
             return
         credentials = await bearer(Request(scope))

@@ -18,6 +18,8 @@ from sqlalchemy.orm import Session
 
 from dropout_risk.features.instruments import InstrumentRegistry
 from dropout_risk.serving import served_version
+from dropout_risk.serving.cds_hooks.tokens import TokenVerifier
+from dropout_risk.serving.fhir.codes import CodeMap
 from dropout_risk.serving.keys import clinic_for_key
 from dropout_risk.serving.model_holder import LoadedModel, ModelHolder
 from dropout_risk.serving.observability import Metrics
@@ -91,6 +93,16 @@ async def get_metrics(request: Request) -> Metrics:
 
 async def get_registry(request: Request) -> InstrumentRegistry:
     return request.app.state.registry
+
+
+async def get_code_map(request: Request) -> CodeMap:
+    """Which instrument a FHIR code names: the registry's codes and ``[[fhir.codes]]``, built at start."""
+    return request.app.state.fhir_codes
+
+
+async def get_cds_verifier(request: Request) -> TokenVerifier:
+    """The CDS Hooks callers' JWT check (``[[cds_hooks.clients]]``), built at start."""
+    return request.app.state.cds_verifier
 
 
 async def get_holder(request: Request) -> ModelHolder:
@@ -210,6 +222,8 @@ Model = Annotated[LoadedModel, Depends(get_model)]
 Scoring = Annotated[ScoringContext, Depends(get_scoring)]
 MaybeScoring = Annotated[ScoringContext | None, Depends(get_optional_scoring)]
 Registry = Annotated[InstrumentRegistry, Depends(get_registry)]
+Codes = Annotated[CodeMap, Depends(get_code_map)]
+CdsVerifier = Annotated[TokenVerifier, Depends(get_cds_verifier)]
 RiskMetrics = Annotated[Metrics, Depends(get_metrics)]
 DbEngine = Annotated[Engine, Depends(get_engine)]
 ClinicId = Annotated[int, Depends(require_clinic)]

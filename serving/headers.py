@@ -1,6 +1,6 @@
 """Response headers every response needs whatever route answered it, errors included.
 
-- ``/v1`` responses carry health data: ``Cache-Control: no-store`` keeps them out of
+- ``/v1`` and ``/fhir/r4`` responses carry health data: ``Cache-Control: no-store`` keeps them out of
   browser and proxy caches (the dashboard's pages set it themselves).
 - Over HTTPS, ``Strict-Transport-Security`` tells the browser never to fall back to
   plain HTTP. Over plain HTTP a browser ignores it, so it is not sent there. Behind a
@@ -14,6 +14,23 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 API_PREFIX = "/v1"
+FHIR_PREFIX = "/fhir/r4"
+# Paths that carry a clinic's data under its API key (serving.auth) and must not be cached.
+KEYED_PREFIXES = (API_PREFIX, FHIR_PREFIX)
+
+
+# ... and the CDS Hooks service, whose callers sign JWTs instead (serving.cds_hooks): its cards carry risks too.
+NO_STORE_PREFIXES = (*KEYED_PREFIXES, "/cds-services")
+
+
+def _under(path: str, prefixes: tuple[str, ...]) -> bool:
+    return any(path == prefix or path.startswith(prefix + "/") for prefix in prefixes)
+
+
+def is_keyed(path: str) -> bool:
+    return _under(path, KEYED_PREFIXES)
+
+
 HSTS = "max-age=31536000; includeSubDomains"
 
 
@@ -26,7 +43,7 @@ class SecurityHeadersMiddleware:
             await self.app(scope, receive, send)
             return
         path: str = scope.get("path", "")
-        no_store = path == API_PREFIX or path.startswith(API_PREFIX + "/")
+        no_store = _under(path, NO_STORE_PREFIXES)
         https = scope.get("scheme") == "https"
 
         async def add_headers(message: Message) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -17,17 +18,21 @@ from dropout_risk.serving.schemas import ClientUpdate, SessionIn
 from dropout_risk.serving.scoring import HistoryRow, Scored, ScoringContext, score_history
 from dropout_risk.serving.store import (
     ClientRow,
+    ServedRisk,
     StoredSession,
     find_client,
     insert_session,
     lock_or_create_client,
     payload_hash,
+    served_risks,
     set_current_risk,
     set_episode,
     stored_risk,
     stored_sessions,
 )
 from dropout_risk.serving.tables import Client
+from dropout_risk.serving.webhooks import outbox
+from dropout_risk.serving.webhooks.events import alerts
 
 
 class NotFound(LookupError):
@@ -61,33 +66,90 @@ class ClientRiskView:
 
 
 def record_session(
-    db: Session, clinic_id: int, external_id: str, payload: SessionIn, scoring: ScoringContext
+    db: Session,
+    clinic_id: int,
+    external_id: str,
+    payload: SessionIn,
+    scoring: ScoringContext,
+    band_rise: float | None = None,
 ) -> Recorded:
     """Store one session and its risk; a retry of the same payload returns what was stored.
 
     Raises Invalid (scores, numbering, dates), Conflict (a different payload for a stored number).
     Nothing is written unless every check passes (the caller's transaction rolls back on raise).
+    With ``band_rise`` (``webhooks.band_rise``) the alerts the new risk raises go to the webhook
+    outbox in the same transaction.
     """
     problems = check_scores(payload.scores, scoring.registry, ("body",))
     if problems:
         raise Invalid(problems)
-    client = lock_or_create_client(db, clinic_id, external_id)
-    sessions = stored_sessions(db, client.id)
-    digest = payload_hash(payload)
-    if payload.session_number <= len(sessions):
-        if sessions[payload.session_number - 1].payload_hash == digest:
-            return Recorded(created=False, risk=stored_risk(db, client.id, payload.session_number))
-        raise Conflict("a different session is already stored under this session_number")
-    history = [s.history_row() for s in sessions]
-    problems = check_next_session(payload.session_number, payload.session_date, history[-1] if history else None)
-    if problems:
-        raise Invalid(problems)
+    writer = ClientWriter(db, clinic_id, external_id, scoring, band_rise)
+    recorded = writer.record(payload)
+    writer.finish()
+    return recorded
 
-    history.append(HistoryRow(payload.session_number, payload.session_date, payload.scores, payload.missed_since_last))
-    risk = score_history(for_clinic(db, scoring, clinic_id), history, client.covariates).risk
-    insert_session(db, client.id, payload, digest, risk)
-    set_current_risk(db, client.id, risk, payload.session_date)
-    return Recorded(created=True, risk=risk)
+
+class ClientWriter:
+    """One client's sessions recorded in order, in the caller's transaction, by ``record_session``'s rules.
+
+    The client is locked (or created) once and its stored sessions read once; ``record`` checks and
+    stores one session (raising Invalid or Conflict before writing anything for it), and ``finish``
+    sets the client's current risk to the last one stored. ``POST /v1/clients/{id}/sessions`` records
+    one session through it; a FHIR Bundle records each client's sessions through one writer.
+    """
+
+    def __init__(
+        self,
+        db: Session,
+        clinic_id: int,
+        external_id: str,
+        scoring: ScoringContext,
+        band_rise: float | None = None,
+    ):
+        self.db = db
+        # The clinic's recalibration of the served version, if it has one (serving.recalibration).
+        self.scoring = for_clinic(db, scoring, clinic_id)
+        self.external_id = external_id
+        self.client = lock_or_create_client(db, clinic_id, external_id)
+        self.sessions = stored_sessions(db, self.client.id)
+        self._latest: tuple[Risk, dt.date] | None = None
+        # Webhook alerts: the clinic's endpoints, read once; none (and no extra read) without band_rise.
+        self.band_rise = band_rise
+        self.subscribed = outbox.subscriptions(db, clinic_id) if band_rise is not None else []
+
+    def record(self, payload: SessionIn) -> Recorded:
+        problems = check_scores(payload.scores, self.scoring.registry, ("body",))
+        if problems:
+            raise Invalid(problems)
+        digest = payload_hash(payload)
+        if payload.session_number <= len(self.sessions):
+            if self.sessions[payload.session_number - 1].payload_hash == digest:
+                return Recorded(created=False, risk=stored_risk(self.db, self.client.id, payload.session_number))
+            raise Conflict("a different session is already stored under this session_number")
+        history = [s.history_row() for s in self.sessions]
+        problems = check_next_session(payload.session_number, payload.session_date, history[-1] if history else None)
+        if problems:
+            raise Invalid(problems)
+        row = HistoryRow(payload.session_number, payload.session_date, payload.scores, payload.missed_since_last)
+        risk = score_history(self.scoring, [*history, row], self.client.covariates).risk
+        insert_session(self.db, self.client.id, payload, digest, risk)
+        scores = dict(payload.scores)
+        self.sessions.append(
+            StoredSession(payload.session_number, payload.session_date, payload.missed_since_last, scores, digest)
+        )
+        if self.subscribed and self.band_rise is not None:
+            previous = self._latest[0] if self._latest is not None else None
+            if previous is None and payload.session_number > 1:
+                previous = stored_risk(self.db, self.client.id, payload.session_number - 1)
+            raised = alerts(self.external_id, previous, risk, self.band_rise)
+            outbox.enqueue(self.db, self.subscribed, raised, time.time())
+        self._latest = (risk, payload.session_date)
+        return Recorded(created=True, risk=risk)
+
+    def finish(self) -> None:
+        """The caseload's risk: the one served after the latest session stored (nothing if none was)."""
+        if self._latest is not None:
+            set_current_risk(self.db, self.client.id, *self._latest)
 
 
 def update_client(
@@ -141,6 +203,12 @@ def client_risk(db: Session, clinic_id: int, external_id: str, scoring: ScoringC
         for_clinic(db, scoring, clinic_id), [s.history_row() for s in sessions], dict(client.covariates or {})
     )
     return ClientRiskView(client, sessions, scored.risk, scored.history)
+
+
+def client_served_risks(db: Session, clinic_id: int, external_id: str) -> list[ServedRisk]:
+    """Every risk served for the client's sessions (as recorded); none for a client this clinic does not have."""
+    client = find_client(db, clinic_id, external_id)
+    return [] if client is None else served_risks(db, client.id)
 
 
 def check_score_size(sessions: int, limit: int) -> None:

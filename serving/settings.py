@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from dropout_risk.features.config import ProjectSettings
@@ -94,9 +96,78 @@ class MonitoringConfig(BaseModel):
     )
 
 
+class ClinicCode(BaseModel):
+    """A clinic's own code for an instrument's total score (``[[fhir.codes]]``), beside the registry's codes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    instrument: str = Field(description="the instrument's key (ors, srs, a declared one)")
+    system: str = Field(min_length=1)
+    code: str = Field(min_length=1)
+
+
+class FhirConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    codes: list[ClinicCode] = Field(default_factory=list)
+
+
+class CdsHooksClient(BaseModel):
+    """A record system allowed to call the CDS service: its JWTs' issuer, its keys, and the clinic it speaks for."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    issuer: str = Field(min_length=1)
+    jwks_url: str | None = None
+    jwks: dict[str, Any] | None = None
+    clinic: str = Field(min_length=1, description="the clinic (as named to keys create) whose clients it sees")
+    store_observations: bool = Field(
+        default=False, description="store prefetched Observations as sessions (default: score them only)"
+    )
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> CdsHooksClient:
+        if (self.jwks_url is None) == (self.jwks is None):
+            raise ValueError(f"cds_hooks client {self.issuer}: give exactly one of jwks_url and jwks")
+        return self
+
+
+class CdsHooksConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    clients: list[CdsHooksClient] = Field(default_factory=list)
+    # The service's own base URL as callers address it: a JWT's aud must be this URL's
+    # /cds-services/dropout-risk (the specification's audience). Unset: taken from the request.
+    base_url: str | None = None
+    dashboard_url: str | None = Field(default=None, description="the dashboard's base URL for the card's link")
+    max_token_age_seconds: int = Field(default=300, ge=1, description="a token issued longer ago is refused")
+    jwks_cache_seconds: float = Field(default=300.0, ge=0)
+
+
+class WebhooksConfig(BaseModel):
+    """Alerts to clinics' webhook endpoints (``POST /v1/webhooks``), delivered by a background worker."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    band_rise: float = Field(
+        default=0.10, gt=0, le=1, description="risk.band_raised also when the risk rises this much in one session"
+    )
+    allow_loopback_http: bool = Field(
+        default=False, description="accept http:// targets on 127.0.0.1 / localhost (tests); otherwise https only"
+    )
+    timeout_seconds: float = Field(default=5.0, gt=0, description="a delivery attempt's timeout")
+    first_retry_seconds: float = Field(default=1.0, gt=0, description="the wait before the first retry; doubles")
+    max_retry_seconds: float = Field(default=600.0, gt=0, description="the longest wait between two attempts")
+    give_up_after_seconds: float = Field(default=86_400.0, gt=0, description="then the delivery is failed")
+    poll_seconds: float = Field(default=0.5, gt=0, description="how often the worker looks for due deliveries")
+
+
 class ServingSettings(ProjectSettings):
     # Top level so the environment variables read DROPOUT_RISK_DATABASE_URL and DROPOUT_RISK_ADMIN_KEY.
     database_url: str = "sqlite:///dropout_risk.db"
     admin_key: SecretStr | None = None
     serving: ServingConfig = ServingConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
+    fhir: FhirConfig = FhirConfig()
+    cds_hooks: CdsHooksConfig = CdsHooksConfig()
+    webhooks: WebhooksConfig = WebhooksConfig()

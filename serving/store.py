@@ -166,3 +166,23 @@ def session_counts(db: Session, client_pks: list[int]) -> dict[int, int]:
         .group_by(SessionRecord.client_pk)
     ).all()
     return dict(rows)
+
+
+@dataclass(frozen=True)
+class ServedRisk:
+    """A stored session's id, number and date, and the risk served when it was recorded."""
+
+    id: int
+    session_number: int
+    session_date: dt.date
+    risk: Risk
+
+
+def served_risks(db: Session, client_pk: int) -> list[ServedRisk]:
+    columns = SESSIONS.c
+    rows = db.execute(
+        select(columns.id, columns.session_number, columns.session_date, columns.risk)
+        .where(columns.client_pk == client_pk)
+        .order_by(columns.session_number)
+    )
+    return [ServedRisk(row.id, row.session_number, row.session_date, Risk.from_stored(row.risk)) for row in rows]

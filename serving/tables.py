@@ -135,3 +135,54 @@ class Recalibration(Base):
     reason: Mapped[str] = mapped_column(String(500))
     reverted_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     reverted_by: Mapped[str | None] = mapped_column(String(200))
+
+
+class WebhookEndpoint(Base):
+    """A clinic's webhook receiver: its URL, the events it wants, and the secret its deliveries are signed with.
+
+    The secret is kept as it was shown (an HMAC needs it); ``deleted_at`` ends deliveries to it.
+    """
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    clinic_id: Mapped[int] = mapped_column(ForeignKey("clinics.id"), index=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    events: Mapped[list] = mapped_column(JSON)
+    secret: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    deleted_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class WebhookDelivery(Base):
+    """One alert to one endpoint (the outbox): written in the transaction of the session that raised it.
+
+    ``status`` is pending, delivered or failed; times are Unix seconds (they compare alike on every backend).
+    """
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    endpoint_id: Mapped[int] = mapped_column(ForeignKey("webhook_endpoints.id"), index=True)
+    message_id: Mapped[str] = mapped_column(String(40), unique=True)
+    event: Mapped[str] = mapped_column(String(40))
+    payload: Mapped[dict] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(20))
+    attempts: Mapped[int] = mapped_column(Integer)
+    next_attempt_at: Mapped[float] = mapped_column(Float, index=True)
+    created_at: Mapped[float] = mapped_column(Float)
+    finished_at: Mapped[float | None] = mapped_column(Float)
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(String(200))
+
+
+class CdsTokenId(Base):
+    """A CDS Hooks caller's JWT seen (SHA-256 of issuer and jti), kept until it expires: a replay is refused.
+
+    In the database, not in a process's memory, so a token replayed to another worker or replica is refused too.
+    """
+
+    __tablename__ = "cds_token_ids"
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[float] = mapped_column(Float, index=True)

@@ -60,11 +60,12 @@ def record_session(
     db: Db,
     scoring: Scoring,
     metrics: RiskMetrics,
+    settings: Settings,
     response: Response,
 ) -> RecordedSession:
     """Record one attended session and return the client's updated risk."""
     try:
-        recorded = service.record_session(db, clinic, client_id, payload, scoring)
+        recorded = service.record_session(db, clinic, client_id, payload, scoring, settings.webhooks.band_rise)
     except service.Conflict as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
     db.commit()

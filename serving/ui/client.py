@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from dropout_risk.features.instruments import Instrument
 from dropout_risk.serving import service
-from dropout_risk.serving.deps import Db, MaybeScoring, ReadDb, RiskMetrics
+from dropout_risk.serving.deps import Db, MaybeScoring, ReadDb, RiskMetrics, Settings
 from dropout_risk.serving.explain import instrument_label
 from dropout_risk.serving.risk import HistoryItem, Risk
 from dropout_risk.serving.schemas import SessionIn
@@ -199,10 +199,10 @@ def client_page(
 
 
 def _record(
-    db: Session, clinic_id: int, client_id: str, session: SessionIn, scoring: ScoringContext
+    db: Session, clinic_id: int, client_id: str, session: SessionIn, scoring: ScoringContext, band_rise: float
 ) -> service.Recorded:
     try:
-        recorded = service.record_session(db, clinic_id, client_id, session, scoring)
+        recorded = service.record_session(db, clinic_id, client_id, session, scoring, band_rise)
         db.commit()
     except Exception:
         db.rollback()  # now, not when the request ends: the page with the errors is rendered first
@@ -219,6 +219,7 @@ async def record_session(
     read_db: ReadDb,
     scoring: MaybeScoring,
     metrics: RiskMetrics,
+    settings: Settings,
 ) -> Response:
     raw = await request.form()
     if not auth.csrf_ok(user.csrf, raw.get("csrf_token")):
@@ -232,7 +233,8 @@ async def record_session(
     errors = Errors(scoring.registry)
     try:
         session = SessionIn.model_validate(payload(form))
-        recorded = await run_in_threadpool(_record, db, user.clinic_id, client_id, session, scoring)
+        band_rise = settings.webhooks.band_rise
+        recorded = await run_in_threadpool(_record, db, user.clinic_id, client_id, session, scoring, band_rise)
     except ValidationError as exc:
         problems = errors.of_validation(exc, form)
     except service.Invalid as exc:

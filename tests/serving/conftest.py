@@ -6,12 +6,10 @@ from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import text
 
 from dropout_risk.serving.app import create_app
-from dropout_risk.serving.db import make_engine
 from tests.support.mlflow_store import active_store
-from tests.support.serving import Api, serving_settings
+from tests.support.serving import Api, drop_api_tables, serving_settings
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -26,13 +24,4 @@ def api(request, champion, tmp_path_factory) -> Iterator[Api]:
         with TestClient(app) as client:
             yield Api(client, app, request.param)
         if request.param == "postgresql":  # the session-wide database is shared by modules
-            engine = make_engine(url)
-            with engine.begin() as connection:
-                connection.execute(
-                    text(
-                        "DROP TABLE IF EXISTS recalibrations, served_models, dashboard_sessions, sessions, clients,"
-                        " api_keys, clinics,"
-                        " alembic_version CASCADE"
-                    )
-                )
-            engine.dispose()
+            drop_api_tables(url)

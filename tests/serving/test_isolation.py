@@ -1,4 +1,4 @@
-"""Tenant isolation on every /v1 endpoint: a key reaches its own clinic's clients and nothing else.
+"""Tenant isolation on every /v1 and /fhir endpoint: a key reaches its own clinic's clients and nothing else.
 
 Beyond test_security.py: the endpoint list comes from the OpenAPI schema (a new
 /v1 endpoint fails the coverage test until it is listed here); every kind of
@@ -37,13 +37,20 @@ V1 = {
     ("GET", "/v1/model"): None,
     ("POST", "/v1/admin/reload"): None,
     ("GET", "/v1/monitoring"): None,  # a clinic's key (its own clinic) or the admin key (every clinic)
+    ("POST", "/v1/webhooks"): {"url": "https://hooks.example/in", "events": ["flag.raised"]},
+    ("GET", "/v1/webhooks"): None,
+    ("DELETE", "/v1/webhooks/{endpoint_id}"): None,
+    ("GET", "/v1/webhooks/{endpoint_id}/deliveries"): None,
+    # FHIR takes the same keys (issue 15)
+    ("POST", "/fhir/r4"): {"resourceType": "Bundle", "type": "batch", "entry": []},
+    ("GET", "/fhir/r4/RiskAssessment"): None,
 }
 UNAUTHORIZED = {"detail": "missing, unknown or revoked API key"}
 
 
 def _call(api, method: str, path: str, headers: dict, body=None, client_id: str = "x1"):
     kwargs = {"headers": headers} if body is None else {"headers": headers, "json": body}
-    return api.client.request(method, path.replace("{client_id}", client_id), **kwargs)
+    return api.client.request(method, path.replace("{client_id}", client_id).replace("{endpoint_id}", "1"), **kwargs)
 
 
 def _bearer(key: str) -> dict[str, str]:
@@ -101,7 +108,7 @@ def test_every_v1_endpoint_is_covered(api):
         (method.upper(), path)
         for path, operations in api.app.openapi()["paths"].items()
         for method in operations
-        if path.startswith("/v1/")
+        if path.startswith(("/v1/", "/fhir/"))
     }
     assert documented == set(V1)
 

@@ -47,6 +47,22 @@ S1 = {"session_number": 1, "session_date": "2025-03-03", "scores": {"ors": A, "s
 S2 = {"session_number": 2, "session_date": "2025-03-10", "scores": {"ors": B, "srs": A}, "missed_since_last": 1}
 
 
+def _phq9(client: str, score: object, date: str = "2025-04-07") -> dict:
+    """A PHQ-9 total (LOINC 44261-6, a built-in code) as a FHIR Observation."""
+    return {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "44261-6"}]},
+        "subject": {"reference": f"Patient/{client}"},
+        "effectiveDateTime": date,
+        "valueQuantity": {"value": score},
+    }
+
+
+def _bundle(kind: str, *resources: dict) -> dict:
+    return {"resourceType": "Bundle", "type": kind, "entry": [{"resource": r} for r in resources]}
+
+
 def _session(number: int, **change) -> dict:
     return {"session_number": number, "session_date": f"2025-03-{10 + number:02d}", "scores": {"ors": A}, **change}
 
@@ -145,6 +161,32 @@ def _requests() -> list[Request]:
         Request("GET", "/v1/model", 200),
         Request("GET", "/v1/model", 401, auth="wrong"),
         Request("POST", "/v1/admin/reload", 401, auth="key"),
+        # FHIR in and out: bad entries are named, never quoted; another clinic finds nothing
+        Request(
+            "POST", "/fhir/r4", 200, _bundle("batch", _phq9(ID, A), _phq9(ID, B, "2025-04-14"), _phq9(OTHER, str(A)))
+        ),
+        Request(
+            "POST", "/fhir/r4", 200, _bundle("collection", _phq9(ID, A), {**_phq9(ID, A), "subject": {"reference": ID}})
+        ),
+        Request("POST", "/fhir/r4", 422, _bundle("transaction", _phq9(OTHER, A), _phq9(OTHER, B, "2025-05-05"))),
+        Request("POST", "/fhir/r4", 409, _bundle("transaction", _phq9(ID, B / 2, "2025-03-03"))),
+        Request("POST", "/fhir/r4", 400, {"resourceType": "Bundle", "type": ID, "entry": [_phq9(ID, A)]}),
+        Request("POST", "/fhir/r4", 400, {"resourceType": "Bundle", "type": "batch", "timestamp": f"{ID} {A}"}),
+        Request("POST", "/fhir/r4", 401, _bundle("batch", _phq9(ID, A)), auth="wrong"),
+        Request("GET", f"/fhir/r4/RiskAssessment?subject={ID}", 200),
+        Request("GET", f"/fhir/r4/RiskAssessment?subject=Patient/{ID}", 200, auth="other"),
+        Request("GET", f"/fhir/r4/RiskAssessment?subject=Group/{ID}", 400),
+        Request("GET", f"/fhir/r4/RiskAssessment?subject={ID}&_format={A}", 400),
+        Request("GET", f"/fhir/r4/RiskAssessment?subject={ID}", 401, auth="revoked"),
+        # webhooks: a refused target is named by its rule, not echoed
+        Request("POST", "/v1/webhooks", 422, {"url": f"http://{ID}.example/{A}", "events": ["flag.raised"]}),
+        Request("POST", "/v1/webhooks", 422, {"url": f"https://{ID}.example/", "events": [ID]}),
+        Request("GET", "/v1/webhooks/999999/deliveries", 404),
+        # CDS Hooks: a caller without a registered issuer's JWT (an API key is not one) is 401, body unread
+        Request("POST", "/cds-services/dropout-risk", 401, {"hook": "patient-view", "context": {"patientId": ID}}),
+        Request(
+            "POST", "/cds-services/dropout-risk", 401, {"hookInstance": A, "context": {"patientId": ID}}, auth="none"
+        ),
     ]
 
 
@@ -160,7 +202,8 @@ def _run(send: Send, keys: dict[str, str]) -> list[str]:
         status, body, response_headers = send(request, headers[request.auth])
         if status != request.status:
             wrong.append(f"{request.method} {request.path[:60]}: {status}, expected {request.status}")
-        if status >= 400:
+        # An import's answer (entry outcomes) is searched like an error: it names entries, never their data.
+        if status >= 400 or (request.method, request.path) == ("POST", "/fhir/r4"):
             errors.append(f"{status} {body} {json.dumps(response_headers)}")
     assert not wrong, wrong
     return errors

@@ -10,10 +10,12 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
+from sqlalchemy import text
 
-from dropout_risk.serving.db import transaction
+from dropout_risk.serving.db import make_engine, transaction
 from dropout_risk.serving.keys import create_key
-from dropout_risk.serving.settings import ServingConfig, ServingSettings
+from dropout_risk.serving.settings import FhirConfig, ServingConfig, ServingSettings
+from tests.support.fhir import CLINIC_CODES
 
 ADMIN_KEY = "admin-test-key"
 _clinics = itertools.count()
@@ -23,11 +25,13 @@ def serving_settings(database_url: str, **serving: Any) -> ServingSettings:
     """Settings for an app on ``database_url`` that never polls the registry by itself (tests reload it).
 
     No rate limit or in-flight cap unless a test sets one: tests drive one key far faster than a clinic would.
+    ORS and SRS carry a clinic's own FHIR codes (tests/support/fhir.py).
     """
     return ServingSettings(
         database_url=database_url,
         admin_key=SecretStr(ADMIN_KEY),
         serving=ServingConfig(**{"poll_interval_seconds": 3600, "rate_limit": 0, "max_inflight_per_key": 0, **serving}),
+        fhir=FhirConfig(codes=CLINIC_CODES),  # ORS and SRS in a clinic's own code system (no LOINC code)
     )
 
 
@@ -58,3 +62,16 @@ def login(api: Api, headers: dict[str, str]) -> str:
     assert key not in response.headers["location"]
     page = api.client.get("/ui/clients")
     return re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+
+
+def drop_api_tables(url: str) -> None:
+    """Empty a shared PostgreSQL database of the API's tables, for the next module's app to migrate afresh."""
+    engine = make_engine(url)
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "DROP TABLE IF EXISTS cds_token_ids, webhook_deliveries, webhook_endpoints, recalibrations,"
+                " served_models, dashboard_sessions, sessions, clients, api_keys, clinics, alembic_version CASCADE"
+            )
+        )
+    engine.dispose()
