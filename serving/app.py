@@ -24,6 +24,7 @@ from dropout_risk.serving.db import is_sqlite, make_engine, session_factory
 from dropout_risk.serving.fhir.codes import CodeMap
 from dropout_risk.serving.headers import SecurityHeadersMiddleware
 from dropout_risk.serving.inflight import InFlight
+from dropout_risk.serving.leader import Leadership
 from dropout_risk.serving.limits import BodyLimitMiddleware
 from dropout_risk.serving.migrate import upgrade
 from dropout_risk.serving.model_holder import ModelHolder
@@ -114,6 +115,7 @@ def create_app(settings: ServingSettings, *, holder: ModelHolder | None = None, 
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            app.state.leader.release()
             engine.dispose()
             reader.dispose()
 
@@ -134,6 +136,7 @@ def create_app(settings: ServingSettings, *, holder: ModelHolder | None = None, 
     app.state.cds_verifier = TokenVerifier(settings.cds_hooks, engine)
     app.state.metrics = Metrics()
     app.state.recompute = RecomputeState()
+    app.state.leader = Leadership(engine)
     _add_middleware(app, settings, reader, holder)
     app.include_router(clients.router)
     app.include_router(scoring.router)

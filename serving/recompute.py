@@ -6,7 +6,8 @@ the version this process serves and, when it changes, rescores the ongoing clien
 risk came from another version, ``BATCH`` clients at a time, each client in a transaction of its own
 that locks its row (``FOR UPDATE`` on PostgreSQL; SQLite's write lock), so a session recorded
 meanwhile is never overwritten by an older history: a client whose current risk is already the new
-version's is skipped. Between batches the task yields, and the work runs in a worker thread: requests
+version's is skipped. One process of all workers and replicas does it (``serving.leader``).
+Between batches the task yields, and the work runs in a worker thread: requests
 are never blocked for more than one client's rescoring. The stored risk of every session stays as it
 was served (immutable); the caseload's ``model_version`` says which model each current risk is from.
 """
@@ -89,7 +90,9 @@ async def recompute_after_swaps(app: FastAPI, interval: float) -> None:
     state: RecomputeState = app.state.recompute
     while True:
         loaded = app.state.holder.current
-        if loaded is not None and loaded.version != state.version:
+        # One process of all workers and replicas does it (serving.leader); the others look again next time.
+        behind = loaded is not None and loaded.version != state.version
+        if loaded is not None and behind and await asyncio.to_thread(app.state.leader.held):
             started, state.done = time.perf_counter(), 0
             try:
                 while batch := await asyncio.to_thread(

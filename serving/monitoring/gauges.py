@@ -36,10 +36,15 @@ def refresh_all(app: FastAPI) -> None:
 
 
 async def refresh_every(app: FastAPI, seconds: float) -> None:
-    """Refresh the gauges every ``seconds`` (in a worker thread) until cancelled; a failure waits for the next."""
+    """Refresh the gauges every ``seconds`` (in a worker thread) until cancelled; a failure waits for the next.
+
+    Only in the process that leads (``serving.leader``): the gauges come from one process of all workers
+    and replicas (aggregate over the ``worker`` label with ``max``), not N computations of the same figures.
+    """
     while True:
         try:
-            await asyncio.to_thread(refresh_all, app)
+            if await asyncio.to_thread(app.state.leader.held):
+                await asyncio.to_thread(refresh_all, app)
         except Exception as exc:  # the database away for a moment: the gauges keep their last figures
             log.warning("monitoring refresh failed (%s)", type(exc).__name__)
         await asyncio.sleep(seconds)
