@@ -34,7 +34,11 @@ def test_one_process_leads_until_it_gives_up_or_loses_its_connection():
             # The database ends the leader's connection (a restart, a network cut): the lead goes with it.
             with engines[2].connect() as admin:
                 ended = admin.execute(
-                    text("SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND objid = :key"),
+                    text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND objid = :key"
+                        # This database's only: other tests' servers hold the same key on theirs.
+                        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+                    ),
                     {"key": JOBS_LOCK},
                 ).scalars()
                 assert list(ended) == [True]
