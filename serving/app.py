@@ -88,6 +88,20 @@ def _problems(errors: Sequence[Any]) -> list[dict[str, object]]:
     ]
 
 
+def _background_tasks(app: FastAPI, poll: bool) -> list[asyncio.Task]:
+    """The alias poll, the gauges' refresh and the recompute after a swap (``poll``), and webhook deliveries."""
+    settings: ServingSettings = app.state.settings
+    tasks = [asyncio.create_task(app.state.holder.poll(settings.serving.poll_interval_seconds))] if poll else []
+    if poll and settings.monitoring.refresh_seconds > 0:
+        tasks.append(asyncio.create_task(refresh_every(app, settings.monitoring.refresh_seconds)))
+    if poll and settings.serving.recompute_interval_seconds > 0:
+        tasks.append(asyncio.create_task(recompute_after_swaps(app, settings.serving.recompute_interval_seconds)))
+    # Webhook deliveries: every process sends what is due (claims keep two from sending one at once).
+    deliverer = Deliverer(app.state.engine, app.state.reader, settings.webhooks)
+    tasks.append(asyncio.create_task(deliverer.run()))
+    return tasks
+
+
 def create_app(settings: ServingSettings, *, holder: ModelHolder | None = None, poll: bool = True) -> FastAPI:
     engine = make_engine(settings.database_url)
     reader = make_engine(settings.database_url, writer=False)
@@ -100,14 +114,7 @@ def create_app(settings: ServingSettings, *, holder: ModelHolder | None = None, 
         await asyncio.to_thread(holder.attach, functools.partial(served_version.announce, engine))
         if holder.current is None:
             await asyncio.to_thread(holder.refresh)
-        tasks = [asyncio.create_task(holder.poll(settings.serving.poll_interval_seconds))] if poll else []
-        if poll and settings.monitoring.refresh_seconds > 0:
-            tasks.append(asyncio.create_task(refresh_every(app, settings.monitoring.refresh_seconds)))
-        if poll and settings.serving.recompute_interval_seconds > 0:
-            interval = settings.serving.recompute_interval_seconds
-            tasks.append(asyncio.create_task(recompute_after_swaps(app, interval)))
-        # Webhook deliveries: every process sends what is due (claims keep two from sending one at once).
-        tasks.append(asyncio.create_task(Deliverer(engine, reader, settings.webhooks).run()))
+        tasks = _background_tasks(app, poll)
         try:
             yield
         finally:
@@ -138,13 +145,8 @@ def create_app(settings: ServingSettings, *, holder: ModelHolder | None = None, 
     app.state.recompute = RecomputeState()
     app.state.leader = Leadership(engine)
     _add_middleware(app, settings, reader, holder)
-    app.include_router(clients.router)
-    app.include_router(scoring.router)
-    app.include_router(operations.router)
-    app.include_router(monitoring.router)
-    app.include_router(fhir.router)
-    app.include_router(cds_hooks.router)
-    app.include_router(webhooks.router)
+    for module in (clients, scoring, operations, monitoring, fhir, cds_hooks, webhooks):
+        app.include_router(module.router)
     install_dashboard(app)  # the clinician dashboard at /ui
 
     _add_error_handlers(app)
