@@ -143,6 +143,7 @@ def create_app(settings: ServingSettings, *, holder: ModelHolder | None = None, 
     app.include_router(operations.router)
     app.include_router(monitoring.router)
     app.include_router(fhir.router)
+    app.include_router(fhir.public_router)
     app.include_router(cds_hooks.router)
     app.include_router(webhooks.router)
     install_dashboard(app)  # the clinician dashboard at /ui

@@ -108,3 +108,20 @@ def test_basis_points_at_the_resources_a_fhir_session_came_from_and_v1_sessions_
     from_v1 = api.client.get(f"/fhir/r4/RiskAssessment?subject={v1_client}", headers=headers).json()
     [only] = [RiskAssessment.model_validate(e["resource"]) for e in from_v1["entry"]]
     assert only.basis is None
+
+
+def test_metadata_is_a_public_r4_capability_statement_of_what_is_served(api):
+    answer = api.client.get("/fhir/r4/metadata")  # FHIR's capabilities interaction: no key
+    assert answer.status_code == 200 and answer.headers["content-type"].startswith("application/fhir+json")
+    statement = get_fhir_model_class("CapabilityStatement").model_validate(answer.json())
+    assert statement.fhirVersion == "4.0.1" and statement.kind == "instance" and statement.format == ["json"]
+    [rest] = statement.rest
+    assert rest.mode == "server" and {i.code for i in rest.interaction} == {"batch", "transaction"}
+    by_type = {r.type: r for r in rest.resource}
+    assert {"RiskAssessment", "Observation", "QuestionnaireResponse", "Appointment"} <= set(by_type)
+    [search] = by_type["RiskAssessment"].interaction
+    assert search.code == "search-type" and [p.name for p in by_type["RiskAssessment"].searchParam] == ["subject"]
+    assert statement.implementation.url == "http://testserver/fhir/r4"
+    # Only the statement is public: the rest of /fhir/r4 still wants the key.
+    assert api.client.get("/fhir/r4/RiskAssessment?subject=x").status_code == 401
+    assert api.client.get("/fhir/r4/metadata/x").status_code == 401
