@@ -145,8 +145,9 @@ def create_app(settings: ServingSettings, *, holder: ModelHolder | None = None, 
     app.state.recompute = RecomputeState()
     app.state.leader = Leadership(engine)
     _add_middleware(app, settings, reader, holder)
-    for module in (clients, scoring, operations, monitoring, fhir, cds_hooks, webhooks):
-        app.include_router(module.router)
+    for router in (clients, scoring, operations, monitoring, fhir, cds_hooks, webhooks):
+        app.include_router(router.router)
+    app.include_router(fhir.public_router)  # GET /fhir/r4/metadata, without a key
     install_dashboard(app)  # the clinician dashboard at /ui
 
     _add_error_handlers(app)
@@ -158,6 +159,8 @@ def _add_middleware(app: FastAPI, settings: ServingSettings, reader: Engine, hol
     rate, inflight_cap = settings.serving.rate_limit, settings.serving.max_inflight_per_key
     limiter = RateLimiter(rate, settings.serving.rate_limit_burst) if rate > 0 else None
     app.state.limiter = limiter  # routes charge the work they find in the body (deps.get_work_meter)
+    cds = settings.cds_hooks  # CDS Hooks callers carry no API key: their own limit, per issuer (routes.cds_hooks)
+    app.state.cds_limiter = RateLimiter(cds.rate_limit, cds.rate_limit_burst) if cds.rate_limit > 0 else None
     inflight = InFlight(inflight_cap) if inflight_cap > 0 else None
     backoff = Backoff()
     for table, state in (("rate", limiter), ("in_flight", inflight), ("backoff", backoff)):

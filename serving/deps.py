@@ -23,7 +23,7 @@ from dropout_risk.serving.fhir.codes import CodeMap
 from dropout_risk.serving.keys import clinic_for_key
 from dropout_risk.serving.model_holder import LoadedModel, ModelHolder
 from dropout_risk.serving.observability import Metrics
-from dropout_risk.serving.ratelimit import WorkMeter
+from dropout_risk.serving.ratelimit import RateLimiter, WorkMeter
 from dropout_risk.serving.schemas import ErrorBody
 from dropout_risk.serving.scoring import ScoringContext
 from dropout_risk.serving.settings import ServingSettings
@@ -103,6 +103,11 @@ async def get_code_map(request: Request) -> CodeMap:
 async def get_cds_verifier(request: Request) -> TokenVerifier:
     """The CDS Hooks callers' JWT check (``[[cds_hooks.clients]]``), built at start."""
     return request.app.state.cds_verifier
+
+
+async def get_cds_limiter(request: Request) -> RateLimiter | None:
+    """The CDS Hooks callers' per-issuer rate limit (``[cds_hooks] rate_limit``); None when off."""
+    return request.app.state.cds_limiter
 
 
 async def get_holder(request: Request) -> ModelHolder:
@@ -224,6 +229,7 @@ MaybeScoring = Annotated[ScoringContext | None, Depends(get_optional_scoring)]
 Registry = Annotated[InstrumentRegistry, Depends(get_registry)]
 Codes = Annotated[CodeMap, Depends(get_code_map)]
 CdsVerifier = Annotated[TokenVerifier, Depends(get_cds_verifier)]
+CdsLimiter = Annotated[RateLimiter | None, Depends(get_cds_limiter)]
 RiskMetrics = Annotated[Metrics, Depends(get_metrics)]
 DbEngine = Annotated[Engine, Depends(get_engine)]
 ClinicId = Annotated[int, Depends(require_clinic)]

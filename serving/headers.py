@@ -17,6 +17,8 @@ API_PREFIX = "/v1"
 FHIR_PREFIX = "/fhir/r4"
 # Paths that carry a clinic's data under its API key (serving.auth) and must not be cached.
 KEYED_PREFIXES = (API_PREFIX, FHIR_PREFIX)
+# ... but for FHIR's capabilities interaction: a CapabilityStatement, read before a client has credentials.
+FHIR_METADATA = FHIR_PREFIX + "/metadata"
 
 
 # ... and the CDS Hooks service, whose callers sign JWTs instead (serving.cds_hooks): its cards carry risks too.
@@ -28,7 +30,7 @@ def _under(path: str, prefixes: tuple[str, ...]) -> bool:
 
 
 def is_keyed(path: str) -> bool:
-    return _under(path, KEYED_PREFIXES)
+    return _under(path, KEYED_PREFIXES) and path != FHIR_METADATA
 
 
 HSTS = "max-age=31536000; includeSubDomains"

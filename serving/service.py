@@ -117,7 +117,8 @@ class ClientWriter:
         self.band_rise = band_rise
         self.subscribed = outbox.subscriptions(db, clinic_id) if band_rise is not None else []
 
-    def record(self, payload: SessionIn) -> Recorded:
+    def record(self, payload: SessionIn, basis: list[str] | None = None) -> Recorded:
+        """Store one session (``basis``: references of the FHIR resources it came from, kept if it is new)."""
         problems = check_scores(payload.scores, self.scoring.registry, ("body",))
         if problems:
             raise Invalid(problems)
@@ -132,7 +133,7 @@ class ClientWriter:
             raise Invalid(problems)
         row = HistoryRow(payload.session_number, payload.session_date, payload.scores, payload.missed_since_last)
         risk = score_history(self.scoring, [*history, row], self.client.covariates).risk
-        insert_session(self.db, self.client.id, payload, digest, risk)
+        insert_session(self.db, self.client.id, payload, digest, risk, basis)
         scores = dict(payload.scores)
         self.sessions.append(
             StoredSession(payload.session_number, payload.session_date, payload.missed_since_last, scores, digest)

@@ -142,6 +142,9 @@ class CdsHooksConfig(BaseModel):
     dashboard_url: str | None = Field(default=None, description="the dashboard's base URL for the card's link")
     max_token_age_seconds: int = Field(default=300, ge=1, description="a token issued longer ago is refused")
     jwks_cache_seconds: float = Field(default=300.0, ge=0)
+    # Per issuer (a record system), as serving.rate_limit is per API key: 429 with Retry-After beyond it.
+    rate_limit: float = Field(default=20.0, ge=0, description="hook calls a second per CDS client (issuer); 0: none")
+    rate_limit_burst: int = Field(default=40, ge=1, description="hook calls a CDS client may send at once")
 
 
 class WebhooksConfig(BaseModel):

@@ -113,7 +113,9 @@ def stored_risk(db: Session, client_pk: int, session_number: int) -> Risk:
     return Risk.from_stored(stored)
 
 
-def insert_session(db: Session, client_pk: int, session: SessionIn, digest: str, risk: Risk) -> None:
+def insert_session(
+    db: Session, client_pk: int, session: SessionIn, digest: str, risk: Risk, basis: list[str] | None = None
+) -> None:
     db.execute(
         insert(SESSIONS).values(
             client_pk=client_pk,
@@ -127,6 +129,7 @@ def insert_session(db: Session, client_pk: int, session: SessionIn, digest: str,
             landmark=risk.landmark,
             model_version=risk.model_version,
             recalibration_id=risk.recalibration,
+            basis=basis,
         )
     )
 
@@ -176,13 +179,17 @@ class ServedRisk:
     session_number: int
     session_date: dt.date
     risk: Risk
+    basis: tuple[str, ...] = ()  # references of the FHIR resources it was recorded from, if any
 
 
 def served_risks(db: Session, client_pk: int) -> list[ServedRisk]:
     columns = SESSIONS.c
     rows = db.execute(
-        select(columns.id, columns.session_number, columns.session_date, columns.risk)
+        select(columns.id, columns.session_number, columns.session_date, columns.risk, columns.basis)
         .where(columns.client_pk == client_pk)
         .order_by(columns.session_number)
     )
-    return [ServedRisk(row.id, row.session_number, row.session_date, Risk.from_stored(row.risk)) for row in rows]
+    return [
+        ServedRisk(row.id, row.session_number, row.session_date, Risk.from_stored(row.risk), tuple(row.basis or ()))
+        for row in rows
+    ]

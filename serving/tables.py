@@ -109,6 +109,8 @@ class SessionRecord(Base):
     landmark: Mapped[int | None] = mapped_column(Integer)
     model_version: Mapped[str | None] = mapped_column(String(40))
     recalibration_id: Mapped[int | None] = mapped_column(Integer)  # the clinic's recalibration applied, if any
+    # Recorded through FHIR: references ("Observation/ID") of the resources that gave it; None through /v1.
+    basis: Mapped[list | None] = mapped_column(JSON)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 

@@ -39,6 +39,12 @@ class Draft:
     def first_index(self) -> int:
         return min(r.entry.index for r in self.readings)
 
+    @property
+    def basis(self) -> list[str]:
+        """References ("Observation/ID", "QuestionnaireResponse/ID") of its resources that carry an id."""
+        resources = [e.resource for e in self.entries]
+        return [f"{r.get_resource_type()}/{r.id}" for r in resources if r is not None and r.id]
+
     def fail(self, code: str, element: str, rule: str) -> None:
         for entry in self.entries:
             entry.fail(code, element, rule)

@@ -141,7 +141,7 @@ def _record(writer: service.ClientWriter, draft: Draft, number: int, result: Imp
         _fail(draft, [Problem(tuple(e["loc"]), e["msg"]) for e in exc.errors()])
         return
     try:
-        recorded = writer.record(payload)
+        recorded = writer.record(payload, draft.basis or None)
     except service.Invalid as exc:
         _fail(draft, exc.problems)
         return

@@ -53,6 +53,8 @@ def risk_assessment(client_id: str, served: ServedRisk, model_name: str) -> dict
             }
         ],
     }
+    if served.basis:  # recorded through FHIR: the Observations (or QuestionnaireResponse) it came from
+        resource["basis"] = [{"reference": reference} for reference in served.basis]
     if notes:
         resource["note"] = notes
     return resource

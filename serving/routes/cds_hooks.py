@@ -20,8 +20,9 @@ from dropout_risk.serving.cds_hooks.cards import card
 from dropout_risk.serving.cds_hooks.discovery import PREFETCH_KEY, SERVICE_ID, discovery
 from dropout_risk.serving.cds_hooks.request import HookRequest
 from dropout_risk.serving.cds_hooks.tokens import Caller, InvalidToken
-from dropout_risk.serving.deps import NO_MODEL_RESPONSE, CdsVerifier, Codes, Db, Scoring, Settings, bearer
+from dropout_risk.serving.deps import NO_MODEL_RESPONSE, CdsLimiter, CdsVerifier, Codes, Db, Scoring, Settings, bearer
 from dropout_risk.serving.fhir.codes import CodeMap
+from dropout_risk.serving.ratelimit import retry_after
 from dropout_risk.serving.scoring import ScoringContext
 from dropout_risk.serving.settings import ServingSettings
 from dropout_risk.serving.tables import Clinic
@@ -43,12 +44,26 @@ async def list_services(codes: Codes) -> dict[str, Any]:
 
 @router.post(
     f"/{SERVICE_ID}",
-    responses={401: {"description": "No valid JWT from a registered CDS client"}, **NO_MODEL_RESPONSE},
+    responses={
+        401: {"description": "No valid JWT from a registered CDS client"},
+        429: {"description": "Over the caller's rate limit ([cds_hooks] rate_limit, per issuer); see Retry-After"},
+        **NO_MODEL_RESPONSE,
+    },
 )
 async def patient_view(
-    request: Request, verifier: CdsVerifier, settings: Settings, codes: Codes, scoring: Scoring, db: Db
+    request: Request,
+    verifier: CdsVerifier,
+    limiter: CdsLimiter,
+    settings: Settings,
+    codes: Codes,
+    scoring: Scoring,
+    db: Db,
 ) -> JSONResponse:
-    """The client's dropout risk as a card (none before the client's first session)."""
+    """The client's dropout risk as a card (none before the client's first session).
+
+    The caller is known once its token verifies: only then is its issuer's bucket consulted (so a forged
+    token cannot spend a real caller's limit), before the body is read or anything is scored.
+    """
     credentials = await bearer(request)
     if credentials is None:
         return _unauthorized()
@@ -57,6 +72,10 @@ async def patient_view(
     except InvalidToken as exc:
         log.info("CDS Hooks request refused: %s", exc)  # the reason's kind, never the token
         return _unauthorized()
+    wait = limiter.wait(caller.client.issuer) if limiter is not None else 0.0
+    if wait > 0:
+        detail = f"rate limit exceeded: at most {settings.cds_hooks.rate_limit:g} hook calls a second per CDS client"
+        return JSONResponse({"detail": detail}, 429, headers={"Retry-After": retry_after(wait)})
     try:
         hook = HookRequest.model_validate_json(await request.body())
     except ValidationError as exc:

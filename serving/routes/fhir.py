@@ -9,7 +9,6 @@ from fastapi.responses import JSONResponse
 
 from dropout_risk.serving import service
 from dropout_risk.serving.deps import (
-    BAD_BODY_RESPONSE,
     CLINIC_KEY_RESPONSES,
     NO_MODEL_RESPONSE,
     ClinicId,
@@ -21,6 +20,7 @@ from dropout_risk.serving.deps import (
     Settings,
 )
 from dropout_risk.serving.fhir import outcome
+from dropout_risk.serving.fhir.capability import capability_statement
 from dropout_risk.serving.fhir.importer import import_entries
 from dropout_risk.serving.fhir.parse import Unreadable, read_bundle
 from dropout_risk.serving.fhir.readings import CLIENT_ID
@@ -28,6 +28,16 @@ from dropout_risk.serving.fhir.risk_assessment import risk_assessment, searchset
 
 FHIR_JSON = "application/fhir+json"
 router = APIRouter(prefix="/fhir/r4", tags=["fhir"], responses=CLINIC_KEY_RESPONSES)
+# FHIR's capabilities interaction: public, as a client reads it before it has credentials (serving.headers).
+public_router = APIRouter(prefix="/fhir/r4", tags=["fhir"])
+
+
+def fhir_body(description: str, *, or_json: bool = False) -> dict[str, Any]:
+    """An answer documented as FHIR JSON (``or_json``: or the service's JSON error body, by the same status)."""
+    content = {FHIR_JSON: {"schema": {"type": "object"}}}
+    if or_json:
+        content["application/json"] = {"schema": {"type": "object"}}
+    return {"description": description, "content": content}
 
 
 JSON_FORMATS = frozenset({"json", "application/json", "application/fhir+json"})
@@ -45,12 +55,16 @@ def refusal(status: int, code: str, expression: str, rule: str) -> JSONResponse:
 @router.post(
     "",
     responses={
-        200: {"description": "batch-/transaction-response Bundle, or an OperationOutcome for a collection"},
-        400: {"description": "Not a Bundle of type transaction, batch or collection (OperationOutcome)"},
-        409: {"description": "A transaction with a conflicting entry: nothing stored (OperationOutcome)"},
-        422: {"description": "A transaction with an invalid entry: nothing stored (OperationOutcome)"},
-        **BAD_BODY_RESPONSE,
+        200: fhir_body("batch-/transaction-response Bundle, or an OperationOutcome for a collection"),
         **NO_MODEL_RESPONSE,
+        400: fhir_body(
+            "Not a Bundle of type transaction, batch or collection (OperationOutcome); a body that is not JSON text",
+            or_json=True,
+        ),
+        409: fhir_body("A transaction with a conflicting entry: nothing stored (OperationOutcome)"),
+        422: fhir_body(
+            "A transaction with an invalid entry: nothing stored (OperationOutcome); not a JSON object", or_json=True
+        ),
     },
 )
 def post_bundle(
@@ -78,8 +92,8 @@ def post_bundle(
 @router.get(
     "/RiskAssessment",
     responses={
-        200: {"description": "A searchset Bundle: the risk served after each of the client's sessions"},
-        400: {"description": "No subject, or a _format other than JSON (OperationOutcome)"},
+        200: fhir_body("A searchset Bundle: the risk served after each of the client's sessions"),
+        400: fhir_body("No subject, or a _format other than JSON (OperationOutcome)"),
     },
 )
 def search_risk_assessments(
@@ -100,3 +114,12 @@ def search_risk_assessments(
     base = str(request.url_for("post_bundle")).rstrip("/")
     resources = [risk_assessment(client_id, served, holder.name) for served in risks]
     return fhir_response(searchset(base, f"{base}/RiskAssessment?subject=Patient/{client_id}", resources))
+
+
+@public_router.get(
+    "/metadata",
+    responses={200: fhir_body("An R4 CapabilityStatement")},
+)
+def metadata(request: Request) -> JSONResponse:
+    """What this FHIR endpoint supports (no key needed)."""
+    return fhir_response(capability_statement(str(request.url_for("post_bundle")).rstrip("/")))

@@ -224,3 +224,23 @@ def test_the_schemas_refuse_what_the_specification_refuses():
     ):
         assert not cards.is_valid({"cards": [broken]}), broken
     assert not jsonschema_rs.validator_for(DISCOVERY_SCHEMA).is_valid({"services": [{"hook": "patient-view"}]})
+
+
+def test_a_caller_over_its_rate_limit_gets_429_with_retry_after_and_other_callers_do_not(cds, champion):
+    settings = cds.app.state.settings.model_copy(deep=True)
+    settings.cds_hooks.rate_limit, settings.cds_hooks.rate_limit_burst = 0.01, 2
+    body = hook("cds-limited")
+    with active_store(champion.store), TestClient(create_app(settings, poll=False)) as limited:
+
+        def call(token: str, payload: dict = body):
+            return limited.post(
+                "/cds-services/dropout-risk", json=payload, headers={"Authorization": f"Bearer {token}"}
+            )
+
+        assert [call(cds.ec.sign(claims(STORING_EHR, SERVICE))).status_code for _ in range(2)] == [200, 200]
+        over = call(cds.ec.sign(claims(STORING_EHR, SERVICE)), {"hook": 1})  # refused before the body is read
+        assert over.status_code == 429 and int(over.headers["retry-after"]) >= 1
+        assert "CDS client" in over.json()["detail"] and STORING_EHR not in over.text
+        assert call(cds.rsa.sign(claims(EHR, SERVICE))).status_code == 200  # another issuer: its own bucket
+        # A forged token naming the limited issuer is still a 401, and spends nothing of anyone's.
+        assert call(KeyPair("ec-1", "ES256").sign(claims(STORING_EHR, SERVICE))).status_code == 401

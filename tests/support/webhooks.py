@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 
@@ -20,7 +24,9 @@ class Receiver:
     status: int = 200
     fail_first: int = 0  # answer 503 to this many deliveries first
     location: str | None = None  # a Location header on every answer (a redirect, with a 3xx status)
+    delay: float = 0.0  # seconds before answering: deliveries stay in flight that long
     received: list[Received] = field(default_factory=list)
+    in_flight: set[int] = field(default_factory=set)  # the sending sockets' ports, while a delivery waits
     _server: ThreadingHTTPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -34,10 +40,15 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802  (http.server's name)
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                port = self.client_address[1]
                 with receiver._lock:
                     receiver.received.append(Received({k.lower(): v for k, v in self.headers.items()}, body))
                     failing = receiver.fail_first > 0
                     receiver.fail_first -= failing
+                    receiver.in_flight.add(port)
+                time.sleep(receiver.delay)
+                with receiver._lock:
+                    receiver.in_flight.discard(port)
                 self.send_response(503 if failing else receiver.status)
                 if receiver.location:
                     self.send_header("location", receiver.location)
@@ -62,3 +73,26 @@ class Receiver:
     def ids(self) -> set[str]:
         with self._lock:
             return {r.headers["webhook-id"] for r in self.received}
+
+    def waiting_ports(self) -> set[int]:
+        with self._lock:
+            return set(self.in_flight)
+
+
+def local_tcp_ports(pid: int) -> set[int]:
+    """The local ports of a process's TCP sockets (Linux: its /proc fds matched against /proc/net/tcp)."""
+    inodes = set()
+    fds = Path(f"/proc/{pid}/fd")
+    for fd in fds.iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    ports = set()
+    for table in ("tcp", "tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[9] in inodes:
+                    ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
