@@ -82,12 +82,17 @@ def _clinic(
     current = performance(current_rows, config) if len(current_rows) else None
     drift = drift_checks(model.profile, sessions, config) if model.profile is not None and sessions is not None else []
     stale = recalibration if recalibration is not None and recalibration.model_version != model.version else None
+    since = _since_recalibration(current_rows, recalibration, model, config)
+    # Risks served through the clinic's recalibration are judged on their own: the episodes before it
+    # are what it corrected, and would keep the clinic at recalibrate.
+    through = recalibration.id if recalibration is not None and stale is None else None
+    judged = current if through is None else since
     return ClinicMonitoring(
         clinic=name,
-        status=clinic_status(current, drift, model.validation_auc, config, stale),
+        status=clinic_status(judged, drift, model.validation_auc, config, stale, through),
         recalibration=recalibration,
         current=current,
-        since_recalibration=_since_recalibration(current_rows, recalibration, model, config),
+        since_recalibration=since,
         by_version_month=by_version_month(served, config),
         open=_open(ongoing),
         drift=drift,

@@ -5,6 +5,10 @@ with 40% dropout and outcome scores half an SD more severe; another 150 clients 
 simulated like the training data. Each client's sessions are posted one by one and the episode
 closed with PUT (tests/support/replay.py). The populations are those of
 tests/serving/test_monitoring_seeds.py, which checks ten clinics of each kind at the service function.
+
+The shifted clinic is read after its first 100 clients (fewer ended episodes than monitoring.min_ended)
+and after all 250; then the real ``recalibrate --clinic`` command fits its update, and the later part
+of the shifted cohort is served through it (docs/testing.md, "Monitoring after deployment").
 """
 
 from __future__ import annotations
@@ -158,10 +162,15 @@ def test_a_shifted_clinic_is_recalibrate_once_the_minimum_is_reached_and_calibra
     clinic = _monitoring(api, shifted)["clinics"][0]
     after = clinic["since_recalibration"]
     print(
-        f"{api.backend}: after recalibration {rid} (a {row.intercept:.3f}): {after['episodes']} episodes, "
-        f"O/E {after['oe']:.2f} {after['oe_ci']}, ECE {after['ece']:.3f}; status {clinic['status']['status']}"
+        f"{api.backend}: recalibration {rid} (a {row.intercept:.3f}, fitted on {row.episodes}): "
+        f"{after['episodes']} episodes, "
+        f"O/E {after['oe']:.2f} {after['oe_ci']}, ECE {after['ece']:.3f}; {clinic['status']['status']}: "
+        f"{clinic['status']['rule']}"
     )
     assert clinic["recalibration"]["id"] == rid and after["episodes"] >= 600
+    status = clinic["status"]  # judged on the risks served through the recalibration only
+    assert status["status"] != "recalibrate" and f"through recalibration {rid}" in status["rule"], status
+    assert status["figures"]["ended_episodes"] == after["episodes"] and status["figures"]["recalibration"] == rid
     assert after["oe_ci"][0] < 1 < after["oe_ci"][1] and after["ece"] <= 0.03, after
     assert _risks(api, like, like_ids[:20]) == like_before  # the other clinic's risks: bit-identical JSON
 
