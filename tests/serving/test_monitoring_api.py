@@ -25,6 +25,8 @@ from dropout_risk.cli.main import app as cli
 from dropout_risk.models.local_update import update_probability
 from dropout_risk.serving.app import create_app
 from dropout_risk.serving.db import transaction
+from dropout_risk.serving.monitoring.html import render
+from dropout_risk.serving.monitoring.report import Monitoring
 from dropout_risk.serving.recalibration import revert, store
 from dropout_risk.serving.settings import MonitoringConfig
 from dropout_risk.serving.tables import Client, Clinic, Recalibration
@@ -271,6 +273,16 @@ def test_the_dashboard_page_shows_the_clinics_monitoring(api, champion):
         db.execute(update(Client).where(Client.external_id == "b").values(current_model_version="0"))
     caseload = api.client.get("/ui/clients").text
     assert "data-older-model" in caseload and "1 risk on this page from model version 0." in " ".join(caseload.split())
+    assert "data-since-recalibration" not in page.text
+    rid = _store_recalibration(api, name, champion.version, 0.3)
+    for body in S:  # a client served through the recalibration from its first session
+        assert api.client.post("/v1/clients/c/sessions", json=body, headers=headers).status_code == 201
+    assert api.client.put("/v1/clients/c", json=ended, headers=headers).status_code == 200
+    page = api.client.get("/ui/monitoring").text
+    assert "data-since-recalibration" in page and f"through recalibration {rid}" in page
+    report = Monitoring.model_validate(_monitoring(api, headers))
+    assert report.clinics[0].since_recalibration is not None and report.clinics[0].since_recalibration.episodes == 1
+    assert f"through recalibration {rid}" in render(report, None)  # dropout-risk monitor --html
     api.client.cookies.clear()
 
 
