@@ -24,7 +24,8 @@ from typer.testing import CliRunner
 from dropout_risk.cli.main import app as cli
 from dropout_risk.models.local_update import update_probability
 from dropout_risk.serving.app import create_app
-from dropout_risk.serving.db import transaction
+from dropout_risk.serving.db import make_engine, transaction
+from dropout_risk.serving.leader import Leadership
 from dropout_risk.serving.monitoring.html import render
 from dropout_risk.serving.monitoring.report import Monitoring
 from dropout_risk.serving.recalibration import revert, store
@@ -295,3 +296,24 @@ def test_a_clinic_key_is_rate_limited_on_the_monitor_and_the_admin_key_goes_thro
             assert client.get("/v1/monitoring", headers=headers).status_code == 429  # the per-key limit, as elsewhere
             admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
             assert [client.get("/v1/monitoring", headers=admin).status_code for _ in range(2)] == [200, 200]
+
+
+def test_only_the_leading_process_publishes_the_gauges_a_get_computes(api):
+    """A process that does not lead answers GET /v1/monitoring but leaves /metrics to the leader (serving.leader)."""
+    if api.backend != "postgresql":
+        pytest.skip("SQLite serves one process, which always leads")
+    name, headers = api.add_clinic()
+    leader = api.app.state.leader
+    engine = make_engine(api.app.state.settings.database_url)
+    follower = Leadership(engine)
+    try:
+        assert leader.held() and not follower.held()  # the app's own process leads
+        api.app.state.leader = follower  # as if another process held the lock
+        assert _monitoring(api, headers)["clinics"][0]["clinic"] == name
+        assert f'clinic="{name}"' not in api.client.get("/metrics").text
+    finally:
+        api.app.state.leader = leader
+        follower.release()
+        engine.dispose()
+    _monitoring(api, headers)
+    assert f'dropout_risk_monitoring_status{{clinic="{name}"' in api.client.get("/metrics").text
