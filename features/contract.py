@@ -27,13 +27,12 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.errors import SchemaErrors
 
+from dropout_risk.features.cells import blank_to_na, parse_dates, parse_numeric
 from dropout_risk.features.instruments import InstrumentRegistry
 from dropout_risk.features.session_rules import (
     DATE_GOES_BACK,
     DATE_OUT_OF_RANGE,
     DUPLICATE_NUMBER,
-    FIRST_DATE,
-    LAST_DATE,
     NUMBERING_GAP,
     NUMBERING_STARTS_AT_ONE,
 )
@@ -106,46 +105,7 @@ class ContractError(ValueError):
         super().__init__(f"{len(problems)} data contract problem(s):\n{shown}{more}")
 
 
-# --- pass 1: parse --------------------------------------------------------------------
-
-
-def _blank_to_na(column: pd.Series) -> pd.Series:
-    if column.dtype == object or pd.api.types.is_string_dtype(column):
-        stripped = column.astype("string").str.strip()
-        return stripped.mask(stripped == "")
-    return column
-
-
-def _parse_numeric(column: pd.Series, *, integer: bool) -> tuple[pd.Series, pd.Series]:
-    """(parsed float series, mask of cells that were given but are not valid numbers)."""
-    given = _blank_to_na(column)
-    if pd.api.types.is_bool_dtype(given):
-        # A typed (Parquet) true/false column is not a score of 1/0: every given cell is wrong.
-        bad = given.notna().astype(bool)
-        return pd.Series(np.nan, index=column.index, dtype="float64"), bad
-    parsed = pd.to_numeric(given, errors="coerce").astype("float64")
-    bad = given.notna() & (parsed.isna() | ~np.isfinite(parsed.fillna(0)))
-    if integer:
-        bad |= parsed.notna() & (parsed != np.floor(parsed))
-    return parsed.where(~bad), bad
-
-
-def _parse_dates(column: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series]:
-    """(parsed dates, cells that are not ISO dates, dates outside FIRST_DATE-LAST_DATE).
-
-    The range is checked before the cast to nanoseconds, which raises (printing the date) beyond 1677-2262.
-    """
-    if pd.api.types.is_datetime64_any_dtype(column):
-        parsed = column.dt.tz_localize(None) if getattr(column.dt, "tz", None) else column
-        bad = pd.Series(False, index=column.index)
-    else:
-        given = _blank_to_na(column.map(lambda v: v.isoformat() if hasattr(v, "isoformat") else v))
-        # ISO dates only: "03/04/2024" is ambiguous between clinics, so it is rejected, not guessed.
-        parsed = pd.to_datetime(given.str.slice(0, 10), format="%Y-%m-%d", errors="coerce")
-        bad = given.notna() & (parsed.isna() | (given.str.len() > 10) & ~given.str.slice(10, 11).isin(["T", " "]))
-    day = parsed.dt.normalize()
-    outside = ~bad & parsed.notna() & ((day < pd.Timestamp(FIRST_DATE)) | (day > pd.Timestamp(LAST_DATE)))
-    return parsed.where(~bad & ~outside).astype("datetime64[ns]"), bad, outside
+# --- pass 1: parse (the cells themselves: features.cells) -------------------------------
 
 
 def _type_problems(file: str, column: str, bad: pd.Series, rule: str) -> list[Problem]:
@@ -155,18 +115,18 @@ def _type_problems(file: str, column: str, bad: pd.Series, rule: str) -> list[Pr
 def _parse_sessions(raw: pd.DataFrame, registry: InstrumentRegistry) -> tuple[pd.DataFrame, list[Problem]]:
     out = pd.DataFrame(index=raw.index)
     problems: list[Problem] = []
-    out["client_id"] = _blank_to_na(raw["client_id"]).astype("string")
-    number, bad = _parse_numeric(raw["session_number"], integer=True)
+    out["client_id"] = blank_to_na(raw["client_id"]).astype("string")
+    number, bad = parse_numeric(raw["session_number"], integer=True)
     out["session_number"] = number
     problems += _type_problems("sessions", "session_number", bad, "must be a whole number")
-    out["session_date"], bad, outside = _parse_dates(raw["session_date"])
+    out["session_date"], bad, outside = parse_dates(raw["session_date"])
     problems += _type_problems("sessions", "session_date", bad, ISO_DATE)
     problems += _type_problems("sessions", "session_date", outside, DATE_OUT_OF_RANGE)
     if "missed_since_last" in raw:
-        out["missed_since_last"], bad = _parse_numeric(raw["missed_since_last"], integer=True)
+        out["missed_since_last"], bad = parse_numeric(raw["missed_since_last"], integer=True)
         problems += _type_problems("sessions", "missed_since_last", bad, "must be a whole number")
     for instrument in registry.present_in(raw.columns):
-        out[instrument.key], bad = _parse_numeric(raw[instrument.key], integer=False)
+        out[instrument.key], bad = parse_numeric(raw[instrument.key], integer=False)
         problems += _type_problems("sessions", instrument.key, bad, "must be a number")
     return out, problems
 
@@ -176,19 +136,19 @@ def _parse_episodes(raw: pd.DataFrame) -> tuple[pd.DataFrame, list[Problem]]:
     problems: list[Problem] = []
     for column in raw.columns:
         if column == "age":
-            out["age"], bad = _parse_numeric(raw["age"], integer=False)
+            out["age"], bad = parse_numeric(raw["age"], integer=False)
             problems += _type_problems("episodes", "age", bad, "must be a number")
         elif column == ENDED_ON:
             problems += _parse_ended_on(raw, out)
         elif column not in ("client_id", "status") and raw[column].dtype == object:
             # Other covariates: numeric when every given cell is a number, else text.
-            parsed = pd.to_numeric(_blank_to_na(raw[column]), errors="coerce")
-            given = _blank_to_na(raw[column]).notna()
-            out[column] = parsed if bool(parsed[given].notna().all()) and given.any() else _blank_to_na(raw[column])
+            parsed = pd.to_numeric(blank_to_na(raw[column]), errors="coerce")
+            given = blank_to_na(raw[column]).notna()
+            out[column] = parsed if bool(parsed[given].notna().all()) and given.any() else blank_to_na(raw[column])
         else:
-            out[column] = _blank_to_na(raw[column])
+            out[column] = blank_to_na(raw[column])
     out["client_id"] = out["client_id"].astype("string")
-    out["status"] = _blank_to_na(raw["status"]).astype("string").str.lower()
+    out["status"] = blank_to_na(raw["status"]).astype("string").str.lower()
     return out, problems
 
 
@@ -196,8 +156,8 @@ def _parse_ended_on(raw: pd.DataFrame, out: pd.DataFrame) -> list[Problem]:
     """``ended_on`` as a date (ISO or blank; an all-blank column can read as NaN floats); blank while ongoing."""
     column = raw[ENDED_ON]
     column = column if pd.api.types.is_datetime64_any_dtype(column) else column.astype(object).where(column.notna(), "")
-    out[ENDED_ON], bad, outside = _parse_dates(column)
-    ongoing = (_blank_to_na(raw["status"]).astype("string").str.lower() == "ongoing").fillna(False)
+    out[ENDED_ON], bad, outside = parse_dates(column)
+    ongoing = (blank_to_na(raw["status"]).astype("string").str.lower() == "ongoing").fillna(False)
     given = [(bad, ISO_DATE), (outside, DATE_OUT_OF_RANGE), (ongoing & out[ENDED_ON].notna(), ENDED_ON_ONGOING)]
     return [p for mask, rule in given for p in _type_problems("episodes", ENDED_ON, mask, rule)]
 

@@ -38,6 +38,13 @@ def _performance_cells(p: Performance | None) -> str:
 HEAD = "<th>ended</th><th>O/E (CI)</th><th>slope</th><th>intercept</th><th>ECE</th><th>within-session AUC (CI)</th>"
 
 
+def _recalibrated(clinic: ClinicMonitoring) -> str:
+    if clinic.since_recalibration is None or clinic.recalibration is None:
+        return ""
+    cells = _performance_cells(clinic.since_recalibration)
+    return f"<tr><td>through recalibration {clinic.recalibration.id}</td>{cells}</tr>"
+
+
 def _clinic(clinic: ClinicMonitoring) -> str:
     status = clinic.status
     drifted = [d for d in clinic.drift if d.drifted]
@@ -54,7 +61,7 @@ def _clinic(clinic: ClinicMonitoring) -> str:
         f"<h2>{escape(clinic.clinic)}: <span class=status-{escape(status.status)}>{escape(status.status)}</span></h2>"
         f"<p>{escape(status.rule)}</p>"
         f"<table><tr><th>served by</th>{HEAD}</tr><tr><td>current model</td>{_performance_cells(clinic.current)}</tr>"
-        f"</table><h3>By model version and month of episode end</h3>"
+        f"{_recalibrated(clinic)}</table><h3>By model version and month of episode end</h3>"
         f"<table><tr><th>version</th><th>month</th>{HEAD}</tr>{rows}</table>"
         f"<p>Open episodes: {open_.episodes}, expected dropout rate {number(open_.expected_dropout_rate)}</p>"
         f"<h3>Drift flagged</h3><ul>{drift or '<li>none</li>'}</ul>"

@@ -86,6 +86,10 @@ class ClinicMonitoring(BaseModel):
         default=None, description="the clinic's newest recalibration not reverted (of any model version)"
     )
     current: Performance | None = Field(description="ended episodes, risks served by the model being served")
+    since_recalibration: Performance | None = Field(
+        default=None,
+        description="ended episodes whose risks all went through ``recalibration`` (when it is of the served model)",
+    )
     by_version_month: list[PerformanceGroup]
     open: OpenEpisodes
     drift: list[DriftCheck]

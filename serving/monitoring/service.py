@@ -13,7 +13,13 @@ from dropout_risk.serving.model_holder import LoadedModel
 from dropout_risk.serving.monitoring.data import ClinicRef, clinics, open_rows, recent_sessions, served_rows
 from dropout_risk.serving.monitoring.drift import drift_checks
 from dropout_risk.serving.monitoring.performance import by_version_month, performance
-from dropout_risk.serving.monitoring.report import ClinicMonitoring, Monitoring, OpenEpisodes, RecalibrationInfo
+from dropout_risk.serving.monitoring.report import (
+    ClinicMonitoring,
+    Monitoring,
+    OpenEpisodes,
+    Performance,
+    RecalibrationInfo,
+)
 from dropout_risk.serving.monitoring.status import clinic_status
 from dropout_risk.serving.recalibration import newest_by_clinic
 from dropout_risk.serving.settings import MonitoringConfig
@@ -52,6 +58,17 @@ def _open(rows: pd.DataFrame) -> OpenEpisodes:
     )
 
 
+def _since_recalibration(
+    rows: pd.DataFrame, recalibration: RecalibrationInfo | None, model: ServedModelFacts, config: MonitoringConfig
+) -> Performance | None:
+    """The episodes every one of whose landmark risks went through the clinic's recalibration of the served model."""
+    if recalibration is None or recalibration.model_version != model.version or not len(rows):
+        return None
+    through = (rows["recalibration"] == recalibration.id).fillna(False).groupby(rows["client"]).transform("all")
+    chosen = rows[through.to_numpy(dtype=bool)]
+    return performance(chosen, config) if len(chosen) else None
+
+
 def _clinic(
     name: str,
     served: pd.DataFrame,
@@ -65,11 +82,17 @@ def _clinic(
     current = performance(current_rows, config) if len(current_rows) else None
     drift = drift_checks(model.profile, sessions, config) if model.profile is not None and sessions is not None else []
     stale = recalibration if recalibration is not None and recalibration.model_version != model.version else None
+    since = _since_recalibration(current_rows, recalibration, model, config)
+    # Risks served through the clinic's recalibration are judged on their own: the episodes before it
+    # are what it corrected, and would keep the clinic at recalibrate.
+    through = recalibration.id if recalibration is not None and stale is None else None
+    judged = current if through is None else since
     return ClinicMonitoring(
         clinic=name,
-        status=clinic_status(current, drift, model.validation_auc, config, stale),
+        status=clinic_status(judged, drift, model.validation_auc, config, stale, through),
         recalibration=recalibration,
         current=current,
+        since_recalibration=since,
         by_version_month=by_version_month(served, config),
         open=_open(ongoing),
         drift=drift,

@@ -15,6 +15,9 @@ In order, the first rule that holds:
 4. ``watch``: any drift check flagged, or the O/E interval excludes 1 on fewer than ``min_ended``
    episodes (an early sign, not yet enough to act on);
 5. ``ok``.
+
+While the clinic has a recalibration of the served model, rules 1, 2 and 4 read only the ended
+episodes whose risks all went through it (``since_recalibration``), and the rule says so.
 """
 
 from __future__ import annotations
@@ -50,8 +53,26 @@ def clinic_status(
     validation_auc: float | None,
     config: MonitoringConfig,
     stale: RecalibrationInfo | None = None,
+    through: int | None = None,
 ) -> Status:
-    """The first rule that holds (module docstring); ``stale``: the clinic's recalibration of another version."""
+    """The first rule that holds (module docstring); ``stale``: the clinic's recalibration of another version.
+
+    ``through``: the id of the clinic's recalibration of the served model, ``current`` being its episodes.
+    """
+    status = _status(current, drift, validation_auc, config, stale)
+    if through is None:
+        return status
+    rule = f"{status.rule} (episodes served through recalibration {through})"
+    return status.model_copy(update={"rule": rule, "figures": {**status.figures, "recalibration": through}})
+
+
+def _status(
+    current: Performance | None,
+    drift: list[DriftCheck],
+    validation_auc: float | None,
+    config: MonitoringConfig,
+    stale: RecalibrationInfo | None,
+) -> Status:
     figures = _figures(current, validation_auc)
     enough = current is not None and current.episodes >= config.min_ended
     if enough and current is not None:

@@ -46,5 +46,6 @@ def get_monitoring(
         )
     except UnknownClinic as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
-    publish(metrics, report)
+    if request.app.state.leader.held():  # the gauges come from the leading process only (serving.leader)
+        publish(metrics, report)
     return report

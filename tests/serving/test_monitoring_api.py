@@ -5,28 +5,43 @@ with 40% dropout and outcome scores half an SD more severe; another 150 clients 
 simulated like the training data. Each client's sessions are posted one by one and the episode
 closed with PUT (tests/support/replay.py). The populations are those of
 tests/serving/test_monitoring_seeds.py, which checks ten clinics of each kind at the service function.
+
+The shifted clinic is read after its first 100 clients (fewer ended episodes than monitoring.min_ended)
+and after all 250; then the real ``recalibrate --clinic`` command fits its update, and the later part
+of the shifted cohort is served through it (docs/testing.md, "Monitoring after deployment").
 """
 
 from __future__ import annotations
 
 import re
 
+import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
+from typer.testing import CliRunner
 
+from dropout_risk.cli.main import app as cli
 from dropout_risk.models.local_update import update_probability
 from dropout_risk.serving.app import create_app
-from dropout_risk.serving.db import transaction
+from dropout_risk.serving.db import make_engine, transaction
+from dropout_risk.serving.leader import Leadership
+from dropout_risk.serving.monitoring.html import render
+from dropout_risk.serving.monitoring.report import Monitoring
 from dropout_risk.serving.recalibration import revert, store
+from dropout_risk.serving.settings import MonitoringConfig
 from dropout_risk.serving.tables import Client, Clinic, Recalibration
+from dropout_risk.training.simulation.cohort import Cohort
 from tests.serving.test_monitoring_seeds import CLINICS, PER_CLINIC, SHIFTED
 from tests.support.mlflow_store import active_store
-from tests.support.replay import clinic_sample, dropout_share, replay
+from tests.support.replay import batch_risks, clients, clinic_sample, dropout_share, replay, store_scored
 from tests.support.serving import ADMIN_KEY, Api, login, serving_settings
 
 N_CLIENTS = PER_CLINIC  # block 0 of each population, as in test_monitoring_seeds
 N_LIKE = 150  # the like clinic: fewer (PostgreSQL takes about 13 ms a request here)
+FIRST = 100  # the shifted clinic's first part: fewer ended episodes than monitoring.min_ended (100)
+FITTED = 4  # recalibrate --clinic fits on blocks 0 (through the API) to 3 (store_scored) of the shifted population
+LATER = 3  # blocks served after it: block FITTED through the API, the next ones store_scored through the same update
 
 
 def _monitoring(api, headers, **params):
@@ -35,18 +50,31 @@ def _monitoring(api, headers, **params):
     return response.json()
 
 
-@pytest.mark.reliability  # 16-35 s a backend: 400 clients posted session by session
-def test_a_shifted_clinic_is_recalibrate_with_intake_drift_and_a_like_one_stays_ok(api, cohorts, champion):
-    shifted_name, shifted = api.add_clinic()
-    like_name, like = api.add_clinic()
-    shifted_cohort = clinic_sample(cohorts.simulate(CLINICS * PER_CLINIC, seed=32, **SHIFTED), 0, N_CLIENTS)
-    assert dropout_share(shifted_cohort) > 0.33
-    replay(api.client, shifted, shifted_cohort)
-    replay(api.client, like, clinic_sample(cohorts.simulate(CLINICS * PER_CLINIC, seed=18), 0, N_LIKE))
+def _recalibrate(api, clinic: str, champion, monkeypatch) -> int:
+    """``dropout-risk recalibrate --clinic`` (the real command) against the app's own database."""
+    monkeypatch.setenv("DROPOUT_RISK_DATABASE_URL", api.app.state.settings.database_url)
+    with active_store(champion.store):
+        result = CliRunner().invoke(
+            cli, ["recalibrate", "--clinic", clinic, "--reason", "O/E CI above 1", "--by", "test", "--yes"]
+        )
+    assert result.exit_code == 0, result.output
+    return int(re.search(r"stored recalibration (\d+)", result.output).group(1))  # type: ignore[union-attr]
 
-    report = _monitoring(api, shifted)
+
+def _below_the_minimum(api, headers, config: MonitoringConfig) -> None:
+    """Fewer ended episodes than monitoring.min_ended: whatever the O/E, not yet ``recalibrate``."""
+    status = _monitoring(api, headers)["clinics"][0]["status"]
+    episodes = status["figures"]["ended_episodes"]
+    print(f"{api.backend}: first part {episodes} episodes: {status['status']}, {status['rule']}")
+    assert 0 < status["figures"]["ended_episodes"] < config.min_ended
+    assert status["status"] == "watch", status
+    assert f"fewer than monitoring.min_ended={config.min_ended}" in status["rule"] or "drift" in status["rule"]
+
+
+def _the_shifted_clinic_is_recalibrate(api, headers, champion) -> int:
+    report = _monitoring(api, headers)
     assert report["model_version"] == champion.version and report["reference_profile"] is True
-    assert [c["clinic"] for c in report["clinics"]] == [shifted_name] and report["service"] is None
+    assert len(report["clinics"]) == 1 and report["service"] is None
     clinic = report["clinics"][0]
     current = clinic["current"]
     print(f"{api.backend}: shifted clinic {current['episodes']} episodes, O/E {current['oe']:.2f} {current['oe_ci']}")
@@ -58,19 +86,96 @@ def test_a_shifted_clinic_is_recalibrate_with_intake_drift_and_a_like_one_stays_
     months = {g["month"] for g in clinic["by_version_month"]}
     assert months and all(re.fullmatch(r"\d{4}-\d{2}", m) for m in months)
     assert sum(g["performance"]["episodes"] for g in clinic["by_version_month"]) == current["episodes"]
+    return current["episodes"]
 
+
+def _the_like_clinic_is_ok_and_the_admin_sees_both(api, like, names: tuple[str, str], shifted_episodes: int) -> None:
+    shifted_name, like_name = names
     like_clinic = _monitoring(api, like)["clinics"][0]
     assert like_clinic["status"]["status"] == "ok", like_clinic["status"]
     assert not any(d["drifted"] for d in like_clinic["drift"])
-
     response = api.client.get("/v1/monitoring", headers={"Authorization": f"Bearer {ADMIN_KEY}"})
     assert "C00" not in response.text  # aggregates only: no client id (the cohorts' ids are C00001...)
     admin = response.json()
     assert {shifted_name, like_name} <= {c["clinic"] for c in admin["clinics"]}
-    assert admin["service"]["current"]["episodes"] >= current["episodes"] + like_clinic["current"]["episodes"]
+    assert admin["service"]["current"]["episodes"] >= shifted_episodes + like_clinic["current"]["episodes"]
     metrics = api.client.get("/metrics").text
     assert re.search(rf'dropout_risk_monitoring_status{{clinic="{shifted_name}",worker="\d+"}} 2\.0', metrics)
     assert re.search(rf'dropout_risk_monitoring_status{{clinic="{like_name}",worker="\d+"}} 0\.0', metrics)
+
+
+def _store_served(
+    api, clinic: str, blocks: list[Cohort], recalibration: tuple[int, float, float] | None = None
+) -> None:
+    """More of the clinic's clients, ended, with the risks the API serves them (batch-scored, store_scored).
+
+    The replay costs about 70 ms a client; these blocks are checked equal to the API's risks on the block replayed.
+    """
+    loaded = api.app.state.holder.current
+    cohort = Cohort(*(pd.concat([getattr(p, name) for p in blocks]) for name in ("sessions", "episodes", "truth")))
+    with transaction(api.app.state.sessions) as db:
+        store_scored(db, clinic, cohort, loaded.compiled, loaded.version, recalibration)
+
+
+def _last_risks(api, cohort: Cohort, recalibration: tuple[int, float, float]) -> dict[str, float]:
+    """Each client's risk at the last session replay posts, batch-scored through ``recalibration``."""
+    _, risks = batch_risks(cohort, api.app.state.holder.current.compiled, recalibration)
+    return {str(k): float(v) for k, v in risks.groupby("client_id")["risk"].last().items()}
+
+
+def _recalibration(api, rid: int) -> Recalibration:
+    with transaction(api.app.state.sessions) as db:
+        row = db.get(Recalibration, rid)
+        db.expunge(row)
+        return row
+
+
+def _risks(api, headers, client_ids: list[str]) -> list[dict]:
+    return [api.client.get(f"/v1/clients/{c}/risk", headers=headers).json() for c in client_ids]
+
+
+@pytest.mark.reliability  # 25-60 s a backend: 650 clients posted session by session
+def test_a_shifted_clinic_is_recalibrate_once_the_minimum_is_reached_and_calibrated_after_recalibrate(
+    api, cohorts, champion, monkeypatch
+):
+    shifted_name, shifted = api.add_clinic()
+    like_name, like = api.add_clinic()
+    population = cohorts.simulate(CLINICS * PER_CLINIC, seed=32, **SHIFTED)
+    block = clinic_sample(population, 0, N_CLIENTS)
+    assert dropout_share(block) > 0.33
+    replay(api.client, shifted, clients(block, 0, FIRST))
+    _below_the_minimum(api, shifted, api.app.state.settings.monitoring)
+    replay(api.client, shifted, clients(block, FIRST, N_CLIENTS))
+    like_ids = list(replay(api.client, like, clinic_sample(cohorts.simulate(CLINICS * PER_CLINIC, seed=18), 0, N_LIKE)))
+    episodes = _the_shifted_clinic_is_recalibrate(api, shifted, champion)
+    _the_like_clinic_is_ok_and_the_admin_sees_both(api, like, (shifted_name, like_name), episodes)
+
+    like_before = _risks(api, like, like_ids[:20])
+    past = [clinic_sample(population, i, PER_CLINIC) for i in range(1, FITTED)]
+    _store_served(api, shifted_name, past)
+    rid = _recalibrate(api, shifted_name, champion, monkeypatch)
+    later = clinic_sample(population, FITTED, PER_CLINIC)  # the shifted cohort's later part, through the API
+    served = replay(api.client, shifted, later)
+    row = _recalibration(api, rid)
+    expected = _last_risks(api, later, (rid, row.intercept, row.slope))
+    assert served.keys() == expected.keys()
+    assert [served[c] for c in expected] == pytest.approx([expected[c] for c in expected], abs=1e-12)
+    more = [clinic_sample(population, i, PER_CLINIC) for i in range(FITTED + 1, FITTED + LATER)]
+    _store_served(api, shifted_name, more, (rid, row.intercept, row.slope))
+    clinic = _monitoring(api, shifted)["clinics"][0]
+    after = clinic["since_recalibration"]
+    print(
+        f"{api.backend}: recalibration {rid} (a {row.intercept:.3f}, fitted on {row.episodes}): "
+        f"{after['episodes']} episodes, "
+        f"O/E {after['oe']:.2f} {after['oe_ci']}, ECE {after['ece']:.3f}; {clinic['status']['status']}: "
+        f"{clinic['status']['rule']}"
+    )
+    assert clinic["recalibration"]["id"] == rid and after["episodes"] >= 600
+    status = clinic["status"]  # judged on the risks served through the recalibration only
+    assert status["status"] != "recalibrate" and f"through recalibration {rid}" in status["rule"], status
+    assert status["figures"]["ended_episodes"] == after["episodes"] and status["figures"]["recalibration"] == rid
+    assert after["oe_ci"][0] < 1 < after["oe_ci"][1] and after["ece"] <= 0.03, after
+    assert _risks(api, like, like_ids[:20]) == like_before  # the other clinic's risks: bit-identical JSON
 
 
 def test_monitoring_takes_a_clinic_key_or_the_admin_key_only(api):
@@ -169,6 +274,16 @@ def test_the_dashboard_page_shows_the_clinics_monitoring(api, champion):
         db.execute(update(Client).where(Client.external_id == "b").values(current_model_version="0"))
     caseload = api.client.get("/ui/clients").text
     assert "data-older-model" in caseload and "1 risk on this page from model version 0." in " ".join(caseload.split())
+    assert "data-since-recalibration" not in page.text
+    rid = _store_recalibration(api, name, champion.version, 0.3)
+    for body in S:  # a client served through the recalibration from its first session
+        assert api.client.post("/v1/clients/c/sessions", json=body, headers=headers).status_code == 201
+    assert api.client.put("/v1/clients/c", json=ended, headers=headers).status_code == 200
+    page = api.client.get("/ui/monitoring").text
+    assert "data-since-recalibration" in page and f"through recalibration {rid}" in page
+    report = Monitoring.model_validate(_monitoring(api, headers))
+    assert report.clinics[0].since_recalibration is not None and report.clinics[0].since_recalibration.episodes == 1
+    assert f"through recalibration {rid}" in render(report, None)  # dropout-risk monitor --html
     api.client.cookies.clear()
 
 
@@ -181,3 +296,24 @@ def test_a_clinic_key_is_rate_limited_on_the_monitor_and_the_admin_key_goes_thro
             assert client.get("/v1/monitoring", headers=headers).status_code == 429  # the per-key limit, as elsewhere
             admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
             assert [client.get("/v1/monitoring", headers=admin).status_code for _ in range(2)] == [200, 200]
+
+
+def test_only_the_leading_process_publishes_the_gauges_a_get_computes(api):
+    """A process that does not lead answers GET /v1/monitoring but leaves /metrics to the leader (serving.leader)."""
+    if api.backend != "postgresql":
+        pytest.skip("SQLite serves one process, which always leads")
+    name, headers = api.add_clinic()
+    leader = api.app.state.leader
+    engine = make_engine(api.app.state.settings.database_url)
+    follower = Leadership(engine)
+    try:
+        assert leader.held() and not follower.held()  # the app's own process leads
+        api.app.state.leader = follower  # as if another process held the lock
+        assert _monitoring(api, headers)["clinics"][0]["clinic"] == name
+        assert f'clinic="{name}"' not in api.client.get("/metrics").text
+    finally:
+        api.app.state.leader = leader
+        follower.release()
+        engine.dispose()
+    _monitoring(api, headers)
+    assert f'dropout_risk_monitoring_status{{clinic="{name}"' in api.client.get("/metrics").text

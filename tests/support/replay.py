@@ -76,7 +76,12 @@ def clinic_sample(cohort: Cohort, clinic: int, n: int) -> Cohort:
     A small cohort simulated on its own has its intercept tuned to the dropout rate asked for, so its
     clients are not a sample of the population a model learnt from; blocks of one population are.
     """
-    ids = cohort.episodes["client_id"].iloc[clinic * n : (clinic + 1) * n]
+    return clients(cohort, clinic * n, (clinic + 1) * n)
+
+
+def clients(cohort: Cohort, start: int, stop: int) -> Cohort:
+    """The cohort's clients ``start`` to ``stop`` (in the episodes table's order), with their sessions and truth."""
+    ids = cohort.episodes["client_id"].iloc[start:stop]
     return Cohort(
         sessions=cohort.sessions[cohort.sessions["client_id"].isin(ids)].reset_index(drop=True),
         episodes=cohort.episodes[cohort.episodes["client_id"].isin(ids)].reset_index(drop=True),
@@ -96,6 +101,18 @@ def ended_on(sessions: pd.DataFrame, max_landmark: int = MAX_LANDMARK) -> dict[s
     return {str(k): dt.date.fromisoformat(str(v)[:10]) + dt.timedelta(days=7) for k, v in last.items()}
 
 
+def batch_risks(
+    cohort: Cohort, scorer: CompiledModel, recalibration: tuple[int, float, float] | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The typed sessions ``replay`` posts and the risk serving gives after each (through ``recalibration``)."""
+    typed = require_valid(cohort.sessions, cohort.episodes, default_registry())
+    sessions = typed.sessions[typed.sessions["session_number"] <= MAX_LANDMARK].reset_index(drop=True)
+    risks = scorer.score_history(sessions, typed.episodes)
+    if recalibration is not None:
+        risks["risk"] = update_probability(risks["risk"].to_numpy(), recalibration[1], recalibration[2])
+    return sessions, risks
+
+
 def store_scored(
     db: Session,
     clinic: str,
@@ -111,11 +128,7 @@ def store_scored(
     from dropout_risk.serving.keys import get_or_create_clinic
 
     registry = default_registry()
-    typed = require_valid(cohort.sessions, cohort.episodes, registry)
-    sessions = typed.sessions[typed.sessions["session_number"] <= MAX_LANDMARK].reset_index(drop=True)
-    risks = scorer.score_history(sessions, typed.episodes)
-    if recalibration is not None:
-        risks["risk"] = update_probability(risks["risk"].to_numpy(), recalibration[1], recalibration[2])
+    sessions, risks = batch_risks(cohort, scorer, recalibration)
     clinic_id = get_or_create_clinic(db, clinic).id
     episodes = cohort.episodes.set_index("client_id")
     ends, ids = ended_on(cohort.sessions), {}
