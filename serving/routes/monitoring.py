@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
 
-from dropout_risk.serving.deps import UNAUTHORIZED_RESPONSE, ClinicOrAdmin, Holder, ReadDb, RiskMetrics, Settings
+from dropout_risk.serving.deps import CLINIC_KEY_RESPONSES, ClinicOrAdmin, Holder, ReadDb, RiskMetrics, Settings
 from dropout_risk.serving.monitoring.gauges import publish
 from dropout_risk.serving.monitoring.report import Monitoring
 from dropout_risk.serving.monitoring.service import ServedModelFacts, UnknownClinic, monitor
@@ -19,7 +19,11 @@ router = APIRouter(prefix="/v1/monitoring", tags=["monitoring"])
 @router.get(
     "",
     response_model=Monitoring,
-    responses={**UNAUTHORIZED_RESPONSE, 404: {"model": ErrorBody, "description": "No such clinic (admin key)"}},
+    responses={
+        **CLINIC_KEY_RESPONSES,
+        403: {"model": ErrorBody, "description": "A clinic's key asked for a clinic (it sees its own only)"},
+        404: {"model": ErrorBody, "description": "No such clinic (admin key)"},
+    },
 )
 def get_monitoring(
     request: Request,

@@ -13,7 +13,8 @@ from dropout_risk.serving.webhooks.targets import target_problem
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], responses=CLINIC_KEY_RESPONSES)
 NOT_FOUND: Responses = {404: {"model": ErrorBody, "description": "No such endpoint for this clinic"}}
-EndpointId = Annotated[int, Path(ge=1)]
+# An INTEGER key: beyond its range the database cannot even compare it (was a 500, OverflowError; now 422).
+EndpointId = Annotated[int, Path(ge=1, le=2_147_483_647)]
 
 
 @router.post(

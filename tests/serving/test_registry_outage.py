@@ -197,7 +197,13 @@ def test_registry_outages_keep_serving_then_the_new_champion_is_picked_up(mlflow
     for (ready, version), what in ((hung, "hung"), (stopped, "stopped")):
         assert ready.status_code == 200, what  # degraded is still ready: it serves
         assert ready.json()["status"] == "degraded", what
-        assert ready.json()["model"] == {"loaded": True, "version": first, "registry": "unreachable"}, what
+        model = ready.json()["model"]
+        # current_risks (the recompute after a swap, issue 13) says nothing of the registry
+        assert {k: v for k, v in model.items() if k != "current_risks"} == {
+            "loaded": True,
+            "version": first,
+            "registry": "unreachable",
+        }, what
         assert version == first, what
     assert all(not s.failures for s in scorers), [s.failures[:5] for s in scorers]
     assert figures["served_during_stop"] > 0
