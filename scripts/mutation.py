@@ -123,7 +123,29 @@ _JSON_SERIES = (
 )
 _SPLITS = "dropout_risk.training.splits.x"
 _CALLERS_PASS_SEED = "a default never used: every caller of the product passes its seed (training.seed, compare.seed)"
+_BOOTSTRAP = "dropout_risk.training.evaluation.bootstrap.x"
+_UNUSED_DEFAULT = "a default no caller uses: every caller passes it (client column, resamples, seed)"
+_FLOAT_VALUES = "the values are numbers (float64 arrays or lists of floats and NaN): float64 without the dtype"
+_NO_ESTIMATE_NEEDED = "the estimate is read only for the ECE, which always has one: the default is never used"
+_SAME_WEIGHTS = "the pooled group's rows are all rows: rows(all) has the same client codes, the same weights"
 EQUIVALENT: dict[str, dict[str, str]] = {
+    "training/evaluation/bootstrap.py": {
+        **{f"{_BOOTSTRAP}_client_codes__mutmut_{n}": _UNUSED_DEFAULT for n in (1, 2)},
+        f"{_BOOTSTRAP}_draw_clients__mutmut_11": "rng.integers(n, size=...) draws from [0, n), as integers(0, n) does",
+        **{f"{_BOOTSTRAP}_percentile_interval__mutmut_{n}": _FLOAT_VALUES for n in (12, 14)},
+        **{f"{_BOOTSTRAP}_recentred_interval__mutmut_{n}": _FLOAT_VALUES for n in (4, 6)},
+        **{f"{_BOOTSTRAP}_client_bootstrap__mutmut_{n}": _UNUSED_DEFAULT for n in (3, 5)},
+        f"{_BOOTSTRAP}_client_bootstrap__mutmut_29": "numpy reads sort kinds case-insensitively: 'STABLE' is 'stable'",
+        f"{_BOOTSTRAP}_client_bootstrap__mutmut_34": "the codes run 0..n_clients-1 (factorize): bincount has that length",
+        **{f"{_BOOTSTRAP}_client_bootstrap__mutmut_{n}": "None in a float64 array is NaN" for n in (84, 86)},
+        **{f"{_BOOTSTRAP}_bootstrap_metric_cis__mutmut_{n}": _UNUSED_DEFAULT for n in (9, 11)},
+        f"{_BOOTSTRAP}_bootstrap_metric_cis__mutmut_46": "an unfilled None becomes NaN in the interval's float64 array",
+        f"{_BOOTSTRAP}_bootstrap_metric_cis__mutmut_51": "the estimate is the first of two identical weight rows",
+        **{f"{_BOOTSTRAP}_bootstrap_metric_cis__mutmut_{n}": _SAME_WEIGHTS for n in (83, 86, 87)},
+        **{f"{_BOOTSTRAP}_bootstrap_metric_cis__mutmut_{n}": _NO_ESTIMATE_NEEDED for n in (106, 108)},
+        **{f"{_BOOTSTRAP}_paired_bootstrap_difference__mutmut_{n}": _UNUSED_DEFAULT for n in (5, 6)},
+        f"{_BOOTSTRAP}_paired_bootstrap_difference__mutmut_25": "the delta is the first of two identical weight rows",
+    },
     "training/splits.py": {
         f"{_SPLITS}_holdout_clients__mutmut_1": "any kind but 'temporal' is the random split: the default still is",
         f"{_SPLITS}_holdout_clients__mutmut_2": "any kind but 'temporal' is the random split: the default still is",
@@ -206,6 +228,12 @@ def mutmut(where: Path, *args: str, cached: tuple[str, ...] = ()) -> subprocess.
     env["MUTATION_CACHED_FIXTURES"] = ",".join(cached)
     # The tests find the real trial data beside the checkout, not beside the staging tree.
     env.setdefault("DROPOUT_RISK_SHARED_DATA", str(ROOT.parent / "shared" / "data"))
+    # pytest's temporary folders in the staging tree, not the machine's shared pytest-of-USER folder: any other
+    # pytest run there prunes all but its newest three, the clean run's among them, and a cached fixture's
+    # files (the MLflow template, a champion's store) would vanish under the mutants, failing them all.
+    temproot = where / "tmp"
+    temproot.mkdir(exist_ok=True)
+    env["PYTEST_DEBUG_TEMPROOT"] = str(temproot)
     command = [str(MUTMUT), *args]
     return subprocess.run(command, cwd=where, env=env, text=True, capture_output=True, check=False)
 
