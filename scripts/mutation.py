@@ -128,7 +128,32 @@ _UNUSED_DEFAULT = "a default no caller uses: every caller passes it (client colu
 _FLOAT_VALUES = "the values are numbers (float64 arrays or lists of floats and NaN): float64 without the dtype"
 _NO_ESTIMATE_NEEDED = "the estimate is read only for the ECE, which always has one: the default is never used"
 _SAME_WEIGHTS = "the pooled group's rows are all rows: rows(all) has the same client codes, the same weights"
+_TRAJ = "dropout_risk.features.trajectories.x"
+_CALLERS_FLOAT = "callers pass float or int arrays (NaN only in floats): the same arithmetic without the cast"
+_NAN_TEXT = "float('NAN') is NaN: Python reads the text case-insensitively"
+_BY_NAME = "the sorted frame is read by column name only; the contract's frames have no 'index' column to clash"
+_TWO_KEYS = "pandas applies kind only to one-column sorts: two keys always sort stably (lexsort)"
+_FLOAT_SCORES = "the contract types every score column float64: the same float array, NaN for missing"
+_ALIGNED = "transform returns values aligned to the rows whatever the group order"
+_NEVER_FITTED = "a k with 3 or fewer clients is never fitted (MIN_CLIENTS is 5): its own residual SD is never read"
+_UNREAD = "read nowhere: the index's name, or a column whose NaN and 0 decide the same (not fitted)"
 EQUIVALENT: dict[str, dict[str, str]] = {
+    "features/trajectories.py": {
+        **{f"{_TRAJ}ǁExpectedTrajectoriesǁexpected__mutmut_{n}": _CALLERS_FLOAT for n in (4, 6, 9, 11)},
+        f"{_TRAJ}ǁExpectedTrajectoriesǁexpected__mutmut_29": "the stand-in for an unknown session is masked to NaN",
+        f"{_TRAJ}__from_json_float__mutmut_5": _NAN_TEXT,
+        f"{_TRAJ}__unfitted_curve__mutmut_5": _NAN_TEXT,
+        f"{_TRAJ}_trajectory_sums__mutmut_12": "session_number is int64 after the contract: the same array",
+        **{f"{_TRAJ}__landmark_sessions__mutmut_{n}": _BY_NAME for n in (5, 16)},
+        **{f"{_TRAJ}__landmark_sessions__mutmut_{n}": _TWO_KEYS for n in (7, 9, 14, 15)},
+        **{f"{_TRAJ}__instrument_sums__mutmut_{n}": _FLOAT_SCORES for n in (3, 5, 7, 8, 9, 10)},
+        **{f"{_TRAJ}__instrument_sums__mutmut_{n}": _ALIGNED for n in (14, 16, 18)},
+        f"{_TRAJ}_curve_from_sums__mutmut_19": ".loc with whole floats finds the same integer labels",
+        f"{_TRAJ}_curve_from_sums__mutmut_38": "Curve casts n_clients to int itself",
+        **{f"{_TRAJ}__lines__mutmut_{n}": _UNREAD for n in (5, 8, 12, 13, 72, 73, 74, 77)},
+        f"{_TRAJ}__lines__mutmut_27": "no spread: slope 0/0 is NaN, as the NaN it replaces; that k borrows anyway",
+        **{f"{_TRAJ}__lines__mutmut_{n}": _NEVER_FITTED for n in (69, 70)},
+    },
     "training/evaluation/bootstrap.py": {
         **{f"{_BOOTSTRAP}_client_codes__mutmut_{n}": _UNUSED_DEFAULT for n in (1, 2)},
         f"{_BOOTSTRAP}_draw_clients__mutmut_11": "rng.integers(n, size=...) draws from [0, n), as integers(0, n) does",
@@ -136,7 +161,7 @@ EQUIVALENT: dict[str, dict[str, str]] = {
         **{f"{_BOOTSTRAP}_recentred_interval__mutmut_{n}": _FLOAT_VALUES for n in (4, 6)},
         **{f"{_BOOTSTRAP}_client_bootstrap__mutmut_{n}": _UNUSED_DEFAULT for n in (3, 5)},
         f"{_BOOTSTRAP}_client_bootstrap__mutmut_29": "numpy reads sort kinds case-insensitively: 'STABLE' is 'stable'",
-        f"{_BOOTSTRAP}_client_bootstrap__mutmut_34": "the codes run 0..n_clients-1 (factorize): bincount has that length",
+        f"{_BOOTSTRAP}_client_bootstrap__mutmut_34": "the codes run 0..n_clients-1 (factorize): bincount's length",
         **{f"{_BOOTSTRAP}_client_bootstrap__mutmut_{n}": "None in a float64 array is NaN" for n in (84, 86)},
         **{f"{_BOOTSTRAP}_bootstrap_metric_cis__mutmut_{n}": _UNUSED_DEFAULT for n in (9, 11)},
         f"{_BOOTSTRAP}_bootstrap_metric_cis__mutmut_46": "an unfilled None becomes NaN in the interval's float64 array",
