@@ -75,9 +75,17 @@ TARGETS: dict[str, Target] = {
         ("cohorts", "clinic", "models", "mlflow_template", "champion"),
     ),
     "serving/scoring.py": Target(
-        ("tests/serving/test_matches_batch.py", "tests/serving/test_api.py", "tests/serving/test_risk_bands.py"),
+        (
+            "tests/serving/test_matches_batch.py",
+            "tests/serving/test_api.py",
+            "tests/serving/test_risk_bands.py",
+            # The factors, flags and changes of every held-out session, on two fitted models (their fitting
+            # never runs the scorer's serving code: cached), and two clients read end to end.
+            "tests/serving/test_reasons.py",
+            "tests/serving/test_issue16_histories.py",
+        ),
         tuple(SQLITE_ONLY),
-        SERVING_FIXTURES,
+        (*SERVING_FIXTURES, "clinic", "split", "compiled"),
     ),
     "serving/store.py": Target(
         (
@@ -137,7 +145,16 @@ _FLOAT_SCORES = "the contract types every score column float64: the same float a
 _ALIGNED = "transform returns values aligned to the rows whatever the group order"
 _NEVER_FITTED = "a k with 3 or fewer clients is never fitted (MIN_CLIENTS is 5): its own residual SD is never read"
 _UNREAD = "read nowhere: the index's name, or a column whose NaN and 0 decide the same (not fitted)"
+_SCORING = "dropout_risk.serving.scoring.x"
+_TYPED_LISTS = "a list of Python ints (floats) is an int64 (float64) array without the dtype"
+_SAME_LENGTH = "landmark_of is built from history itself: the two always have the same length"
 EQUIVALENT: dict[str, dict[str, str]] = {
+    "serving/scoring.py": {
+        **{f"{_SCORING}_client_history__mutmut_{n}": _TYPED_LISTS for n in (14, 16, 25, 27, 33, 35)},
+        f"{_SCORING}_client_history__mutmut_17": "session dates are midnights: their ns counts are exact in float64",
+        **{f"{_SCORING}_score_history__mutmut_{n}": _SAME_LENGTH for n in (40, 43, 44)},
+        f"{_SCORING}_score_history__mutmut_65": "n sizes only the stand-in for an absent column; value[0] is read",
+    },
     "features/trajectories.py": {
         **{f"{_TRAJ}ǁExpectedTrajectoriesǁexpected__mutmut_{n}": _CALLERS_FLOAT for n in (4, 6, 9, 11)},
         f"{_TRAJ}ǁExpectedTrajectoriesǁexpected__mutmut_29": "the stand-in for an unknown session is masked to NaN",
