@@ -75,9 +75,17 @@ TARGETS: dict[str, Target] = {
         ("cohorts", "clinic", "models", "mlflow_template", "champion"),
     ),
     "serving/scoring.py": Target(
-        ("tests/serving/test_matches_batch.py", "tests/serving/test_api.py", "tests/serving/test_risk_bands.py"),
+        (
+            "tests/serving/test_matches_batch.py",
+            "tests/serving/test_api.py",
+            "tests/serving/test_risk_bands.py",
+            # The factors, flags and changes of every held-out session, on two fitted models (their fitting
+            # never runs the scorer's serving code: cached), and two clients read end to end.
+            "tests/serving/test_reasons.py",
+            "tests/serving/test_issue16_histories.py",
+        ),
         tuple(SQLITE_ONLY),
-        SERVING_FIXTURES,
+        (*SERVING_FIXTURES, "clinic", "split", "compiled"),
     ),
     "serving/store.py": Target(
         (
@@ -121,7 +129,72 @@ _NONE_IS_NAN = "None stored into a float array is NaN: the same missing value as
 _JSON_SERIES = (
     "for every JSON value (str, list, dict: numbers take the branch above) the series is the same type either way"
 )
+_SPLITS = "dropout_risk.training.splits.x"
+_CALLERS_PASS_SEED = "a default never used: every caller of the product passes its seed (training.seed, compare.seed)"
+_BOOTSTRAP = "dropout_risk.training.evaluation.bootstrap.x"
+_UNUSED_DEFAULT = "a default no caller uses: every caller passes it (client column, resamples, seed)"
+_FLOAT_VALUES = "the values are numbers (float64 arrays or lists of floats and NaN): float64 without the dtype"
+_NO_ESTIMATE_NEEDED = "the estimate is read only for the ECE, which always has one: the default is never used"
+_SAME_WEIGHTS = "the pooled group's rows are all rows: rows(all) has the same client codes, the same weights"
+_TRAJ = "dropout_risk.features.trajectories.x"
+_CALLERS_FLOAT = "callers pass float or int arrays (NaN only in floats): the same arithmetic without the cast"
+_NAN_TEXT = "float('NAN') is NaN: Python reads the text case-insensitively"
+_BY_NAME = "the sorted frame is read by column name only; the contract's frames have no 'index' column to clash"
+_TWO_KEYS = "pandas applies kind only to one-column sorts: two keys always sort stably (lexsort)"
+_FLOAT_SCORES = "the contract types every score column float64: the same float array, NaN for missing"
+_ALIGNED = "transform returns values aligned to the rows whatever the group order"
+_NEVER_FITTED = "a k with 3 or fewer clients is never fitted (MIN_CLIENTS is 5): its own residual SD is never read"
+_UNREAD = "read nowhere: the index's name, or a column whose NaN and 0 decide the same (not fitted)"
+_SCORING = "dropout_risk.serving.scoring.x"
+_TYPED_LISTS = "a list of Python ints (floats) is an int64 (float64) array without the dtype"
+_SAME_LENGTH = "landmark_of is built from history itself: the two always have the same length"
 EQUIVALENT: dict[str, dict[str, str]] = {
+    "serving/scoring.py": {
+        **{f"{_SCORING}_client_history__mutmut_{n}": _TYPED_LISTS for n in (14, 16, 25, 27, 33, 35)},
+        f"{_SCORING}_client_history__mutmut_17": "session dates are midnights: their ns counts are exact in float64",
+        **{f"{_SCORING}_score_history__mutmut_{n}": _SAME_LENGTH for n in (40, 43, 44)},
+        f"{_SCORING}_score_history__mutmut_65": "n sizes only the stand-in for an absent column; value[0] is read",
+    },
+    "features/trajectories.py": {
+        **{f"{_TRAJ}ǁExpectedTrajectoriesǁexpected__mutmut_{n}": _CALLERS_FLOAT for n in (4, 6, 9, 11)},
+        f"{_TRAJ}ǁExpectedTrajectoriesǁexpected__mutmut_29": "the stand-in for an unknown session is masked to NaN",
+        f"{_TRAJ}__from_json_float__mutmut_5": _NAN_TEXT,
+        f"{_TRAJ}__unfitted_curve__mutmut_5": _NAN_TEXT,
+        f"{_TRAJ}_trajectory_sums__mutmut_12": "session_number is int64 after the contract: the same array",
+        **{f"{_TRAJ}__landmark_sessions__mutmut_{n}": _BY_NAME for n in (5, 16)},
+        **{f"{_TRAJ}__landmark_sessions__mutmut_{n}": _TWO_KEYS for n in (7, 9, 14, 15)},
+        **{f"{_TRAJ}__instrument_sums__mutmut_{n}": _FLOAT_SCORES for n in (3, 5, 7, 8, 9, 10)},
+        **{f"{_TRAJ}__instrument_sums__mutmut_{n}": _ALIGNED for n in (14, 16, 18)},
+        f"{_TRAJ}_curve_from_sums__mutmut_19": ".loc with whole floats finds the same integer labels",
+        f"{_TRAJ}_curve_from_sums__mutmut_38": "Curve casts n_clients to int itself",
+        **{f"{_TRAJ}__lines__mutmut_{n}": _UNREAD for n in (5, 8, 12, 13, 72, 73, 74, 77)},
+        f"{_TRAJ}__lines__mutmut_27": "no spread: slope 0/0 is NaN, as the NaN it replaces; that k borrows anyway",
+        **{f"{_TRAJ}__lines__mutmut_{n}": _NEVER_FITTED for n in (69, 70)},
+    },
+    "training/evaluation/bootstrap.py": {
+        **{f"{_BOOTSTRAP}_client_codes__mutmut_{n}": _UNUSED_DEFAULT for n in (1, 2)},
+        f"{_BOOTSTRAP}_draw_clients__mutmut_11": "rng.integers(n, size=...) draws from [0, n), as integers(0, n) does",
+        **{f"{_BOOTSTRAP}_percentile_interval__mutmut_{n}": _FLOAT_VALUES for n in (12, 14)},
+        **{f"{_BOOTSTRAP}_recentred_interval__mutmut_{n}": _FLOAT_VALUES for n in (4, 6)},
+        **{f"{_BOOTSTRAP}_client_bootstrap__mutmut_{n}": _UNUSED_DEFAULT for n in (3, 5)},
+        f"{_BOOTSTRAP}_client_bootstrap__mutmut_29": "numpy reads sort kinds case-insensitively: 'STABLE' is 'stable'",
+        f"{_BOOTSTRAP}_client_bootstrap__mutmut_34": "the codes run 0..n_clients-1 (factorize): bincount's length",
+        **{f"{_BOOTSTRAP}_client_bootstrap__mutmut_{n}": "None in a float64 array is NaN" for n in (84, 86)},
+        **{f"{_BOOTSTRAP}_bootstrap_metric_cis__mutmut_{n}": _UNUSED_DEFAULT for n in (9, 11)},
+        f"{_BOOTSTRAP}_bootstrap_metric_cis__mutmut_46": "an unfilled None becomes NaN in the interval's float64 array",
+        f"{_BOOTSTRAP}_bootstrap_metric_cis__mutmut_51": "the estimate is the first of two identical weight rows",
+        **{f"{_BOOTSTRAP}_bootstrap_metric_cis__mutmut_{n}": _SAME_WEIGHTS for n in (83, 86, 87)},
+        **{f"{_BOOTSTRAP}_bootstrap_metric_cis__mutmut_{n}": _NO_ESTIMATE_NEEDED for n in (106, 108)},
+        **{f"{_BOOTSTRAP}_paired_bootstrap_difference__mutmut_{n}": _UNUSED_DEFAULT for n in (5, 6)},
+        f"{_BOOTSTRAP}_paired_bootstrap_difference__mutmut_25": "the delta is the first of two identical weight rows",
+    },
+    "training/splits.py": {
+        f"{_SPLITS}_holdout_clients__mutmut_1": "any kind but 'temporal' is the random split: the default still is",
+        f"{_SPLITS}_holdout_clients__mutmut_2": "any kind but 'temporal' is the random split: the default still is",
+        f"{_SPLITS}_holdout_clients__mutmut_3": _CALLERS_PASS_SEED,
+        f"{_SPLITS}_grouped_folds__mutmut_1": _CALLERS_PASS_SEED,
+        f"{_SPLITS}_leave_one_clinic_out__mutmut_9": "the comparison has no missing values left: to_numpy() is bool",
+    },
     "models/compiled.py": {
         f"{_LIGHTGBM}__init____mutmut_16": "a list of Python ints is an int64 (intp) array without the dtype",
         f"{_LIGHTGBM}__init____mutmut_18": "a list of Python ints is an int64 (intp) array without the dtype",
@@ -197,6 +270,12 @@ def mutmut(where: Path, *args: str, cached: tuple[str, ...] = ()) -> subprocess.
     env["MUTATION_CACHED_FIXTURES"] = ",".join(cached)
     # The tests find the real trial data beside the checkout, not beside the staging tree.
     env.setdefault("DROPOUT_RISK_SHARED_DATA", str(ROOT.parent / "shared" / "data"))
+    # pytest's temporary folders in the staging tree, not the machine's shared pytest-of-USER folder: any other
+    # pytest run there prunes all but its newest three, the clean run's among them, and a cached fixture's
+    # files (the MLflow template, a champion's store) would vanish under the mutants, failing them all.
+    temproot = where / "tmp"
+    temproot.mkdir(exist_ok=True)
+    env["PYTEST_DEBUG_TEMPROOT"] = str(temproot)
     command = [str(MUTMUT), *args]
     return subprocess.run(command, cwd=where, env=env, text=True, capture_output=True, check=False)
 

@@ -211,3 +211,44 @@ def test_ended_on_is_an_optional_date_of_ended_episodes_and_never_a_covariate():
             "must be blank for an ongoing episode (ended_on is the day an ended episode ended)",
         ),
     }
+
+
+@pytest.mark.parametrize(
+    ("statuses", "counts", "rate"),
+    [
+        (["dropout", "dropout"], (2, 0, 0), 1.0),
+        (["completed", "ongoing"], (0, 1, 1), 0.0),
+        (["ongoing"] * 2, (0, 0, 2), None),
+    ],
+)
+def test_the_summary_counts_each_outcome_even_when_one_is_absent(statuses, counts, rate):
+    episodes = pd.DataFrame({"client_id": ["A", "B"][: len(statuses)], "status": statuses})
+    summary = validate_contract(_sessions(), episodes, REGISTRY).summary(REGISTRY)
+    assert (summary["dropout"], summary["completed"], summary["ongoing"]) == counts
+    assert summary["dropout_rate"] == rate if rate is not None else summary["dropout_rate"] != summary["dropout_rate"]
+
+
+def test_a_contract_error_lists_fifty_problems_one_a_line_then_how_many_more():
+    problems = [Problem("sessions", row, "ors", "must be a number") for row in range(1, 54)]
+    lines = str(ContractError(problems)).split("\n")
+    assert lines[0] == "53 data contract problem(s):"
+    assert lines[1:51] == [f"  sessions, row {row}, column ors: must be a number" for row in range(1, 51)]
+    assert lines[51:] == ["  ... and 3 more"]
+    assert str(ContractError(problems[:50])).split("\n")[-1] == "  sessions, row 50, column ors: must be a number"
+
+
+def test_problems_are_listed_sessions_first_then_by_row_and_column():
+    sessions = _sessions({(1, "srs"): "x", (1, "ors"): "y", (0, "ors"): "z"}).assign(bdi2="1")
+    episodes = pd.DataFrame({"client_id": ["A", "B"], "status": ["quit", "completed"]})
+    problems = validate_contract(sessions, episodes, REGISTRY).problems
+    assert [(p.file, p.row, p.column) for p in problems] == [
+        ("sessions", 1, "ors"),
+        ("sessions", 2, "ors"),
+        ("sessions", 2, "srs"),
+        ("episodes", 1, "status"),
+    ]
+    no_rows = validate_contract(_sessions().iloc[:0], _episodes().iloc[:0], REGISTRY).problems
+    assert [(p.file, p.row, p.column, p.rule) for p in no_rows] == [
+        ("sessions", None, None, "file has no data rows"),
+        ("episodes", None, None, "file has no data rows"),
+    ]

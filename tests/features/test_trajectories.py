@@ -169,3 +169,91 @@ def test_round_trip_through_json():
 def test_curve_lengths_must_agree():
     with pytest.raises(ValueError):
         Curve(intercept=(0, 1), slope=(1,), resid_sd=(0, 1))
+
+
+def _two_sessions(intake: np.ndarray, second: np.ndarray) -> pd.DataFrame:
+    n = len(intake)
+    return pd.DataFrame(
+        {
+            "client_id": pd.array([f"c{i:02d}" for i in range(n)] * 2, dtype="string"),
+            "session_number": [1] * n + [2] * n,
+            "session_date": pd.Timestamp("2024-01-01"),
+            "ors": np.concatenate([intake, second]),
+        }
+    )
+
+
+def test_clients_exactly_on_a_line_have_a_residual_sd_of_zero_not_nan():
+    # Rounding leaves these sums a hair below zero (-6e-14): the SD must be 0, not the square root of it.
+    x = np.round(np.random.default_rng(1).uniform(5, 35, 12), 1)
+    curve = fit_expected_trajectories(_two_sessions(x, 3 + 0.7 * x), spec("ors", max_landmark=2)).curves["ors"]
+    assert curve.slope[1] == pytest.approx(0.7) and curve.resid_sd[1] == 0.0
+
+
+def test_a_session_whose_clients_share_one_intake_borrows_and_a_small_spread_is_fitted():
+    # k = 2 has clients enough, but all with intake 20: no line to fit there, so k = 2 borrows k = 1's.
+    intake = np.concatenate([np.linspace(5, 35, 10), np.full(6, 20.0)])
+    sessions = _two_sessions(intake, intake + 3)
+    sessions = sessions[
+        (sessions["session_number"] == 1) | sessions["client_id"].isin([f"c{i}" for i in range(10, 16)])
+    ]
+    curve = fit_expected_trajectories(sessions, spec("ors", max_landmark=2)).curves["ors"]
+    assert curve.n_clients == (16, 6) and (curve.intercept[1], curve.slope[1], curve.resid_sd[1]) == (0.0, 1.0, 0.0)
+    small = 20 + np.linspace(0, 0.3, 10)  # intakes 0.03 apart: a line of its own, slope 2
+    curve = fit_expected_trajectories(_two_sessions(small, 2 * small), spec("ors", max_landmark=2)).curves["ors"]
+    assert curve.slope[1] == pytest.approx(2.0) and curve.intercept[1] == pytest.approx(0, abs=1e-9)
+
+
+def test_a_session_nobody_reached_borrows_and_counts_no_clients():
+    sessions = linear_clinic(n_clients=50)
+    curve = fit_expected_trajectories(sessions[sessions["session_number"] < 4], spec("ors")).curves["ors"]
+    assert len(curve.intercept) == 4 and curve.n_clients == (50, 50, 50, 0)
+    assert (curve.intercept[3], curve.slope[3], curve.resid_sd[3]) == (
+        curve.intercept[2],
+        curve.slope[2],
+        curve.resid_sd[2],
+    )
+
+
+def test_an_unfitted_curve_is_nan_throughout_and_counts_no_clients():
+    curve = fit_expected_trajectories(linear_clinic(n_clients=20), spec("ors", "phq9")).curves["phq9"]
+    assert all(np.isnan(v).all() for v in (curve.intercept, curve.slope, curve.resid_sd))
+    assert curve.n_clients == (0, 0, 0, 0)
+
+
+def test_a_one_session_model_has_one_point_curves():
+    curve = fit_expected_trajectories(linear_clinic(n_clients=20), spec("ors", max_landmark=1)).curves["ors"]
+    assert (curve.intercept, curve.slope, curve.resid_sd) == ((0.0,), (1.0,), (0.0,))
+
+
+def test_a_curve_refuses_unequal_or_empty_parts_and_stores_plain_numbers():
+    for parts in [((0, 1), (1,), (0, 1)), ((), (), ())]:
+        with pytest.raises(
+            ValueError, match="^a trajectory curve needs intercept, slope and resid_sd of the same, non-zero length$"
+        ):
+            Curve(*parts)
+    curve = Curve(intercept=np.array([1]), slope=np.array([0.5]), resid_sd=np.array([2]), n_clients=np.array([7]))
+    assert curve.n_clients == (7,) and curve.intercept == (1.0,)
+    assert json.loads(json.dumps(curve.to_dict())) == {
+        "intercept": [1.0],
+        "slope": [0.5],
+        "resid_sd": [2.0],
+        "n_clients": [7],
+    }
+
+
+def test_stored_curves_carry_their_format_and_other_formats_are_refused():
+    stored = ExpectedTrajectories({"ors": Curve((0.0,), (1.0,), (0.0,), (3,))}).to_dict()
+    assert stored["format"] == 1
+    with pytest.raises(ValueError, match=r"^trajectories format 2 is not supported \(expected 1\)$"):
+        ExpectedTrajectories.from_dict({**stored, "format": 2})
+    # Curves stored before the format and the client counts were recorded still load.
+    older = {"curves": {"ors": {"intercept": [0.0], "slope": [1.0], "resid_sd": [0.0]}}}
+    assert ExpectedTrajectories.from_dict(older).curves["ors"] == Curve((0.0,), (1.0,), (0.0,))
+
+
+def test_a_session_number_below_one_reads_the_first_line():
+    trajectories = ExpectedTrajectories({"ors": Curve(intercept=(0, 2, 4), slope=(1, 0.5, 0.25), resid_sd=(0, 1, 2))})
+    mean, sd = trajectories.expected("ors", np.array([10.0, 10.0]), np.array([0, -1]))
+    np.testing.assert_array_equal(mean, [10.0, 10.0])  # never the last line (an index of -1)
+    np.testing.assert_array_equal(sd, [0.0, 0.0])

@@ -15,15 +15,20 @@ served through the compiled scorer, exactly as the API scores a client:
 
 from __future__ import annotations
 
+import datetime as dt
+
 import numpy as np
 import pytest
 
 from dropout_risk.features.concepts import direction, directions, model_columns
+from dropout_risk.features.instruments import default_registry
 from dropout_risk.models.estimators import make_candidate
 from dropout_risk.models.extract import compile_model
 from dropout_risk.models.logodds import logit
 from dropout_risk.models.packaged import DropoutRiskModel
 from dropout_risk.serving.reasons import concept_factors
+from dropout_risk.serving.scoring import HistoryRow, ScoringContext, score_history
+from dropout_risk.serving.settings import RiskBands
 from dropout_risk.training.evaluation.monotonicity import monotonicity_violations
 from tests.support.clinic import build_clinic, landmark_calibrator
 from tests.support.reasons import ScoredSession, changes_against_their_concept, check_factors, score_every_session
@@ -138,3 +143,21 @@ def test_a_concept_with_no_value_recorded_says_so(compiled):
         ("covariates", "client characteristics not recorded"),
         ("alliance", "no alliance score recorded so far"),
     ]
+
+
+def test_the_last_landmark_explains_its_changes_and_names_the_clients_categories(compiled):
+    """At the last landmark the changes are still shown (past it there are none); a categorical
+    covariate is quoted by its level, not left out as if it were not recorded."""
+    spec = compiled.spec
+    gender, levels = next(iter(spec.categorical_covariates.items()))
+    scores = {i.key: float((i.min + i.max) // 2) for i in spec.instruments}
+    rows = [
+        HistoryRow(k, dt.date(2024, 1, 1) + dt.timedelta(weeks=k), scores, 0) for k in range(1, spec.max_landmark + 2)
+    ]
+    context = ScoringContext("1", spec, compiled.trajectories, compiled, default_registry(), RiskBands())
+    given = {"age": 40.0, gender: levels[-1]}
+    at_last = score_history(context, rows[: spec.max_landmark], given).risk
+    assert [c.concept for c in at_last.changes] == ["returned", "alliance", "outcome", "attendance"]
+    assert score_history(context, rows, given).risk.changes == []
+    (covariates,) = [f for f in at_last.factors if f.feature == "covariates"]
+    assert levels[-1] in covariates.text and "not recorded" not in covariates.text

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import warnings
 
 import numpy as np
@@ -51,10 +53,20 @@ def test_random_holdout_is_disjoint_and_stratified():
     clients = _clients(_rows())
     train, test = holdout_clients(clients, fraction=0.2, seed=3)
     assert set(train).isdisjoint(test) and len(train) + len(test) == len(clients)
+    assert len(test) == 40  # the fraction asked for, of 200 clients
     rate = clients.set_index("client_id")["label"]
     assert abs(rate.loc[test].mean() - rate.mean()) < 0.03
     again = holdout_clients(clients, fraction=0.2, seed=3)
     assert np.array_equal(again[1], test)
+
+
+def test_random_holdout_gives_the_test_set_its_share_of_dropouts_whatever_the_seed():
+    clients = _clients(_rows())
+    rate = clients.set_index("client_id")["label"]
+    expected = 0.2 * rate.sum()
+    for seed in range(10):  # an unstratified draw of 40 strays from it by 2 or more for some of these seeds
+        test = holdout_clients(clients, fraction=0.2, seed=seed)[1]
+        assert abs(rate.loc[test].sum() - expected) <= 1, seed
 
 
 def test_temporal_holdout_tests_on_the_latest_intakes():
@@ -67,7 +79,8 @@ def test_temporal_holdout_tests_on_the_latest_intakes():
 
 def test_grouped_folds_never_split_a_client():
     rows = _rows()
-    folds = grouped_folds(rows, folds=5, seed=0)
+    folds = grouped_folds(rows, folds=4, seed=0)
+    assert len(folds) == 4
     seen = []
     for train_idx, valid_idx in folds:
         train_clients, valid_clients = set(rows.iloc[train_idx]["client_id"]), set(rows.iloc[valid_idx]["client_id"])
@@ -75,6 +88,14 @@ def test_grouped_folds_never_split_a_client():
         assert rows.iloc[valid_idx]["label"].nunique() == 2
         seen.extend(valid_idx)
     assert sorted(seen) == list(range(len(rows)))
+
+
+def test_grouped_folds_are_reproducible_by_their_seed():
+    rows = _rows()
+    first, again = grouped_folds(rows, folds=4, seed=7), grouped_folds(rows, folds=4, seed=7)
+    assert all(np.array_equal(a[1], b[1]) for a, b in zip(first, again, strict=True))
+    other = grouped_folds(rows, folds=4, seed=8)
+    assert not all(np.array_equal(a[1], b[1]) for a, b in zip(first, other, strict=True))
 
 
 def test_leave_one_clinic_out_holds_out_each_clinic_once():
@@ -85,6 +106,8 @@ def test_leave_one_clinic_out_holds_out_each_clinic_once():
         assert (rows.iloc[test_idx]["clinic_id"] == clinic).all()
         assert not (rows.iloc[train_idx]["clinic_id"] == clinic).any()
         assert set(rows.index[:3]) <= set(train_idx)
+        assert len(test_idx) == (rows["clinic_id"] == clinic).sum()  # all the clinic's rows, held out
+        assert sorted([*train_idx, *test_idx]) == list(range(len(rows)))
         held.append(clinic)
     assert held == ["a", "b", "c"]
 
@@ -98,6 +121,25 @@ def test_too_few_clients_says_how_many_without_ids():
         "(5 per fold, training.min_clients_per_fold); lower training.folds or add data"
     )
     check_enough_clients(labels, folds=1, min_per_fold=5, what="x")
+
+
+def test_exactly_enough_clients_of_each_outcome_is_enough():
+    labels = pd.Series([1.0] * 15 + [0.0] * 15)
+    check_enough_clients(labels, folds=3, min_per_fold=5, what="training clients")
+    check_enough_test_clients(labels, min_clients=15, fraction=0.2)
+
+
+@pytest.mark.parametrize(
+    ("labels", "short"),
+    [
+        ([0.0] * 40, "0 dropout client(s)"),
+        ([1.0] * 40 + [0.0] * 7, "7 completed client(s)"),
+        ([1.0] * 40, "0 completed client(s)"),
+    ],
+)
+def test_too_few_clients_of_either_outcome_is_refused_with_its_count(labels, short):
+    with pytest.raises(TooFewClientsError, match=rf"^training clients: {re.escape(short)}.* need at least 15 "):
+        check_enough_clients(pd.Series(labels), folds=3, min_per_fold=5, what="training clients")
 
 
 def test_the_refusal_names_the_folds_asked_for_and_their_setting():
@@ -135,5 +177,42 @@ def test_temporal_holdout_breaks_tied_start_dates_at_random_and_warns():
 
 def test_temporal_holdout_refuses_when_every_client_started_on_one_date():
     clients = _clients(_rows(n_clients=50)).assign(first_date=pd.Timestamp("2023-01-01"))
-    with pytest.raises(SplitError, match="same date, so there is no time order"):
+    refusal = (
+        "--split temporal: every client's first session has the same date, so there is no time order "
+        "to split on; use --split random"
+    )
+    with pytest.raises(SplitError, match=f"^{re.escape(refusal)}$"):
         holdout_clients(clients, fraction=0.2, kind="temporal")
+
+
+def test_two_start_dates_are_a_time_order_to_split_on():
+    clients = _clients(_rows(n_clients=20))
+    clients["first_date"] = pd.Timestamp("2023-01-01") + pd.to_timedelta(np.arange(20) // 10, unit="D")
+    train, test = holdout_clients(clients, fraction=0.5, kind="temporal")
+    dates = clients.set_index("client_id")["first_date"]
+    assert dates.loc[test].min() > dates.loc[train].max()
+
+
+def test_a_temporal_test_set_is_never_empty():
+    clients = _clients(_rows(n_clients=20))
+    train, test = holdout_clients(clients, fraction=0.01, kind="temporal")
+    assert len(test) == 1 and len(train) == 19
+
+
+def _one_tied_test_client() -> pd.DataFrame:
+    clients = _clients(_rows(n_clients=10))
+    days = [0, 0, 0, 1, 1, 1, 2, 3, 4, 5]  # the cut (5 test clients) takes one of the three day-1 starters
+    return clients.assign(first_date=pd.Timestamp("2023-01-01") + pd.to_timedelta(days, unit="D"))
+
+
+def test_a_tie_at_the_first_test_client_alone_is_warned_about():
+    with pytest.warns(TiedStartDatesWarning, match=r"3 clients started on the date of the cut; 1 of them"):
+        holdout_clients(_one_tied_test_client(), fraction=0.5, kind="temporal")
+
+
+# mutmut calls every function of the mutated module through a trampoline, an extra frame.
+@pytest.mark.skipif("MUTANT_UNDER_TEST" in os.environ, reason="the stack has mutmut's frames")
+def test_the_tie_warning_points_at_the_code_that_asked_for_the_split():
+    with pytest.warns(TiedStartDatesWarning) as seen:
+        holdout_clients(_one_tied_test_client(), fraction=0.5, kind="temporal")
+    assert seen[0].filename == __file__
