@@ -299,21 +299,23 @@ def test_a_clinic_key_is_rate_limited_on_the_monitor_and_the_admin_key_goes_thro
 
 
 def test_only_the_leading_process_publishes_the_gauges_a_get_computes(api):
-    """A process that does not lead answers GET /v1/monitoring but leaves /metrics to the leader (serving.leader)."""
-    if api.backend != "postgresql":
-        pytest.skip("SQLite serves one process, which always leads")
+    """A process that does not lead answers GET /v1/monitoring but leaves /metrics to the leader (serving.leader).
+
+    On SQLite the one process always leads: only the second half applies there.
+    """
     name, headers = api.add_clinic()
-    leader = api.app.state.leader
-    engine = make_engine(api.app.state.settings.database_url)
-    follower = Leadership(engine)
-    try:
-        assert leader.held() and not follower.held()  # the app's own process leads
-        api.app.state.leader = follower  # as if another process held the lock
-        assert _monitoring(api, headers)["clinics"][0]["clinic"] == name
-        assert f'clinic="{name}"' not in api.client.get("/metrics").text
-    finally:
-        api.app.state.leader = leader
-        follower.release()
-        engine.dispose()
+    if api.backend == "postgresql":
+        leader = api.app.state.leader
+        engine = make_engine(api.app.state.settings.database_url)
+        follower = Leadership(engine)
+        try:
+            assert leader.held() and not follower.held()  # the app's own process leads
+            api.app.state.leader = follower  # as if another process held the lock
+            assert _monitoring(api, headers)["clinics"][0]["clinic"] == name
+            assert f'clinic="{name}"' not in api.client.get("/metrics").text
+        finally:
+            api.app.state.leader = leader
+            follower.release()
+            engine.dispose()
     _monitoring(api, headers)
     assert f'dropout_risk_monitoring_status{{clinic="{name}"' in api.client.get("/metrics").text
