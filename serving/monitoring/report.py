@@ -99,7 +99,12 @@ class Monitoring(BaseModel):
     generated_at: dt.datetime
     since: dt.date | None
     model_version: str | None = Field(description="the model being served: status and drift are judged against it")
-    validation_within_landmark_auc: float | None
+    validation_within_landmark_auc: float | None = Field(
+        description="the served model's within-session AUC at validation"
+    )
+    validation_within_landmark_auc_ci_low: float | None = Field(
+        description="the low end of its 95% interval: the retrain rule compares a clinic's interval with it"
+    )
     reference_profile: bool = Field(description="whether the served model carries a reference profile (drift)")
     min_ended: int
     clinics: list[ClinicMonitoring]

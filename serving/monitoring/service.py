@@ -38,14 +38,21 @@ class ServedModelFacts:
     version: str | None
     validation_auc: float | None  # the low end of the validation within-session AUC's interval (else the point)
     profile: ReferenceProfile | None
+    validation_auc_point: float | None = None  # the validation within-session AUC itself, for the report
 
     @classmethod
     def of(cls, loaded: LoadedModel | None) -> ServedModelFacts:
         if loaded is None:
             return cls(None, None, None)
+        point = loaded.metrics.get("within_landmark_auc")
         # The validation interval's low end when the run logged one: "entirely below" both uncertainties.
-        auc = loaded.metrics.get("within_landmark_auc_ci_lo", loaded.metrics.get("within_landmark_auc"))
-        return cls(loaded.version, float(auc) if auc is not None else None, loaded.profile)
+        low = loaded.metrics.get("within_landmark_auc_ci_lo", point)
+        return cls(
+            loaded.version,
+            float(low) if low is not None else None,
+            loaded.profile,
+            float(point) if point is not None else None,
+        )
 
 
 def _open(rows: pd.DataFrame) -> OpenEpisodes:
@@ -139,7 +146,8 @@ def monitor(
         generated_at=dt.datetime.now(dt.UTC),
         since=since,
         model_version=model.version,
-        validation_within_landmark_auc=model.validation_auc,
+        validation_within_landmark_auc=model.validation_auc_point,
+        validation_within_landmark_auc_ci_low=model.validation_auc,
         reference_profile=model.profile is not None,
         min_ended=config.min_ended,
         clinics=reports,

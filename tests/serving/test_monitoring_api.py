@@ -319,3 +319,13 @@ def test_only_the_leading_process_publishes_the_gauges_a_get_computes(api):
             engine.dispose()
     _monitoring(api, headers)
     assert f'dropout_risk_monitoring_status{{clinic="{name}"' in api.client.get("/metrics").text
+
+
+def test_the_report_gives_the_validation_auc_and_apart_the_low_end_the_retrain_rule_uses(api):
+    """The report once named the interval's low end ``validation_within_landmark_auc``: a reader took 0.57 for 0.64."""
+    _, headers = api.add_clinic()
+    report = _monitoring(api, headers)
+    metrics = api.app.state.holder.current.metrics
+    assert report["validation_within_landmark_auc"] == pytest.approx(metrics["within_landmark_auc"])
+    assert report["validation_within_landmark_auc_ci_low"] == pytest.approx(metrics["within_landmark_auc_ci_lo"])
+    assert report["validation_within_landmark_auc_ci_low"] < report["validation_within_landmark_auc"]
