@@ -95,16 +95,6 @@ def intercept_shift(y: np.ndarray, offset: np.ndarray, iterations: int = 25) -> 
     return a
 
 
-def expected_calibration_error(y: np.ndarray, p: np.ndarray, n_bins: int = 10) -> float:
-    """Mean |observed rate - mean risk| over equal-width risk bins, weighted by the rows in each."""
-    if y.size == 0:
-        return math.nan
-    bins = np.minimum((p * n_bins).astype(int), n_bins - 1)
-    rows = np.bincount(bins, minlength=n_bins)
-    gap = np.abs(np.bincount(bins, weights=y, minlength=n_bins) - np.bincount(bins, weights=p, minlength=n_bins))
-    return float(gap.sum() / rows.sum())
-
-
 def auc_with_se(y: np.ndarray, p: np.ndarray) -> tuple[float, float]:
     """Mann-Whitney ROC AUC (ties count half) and its Hanley-McNeil standard error."""
     positives, negatives = int(y.sum()), int(y.size - y.sum())

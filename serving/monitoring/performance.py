@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pandas as pd
 
+from dropout_risk.models.calibration_error import expected_calibration_error
 from dropout_risk.models.realised import (
     calibration_line,
-    expected_calibration_error,
     observed_expected,
     within_landmark_auc,
 )

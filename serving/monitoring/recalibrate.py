@@ -22,10 +22,10 @@ from scipy.special import logit
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from dropout_risk.models.calibration_error import expected_calibration_error
 from dropout_risk.models.local_update import update_probability
 from dropout_risk.models.realised import (
     calibration_line,
-    expected_calibration_error,
     intercept_shift,
     logistic_update,
     observed_expected,

@@ -13,6 +13,7 @@ from sklearn.metrics import roc_auc_score
 from dropout_risk.features.config import FeatureConfig
 from dropout_risk.features.instruments import default_registry
 from dropout_risk.features.spec import infer_spec
+from dropout_risk.models.calibration_error import expected_calibration_error
 from dropout_risk.models.drift import distribution_drift, missing_drift
 from dropout_risk.models.profile import (
     MIN_VALUES,
@@ -25,7 +26,6 @@ from dropout_risk.models.profile import (
 from dropout_risk.models.realised import (
     auc_with_se,
     calibration_line,
-    expected_calibration_error,
     observed_expected,
     within_landmark_auc,
 )

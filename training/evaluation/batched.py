@@ -15,6 +15,7 @@ import numpy as np
 from scipy import sparse
 
 from dropout_risk.models.calibration import logit
+from dropout_risk.models.calibration_error import calibration_bin_ids
 
 _NEWTON_MAX_ITER = 50
 _NEWTON_TOL = 1e-6  # stop once a step is this small; Newton converges quadratically, so the
@@ -138,14 +139,6 @@ def _batched_mean(values: np.ndarray, w) -> np.ndarray:
 
 def _batched_brier(y: np.ndarray, p: np.ndarray, w) -> np.ndarray:
     return _batched_mean((p - y) ** 2, w)
-
-
-def calibration_bin_ids(p: np.ndarray, n_bins: int) -> np.ndarray:
-    """Equal-width bins on [0, 1], assigned exactly as sklearn's ``calibration_curve`` does."""
-    if n_bins < 1:
-        raise ValueError("n_bins must be at least 1")
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
-    return np.searchsorted(edges[1:-1], p)
 
 
 def _batched_ece(y: np.ndarray, p: np.ndarray, w, n_bins: int = 10) -> np.ndarray:

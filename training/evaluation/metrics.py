@@ -21,11 +21,8 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
-from dropout_risk.training.evaluation.batched import (
-    batched_calibration_intercept,
-    batched_calibration_slope,
-    calibration_bin_ids,
-)
+from dropout_risk.models.calibration_error import expected_calibration_error as calibration_error
+from dropout_risk.training.evaluation.batched import batched_calibration_intercept, batched_calibration_slope
 
 DEFAULT_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5)
 DEFAULT_FRACTIONS = (0.1, 0.2, 0.3)
@@ -128,11 +125,7 @@ def expected_calibration_error(y, p, n_bins: int = 10) -> float:
     Bins match ``sklearn.calibration.calibration_curve(strategy="uniform")``.
     """
     y, p = check_pair(y, p)
-    if y.size == 0:
-        return math.nan
-    bins = calibration_bin_ids(p, n_bins)
-    gap = np.bincount(bins, weights=y - p, minlength=n_bins)
-    return float(np.abs(gap).sum() / y.size)
+    return calibration_error(y, p, n_bins)
 
 
 def _check_thresholds(thresholds) -> np.ndarray:
