@@ -64,8 +64,7 @@ class RateLimiter:
                 self._buckets.popitem(last=False)
         else:
             self._buckets.move_to_end(key)
-        bucket.tokens = min(float(self.burst), bucket.tokens + (now - bucket.updated) * self.rate)
-        bucket.updated = now
+        self._refill(bucket, now)
         if bucket.tokens >= 1:
             bucket.tokens -= 1
             return 0.0
@@ -79,9 +78,12 @@ class RateLimiter:
         bucket = self._buckets.get(key)
         if bucket is None or tokens <= 0:
             return
-        now = self.clock()
-        bucket.tokens = min(float(self.burst), bucket.tokens + (now - bucket.updated) * self.rate)
+        self._refill(bucket, self.clock())
         bucket.tokens = max(-float(self.burst), bucket.tokens - tokens)
+
+    def _refill(self, bucket: _Bucket, now: float) -> None:
+        """The tokens earned at ``rate`` since the bucket was last touched, never above the burst."""
+        bucket.tokens = min(float(self.burst), bucket.tokens + (now - bucket.updated) * self.rate)
         bucket.updated = now
 
 
