@@ -91,8 +91,7 @@ async def recompute_after_swaps(app: FastAPI, interval: float) -> None:
     while True:
         loaded = app.state.holder.current
         # One process of all workers and replicas does it (serving.leader); the others look again next time.
-        behind = loaded is not None and loaded.version != state.version
-        if loaded is not None and behind and await asyncio.to_thread(app.state.leader.held):
+        if loaded is not None and loaded.version != state.version and await asyncio.to_thread(app.state.leader.held):
             started, state.done = time.perf_counter(), 0
             try:
                 while batch := await asyncio.to_thread(
