@@ -172,7 +172,8 @@ def update_client(
     sessions = stored_sessions(db, row.id)
     ended_on = _ended_on(row, status, update.ended_on, sessions[-1].session_date if sessions else None)
     set_episode(db, row.id, status, covariates, ended_on)
-    if sessions and scoring is not None:
+    # Status and ended_on are never model inputs: closing an episode keeps the risk served at its last session.
+    if sessions and scoring is not None and covariates != row.covariates:
         risk = score_history(for_clinic(db, scoring, clinic_id), [s.history_row() for s in sessions], covariates).risk
         set_current_risk(db, row.id, risk, sessions[-1].session_date)
     return get_client(db, clinic_id, external_id)

@@ -5,8 +5,12 @@ from __future__ import annotations
 import datetime as dt
 
 import pandas as pd
+from sqlalchemy import select
 
+from dropout_risk.serving.db import transaction
 from dropout_risk.serving.export import export_contract
+from dropout_risk.serving.recalibration import store
+from dropout_risk.serving.tables import Clinic, Recalibration
 
 S1 = {"session_number": 1, "session_date": "2025-03-03", "scores": {"ors": 14.5, "srs": 33.0}}
 S2 = {"session_number": 2, "session_date": "2025-03-10", "scores": {"ors": 16.0, "srs": 29.5}}
@@ -58,3 +62,30 @@ def test_ended_on_rules_name_the_field_not_the_value(api):
         problem = response.json()["detail"][0]
         assert problem["loc"][-1] == "ended_on" and rule in problem["msg"]
         assert "2025" not in problem["msg"]
+
+
+def test_closing_an_episode_keeps_the_risk_served_at_its_last_session(api, champion):
+    """Status and ended_on are not model inputs: closing re-scores nothing; a covariate change re-scores."""
+    name, headers = api.add_clinic()
+    served = [
+        api.client.post("/v1/clients/c/sessions", json=s, headers=headers).json()["risk"]["probability"]
+        for s in (S1, S2)
+    ]
+    with transaction(api.app.state.sessions) as db:  # what scoring gives now differs from what was served
+        clinic_id = db.scalar(select(Clinic.id).where(Clinic.name == name))
+        row = Recalibration(
+            clinic_id=clinic_id,
+            model_version=champion.version,
+            method="intercept",
+            intercept=0.7,
+            slope=1.0,
+            episodes=100,
+            evaluation={},
+            created_by="test",
+            reason="test",
+        )
+        store(db, row)
+    closed = _put(api, headers, "c", {"status": "dropout", "ended_on": "2025-03-20"}).json()
+    assert closed["probability"] == served[-1]
+    rescored = _put(api, headers, "c", {"age": 30}).json()
+    assert rescored["probability"] > served[-1]
