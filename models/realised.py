@@ -48,13 +48,15 @@ class WithinAUC:
 
 
 def observed_expected(y: np.ndarray, p: np.ndarray, client: np.ndarray, confidence: float = 0.95) -> Ratio:
-    """Observed over expected dropouts, with a client-clustered interval on the log scale."""
+    """Observed over expected dropouts, with a client-clustered interval on the log scale (none for one client)."""
     observed, expected = float(y.sum()), float(p.sum())
     if expected <= 0 or observed <= 0:
         ratio = observed / expected if expected > 0 else math.nan
         return Ratio(observed, expected, ratio, (math.nan, math.nan))
     ratio = observed / expected
     _, codes = np.unique(client, return_inverse=True)
+    if codes.max() < 1:  # one client: the clustered variance is zero by construction, not a measurement
+        return Ratio(observed, expected, ratio, (math.nan, math.nan))
     residual = np.bincount(codes, weights=y - ratio * p)
     se_log = math.sqrt(float(np.sum(residual**2))) / observed
     z = float(norm.ppf(0.5 + confidence / 2))

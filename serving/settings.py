@@ -77,6 +77,11 @@ class MonitoringConfig(BaseModel):
     min_ended: int = Field(
         default=100, ge=1, description="ended episodes served by the current model before its calibration is judged"
     )
+    min_ended_watch: int = Field(
+        default=30,
+        ge=1,
+        description="ended episodes before an O/E interval that excludes 1 counts as an early sign (watch)",
+    )
     min_ended_logistic: int = Field(
         default=300, ge=1, description="ended episodes a recalibration of intercept and slope needs (--method logistic)"
     )

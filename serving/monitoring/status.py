@@ -12,8 +12,10 @@ In order, the first rule that holds:
    champion never inherits it: the clinic needs one of its own);
 3. ``retrain``: an instrument's distribution drifted with PSI >= ``retrain_psi`` (the clinic's
    clients are not those the model learnt from);
-4. ``watch``: any drift check flagged, or the O/E interval excludes 1 on fewer than ``min_ended``
-   episodes (an early sign, not yet enough to act on);
+4. ``watch``: any drift check flagged, or the O/E interval excludes 1 on at least ``min_ended_watch``
+   but fewer than ``min_ended`` episodes (an early sign, not yet enough to act on). Below
+   ``min_ended_watch`` (30) the interval is not read at all: it is clustered by client, and with a
+   handful of clients such an interval is far too narrow (one episode gives a zero-width one);
 5. ``ok``.
 
 While the clinic has a recalibration of the served model, rules 1, 2 and 4 read only the ended
@@ -102,7 +104,13 @@ def _status(
     if flagged:
         figures |= {"drift": ", ".join(d.what for d in flagged)}
         return Status(status="watch", rule="drift flagged (monitoring.drift_psi, drift_alpha)", figures=figures)
-    if current is not None and _excludes_one(current.oe_ci):
-        rule = f"O/E interval excludes 1 on fewer than monitoring.min_ended={config.min_ended} ended episodes"
+    if current is not None and current.episodes >= config.min_ended_watch and _excludes_one(current.oe_ci):
+        rule = (
+            f"O/E interval excludes 1 on fewer than monitoring.min_ended={config.min_ended} ended episodes "
+            f"(at least monitoring.min_ended_watch={config.min_ended_watch})"
+        )
         return Status(status="watch", rule=rule, figures=figures)
+    if current is not None and current.episodes < config.min_ended_watch:
+        rule = f"fewer than monitoring.min_ended_watch={config.min_ended_watch} ended episodes: calibration not judged"
+        return Status(status="ok", rule=rule, figures=figures)
     return Status(status="ok", rule="no rule met: calibration, discrimination and drift within bounds", figures=figures)
