@@ -51,6 +51,8 @@ PACKAGES := cli features models serving training
 ## the rest run on TEST_WORKERS processes, as in test-fast.
 TEST_WORKERS ?= 2
 FAST := not reliability and not spark and not browser
+## The edit loop also leaves out the slow acceptance-size checks, which make test runs on the workers.
+EDIT_LOOP := $(FAST) and not slow
 ## Both parts build the champion and the two test models once, in SHARED (emptied first).
 SHARED := $(CURDIR)/.test-run
 test: venv browser lint typecheck
@@ -61,7 +63,7 @@ test: venv browser lint typecheck
 ## The edit loop: lint, types, then every test but the reliability, Spark and browser ones, on TEST_WORKERS
 ## processes (pytest-xdist; a module's tests stay on one worker, so its fixtures are built once).
 test-fast: venv lint typecheck
-	$(BIN)/python -m pytest -m "$(FAST)" -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -m "$(EDIT_LOOP)" -n $(TEST_WORKERS) --dist loadfile
 
 lint: venv
 	$(BIN)/ruff check $(SOURCES)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import re
 
-import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
@@ -34,14 +33,14 @@ from dropout_risk.serving.tables import Client, Clinic, Recalibration
 from dropout_risk.training.simulation.cohort import Cohort
 from tests.serving.test_monitoring_seeds import CLINICS, PER_CLINIC, SHIFTED
 from tests.support.mlflow_store import active_store
-from tests.support.replay import batch_risks, clients, clinic_sample, dropout_share, replay, store_scored
+from tests.support.replay import batch_risks, clients, clinic_sample, dropout_share, replay, replay_fhir
 from tests.support.serving import ADMIN_KEY, Api, login, serving_settings
 
 N_CLIENTS = PER_CLINIC  # block 0 of each population, as in test_monitoring_seeds
 N_LIKE = 150  # the like clinic: fewer (PostgreSQL takes about 13 ms a request here)
 FIRST = 100  # the shifted clinic's first part: fewer ended episodes than monitoring.min_ended (100)
-FITTED = 4  # recalibrate --clinic fits on blocks 0 (through the API) to 3 (store_scored) of the shifted population
-LATER = 3  # blocks served after it: block FITTED through the API, the next ones store_scored through the same update
+FITTED = 4  # recalibrate --clinic fits on blocks 0 (session by session) to 3 (FHIR Bundles) of the shifted population
+LATER = 3  # blocks served after it: block FITTED session by session, the next ones in FHIR Bundles
 
 
 def _monitoring(api, headers, **params):
@@ -104,19 +103,6 @@ def _the_like_clinic_is_ok_and_the_admin_sees_both(api, like, names: tuple[str, 
     assert re.search(rf'dropout_risk_monitoring_status{{clinic="{like_name}",worker="\d+"}} 0\.0', metrics)
 
 
-def _store_served(
-    api, clinic: str, blocks: list[Cohort], recalibration: tuple[int, float, float] | None = None
-) -> None:
-    """More of the clinic's clients, ended, with the risks the API serves them (batch-scored, store_scored).
-
-    The replay costs about 70 ms a client; these blocks are checked equal to the API's risks on the block replayed.
-    """
-    loaded = api.app.state.holder.current
-    cohort = Cohort(*(pd.concat([getattr(p, name) for p in blocks]) for name in ("sessions", "episodes", "truth")))
-    with transaction(api.app.state.sessions) as db:
-        store_scored(db, clinic, cohort, loaded.compiled, loaded.version, recalibration)
-
-
 def _last_risks(api, cohort: Cohort, recalibration: tuple[int, float, float]) -> dict[str, float]:
     """Each client's risk at the last session replay posts, batch-scored through ``recalibration``."""
     _, risks = batch_risks(cohort, api.app.state.holder.current.compiled, recalibration)
@@ -134,7 +120,7 @@ def _risks(api, headers, client_ids: list[str]) -> list[dict]:
     return [api.client.get(f"/v1/clients/{c}/risk", headers=headers).json() for c in client_ids]
 
 
-@pytest.mark.reliability  # 25-60 s a backend: 650 clients posted session by session
+@pytest.mark.slow  # 60-120 s a backend: 650 clients posted session by session, 1,250 in FHIR Bundles
 def test_a_shifted_clinic_is_recalibrate_once_the_minimum_is_reached_and_calibrated_after_recalibrate(
     api, cohorts, champion, monkeypatch
 ):
@@ -151,8 +137,8 @@ def test_a_shifted_clinic_is_recalibrate_once_the_minimum_is_reached_and_calibra
     _the_like_clinic_is_ok_and_the_admin_sees_both(api, like, (shifted_name, like_name), episodes)
 
     like_before = _risks(api, like, like_ids[:20])
-    past = [clinic_sample(population, i, PER_CLINIC) for i in range(1, FITTED)]
-    _store_served(api, shifted_name, past)
+    for i in range(1, FITTED):  # more of the clinic's clients before the fit, through POST /fhir/r4
+        replay_fhir(api.client, shifted, clinic_sample(population, i, PER_CLINIC))
     rid = _recalibrate(api, shifted_name, champion, monkeypatch)
     later = clinic_sample(population, FITTED, PER_CLINIC)  # the shifted cohort's later part, through the API
     served = replay(api.client, shifted, later)
@@ -160,8 +146,8 @@ def test_a_shifted_clinic_is_recalibrate_once_the_minimum_is_reached_and_calibra
     expected = _last_risks(api, later, (rid, row.intercept, row.slope))
     assert served.keys() == expected.keys()
     assert [served[c] for c in expected] == pytest.approx([expected[c] for c in expected], abs=1e-12)
-    more = [clinic_sample(population, i, PER_CLINIC) for i in range(FITTED + 1, FITTED + LATER)]
-    _store_served(api, shifted_name, more, (rid, row.intercept, row.slope))
+    for i in range(FITTED + 1, FITTED + LATER):
+        replay_fhir(api.client, shifted, clinic_sample(population, i, PER_CLINIC))
     clinic = _monitoring(api, shifted)["clinics"][0]
     after = clinic["since_recalibration"]
     print(

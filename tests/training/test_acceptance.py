@@ -41,6 +41,7 @@ def test_simulated_5000_clients_meets_the_targets(mlflow_store, cohorts):
     assert test["ece"] <= 0.03
 
 
+@pytest.mark.slow  # the real trial end to end in small-data mode (25 cross-validation fits)
 def test_real_trial_runs_in_small_data_mode_with_honest_intervals(mlflow_store, trial_dir, tmp_path):
     """172 clients: no 35-client holdout; every client scored out of fold, once per repeat (issue 11)."""
     # 5 folds as by default; 2 repeats instead of 5 keep the suite quick (each repeat re-scores every client).

@@ -368,6 +368,7 @@ def test_default_sets_run_on_outcome_only_data_and_say_what_they_skipped(outcome
     assert "within-session AUC" in text and "incl. session-number effect" in text
 
 
+@pytest.mark.slow  # issue 11 acceptance: compare on no-signal cohorts
 @pytest.mark.parametrize("seed", [1, 2])
 def test_no_pair_is_marked_on_a_cohort_without_signal(mlflow_store, cohorts, seed):
     """Only the session number drives dropout: whatever the default sets add, none may be marked better."""

@@ -34,6 +34,7 @@ def test_the_conversion_keeps_every_visit_and_the_trials_dropout():
     assert trial.sessions["bdi2"].between(0, 63).all()
 
 
+@pytest.mark.slow  # the real trial end to end in small-data mode
 def test_btheb_trains_end_to_end_with_a_user_declared_instrument(btheb, mlflow_store, tmp_path):
     config = tmp_path / "btheb.toml"
     config.write_text(
