@@ -20,8 +20,10 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import expit, logit
+from scipy.special import logit
 from scipy.stats import norm, rankdata
+
+from dropout_risk.models.logistic_fits import newton_logistic
 
 EPS = 1e-6
 
@@ -63,18 +65,10 @@ def observed_expected(y: np.ndarray, p: np.ndarray, client: np.ndarray, confiden
     return Ratio(observed, expected, ratio, (ratio * math.exp(-z * se_log), ratio * math.exp(z * se_log)))
 
 
-def logistic_update(y: np.ndarray, x: np.ndarray, iterations: int = 25) -> tuple[float, float]:
-    """(a, b) of logit P(y) = a + b * x fitted by maximum likelihood (Newton-Raphson on two parameters)."""
-    design = np.column_stack([np.ones_like(x), x])
-    beta = np.array([0.0, 1.0])
-    for _ in range(iterations):
-        mu = expit(design @ beta)
-        hessian = design.T @ (design * (mu * (1 - mu))[:, None])
-        step = np.linalg.solve(hessian + 1e-9 * np.eye(2), design.T @ (y - mu))
-        beta = beta + step
-        if np.max(np.abs(step)) < 1e-10:
-            break
-    return float(beta[0]), float(beta[1])
+def logistic_update(y: np.ndarray, x: np.ndarray) -> tuple[float, float]:
+    """(a, b) of logit P(y) = a + b * x by maximum likelihood; NaN when no finite fit exists (separation)."""
+    a, b = newton_logistic(x, y.astype(float), np.ones((1, y.size)), np.array([0.0, 1.0]), fit_slope=True)[0]
+    return float(a), float(b)
 
 
 def calibration_line(y: np.ndarray, p: np.ndarray) -> CalibrationLine:
@@ -85,16 +79,10 @@ def calibration_line(y: np.ndarray, p: np.ndarray) -> CalibrationLine:
     return CalibrationLine(logistic_update(y, x)[1], intercept_shift(y, x))
 
 
-def intercept_shift(y: np.ndarray, offset: np.ndarray, iterations: int = 25) -> float:
-    """The intercept a with logit P(y) = a + offset fitted by maximum likelihood (Newton on one parameter)."""
-    a = 0.0
-    for _ in range(iterations):
-        mu = expit(a + offset)
-        step = float(np.sum(y - mu) / max(np.sum(mu * (1 - mu)), 1e-12))
-        a += step
-        if abs(step) < 1e-12:
-            break
-    return a
+def intercept_shift(y: np.ndarray, offset: np.ndarray) -> float:
+    """The intercept a of logit P(y) = a + offset by maximum likelihood; NaN when no finite fit exists."""
+    start = np.array([0.0, 1.0])
+    return float(newton_logistic(offset, y.astype(float), np.ones((1, y.size)), start, fit_slope=False)[0, 0])
 
 
 def auc_with_se(y: np.ndarray, p: np.ndarray) -> tuple[float, float]:

@@ -148,6 +148,8 @@ def plan(
         a, b = fit(y[fold != k], x[fold != k], method)
         after[fold == k] = update_probability(1 / (1 + np.exp(-x[fold == k])), a, b)
     intercept, slope = fit(y, x, method)
+    if not (math.isfinite(intercept) and math.isfinite(slope)):
+        raise RecalibrationRefused(f"--method {method} has no finite fit on these episodes (outcomes separated)")
     return RecalibrationPlan(
         clinic=clinic,
         model_version=version,

@@ -26,6 +26,7 @@ from dropout_risk.models.profile import (
 from dropout_risk.models.realised import (
     auc_with_se,
     calibration_line,
+    logistic_update,
     observed_expected,
     within_landmark_auc,
 )
@@ -65,6 +66,24 @@ def test_calibration_line_matches_a_logistic_regression_on_logit_risk():
     assert line.slope == pytest.approx(reference.coef_[0][0], abs=1e-4)
     assert line.intercept == pytest.approx(0.3, abs=0.15)
     assert math.isnan(calibration_line(np.zeros(5), np.full(5, 0.2)).slope)
+
+
+def test_a_clinics_calibration_line_is_the_statistic_training_reports():
+    """The monitor and training fit the same line with one solver (models/logistic_fits.py)."""
+    from dropout_risk.training.evaluation.metrics import calibration_slope_intercept
+
+    y, p = _calibrated(2000, shift=-0.4)
+    line = calibration_line(y, p)
+    slope, intercept = calibration_slope_intercept(y, p)
+    assert (line.slope, line.intercept) == pytest.approx((slope, intercept), abs=1e-9)
+
+
+def test_separated_outcomes_have_no_calibration_line():
+    """Every dropout above every completer: the likelihood has no maximum, so no slope is reported."""
+    p = np.linspace(0.05, 0.95, 40)
+    y = (p > 0.5).astype(float)
+    assert math.isnan(calibration_line(y, p).slope)
+    assert math.isnan(logistic_update(y, np.log(p / (1 - p)))[1])
 
 
 def test_ece_and_auc():
