@@ -30,6 +30,7 @@ from dropout_risk.serving.store import (
     stored_risk,
     stored_sessions,
 )
+from dropout_risk.serving.store import served_risk as store_served_risk
 from dropout_risk.serving.tables import Client
 from dropout_risk.serving.webhooks import outbox
 from dropout_risk.serving.webhooks.events import alerts
@@ -211,6 +212,14 @@ def client_served_risks(db: Session, clinic_id: int, external_id: str) -> list[S
     """Every risk served for the client's sessions (as recorded); none for a client this clinic does not have."""
     client = find_client(db, clinic_id, external_id)
     return [] if client is None else served_risks(db, client.id)
+
+
+def served_risk(db: Session, clinic_id: int, session_id: int) -> tuple[str, ServedRisk]:
+    """The client's id and one served risk, by stored session; NotFound when it is not this clinic's."""
+    found = store_served_risk(db, clinic_id, session_id)
+    if found is None:
+        raise NotFound("no such RiskAssessment for this clinic")
+    return found
 
 
 def check_score_size(sessions: int, limit: int) -> None:

@@ -193,3 +193,19 @@ def served_risks(db: Session, client_pk: int) -> list[ServedRisk]:
         ServedRisk(row.id, row.session_number, row.session_date, Risk.from_stored(row.risk), tuple(row.basis or ()))
         for row in rows
     ]
+
+
+def served_risk(db: Session, clinic_id: int, session_id: int) -> tuple[str, ServedRisk] | None:
+    """The client's id and the risk served at stored session ``session_id``, if that session is the clinic's."""
+    columns = SESSIONS.c
+    row = db.execute(
+        select(CLIENTS.c.external_id, columns.session_number, columns.session_date, columns.risk, columns.basis)
+        .join(CLIENTS, CLIENTS.c.id == columns.client_pk)
+        .where(columns.id == session_id, CLIENTS.c.clinic_id == clinic_id)
+    ).one_or_none()
+    if row is None:
+        return None
+    served = ServedRisk(
+        session_id, row.session_number, row.session_date, Risk.from_stored(row.risk), tuple(row.basis or ())
+    )
+    return row.external_id, served

@@ -35,7 +35,7 @@ def capability_statement(base_url: str) -> dict[str, Any]:
     resources: list[dict[str, Any]] = [
         {
             "type": "RiskAssessment",
-            "interaction": [{"code": "search-type"}],
+            "interaction": [{"code": "search-type"}, {"code": "read"}],
             "searchParam": [
                 {"name": "subject", "type": "reference", "documentation": "the client: ID or Patient/ID (required)"}
             ],

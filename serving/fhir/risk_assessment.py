@@ -7,6 +7,7 @@ the factors and flags, in plain words, are ``note``s.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from dropout_risk.serving.risk import Band
@@ -25,6 +26,12 @@ OUTCOME = {"text": "premature termination of treatment (dropout)"}
 def resource_id(served: ServedRisk) -> str:
     """A FHIR id ([A-Za-z0-9.-]{1,64}) that carries no client identifier: the stored session's row."""
     return f"session-{served.id}"
+
+
+def session_of(resource: str) -> int | None:
+    """The stored session's row a RiskAssessment id names (``resource_id``), or None for any other id."""
+    match = re.fullmatch(r"session-([1-9][0-9]{0,17})", resource)
+    return int(match.group(1)) if match else None
 
 
 def risk_assessment(client_id: str, served: ServedRisk, model_name: str) -> dict[str, Any]:

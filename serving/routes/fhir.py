@@ -24,7 +24,7 @@ from dropout_risk.serving.fhir.capability import capability_statement
 from dropout_risk.serving.fhir.importer import import_entries
 from dropout_risk.serving.fhir.parse import Unreadable, read_bundle
 from dropout_risk.serving.fhir.readings import CLIENT_ID
-from dropout_risk.serving.fhir.risk_assessment import risk_assessment, searchset
+from dropout_risk.serving.fhir.risk_assessment import risk_assessment, searchset, session_of
 
 FHIR_JSON = "application/fhir+json"
 router = APIRouter(prefix="/fhir/r4", tags=["fhir"], responses=CLINIC_KEY_RESPONSES)
@@ -114,6 +114,25 @@ def search_risk_assessments(
     base = str(request.url_for("post_bundle")).rstrip("/")
     resources = [risk_assessment(client_id, served, holder.name) for served in risks]
     return fhir_response(searchset(base, f"{base}/RiskAssessment?subject=Patient/{client_id}", resources))
+
+
+@router.get(
+    "/RiskAssessment/{resource_id}",
+    responses={
+        200: fhir_body("The RiskAssessment (a searchset entry's fullUrl resolves here)"),
+        404: fhir_body("No such RiskAssessment for this clinic (OperationOutcome)"),
+    },
+)
+def read_risk_assessment(resource_id: str, clinic: ClinicId, db: ReadDb, holder: Holder) -> JSONResponse:
+    """FHIR's read interaction; another clinic's RiskAssessment is not found, as one that does not exist."""
+    session_id = session_of(resource_id)
+    try:
+        if session_id is None:
+            raise service.NotFound(resource_id)
+        client_id, served = service.served_risk(db, clinic, session_id)
+    except service.NotFound:
+        return refusal(404, "not-found", "RiskAssessment.id", "no such RiskAssessment for this clinic")
+    return fhir_response(risk_assessment(client_id, served, holder.name))
 
 
 @public_router.get(

@@ -56,6 +56,29 @@ def test_each_served_risk_is_a_risk_assessment_and_another_clinic_sees_none(api)
     )
 
 
+def test_every_searchset_full_url_resolves_to_its_resource_for_its_clinic_only(api):
+    """FHIR's read interaction: a client follows an entry's fullUrl; another clinic's is 404, like none."""
+    _, headers = api.add_clinic()
+    [(client, payloads)] = fhir.sessions(1, 3, seed=23, prefix="read-").items()
+    for payload in payloads:
+        assert api.client.post(f"/v1/clients/{client}/sessions", json=payload, headers=headers).status_code == 201
+    entries = api.client.get(f"/fhir/r4/RiskAssessment?subject={client}", headers=headers).json()["entry"]
+    other = api.new_clinic()
+    for entry in entries:
+        path = entry["fullUrl"].removeprefix("http://testserver")
+        answer = api.client.get(path, headers=headers)
+        assert answer.status_code == 200 and answer.headers["content-type"].startswith("application/fhir+json")
+        assert answer.json() == entry["resource"]
+        assert api.client.get(path).status_code == 401
+        hidden = api.client.get(path, headers=other)
+        assert hidden.status_code == 404 and client not in hidden.text
+        outcome = get_fhir_model_class("OperationOutcome").model_validate(hidden.json())
+        assert outcome.issue[0].code == "not-found"
+    for unknown in ("session-999999999", "session-0", "session-1x", "x", "session-" + "9" * 19):
+        answer = api.client.get(f"/fhir/r4/RiskAssessment/{unknown}", headers=headers)
+        assert answer.status_code == 404, unknown
+
+
 def test_a_search_without_a_subject_or_for_xml_is_a_400_operation_outcome(api):
     headers = api.new_clinic()
     for query, where in (("", "subject"), ("subject=Group/x", "subject"), ("subject=a&_format=xml", "_format")):
@@ -119,8 +142,8 @@ def test_metadata_is_a_public_r4_capability_statement_of_what_is_served(api):
     assert rest.mode == "server" and {i.code for i in rest.interaction} == {"batch", "transaction"}
     by_type = {r.type: r for r in rest.resource}
     assert {"RiskAssessment", "Observation", "QuestionnaireResponse", "Appointment"} <= set(by_type)
-    [search] = by_type["RiskAssessment"].interaction
-    assert search.code == "search-type" and [p.name for p in by_type["RiskAssessment"].searchParam] == ["subject"]
+    assert [i.code for i in by_type["RiskAssessment"].interaction] == ["search-type", "read"]
+    assert [p.name for p in by_type["RiskAssessment"].searchParam] == ["subject"]
     assert statement.implementation.url == "http://testserver/fhir/r4"
     # Only the statement is public: the rest of /fhir/r4 still wants the key.
     assert api.client.get("/fhir/r4/RiskAssessment?subject=x").status_code == 401
