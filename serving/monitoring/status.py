@@ -45,7 +45,7 @@ def _figures(current: Performance | None, validation_auc: float | None) -> dict[
         "oe_ci_high": current.oe_ci[1],
         "within_landmark_auc": current.within_landmark_auc,
         "within_landmark_auc_ci_high": current.within_landmark_auc_ci[1],
-        "validation_within_landmark_auc": validation_auc,
+        "validation_within_landmark_auc_ci_low": validation_auc,
     }
 
 
@@ -80,7 +80,7 @@ def _status(
     if enough and current is not None:
         high = current.within_landmark_auc_ci[1]
         if high is not None and validation_auc is not None and high < validation_auc:
-            rule = "within-session AUC interval entirely below the model's validation AUC"
+            rule = "within-session AUC interval entirely below the low end of the model's validation AUC interval"
             return Status(
                 status="retrain", rule=f"{rule} (monitoring.min_ended={config.min_ended} met)", figures=figures
             )

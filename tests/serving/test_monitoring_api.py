@@ -315,3 +315,9 @@ def test_the_report_gives_the_validation_auc_and_apart_the_low_end_the_retrain_r
     assert report["validation_within_landmark_auc"] == pytest.approx(metrics["within_landmark_auc"])
     assert report["validation_within_landmark_auc_ci_low"] == pytest.approx(metrics["within_landmark_auc_ci_lo"])
     assert report["validation_within_landmark_auc_ci_low"] < report["validation_within_landmark_auc"]
+    # The status's figures name the low end the same way (they too said validation_within_landmark_auc).
+    assert api.client.post("/v1/clients/x/sessions", json=S[0], headers=headers).status_code == 201
+    assert api.client.put("/v1/clients/x", json={"status": "dropout"}, headers=headers).status_code == 200
+    figures = _monitoring(api, headers)["clinics"][0]["status"]["figures"]
+    assert figures["validation_within_landmark_auc_ci_low"] == report["validation_within_landmark_auc_ci_low"]
+    assert "validation_within_landmark_auc" not in figures
