@@ -4,7 +4,7 @@ Run: ``.venv/bin/python scripts/landmark_calibration.py [--seeds 1 2 42 7] [--cl
 [--independent 40000] [--resamples 200] [--json F]``.
 
 For each seed S it simulates ``--clients`` clients (``simulate --seed S``), trains as ``make run`` does
-(``train --truth``: holdout mode from 1,000 ended episodes; into a temporary MLflow SQLite store), loads
+(``train --truth``, holdout mode, as from 1,000 ended episodes; into a temporary MLflow SQLite store), loads
 the REGISTERED model's scorer (``models.registry.load_scorer``, what ``score`` and serving run) and
 scores (a) the run's held-out clients, as stored with the run, and (b) an independent cohort of
 ``--independent`` clients (seed S + ``--offset``) drawn from the SAME population as the training
@@ -122,6 +122,9 @@ def trained_version(data: Path, settings: TrainingSettings) -> tuple[str, str, d
         settings,
         truth_path=data / "truth.csv",
         progress=lambda message: say(f"    train: {message}"),
+        # make run's mode at 5,000 clients (>= 1,000 ended episodes); said outright so a small trial run
+        # of this script also has held-out clients (in small-data mode the run stores every client)
+        evaluation="holdout",
     )
     return outcome.model_version, outcome.run_id, outcome.report
 
