@@ -114,6 +114,26 @@ def verdict(metrics: dict[str, Any]) -> str:
     return "undecided"
 
 
+def report_difference(reported: dict[str, Any], held_out: dict[str, Any], intervals: bool) -> float:
+    """The largest gap between training's per-landmark test figures and this script's on the held-out clients.
+
+    Zero up to rounding when the registered scorer, loaded from the registry, scores the stored held-out
+    clients as the trained model did in training: the two measure the same model on the same clients.
+    ``intervals``: compare the ECE intervals too (same resamples and seed as training's bootstrap).
+    """
+    model = held_out["model"]
+    gaps = [
+        abs(figures_[metric] - model[landmark][metric])
+        for landmark, figures_ in reported.items()
+        for metric in METRICS
+        if math.isfinite(figures_[metric])
+    ]
+    if intervals:
+        for landmark, figures_ in reported.items():
+            gaps += [abs(a - b) for a, b in zip(figures_["ci"]["ece"], model[landmark]["ci"]["ece"], strict=True)]
+    return max(gaps)
+
+
 def trained_version(data: Path, settings: TrainingSettings) -> tuple[str, str, dict[str, Any]]:
     """Train on the cohort in ``data`` as ``make run`` does; (version, run id, report)."""
     outcome = train(
@@ -148,7 +168,13 @@ def measure_seed(seed: int, args: argparse.Namespace, work: Path) -> dict[str, A
     held_out = labelled_rows(scorer, sessions, episodes, training_cohort.truth, max_landmark)
     result: dict[str, Any] = {"seed": seed, "model_version": version, "model_kind": report["model_kind"]}
     result["calibration_intercept_shifts"] = report["validation"]["calibration_intercept_shifts"]
-    result["held_out"] = figures(held_out, args.resamples, seed)
+    # training's bootstrap seed: the held-out figures and intervals are then the training report's own
+    result["held_out"] = figures(held_out, args.resamples, settings.training.seed)
+    same_draws = args.resamples == settings.training.bootstrap_resamples
+    gap = report_difference(report["test"]["by_landmark"], result["held_out"], same_draws)
+    result["held_out"]["report_difference"] = gap
+    compared = "figures and ECE intervals" if same_draws else "figures"
+    say(f"seed {seed}: held-out {compared} minus the training report's: at most {gap:.1e}")
     timings["held_out_s"] = time.monotonic() - started - timings["simulate_and_train_s"]
     mark = time.monotonic()
     independent_seed = seed + args.offset
@@ -161,7 +187,7 @@ def measure_seed(seed: int, args: argparse.Namespace, work: Path) -> dict[str, A
         raise SystemExit("the independent cohort fails the data contract")
     say(f"seed {seed}: scoring them with the registered model and bootstrapping ({args.resamples} resamples)")
     rows = labelled_rows(scorer, checked.sessions, checked.episodes, other.truth, max_landmark)
-    result["independent"] = figures(rows, args.resamples, seed)
+    result["independent"] = figures(rows, args.resamples, settings.training.seed)
     result["independent"]["seed"] = independent_seed
     result["independent"]["population_intercept"] = population.intercept
     timings["independent_s"] = time.monotonic() - mark

@@ -64,6 +64,12 @@ def test_every_landmark_has_finite_figures_inside_their_intervals(measured):
             assert 0.5 < within["auc"] < 1 and within["ci"][0] <= within["auc"] <= within["ci"][1]
 
 
+def test_the_held_out_figures_are_the_training_reports_own(measured):
+    """The registered scorer on the run's stored held-out clients measures what training reported."""
+    (result,), _, _ = measured
+    assert result["held_out"]["report_difference"] < 1e-9
+
+
 def test_the_independent_cohort_is_larger_and_only_the_model_gets_a_verdict(measured):
     (result,), written, _ = measured
     independent, held_out = result["independent"], result["held_out"]
