@@ -20,11 +20,21 @@ from pydantic import ValidationError
 from dropout_risk.features.instruments import Instrument, InstrumentRegistry, default_registry
 from dropout_risk.training.evaluation.metrics import roc_auc
 from dropout_risk.training.evaluation.within_landmark import evaluable_landmarks, within_landmark_auc
-from dropout_risk.training.simulation.cohort import Cohort, SimulationConfig, _client_ids, simulate_cohort, write_cohort
+from dropout_risk.training.simulation.cohort import (
+    Cohort,
+    SimulationConfig,
+    _client_ids,
+    _streams,
+    population_of,
+    simulate_cohort,
+    write_cohort,
+)
 from dropout_risk.training.simulation.parameters import MAX_SESSIONS
 from dropout_risk.training.simulation.process import (
     calibrate_intercept,
+    draw_latents,
     expected_dropout,
+    hazard_logit_without_intercept,
     planned_length_pmf,
     true_risk_matrix,
 )
@@ -195,6 +205,35 @@ def test_same_seed_writes_byte_identical_files(tmp_path):
     assert set(first) == {"sessions", "episodes", "truth"}
     assert [p.name for p in first.values()] == ["sessions.csv", "episodes.csv", "truth.csv"]
     assert read_bytes(first) == read_bytes(second)
+
+
+def test_a_cohort_drawn_from_its_own_population_is_the_cohort_itself(tmp_path):
+    config = SimulationConfig(n_clients=300, seed=11)
+    own = simulate_cohort(config, population=population_of(config))
+    assert read_bytes(write_cohort(own, tmp_path / "a")) == read_bytes(
+        write_cohort(simulate_cohort(config), tmp_path / "b")
+    )
+
+
+def test_more_clients_of_a_population_keep_its_clinics_and_intercept_not_their_own():
+    """A large cohort checking a model must come from the training cohort's population: its own seed
+    would draw other clinic effects and tune b0 to its own clients."""
+    training = SimulationConfig(n_clients=400, seed=3)
+    population = population_of(training)
+    more = training.model_copy(update={"n_clients": 3000, "seed": 1003})
+    drawn = simulate_cohort(more, population=population)
+    alone = population_of(more)
+    assert not np.allclose(alone.clinics.clinic_effect, population.clinics.clinic_effect)
+    assert alone.intercept != pytest.approx(population.intercept, abs=1e-6)
+    # The drawn clients' true risk is the population's: recomputed with the training b0 and clinic table.
+    streams = _streams(1003)
+    latents = draw_latents(streams, 3000, training.n_clinics, population.clinics)
+    logit_h = hazard_logit_without_intercept(latents, *more.hazard_effects()) + population.intercept
+    risk = true_risk_matrix(logit_h, planned_length_pmf(MAX_SESSIONS))
+    first = drawn.truth.groupby("client_id", sort=True)["true_risk"].first().to_numpy()
+    assert first == pytest.approx(np.round(risk[:, 0], 6), abs=1e-9)
+    with pytest.raises(ValueError, match="number of clinics"):
+        simulate_cohort(more.model_copy(update={"n_clinics": 4}), population=population)
 
 
 def test_other_seed_writes_different_files(tmp_path):

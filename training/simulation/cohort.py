@@ -28,6 +28,7 @@ from dropout_risk.training.simulation.observations import (
 )
 from dropout_risk.training.simulation.parameters import ALLIANCE_NORMS, MAX_SESSIONS, OUTCOME_NORMS, TRUE_RISK_DECIMALS
 from dropout_risk.training.simulation.process import (
+    ClinicTable,
     Latents,
     calibrate_intercept,
     draw_latents,
@@ -120,13 +121,48 @@ def _streams(seed: int) -> dict[str, np.random.Generator]:
     return {name: np.random.default_rng(child) for name, child in zip(names, children, strict=True)}
 
 
-def simulate_cohort(config: SimulationConfig, registry: InstrumentRegistry | None = None) -> Cohort:
-    """Simulate one cohort (sessions, episodes, truth) from ``config``; pure and deterministic."""
+@dataclass(frozen=True)
+class Population:
+    """What a cohort shares with every other sample of its population: clinics, therapists and b0.
+
+    Simulated on its own, a cohort draws its clinic table from its seed and tunes its intercept b0
+    so that ITS clients' expected dropout rate is ``dropout_rate``: two seeds are two populations.
+    ``simulate_cohort(..., population=population_of(training config))`` draws new clients of the
+    training cohort's population instead (its clinic effects, therapists, clinic sizes and b0, the
+    rest of the process being the same constants), e.g. a large independent cohort to check a model
+    against. Its dropout rate is then the population's, near ``dropout_rate`` but not tuned to it.
+    """
+
+    clinics: ClinicTable
+    intercept: float
+
+
+def population_of(config: SimulationConfig) -> Population:
+    """The population ``simulate_cohort(config)`` samples from (its clinic table and tuned b0)."""
+    latents = draw_latents(_streams(config.seed), config.n_clients, config.n_clinics)
+    base_logit = hazard_logit_without_intercept(latents, *config.hazard_effects())
+    return Population(latents.clinics, calibrate_intercept(base_logit, latents.planned_length, config.dropout_rate))
+
+
+def simulate_cohort(
+    config: SimulationConfig, registry: InstrumentRegistry | None = None, population: Population | None = None
+) -> Cohort:
+    """Simulate one cohort (sessions, episodes, truth) from ``config``; pure and deterministic.
+
+    ``population``: draw the clients from another cohort's population (``Population``); its clinic
+    count must be ``config.n_clinics``.
+    """
     registry = default_registry() if registry is None else registry
     streams = _streams(config.seed)
-    latents = draw_latents(streams, config.n_clients, config.n_clinics)
+    if population is not None and len(population.clinics.therapists) != config.n_clinics:
+        raise ValueError("the population has a different number of clinics from the config")
+    clinics = None if population is None else population.clinics
+    latents = draw_latents(streams, config.n_clients, config.n_clinics, clinics)
     base_logit = hazard_logit_without_intercept(latents, *config.hazard_effects())
-    logit_h = base_logit + calibrate_intercept(base_logit, latents.planned_length, config.dropout_rate)
+    if population is None:
+        logit_h = base_logit + calibrate_intercept(base_logit, latents.planned_length, config.dropout_rate)
+    else:
+        logit_h = base_logit + population.intercept
 
     n_sessions, dropped = simulate_attendance(streams["attendance"], logit_h, latents.planned_length)
     observed, ongoing = apply_data_cut(streams["data_cut"], n_sessions, config.ongoing_fraction)

@@ -93,6 +93,21 @@ from dropout_risk.training.simulation.parameters import (
 
 
 @dataclass(frozen=True)
+class ClinicTable:
+    """The clinics and therapists of a population: their effects on dropout, sizes and staff."""
+
+    clinic_effect: np.ndarray  # (C,) logit effect of each clinic
+    therapists: np.ndarray  # (C,) therapists per clinic
+    therapist_effect: np.ndarray  # (T,) logit effect of each therapist
+    clinic_share: np.ndarray  # (C,) share of clients each clinic sees
+
+    @property
+    def first_therapist(self) -> np.ndarray:
+        """Index of each clinic's first therapist in the therapist table."""
+        return np.cumsum(self.therapists) - self.therapists
+
+
+@dataclass(frozen=True)
 class Latents:
     alliance: np.ndarray  # (n, K) latent alliance A_ik, standardised
     intake: np.ndarray  # (n,) y0, intake SDs, higher = better
@@ -106,6 +121,7 @@ class Latents:
     therapist_rank: np.ndarray  # (T,) 1-based number of each therapist within its clinic
     group_effect: np.ndarray  # (n,) clinic + therapist logit effect
     planned_length: np.ndarray  # (n,) L_i
+    clinics: ClinicTable  # the population's clinics and therapists
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -153,8 +169,25 @@ def clinic_effects(rng: np.random.Generator, n_clinics: int) -> np.ndarray:
     return rng.permutation(CLINIC_SD * np.asarray(quantiles))
 
 
-def draw_latents(streams: dict[str, np.random.Generator], n_clients: int, n_clinics: int) -> Latents:
-    """Every client's latent course, demographics, clinic, therapist and planned length."""
+def draw_clinics(rng: np.random.Generator, n_clinics: int) -> ClinicTable:
+    """A population's clinic table, drawn from the start of the ``clinics`` stream."""
+    c_eff = clinic_effects(rng, n_clinics)
+    lo, hi = THERAPISTS_PER_CLINIC
+    n_ther = rng.integers(lo, hi + 1, size=n_clinics)
+    t_eff = THERAPIST_SD * rng.standard_normal(n_ther.sum())
+    # Clinics differ in size too (real services do); Dirichlet shares.
+    clinic_share = rng.dirichlet(np.full(n_clinics, 8.0))
+    return ClinicTable(c_eff, n_ther, t_eff, clinic_share)
+
+
+def draw_latents(
+    streams: dict[str, np.random.Generator], n_clients: int, n_clinics: int, clinics: ClinicTable | None = None
+) -> Latents:
+    """Every client's latent course, demographics, clinic, therapist and planned length.
+
+    ``clinics``: another cohort's clinic table (more clients of the same population) instead of the
+    one drawn from this cohort's own ``clinics`` stream; the clients are assigned from that stream alike.
+    """
     n, K = n_clients, MAX_SESSIONS
     k0 = np.arange(K)  # sessions since the first
 
@@ -178,18 +211,11 @@ def draw_latents(streams: dict[str, np.random.Generator], n_clients: int, n_clin
     gender = np.asarray(GENDERS)[rng.choice(len(GENDERS), size=n, p=GENDER_P)]
 
     rng = streams["clinics"]
-    c_eff = clinic_effects(rng, n_clinics)
-    lo, hi = THERAPISTS_PER_CLINIC
-    n_ther = rng.integers(lo, hi + 1, size=n_clinics)
-    therapist_clinic = np.repeat(np.arange(n_clinics), n_ther)
-    starts = np.cumsum(n_ther) - n_ther
-    therapist_rank = np.arange(n_ther.sum()) - np.repeat(starts, n_ther) + 1
-    t_eff = THERAPIST_SD * rng.standard_normal(n_ther.sum())
-    # Clinics differ in size too (real services do); Dirichlet shares.
-    clinic_share = rng.dirichlet(np.full(n_clinics, 8.0))
-    clinic = rng.choice(n_clinics, size=n, p=clinic_share)
+    own = draw_clinics(rng, n_clinics)  # drawn either way: clients are then assigned from the same stream position
+    table = own if clinics is None else clinics
+    n_ther, starts = table.therapists, table.first_therapist
+    clinic = rng.choice(len(n_ther), size=n, p=table.clinic_share)
     therapist = starts[clinic] + np.floor(rng.random(n) * n_ther[clinic]).astype(np.int64)
-    group_effect = c_eff[clinic] + t_eff[therapist]
 
     pmf = planned_length_pmf(K)
     planned_length = streams["length"].choice(K + 1, size=n, p=pmf)
@@ -203,10 +229,11 @@ def draw_latents(streams: dict[str, np.random.Generator], n_clients: int, n_clin
         gender=gender,
         clinic=clinic,
         therapist=therapist,
-        therapist_clinic=therapist_clinic,
-        therapist_rank=therapist_rank,
-        group_effect=group_effect,
+        therapist_clinic=np.repeat(np.arange(len(n_ther)), n_ther),
+        therapist_rank=np.arange(n_ther.sum()) - np.repeat(starts, n_ther) + 1,
+        group_effect=table.clinic_effect[clinic] + table.therapist_effect[therapist],
         planned_length=planned_length,
+        clinics=table,
     )
 
 
