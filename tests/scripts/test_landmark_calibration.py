@@ -42,6 +42,7 @@ def measured(script, tmp_path_factory) -> tuple[list[dict], dict, str]:
     return results, json.loads(out.read_text()), script.table(results)
 
 
+@pytest.mark.slow  # trains a model end to end
 def test_every_landmark_has_finite_figures_inside_their_intervals(measured):
     results, _, _ = measured
     (result,) = results
@@ -64,12 +65,14 @@ def test_every_landmark_has_finite_figures_inside_their_intervals(measured):
             assert 0.5 < within["auc"] < 1 and within["ci"][0] <= within["auc"] <= within["ci"][1]
 
 
+@pytest.mark.slow  # trains a model end to end
 def test_the_held_out_figures_are_the_training_reports_own(measured):
     """The registered scorer on the run's stored held-out clients measures what training reported."""
     (result,), _, _ = measured
     assert result["held_out"]["report_difference"] < 1e-9
 
 
+@pytest.mark.slow  # trains a model end to end
 def test_the_independent_cohort_is_larger_and_only_the_model_gets_a_verdict(measured):
     (result,), written, _ = measured
     independent, held_out = result["independent"], result["held_out"]
@@ -79,6 +82,7 @@ def test_the_independent_cohort_is_larger_and_only_the_model_gets_a_verdict(meas
     assert written[0]["independent"]["model"]["pooled"]["ece"] == pytest.approx(independent["model"]["pooled"]["ece"])
 
 
+@pytest.mark.slow  # trains a model end to end
 def test_the_table_has_a_line_per_seed_cohort_and_landmark(measured):
     _, _, table = measured
     lines = table.splitlines()
