@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query, Request
+from fastapi import APIRouter, Body, Path, Query, Request
 from fastapi.responses import JSONResponse
 
 from dropout_risk.serving import service
@@ -27,6 +27,8 @@ from dropout_risk.serving.fhir.readings import CLIENT_ID
 from dropout_risk.serving.fhir.risk_assessment import risk_assessment, searchset, session_of
 
 FHIR_JSON = "application/fhir+json"
+# FHIR's id datatype: 1-64 of letters, digits, '-' and '.'; anything else is not an id at all (422).
+ResourceId = Annotated[str, Path(pattern=r"^[A-Za-z0-9\-.]{1,64}$", description="The RiskAssessment's id")]
 router = APIRouter(prefix="/fhir/r4", tags=["fhir"], responses=CLINIC_KEY_RESPONSES)
 # FHIR's capabilities interaction: public, as a client reads it before it has credentials (serving.headers).
 public_router = APIRouter(prefix="/fhir/r4", tags=["fhir"])
@@ -123,7 +125,7 @@ def search_risk_assessments(
         404: fhir_body("No such RiskAssessment for this clinic (OperationOutcome)"),
     },
 )
-def read_risk_assessment(resource_id: str, clinic: ClinicId, db: ReadDb, holder: Holder) -> JSONResponse:
+def read_risk_assessment(resource_id: ResourceId, clinic: ClinicId, db: ReadDb, holder: Holder) -> JSONResponse:
     """FHIR's read interaction; another clinic's RiskAssessment is not found, as one that does not exist."""
     session_id = session_of(resource_id)
     try:

@@ -77,6 +77,8 @@ def test_every_searchset_full_url_resolves_to_its_resource_for_its_clinic_only(a
     for unknown in ("session-999999999", "session-0", "session-1x", "x", "session-" + "9" * 19):
         answer = api.client.get(f"/fhir/r4/RiskAssessment/{unknown}", headers=headers)
         assert answer.status_code == 404, unknown
+    for not_an_id in ("session_1", "a" * 65, "session-1;drop"):  # outside FHIR's id syntax: a request error
+        assert api.client.get(f"/fhir/r4/RiskAssessment/{not_an_id}", headers=headers).status_code == 422
 
 
 def test_a_search_without_a_subject_or_for_xml_is_a_400_operation_outcome(api):
