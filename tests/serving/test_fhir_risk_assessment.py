@@ -72,6 +72,8 @@ def test_every_searchset_full_url_resolves_to_its_resource_for_its_clinic_only(a
         assert api.client.get(path).status_code == 401
         hidden = api.client.get(path, headers=other)
         assert hidden.status_code == 404 and client not in hidden.text
+        absent = api.client.get("/fhir/r4/RiskAssessment/session-999999999", headers=other)
+        assert (hidden.text, hidden.headers["content-type"]) == (absent.text, absent.headers["content-type"])
         outcome = get_fhir_model_class("OperationOutcome").model_validate(hidden.json())
         assert outcome.issue[0].code == "not-found"
     for unknown in ("session-999999999", "session-0", "session-1x", "x", "session-" + "9" * 19):

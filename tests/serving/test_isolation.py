@@ -44,13 +44,16 @@ V1 = {
     # FHIR takes the same keys (issue 15)
     ("POST", "/fhir/r4"): {"resourceType": "Bundle", "type": "batch", "entry": []},
     ("GET", "/fhir/r4/RiskAssessment"): None,
+    ("GET", "/fhir/r4/RiskAssessment/{resource_id}"): None,  # another clinic's: 404 as a missing one (its own test)
 }
 UNAUTHORIZED = {"detail": "missing, unknown or revoked API key"}
 
 
 def _call(api, method: str, path: str, headers: dict, body=None, client_id: str = "x1"):
     kwargs = {"headers": headers} if body is None else {"headers": headers, "json": body}
-    return api.client.request(method, path.replace("{client_id}", client_id).replace("{endpoint_id}", "1"), **kwargs)
+    for name, value in (("{client_id}", client_id), ("{endpoint_id}", "1"), ("{resource_id}", "session-1")):
+        path = path.replace(name, value)
+    return api.client.request(method, path, **kwargs)
 
 
 def _bearer(key: str) -> dict[str, str]:
