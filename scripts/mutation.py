@@ -178,6 +178,8 @@ EQUIVALENT: dict[str, dict[str, str]] = {
     "serving/store.py": {
         f"{_STORE}lock_or_create_client__mutmut_13": "every reader reads a client's covariates as `covariates or {}`",
         **{f"{_STORE}lock_or_create_client__mutmut_{n}": _COLUMN_DEFAULT for n in (16, 17)},
+        f"{_STORE}lock_or_create_client__mutmut_4": "SQLite compiles the PostgreSQL upsert to the same ON CONFLICT",
+        f"{_STORE}lock_or_create_client__mutmut_9": "no other unique column a new client could clash on (id generated)",
         f"{_STORE}set_current_risk__mutmut_13": _ON_UPDATE,
         f"{_STORE}set_episode__mutmut_9": _ON_UPDATE,
     },
