@@ -5,16 +5,31 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import time
+import uuid
+from types import SimpleNamespace
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from dropout_risk.serving import served_version
 from dropout_risk.serving.db import transaction
-from dropout_risk.serving.deps import CLINIC_STATE, Admin, ClinicId, MaybeScoring, Scoring
+from dropout_risk.serving.deps import (
+    CLINIC_STATE,
+    KEY_STATE,
+    SERVED_STATE,
+    Admin,
+    ClinicId,
+    ClinicOrAdmin,
+    MaybeScoring,
+    Model,
+    Scoring,
+    Work,
+)
 from dropout_risk.serving.keys import KeyError_, clinic_for_key, create_key, list_keys, revoke_key
 from dropout_risk.serving.model_holder import ModelHolder
+from dropout_risk.serving.ratelimit import RateLimiter
 from dropout_risk.serving.tables import ApiKey, Clinic
 from tests.support.serving import ADMIN_KEY
 
@@ -144,16 +159,19 @@ def test_keys_are_listed_in_creation_order_with_their_clinic_and_state(api):
 # --- the dependencies on their own (serving/deps.py): an app without the key-check middleware ---------
 
 
-def _bare_app(api, holder) -> TestClient:
+def _bare_app(api, holder, limiter: RateLimiter | None = None) -> TestClient:
     """Routes that only declare the dependencies, on the API's database and settings, without the key check.
 
     The real app's ``KeyCheckMiddleware`` checks the key before the route runs; ``require_clinic``'s own
-    lookup is what an app without it relies on. A stand-in middleware passes on a clinic "already checked".
+    lookup is what an app without it relies on. A stand-in middleware passes on a clinic "already checked",
+    and the served version and key digest the real one would have read. No rate limiter unless given.
     """
     app = FastAPI()
     for name in ("settings", "reader", "registry"):
         setattr(app.state, name, getattr(api.app.state, name))
     app.state.holder = holder
+    if limiter is not None:
+        app.state.limiter = limiter
     registry = api.app.state.registry
 
     @app.get("/clinic")
@@ -174,11 +192,29 @@ def _bare_app(api, holder) -> TestClient:
             return {"version": None}
         return {"version": context.version, "high": context.bands.high, "registry": context.registry is registry}
 
+    @app.get("/model")
+    async def model(loaded: Model) -> dict:
+        return {"version": loaded.version}
+
+    @app.get("/clinic-or-admin")
+    async def clinic_or_admin(caller: ClinicOrAdmin) -> dict:
+        return {"caller": caller}
+
+    @app.post("/work")
+    def work(meter: Work, sessions: int) -> dict:  # a worker thread, as the scoring route's
+        meter.score(sessions)
+        return {}
+
     @app.middleware("http")
     async def checked_upstream(request, call_next):
         # Stands in for KeyCheckMiddleware: a clinic it checked is taken as it is, with no second read.
         if "X-Checked-Clinic" in request.headers:
             setattr(request.state, CLINIC_STATE, int(request.headers["X-Checked-Clinic"]))
+        if "X-Served" in request.headers:  # "version:generation", as read from served_models
+            version, generation = request.headers["X-Served"].split(":")
+            setattr(request.state, SERVED_STATE, served_version.Served(version, int(generation)))
+        if "X-Key-Digest" in request.headers:
+            setattr(request.state, KEY_STATE, request.headers["X-Key-Digest"])
         return await call_next(request)
 
     return TestClient(app)
@@ -222,3 +258,63 @@ def test_scoring_uses_the_loaded_model_and_is_503_without_one(api, champion):
     response = empty.get("/scoring")
     assert response.status_code == 503 and response.json() == {"detail": "no model loaded yet"}
     assert empty.get("/maybe").json() == {"version": None}
+
+
+class _RecordingHolder:
+    """A holder serving version "1" at generation 0 that records the served versions it is asked to catch up to."""
+
+    def __init__(self) -> None:
+        self.name = f"recording-{uuid.uuid4().hex}"  # a served_models row of its own in the shared database
+        self.generation = 0
+        self.current = SimpleNamespace(version="1")
+        self.caught_up: list[served_version.Served] = []
+
+    def behind(self, served: served_version.Served | None) -> bool:
+        return served is not None and served.generation > self.generation
+
+    def catch_up(self, served: served_version.Served) -> None:
+        self.caught_up.append(served)
+        self.current = SimpleNamespace(version=served.version)
+        self.generation = served.generation
+
+
+def test_a_process_behind_the_served_version_loads_it_before_answering(api):
+    holder = _RecordingHolder()
+    client = _bare_app(api, holder)
+    # No row for the model yet: nothing to catch up to.
+    assert client.get("/model").json() == {"version": "1"} and holder.caught_up == []
+    # Another process switched to version 2: without a key check this request reads the row itself.
+    served_version.announce(api.app.state.engine, holder.name, "2")
+    assert client.get("/model").json() == {"version": "2"}
+    assert holder.caught_up == [served_version.Served("2", 1)]
+    assert client.get("/model").json() == {"version": "2"} and len(holder.caught_up) == 1  # caught up: no reload
+    # The version the key check read on its connection is the one followed, not a second read of the row.
+    assert client.get("/model", headers={"X-Served": "5:3"}).json() == {"version": "5"}
+    assert holder.caught_up[-1] == served_version.Served("5", 3)
+
+
+def test_the_admin_key_reads_every_clinic_and_a_clinic_key_its_own(api):
+    name, headers = api.add_clinic()
+    with transaction(api.app.state.sessions) as db:
+        clinic_id = db.scalar(select(Clinic.id).where(Clinic.name == name))
+    client = _bare_app(api, api.app.state.holder)
+    admin = client.get("/clinic-or-admin", headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+    assert admin.json() == {"caller": None}
+    assert client.get("/clinic-or-admin", headers=headers).json() == {"caller": clinic_id}
+    for bad in ({}, {"Authorization": "Bearer drk_not-a-key"}, {"Authorization": f"Bearer {ADMIN_KEY}x"}):
+        assert client.get("/clinic-or-admin", headers=bad).status_code == 401
+
+
+def test_long_work_is_charged_to_the_checked_keys_bucket_and_free_without_a_limiter_or_key(api):
+    per_token = api.app.state.settings.serving.rate_limit_sessions
+    limiter = RateLimiter(rate=1e-6, burst=3)  # no refill within the test
+    assert limiter.wait("digest") == 0.0  # the key check's token: 2 left
+    client = _bare_app(api, api.app.state.holder, limiter)
+    key = {"X-Key-Digest": "digest"}
+    assert client.post(f"/work?sessions={per_token}", headers=key).status_code == 200  # one block: paid already
+    assert client.post(f"/work?sessions={2 * per_token + 1}", headers={}).status_code == 200  # no key: nobody pays
+    assert limiter.wait("digest") == 0.0  # so 1 left after this one
+    assert client.post(f"/work?sessions={per_token + 1}", headers=key).status_code == 200  # two blocks: 1 more
+    assert limiter.wait("digest") > 0
+    # An app without a limiter (none configured) or a key check lets the work through uncharged.
+    assert _bare_app(api, api.app.state.holder).post(f"/work?sessions={5 * per_token}", headers=key).status_code == 200
