@@ -53,6 +53,7 @@ LANDMARK_TESTS = Target(
         "tests/features/test_landmarks_properties.py",
         "tests/features/test_leakage.py",
         "tests/features/test_client_features.py",
+        "tests/features/test_score_features_edges.py",
     ),
     cached=("cohorts",),
 )
@@ -230,6 +231,26 @@ EQUIVALENT: dict[str, dict[str, str]] = {
         f"{_CALIBRATOR}transform__mutmut_18": _INPUT_DTYPE,
     },
 }
+
+
+# Equivalent mutants of the landmark feature modules (features/score_features.py, client_blocks.py, landmarks.py),
+# kept in a block of their own.
+_SCORE = "dropout_risk.features.score_features.x"
+_AS_FLOAT64 = "astype(None) is astype(float64): numpy's default dtype"
+_FLOAT_RAW = "both paths hand over raw scores as float64 arrays: normalise keeps them float64"
+_ONES_MASK = "an all-ones mask either way: np.where reads 1.0 as True"
+_DENOMINATOR = "n Sxx - Sx^2 is exactly 0 below two observations and > 0 from two distinct sessions: one test decides"
+LANDMARK_EQUIVALENT: dict[str, dict[str, str]] = {
+    "features/score_features.py": {
+        **{f"{_SCORE}__normalised__mutmut_{n}": _FLOAT_RAW for n in (2, 4)},
+        **{f"{_SCORE}__attendance_features__mutmut_{n}": _ONES_MASK for n in (7, 9)},
+        f"{_SCORE}__attendance_features__mutmut_27": _AS_FLOAT64,
+        f"{_SCORE}__running__mutmut_34": _AS_FLOAT64,
+        **{f"{_SCORE}__ols_slope__mutmut_{n}": _DENOMINATOR for n in (21, 24)},
+        f"{_SCORE}__alliance_features__mutmut_43": _AS_FLOAT64,
+    },
+}
+EQUIVALENT.update(LANDMARK_EQUIVALENT)
 
 
 CACHE_PLUGIN = "mutation_fixture_cache.py"
