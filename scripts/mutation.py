@@ -54,6 +54,8 @@ LANDMARK_TESTS = Target(
         "tests/features/test_leakage.py",
         "tests/features/test_client_features.py",
         "tests/features/test_score_features_edges.py",
+        "tests/features/test_client_blocks.py",
+        "tests/features/test_landmarks_edges.py",
     ),
     cached=("cohorts",),
 )
@@ -239,6 +241,13 @@ _SCORE = "dropout_risk.features.score_features.x"
 _AS_FLOAT64 = "astype(None) is astype(float64): numpy's default dtype"
 _FLOAT_RAW = "both paths hand over raw scores as float64 arrays: normalise keeps them float64"
 _ONES_MASK = "an all-ones mask either way: np.where reads 1.0 as True"
+_BLOCKS = "dropout_risk.features.client_blocks.x"
+_FLOAT_CALLERS = "every caller passes float64 arrays (scores, NaN-free sums, np.inf stand-ins): the same array"
+_BELOW_ANY_ROW = "a stand-in below every client's first row is replaced by -1 in the next line"
+_BOOL_CUMSUM = "cumsum of a bool mask counts in the platform's int, int64 here: the same counts"
+_SPARE_GRID = "an extra grid row or column (or shifted rows) is padded, never read: same values, a few more cells"
+_NEVER_EMPTY = "_accumulate returns before building a grid for an empty table: that branch is never taken"
+_TRAILING_PAD = "each client's rows start the grid row: the padding only follows them and is never summed into them"
 _DENOMINATOR = "n Sxx - Sx^2 is exactly 0 below two observations and > 0 from two distinct sessions: one test decides"
 LANDMARK_EQUIVALENT: dict[str, dict[str, str]] = {
     "features/score_features.py": {
@@ -248,6 +257,19 @@ LANDMARK_EQUIVALENT: dict[str, dict[str, str]] = {
         f"{_SCORE}__running__mutmut_34": _AS_FLOAT64,
         **{f"{_SCORE}__ols_slope__mutmut_{n}": _DENOMINATOR for n in (21, 24)},
         f"{_SCORE}__alliance_features__mutmut_43": _AS_FLOAT64,
+    },
+    "features/client_blocks.py": {
+        **{f"{_BLOCKS}ǁClientBlocksǁfrom_sorted_codes__mutmut_{n}": _ONES_MASK for n in (5, 7)},
+        f"{_BLOCKS}ǁClientBlocksǁlast_position__mutmut_11": _BELOW_ANY_ROW,
+        f"{_BLOCKS}ǁClientBlocksǁprevious_position__mutmut_5": _BELOW_ANY_ROW,
+        **{f"{_BLOCKS}ǁClientBlocksǁcount__mutmut_{n}": _BOOL_CUMSUM for n in (3, 5)},
+        **{f"{_BLOCKS}ǁClientBlocksǁ_grid__mutmut_{n}": _SPARE_GRID for n in (4, 17, 20)},
+        **{f"{_BLOCKS}ǁClientBlocksǁ_grid__mutmut_{n}": _NEVER_EMPTY for n in (12, 21, 22)},
+        **{f"{_BLOCKS}ǁClientBlocksǁcumsum__mutmut_{n}": _FLOAT_CALLERS for n in (8, 10)},
+        f"{_BLOCKS}ǁClientBlocksǁcumsum__mutmut_11": _TRAILING_PAD,
+        **{f"{_BLOCKS}ǁClientBlocksǁcummin__mutmut_{n}": _FLOAT_CALLERS for n in (8, 10)},
+        f"{_BLOCKS}_take__mutmut_15": _AS_FLOAT64,
+        f"{_BLOCKS}_flag__mutmut_7": _AS_FLOAT64,
     },
 }
 EQUIVALENT.update(LANDMARK_EQUIVALENT)
