@@ -248,6 +248,22 @@ _BOOL_CUMSUM = "cumsum of a bool mask counts in the platform's int, int64 here: 
 _SPARE_GRID = "an extra grid row or column (or shifted rows) is padded, never read: same values, a few more cells"
 _NEVER_EMPTY = "_accumulate returns before building a grid for an empty table: that branch is never taken"
 _TRAILING_PAD = "each client's rows start the grid row: the padding only follows them and is never summed into them"
+_LANDMARKS = "dropout_risk.features.landmarks.x"
+_TO_NUMERIC = "pd.to_numeric reads None as NaN and refuses blank text (NaN): the shortcut only saves the call"
+_ONE_CLIENT = "the one-client path never builds a grid, the only reader of codes: their dtype (or absence) is unread"
+_FLOAT_SESSIONS = "session numbers as float64: every feature of them is float anyway, and small integers are exact"
+_FLOAT_HISTORY = "the service hands over float64 score arrays (serving.scoring.client_history): the same array"
+_FLOAT_COLUMNS = "every feature column is computed as float64 already: the final cast changes nothing"
+_FLOAT_FRAME = "the contract types scores and missed_since_last float64, NaN for missing: the same array"
+_COERCED_FLOATS = "to_numeric(errors='coerce') gives float64, or int64 that take casts: the same floats, NaN if missing"
+_TAKE_CASTS = "take casts the looked-up values to float: None becomes NaN"
+_NO_NA_LEFT = "status == value reads a missing status as False with or without the bool dtype: the same mask"
+_NAME_UNREAD = "the frame is built from a dict: its keys name the columns, the Series' own name is unread"
+_STR_INFERRED = "pandas 3 infers the str dtype for an Index of text: the same index"
+_INT_SESSIONS = "the contract types session_number int64: the same array"
+_MIDNIGHTS = "session dates are midnights: their ns counts are exact in float64"
+_NO_INDEX_COLUMN = "the sorted frame is read by column name only; the contract's frames have no 'index' column to clash"
+_MASKED_MISSING = "missing values are coded -1 by the known mask whatever they are filled with"
 _DENOMINATOR = "n Sxx - Sx^2 is exactly 0 below two observations and > 0 from two distinct sessions: one test decides"
 LANDMARK_EQUIVALENT: dict[str, dict[str, str]] = {
     "features/score_features.py": {
@@ -270,6 +286,27 @@ LANDMARK_EQUIVALENT: dict[str, dict[str, str]] = {
         **{f"{_BLOCKS}ǁClientBlocksǁcummin__mutmut_{n}": _FLOAT_CALLERS for n in (8, 10)},
         f"{_BLOCKS}_take__mutmut_15": _AS_FLOAT64,
         f"{_BLOCKS}_flag__mutmut_7": _AS_FLOAT64,
+    },
+    "features/landmarks.py": {
+        f"{_LANDMARKS}_build_features__mutmut_25": _INT_SESSIONS,
+        f"{_LANDMARKS}_build_features__mutmut_47": _MIDNIGHTS,
+        f"{_LANDMARKS}__numeric_covariate__mutmut_1": _TO_NUMERIC,
+        f"{_LANDMARKS}_client_features__mutmut_4": _FLOAT_SESSIONS,
+        **{f"{_LANDMARKS}_client_features__mutmut_{n}": _ONE_CLIENT for n in (7, 12, 14)},
+        **{f"{_LANDMARKS}_client_features__mutmut_{n}": _FLOAT_HISTORY for n in (23, 25)},
+        f"{_LANDMARKS}_client_features__mutmut_32": _AS_FLOAT64,
+        **{f"{_LANDMARKS}_client_features__mutmut_{n}": _FLOAT_COLUMNS for n in (75, 77)},
+        f"{_LANDMARKS}__landmark_sessions__mutmut_21": _INT_SESSIONS,
+        **{f"{_LANDMARKS}__landmark_sessions__mutmut_{n}": _NO_INDEX_COLUMN for n in (42, 44)},
+        **{f"{_LANDMARKS}__float_column__mutmut_{n}": _FLOAT_FRAME for n in (6, 7, 8, 9)},
+        **{f"{_LANDMARKS}__episode_columns__mutmut_{n}": _COERCED_FLOATS for n in (41, 42, 43, 44)},
+        f"{_LANDMARKS}__episode_columns__mutmut_53": _TAKE_CASTS,
+        **{f"{_LANDMARKS}__episode_columns__mutmut_{n}": _STR_INFERRED for n in (99, 101)},
+        **{f"{_LANDMARKS}__take_episode__mutmut_{n}": _NAME_UNREAD for n in (2, 4)},
+        f"{_LANDMARKS}__labels__mutmut_7": _TAKE_CASTS,
+        **{f"{_LANDMARKS}__labels__mutmut_{n}": _NO_NA_LEFT for n in (11, 12, 13)},
+        **{f"{_LANDMARKS}__level_codes__mutmut_{n}": _STR_INFERRED for n in (5, 7)},
+        **{f"{_LANDMARKS}__level_codes__mutmut_{n}": _MASKED_MISSING for n in (8, 10)},
     },
 }
 EQUIVALENT.update(LANDMARK_EQUIVALENT)
