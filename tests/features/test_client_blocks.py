@@ -31,3 +31,10 @@ def test_running_sums_of_many_clients_take_memory_for_their_own_rows_only():
         tracemalloc.stop()
     np.testing.assert_array_equal(sums, np.tile([1.0, 2.0], 1000))
     assert peak < 1_000_000, f"{peak / 1e6:.1f} MB for 2,000 rows"
+
+
+def test_running_sums_and_minima_stay_within_a_client_whose_predecessor_had_one_session():
+    # The last client starts at row 1: its rows must not be accumulated onto client 0's only row.
+    blocks = ClientBlocks.from_sorted_codes(np.array([0, 1, 1]))
+    np.testing.assert_array_equal(blocks.cumsum({"v": np.array([5.0, 1.0, 2.0])})["v"], [5, 1, 3])
+    np.testing.assert_array_equal(blocks.cummin(np.array([1.0, 3.0, 2.0])), [1, 3, 2])
