@@ -53,6 +53,9 @@ LANDMARK_TESTS = Target(
         "tests/features/test_landmarks_properties.py",
         "tests/features/test_leakage.py",
         "tests/features/test_client_features.py",
+        "tests/features/test_score_features_edges.py",
+        "tests/features/test_client_blocks.py",
+        "tests/features/test_landmarks_edges.py",
     ),
     cached=("cohorts",),
 )
@@ -277,6 +280,83 @@ EQUIVALENT: dict[str, dict[str, str]] = {
         **{f"{_CALIBRATION}__offset_intercept__mutmut_{n}": _UNREACHED_BOUND for n in (17, 18)},
     },
 }
+
+
+# Equivalent mutants of the landmark feature modules (features/score_features.py, client_blocks.py, landmarks.py),
+# kept in a block of their own.
+_SCORE = "dropout_risk.features.score_features.x"
+_AS_FLOAT64 = "astype(None) is astype(float64): numpy's default dtype"
+_FLOAT_RAW = "both paths hand over raw scores as float64 arrays: normalise keeps them float64"
+_ONES_MASK = "an all-ones mask either way: np.where reads 1.0 as True"
+_BLOCKS = "dropout_risk.features.client_blocks.x"
+_FLOAT_CALLERS = "every caller passes float64 arrays (scores, NaN-free sums, np.inf stand-ins): the same array"
+_BELOW_ANY_ROW = "a stand-in below every client's first row is replaced by -1 in the next line"
+_BOOL_CUMSUM = "cumsum of a bool mask counts in the platform's int, int64 here: the same counts"
+_SPARE_GRID = "an extra grid row or column (or shifted rows) is padded, never read: same values, a few more cells"
+_NEVER_EMPTY = "_accumulate returns before building a grid for an empty table: that branch is never taken"
+_TRAILING_PAD = "each client's rows start the grid row: the padding only follows them and is never summed into them"
+_LANDMARKS = "dropout_risk.features.landmarks.x"
+_TO_NUMERIC = "pd.to_numeric reads None as NaN and refuses blank text (NaN): the shortcut only saves the call"
+_ONE_CLIENT = "the one-client path never builds a grid, the only reader of codes: their dtype (or absence) is unread"
+_FLOAT_SESSIONS = "session numbers as float64: every feature of them is float anyway, and small integers are exact"
+_FLOAT_HISTORY = "the service hands over float64 score arrays (serving.scoring.client_history): the same array"
+_FLOAT_COLUMNS = "every feature column is computed as float64 already: the final cast changes nothing"
+_FLOAT_FRAME = "the contract types scores and missed_since_last float64, NaN for missing: the same array"
+_COERCED_FLOATS = "to_numeric(errors='coerce') gives float64, or int64 that take casts: the same floats, NaN if missing"
+_TAKE_CASTS = "take casts the looked-up values to float: None becomes NaN"
+_NO_NA_LEFT = "status == value reads a missing status as False with or without the bool dtype: the same mask"
+_NAME_UNREAD = "the frame is built from a dict: its keys name the columns, the Series' own name is unread"
+_STR_INFERRED = "pandas 3 infers the str dtype for an Index of text: the same index"
+_INT_SESSIONS = "the contract types session_number int64: the same array"
+_MIDNIGHTS = "session dates are midnights: their ns counts are exact in float64"
+_NO_INDEX_COLUMN = "the sorted frame is read by column name only; the contract's frames have no 'index' column to clash"
+_MASKED_MISSING = "missing values are coded -1 by the known mask whatever they are filled with"
+_DENOMINATOR = "n Sxx - Sx^2 is exactly 0 below two observations and > 0 from two distinct sessions: one test decides"
+LANDMARK_EQUIVALENT: dict[str, dict[str, str]] = {
+    "features/score_features.py": {
+        **{f"{_SCORE}__normalised__mutmut_{n}": _FLOAT_RAW for n in (2, 4)},
+        **{f"{_SCORE}__attendance_features__mutmut_{n}": _ONES_MASK for n in (7, 9)},
+        f"{_SCORE}__attendance_features__mutmut_27": _AS_FLOAT64,
+        f"{_SCORE}__running__mutmut_34": _AS_FLOAT64,
+        **{f"{_SCORE}__ols_slope__mutmut_{n}": _DENOMINATOR for n in (21, 24)},
+        f"{_SCORE}__alliance_features__mutmut_43": _AS_FLOAT64,
+    },
+    "features/client_blocks.py": {
+        **{f"{_BLOCKS}ǁClientBlocksǁfrom_sorted_codes__mutmut_{n}": _ONES_MASK for n in (5, 7)},
+        f"{_BLOCKS}ǁClientBlocksǁlast_position__mutmut_11": _BELOW_ANY_ROW,
+        f"{_BLOCKS}ǁClientBlocksǁprevious_position__mutmut_5": _BELOW_ANY_ROW,
+        **{f"{_BLOCKS}ǁClientBlocksǁcount__mutmut_{n}": _BOOL_CUMSUM for n in (3, 5)},
+        **{f"{_BLOCKS}ǁClientBlocksǁ_grid__mutmut_{n}": _SPARE_GRID for n in (4, 17, 20)},
+        **{f"{_BLOCKS}ǁClientBlocksǁ_grid__mutmut_{n}": _NEVER_EMPTY for n in (12, 21, 22)},
+        **{f"{_BLOCKS}ǁClientBlocksǁcumsum__mutmut_{n}": _FLOAT_CALLERS for n in (8, 10)},
+        f"{_BLOCKS}ǁClientBlocksǁcumsum__mutmut_11": _TRAILING_PAD,
+        **{f"{_BLOCKS}ǁClientBlocksǁcummin__mutmut_{n}": _FLOAT_CALLERS for n in (8, 10)},
+        f"{_BLOCKS}_take__mutmut_15": _AS_FLOAT64,
+        f"{_BLOCKS}_flag__mutmut_7": _AS_FLOAT64,
+    },
+    "features/landmarks.py": {
+        f"{_LANDMARKS}_build_features__mutmut_25": _INT_SESSIONS,
+        f"{_LANDMARKS}_build_features__mutmut_47": _MIDNIGHTS,
+        f"{_LANDMARKS}__numeric_covariate__mutmut_1": _TO_NUMERIC,
+        f"{_LANDMARKS}_client_features__mutmut_4": _FLOAT_SESSIONS,
+        **{f"{_LANDMARKS}_client_features__mutmut_{n}": _ONE_CLIENT for n in (7, 12, 14)},
+        **{f"{_LANDMARKS}_client_features__mutmut_{n}": _FLOAT_HISTORY for n in (23, 25)},
+        f"{_LANDMARKS}_client_features__mutmut_32": _AS_FLOAT64,
+        **{f"{_LANDMARKS}_client_features__mutmut_{n}": _FLOAT_COLUMNS for n in (75, 77)},
+        f"{_LANDMARKS}__landmark_sessions__mutmut_21": _INT_SESSIONS,
+        **{f"{_LANDMARKS}__landmark_sessions__mutmut_{n}": _NO_INDEX_COLUMN for n in (42, 44)},
+        **{f"{_LANDMARKS}__float_column__mutmut_{n}": _FLOAT_FRAME for n in (6, 7, 8, 9)},
+        **{f"{_LANDMARKS}__episode_columns__mutmut_{n}": _COERCED_FLOATS for n in (41, 42, 43, 44)},
+        f"{_LANDMARKS}__episode_columns__mutmut_53": _TAKE_CASTS,
+        **{f"{_LANDMARKS}__episode_columns__mutmut_{n}": _STR_INFERRED for n in (99, 101)},
+        **{f"{_LANDMARKS}__take_episode__mutmut_{n}": _NAME_UNREAD for n in (2, 4)},
+        f"{_LANDMARKS}__labels__mutmut_7": _TAKE_CASTS,
+        **{f"{_LANDMARKS}__labels__mutmut_{n}": _NO_NA_LEFT for n in (11, 12, 13)},
+        **{f"{_LANDMARKS}__level_codes__mutmut_{n}": _STR_INFERRED for n in (5, 7)},
+        **{f"{_LANDMARKS}__level_codes__mutmut_{n}": _MASKED_MISSING for n in (8, 10)},
+    },
+}
+EQUIVALENT.update(LANDMARK_EQUIVALENT)
 
 
 CACHE_PLUGIN = "mutation_fixture_cache.py"
