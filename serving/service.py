@@ -214,12 +214,9 @@ def client_served_risks(db: Session, clinic_id: int, external_id: str) -> list[S
     return [] if client is None else served_risks(db, client.id)
 
 
-def served_risk(db: Session, clinic_id: int, session_id: int) -> tuple[str, ServedRisk]:
-    """The client's id and one served risk, by stored session; NotFound when it is not this clinic's."""
-    found = store_served_risk(db, clinic_id, session_id)
-    if found is None:
-        raise NotFound("no such RiskAssessment for this clinic")
-    return found
+def served_risk(db: Session, clinic_id: int, session_id: int | None) -> tuple[str, ServedRisk] | None:
+    """The client's id and one served risk, by stored session; None when there is no such session of this clinic."""
+    return None if session_id is None else store_served_risk(db, clinic_id, session_id)
 
 
 def check_score_size(sessions: int, limit: int) -> None:

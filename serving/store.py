@@ -182,30 +182,24 @@ class ServedRisk:
     basis: tuple[str, ...] = ()  # references of the FHIR resources it was recorded from, if any
 
 
+_SERVED_COLUMNS = (SESSIONS.c.id, SESSIONS.c.session_number, SESSIONS.c.session_date, SESSIONS.c.risk, SESSIONS.c.basis)
+
+
+def _served(row) -> ServedRisk:
+    return ServedRisk(row.id, row.session_number, row.session_date, Risk.from_stored(row.risk), tuple(row.basis or ()))
+
+
 def served_risks(db: Session, client_pk: int) -> list[ServedRisk]:
     columns = SESSIONS.c
-    rows = db.execute(
-        select(columns.id, columns.session_number, columns.session_date, columns.risk, columns.basis)
-        .where(columns.client_pk == client_pk)
-        .order_by(columns.session_number)
-    )
-    return [
-        ServedRisk(row.id, row.session_number, row.session_date, Risk.from_stored(row.risk), tuple(row.basis or ()))
-        for row in rows
-    ]
+    rows = db.execute(select(*_SERVED_COLUMNS).where(columns.client_pk == client_pk).order_by(columns.session_number))
+    return [_served(row) for row in rows]
 
 
 def served_risk(db: Session, clinic_id: int, session_id: int) -> tuple[str, ServedRisk] | None:
     """The client's id and the risk served at stored session ``session_id``, if that session is the clinic's."""
-    columns = SESSIONS.c
     row = db.execute(
-        select(CLIENTS.c.external_id, columns.session_number, columns.session_date, columns.risk, columns.basis)
-        .join(CLIENTS, CLIENTS.c.id == columns.client_pk)
-        .where(columns.id == session_id, CLIENTS.c.clinic_id == clinic_id)
+        select(CLIENTS.c.external_id, *_SERVED_COLUMNS)
+        .join(CLIENTS, CLIENTS.c.id == SESSIONS.c.client_pk)
+        .where(SESSIONS.c.id == session_id, CLIENTS.c.clinic_id == clinic_id)
     ).one_or_none()
-    if row is None:
-        return None
-    served = ServedRisk(
-        session_id, row.session_number, row.session_date, Risk.from_stored(row.risk), tuple(row.basis or ())
-    )
-    return row.external_id, served
+    return None if row is None else (row.external_id, _served(row))

@@ -127,13 +127,10 @@ def search_risk_assessments(
 )
 def read_risk_assessment(resource_id: ResourceId, clinic: ClinicId, db: ReadDb, holder: Holder) -> JSONResponse:
     """FHIR's read interaction; another clinic's RiskAssessment is not found, as one that does not exist."""
-    session_id = session_of(resource_id)
-    try:
-        if session_id is None:
-            raise service.NotFound(resource_id)
-        client_id, served = service.served_risk(db, clinic, session_id)
-    except service.NotFound:
+    found = service.served_risk(db, clinic, session_of(resource_id))
+    if found is None:
         return refusal(404, "not-found", "RiskAssessment.id", "no such RiskAssessment for this clinic")
+    client_id, served = found
     return fhir_response(risk_assessment(client_id, served, holder.name))
 
 
