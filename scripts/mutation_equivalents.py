@@ -191,7 +191,6 @@ _NAME_UNREAD = "the frame is built from a dict: its keys name the columns, the S
 _STR_INFERRED = "pandas 3 infers the str dtype for an Index of text: the same index"
 _INT_SESSIONS = "the contract types session_number int64: the same array"
 _MIDNIGHTS = "session dates are midnights: their ns counts are exact in float64"
-_NO_INDEX_COLUMN = "the sorted frame is read by column name only; the contract's frames have no 'index' column to clash"
 _MASKED_MISSING = "missing values are coded -1 by the known mask whatever they are filled with"
 _DENOMINATOR = "n Sxx - Sx^2 is exactly 0 below two observations and > 0 from two distinct sessions: one test decides"
 LANDMARK_EQUIVALENT: dict[str, dict[str, str]] = {
@@ -226,7 +225,7 @@ LANDMARK_EQUIVALENT: dict[str, dict[str, str]] = {
         f"{_LANDMARKS}_client_features__mutmut_32": _AS_FLOAT64,
         **{f"{_LANDMARKS}_client_features__mutmut_{n}": _FLOAT_COLUMNS for n in (75, 77)},
         f"{_LANDMARKS}__landmark_sessions__mutmut_21": _INT_SESSIONS,
-        **{f"{_LANDMARKS}__landmark_sessions__mutmut_{n}": _NO_INDEX_COLUMN for n in (42, 44)},
+        **{f"{_LANDMARKS}__landmark_sessions__mutmut_{n}": _BY_NAME for n in (42, 44)},
         **{f"{_LANDMARKS}__float_column__mutmut_{n}": _FLOAT_FRAME for n in (6, 7, 8, 9)},
         **{f"{_LANDMARKS}__episode_columns__mutmut_{n}": _COERCED_FLOATS for n in (41, 42, 43, 44)},
         f"{_LANDMARKS}__episode_columns__mutmut_53": _TAKE_CASTS,
