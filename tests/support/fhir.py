@@ -66,17 +66,24 @@ def appointment(client: str, date: dt.date, status: str) -> dict[str, Any]:
 
 
 def resources(by_client: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
-    """Every session's Observations, an Appointment fulfilled for it and one no-show per missed day before it."""
+    """Every session's Observations, an Appointment fulfilled for it and one no-show per missed appointment.
+
+    The no-shows fall on the days after the previous session (before the first one for session 1), so
+    the service counts the payload's ``missed_since_last`` however closely the sessions follow each other.
+    """
     out = []
     for client, payloads in by_client.items():
+        previous: dt.date | None = None
         for payload in payloads:
             date = dt.date.fromisoformat(payload["session_date"])
             encounter = f"{client}-{payload['session_number']}"
             for key, score in payload["scores"].items():
                 out.append(observation(client, key, score, payload["session_date"], encounter))
             out.append(appointment(client, date, "fulfilled"))
-            for week in range(1, (payload["missed_since_last"] or 0) + 1):
-                out.append(appointment(client, date - dt.timedelta(days=7 * week), "noshow"))
+            for k in range(1, (payload["missed_since_last"] or 0) + 1):
+                day = previous + dt.timedelta(days=k) if previous else date - dt.timedelta(days=k)
+                out.append(appointment(client, day, "noshow"))
+            previous = date
     return out
 
 

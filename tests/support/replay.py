@@ -55,70 +55,55 @@ def session_bodies(sessions: pd.DataFrame, max_landmark: int = MAX_LANDMARK) -> 
 def replay(client, headers: dict[str, str], cohort: Cohort, prefix: str = "") -> dict[str, float]:
     """Record ``cohort`` through the API; returns each recorded client's last risk served (by client id)."""
     episodes = cohort.episodes.set_index("client_id")
-    status = episodes["status"].to_dict()
     last: dict[str, float] = {}
     for client_id, bodies in session_bodies(cohort.sessions).items():
-        covariates = {"age": float(episodes.at[client_id, "age"]), "gender": str(episodes.at[client_id, "gender"])}
-        response = client.put(f"/v1/clients/{prefix}{client_id}", json=covariates, headers=headers)
-        assert response.status_code == 200, response.text
+        _put_covariates(client, headers, prefix + client_id, episodes.loc[client_id])
         for body in bodies:
             response = client.post(f"/v1/clients/{prefix}{client_id}/sessions", json=body, headers=headers)
             assert response.status_code == 201, response.text
             last[prefix + client_id] = response.json()["risk"]["probability"]
-        if status[client_id] != "ongoing":
-            ended = dt.date.fromisoformat(bodies[-1]["session_date"]) + dt.timedelta(days=7)
-            update = {"status": status[client_id], "ended_on": ended.isoformat()}
-            response = client.put(f"/v1/clients/{prefix}{client_id}", json=update, headers=headers)
-            assert response.status_code == 200, response.text
+        _close(client, headers, prefix + client_id, episodes.at[client_id, "status"], bodies)
     return last
+
+
+def _put_covariates(client, headers: dict[str, str], client_id: str, episode: pd.Series) -> None:
+    covariates = {"age": float(episode["age"]), "gender": str(episode["gender"])}
+    response = client.put(f"/v1/clients/{client_id}", json=covariates, headers=headers)
+    assert response.status_code == 200, response.text
+
+
+def _close(client, headers: dict[str, str], client_id: str, status: str, bodies: list[dict]) -> None:
+    """An ended episode closed with PUT, ``ended_on`` a week after its last session; an ongoing one stays open."""
+    if status == "ongoing":
+        return
+    ended = dt.date.fromisoformat(bodies[-1]["session_date"]) + dt.timedelta(days=7)
+    response = client.put(
+        f"/v1/clients/{client_id}", json={"status": status, "ended_on": ended.isoformat()}, headers=headers
+    )
+    assert response.status_code == 200, response.text
 
 
 def replay_fhir(client, headers: dict[str, str], cohort: Cohort) -> list[str]:
     """Record ``cohort`` through the API as ``replay`` does, its sessions in ``POST /fhir/r4`` batch Bundles.
 
-    Covariates and closing go through ``PUT /v1/clients/{id}``. Each session is its Observations (one
-    encounter a session) and a fulfilled Appointment; its missed appointments are no-shows on the days
-    after the previous session (before the first one for session 1), so the service counts the same
-    ``missed_since_last``. Returns the client ids recorded.
+    Covariates and closing go through ``PUT /v1/clients/{id}``; the sessions are ``fhir.resources``
+    (Observations, a fulfilled Appointment, the missed appointments as no-shows), so the service counts
+    the same ``missed_since_last``. Returns the client ids recorded.
     """
     episodes = cohort.episodes.set_index("client_id")
     by_client = session_bodies(cohort.sessions)
     for client_id in by_client:
-        covariates = {"age": float(episodes.at[client_id, "age"]), "gender": str(episodes.at[client_id, "gender"])}
-        response = client.put(f"/v1/clients/{client_id}", json=covariates, headers=headers)
-        assert response.status_code == 200, response.text
+        _put_covariates(client, headers, client_id, episodes.loc[client_id])
     ids = list(by_client)
     for start in range(0, len(ids), BUNDLE_CLIENTS):
         part = {c: by_client[c] for c in ids[start : start + BUNDLE_CLIENTS]}
-        response = client.post("/fhir/r4", json=fhir.bundle(_fhir_resources(part)), headers=headers)
+        response = client.post("/fhir/r4", json=fhir.bundle(fhir.resources(part)), headers=headers)
         assert response.status_code == 200, response.text
         statuses = [e["response"]["status"] for e in response.json()["entry"]]
         assert all(s.startswith("2") for s in statuses), [s for s in statuses if not s.startswith("2")][:5]
     for client_id, bodies in by_client.items():
-        if episodes.at[client_id, "status"] != "ongoing":
-            ended = dt.date.fromisoformat(bodies[-1]["session_date"]) + dt.timedelta(days=7)
-            update = {"status": episodes.at[client_id, "status"], "ended_on": ended.isoformat()}
-            response = client.put(f"/v1/clients/{client_id}", json=update, headers=headers)
-            assert response.status_code == 200, response.text
+        _close(client, headers, client_id, episodes.at[client_id, "status"], bodies)
     return list(by_client)
-
-
-def _fhir_resources(by_client: dict[str, list[dict]]) -> list[dict]:
-    out = []
-    for client_id, bodies in by_client.items():
-        previous: dt.date | None = None
-        for body in bodies:
-            date = dt.date.fromisoformat(body["session_date"])
-            encounter = f"{client_id}-{body['session_number']}"
-            out += [
-                fhir.observation(client_id, k, v, body["session_date"], encounter) for k, v in body["scores"].items()
-            ]
-            out.append(fhir.appointment(client_id, date, "fulfilled"))
-            for k in range(1, (body["missed_since_last"] or 0) + 1):
-                day = previous + dt.timedelta(days=k) if previous else date - dt.timedelta(days=k)
-                out.append(fhir.appointment(client_id, day, "noshow"))
-            previous = date
-    return out
 
 
 def clinic_sample(cohort: Cohort, clinic: int, n: int) -> Cohort:
