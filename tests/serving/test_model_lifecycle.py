@@ -9,10 +9,8 @@ from fastapi.testclient import TestClient
 
 from dropout_risk.serving.app import create_app
 from dropout_risk.training.jobs.promote import promote
-from dropout_risk.training.jobs.train import train
 from tests.support.mlflow_store import MlflowStore, active_store
 from tests.support.serving import ADMIN_KEY, serving_settings
-from tests.support.training import QUICK, settings_for
 
 S1 = {"session_number": 1, "session_date": "2025-03-03", "scores": {"ors": 14.5, "srs": 33.0}}
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
@@ -61,25 +59,22 @@ def test_registry_outage_keeps_serving_and_reports_degraded(champion, tmp_path, 
             assert client.get("/readyz").json()["status"] == "ready"
 
 
-def test_a_newly_promoted_champion_is_swapped_in(mlflow_store, cohorts, tmp_path):
-    settings = settings_for(mlflow_store, **QUICK)  # two models, not good ones: the swap is under test
-    data = cohorts.files(700, seed=23)
-    first = train(data["sessions"], data["episodes"], settings)
-    promote(settings, force=True, reason="lifecycle test")
-    app = create_app(serving_settings(f"sqlite:///{tmp_path}/api.db"), poll=False)
-    with TestClient(app) as client:
-        from dropout_risk.serving.db import transaction
-        from dropout_risk.serving.keys import create_key
+def test_a_newly_promoted_champion_is_swapped_in(two_models_trained, tmp_path):
+    models = two_models_trained.copy_to(tmp_path / "registry")  # two models, not good ones: the swap is under test
+    with active_store(models.store):
+        app = create_app(serving_settings(f"sqlite:///{tmp_path}/api.db"), poll=False)
+        with TestClient(app) as client:
+            from dropout_risk.serving.db import transaction
+            from dropout_risk.serving.keys import create_key
 
-        with transaction(app.state.sessions) as db:
-            key, _ = create_key(db, "swap-clinic")
-        headers = {"Authorization": f"Bearer {key}"}
-        before = client.post("/v1/score", json={"sessions": [S1]}, headers=headers).json()["risk"]
-        assert before["model_version"] == first.model_version
+            with transaction(app.state.sessions) as db:
+                key, _ = create_key(db, "swap-clinic")
+            headers = {"Authorization": f"Bearer {key}"}
+            before = client.post("/v1/score", json={"sessions": [S1]}, headers=headers).json()["risk"]
+            assert before["model_version"] == models.first
 
-        second = train(data["sessions"], data["episodes"], settings_for(mlflow_store, seed=5, **QUICK))
-        promote(settings, version=second.model_version, force=True, reason="lifecycle test")
-        assert client.post("/v1/admin/reload", headers=ADMIN).json()["swapped"] is True
-        after = client.post("/v1/score", json={"sessions": [S1]}, headers=headers).json()["risk"]
-        assert after["model_version"] == second.model_version != first.model_version
-        assert client.get("/v1/model", headers=headers).json()["version"] == second.model_version
+            promote(models.settings, version=models.second, force=True, reason="lifecycle test")
+            assert client.post("/v1/admin/reload", headers=ADMIN).json()["swapped"] is True
+            after = client.post("/v1/score", json={"sessions": [S1]}, headers=headers).json()["risk"]
+            assert after["model_version"] == models.second != models.first
+            assert client.get("/v1/model", headers=headers).json()["version"] == models.second

@@ -37,6 +37,9 @@ from tests.support.mlflow_store import active_store
 from tests.support.replay import clinic_sample, store_scored
 from tests.support.training import Champion
 
+# Twenty clinics of 250 simulated clients: acceptance-size, so out of the edit loop (make test runs it).
+pytestmark = pytest.mark.slow
+
 CLINICS, PER_CLINIC = 10, 250
 LATER = 3  # blocks of another shifted population served after the recalibration (fitted on 2 blocks)
 SHIFTED = {"dropout_rate": 0.40, "intake_shift": 0.5}

@@ -13,10 +13,10 @@ from dropout_risk.models.registry import CHAMPION, MODEL_NAME, load_model, load_
 from dropout_risk.training.evaluation.metrics import expected_calibration_error
 from dropout_risk.training.gate_rules import judge
 from dropout_risk.training.jobs.promote import PromotionError, promote
-from dropout_risk.training.jobs.train import TEST_DATA_DIR, train
+from dropout_risk.training.jobs.train import TEST_DATA_DIR, TrainOutcome, train
 from dropout_risk.training.settings import GateConfig
-from tests.support.mlflow_store import active_store
-from tests.support.training import settings_for
+from tests.support.mlflow_store import MlflowStore, active_store
+from tests.support.training import TwoModels, copy_store, settings_for
 
 GOOD = {
     "within_landmark_auc": 0.66,
@@ -86,62 +86,90 @@ def test_against_a_champion_the_lower_bound_of_the_paired_difference_decides():
     assert judge({**close, "within_landmark_auc_ci_lo": 0.45}, champion, gate) == []
 
 
-def test_gate_promotes_rejects_and_rolls_back(mlflow_store, cohorts):
-    settings = settings_for(mlflow_store)
-    good = cohorts.files(2500, seed=11)
-    first = train(good["sessions"], good["episodes"], settings)
-    decision = promote(settings)
-    assert decision.promoted and decision.champion_version is None
-    assert str(version_for_alias(CHAMPION).version) == first.model_version == "1"
+@pytest.fixture(scope="module")
+def challenged(champion, tmp_path_factory) -> TwoModels:
+    """The suite's champion and, trained on the same clients, a challenger that may only see age and gender.
 
-    # Same clients, but a challenger that may only see age and gender: clearly worse.
-    weak = settings_for(mlflow_store, feature_groups=["covariates"])
-    second = train(good["sessions"], good["episodes"], weak)
-    decision = promote(settings)
-    assert not decision.promoted
-    assert any("below the champion" in r for r in decision.reasons)
-    assert decision.champion["n_clients"] == decision.challenger["n_clients"] == 475  # same test clients
-    assert str(version_for_alias(CHAMPION).version) == "1"
+    Only training runs here (the champion is the suite's, already trained): every test copies the
+    registry, so the gate itself runs in the tests.
+    """
+    store = copy_store(champion.store, tmp_path_factory.mktemp("gate"))
+    with active_store(store):
+        weak = settings_for(store, feature_groups=["covariates"])
+        second = train(champion.data["sessions"], champion.data["episodes"], weak)
+    return TwoModels(store, champion.version, second.model_version)
 
-    with pytest.raises(PromotionError, match="needs --reason"):
-        promote(settings, version=second.model_version, force=True)
-    forced = promote(settings, version=second.model_version, force=True, reason="rollback drill")
-    assert forced.promoted and forced.forced
-    assert str(version_for_alias(CHAMPION).version) == "2"
-    with pytest.raises(PromotionError, match="already the champion"):
-        promote(settings, version="2")
-    with pytest.raises(PromotionError, match="no version 9"):
-        promote(settings, version="9")
 
-    client = MlflowClient()
-    runs = client.search_runs(
-        [client.get_experiment_by_name(settings.training.experiment).experiment_id],
-        filter_string="tags.kind = 'promotion'",
-    )
-    assert len(runs) == 3
-    reasons = {r.data.tags.get("reason") for r in runs}
-    assert "rollback drill" in reasons
-    rejected = [r for r in runs if r.data.tags["promoted"] == "False"]
-    assert len(rejected) == 1 and "challenger_within_landmark_auc" in rejected[0].data.metrics
-    assert "champion_within_landmark_auc" in rejected[0].data.metrics
-    assert "challenger_vs_champion_within_delta_ci_lo" in rejected[0].data.metrics
-    assert client.get_model_version(MODEL_NAME, "2").tags["gate"] == "promoted"
+def test_a_first_model_that_passes_the_gate_is_promoted(challenged, tmp_path):
+    registry = challenged.copy_to(tmp_path)
+    with active_store(registry.store):
+        MlflowClient().delete_registered_model_alias(MODEL_NAME, CHAMPION)  # a registry with no champion yet
+        decision = promote(settings_for(registry.store), version=registry.first)
+        assert decision.promoted and decision.champion_version is None and not decision.forced, decision.reasons
+        assert decision.reasons == [] and decision.challenger["within_landmark_auc_ci_lo"] > 0.5
+        assert str(version_for_alias(CHAMPION).version) == registry.first
+        assert MlflowClient().get_model_version(MODEL_NAME, registry.first).tags["gate"] == "promoted"
+
+
+def test_gate_rejects_a_worse_challenger_and_rolls_back_only_with_a_reason(challenged, tmp_path):
+    registry = challenged.copy_to(tmp_path)
+    with active_store(registry.store):
+        settings = settings_for(registry.store)
+        decision = promote(settings)  # the challenger alias: the version trained last
+        assert not decision.promoted and decision.challenger_version == registry.second
+        assert decision.champion_version == registry.first
+        assert any("below the champion" in r for r in decision.reasons)
+        assert decision.champion["n_clients"] == decision.challenger["n_clients"] == 285  # same test clients
+        assert str(version_for_alias(CHAMPION).version) == registry.first
+        client = MlflowClient()
+        assert client.get_model_version(MODEL_NAME, registry.second).tags["gate"] == "rejected"
+
+        with pytest.raises(PromotionError, match="needs --reason"):
+            promote(settings, version=registry.second, force=True)
+        forced = promote(settings, version=registry.second, force=True, reason="rollback drill")
+        assert forced.promoted and forced.forced and forced.reasons == ["forced: rollback drill"]
+        assert str(version_for_alias(CHAMPION).version) == registry.second
+        with pytest.raises(PromotionError, match="already the champion"):
+            promote(settings, version=registry.second)
+        with pytest.raises(PromotionError, match="no version 9"):
+            promote(settings, version="9")
+
+        runs = client.search_runs(
+            [client.get_experiment_by_name(settings.training.experiment).experiment_id],
+            filter_string="tags.kind = 'promotion'",
+        )
+    assert len(runs) == 3  # the suite's champion's forced promotion, the rejection, the rollback
+    assert {r.data.tags.get("reason") for r in runs} == {"test fixture", None, "rollback drill"}
+    (rejected,) = [r for r in runs if r.data.tags["promoted"] == "False"]
+    assert "challenger_within_landmark_auc" in rejected.data.metrics
+    assert "champion_within_landmark_auc" in rejected.data.metrics
+    assert "challenger_vs_champion_within_delta_ci_lo" in rejected.data.metrics
+    assert client.get_model_version(MODEL_NAME, registry.second).tags["gate"] == "promoted"
 
 
 DOCUMENTED_ECE_BINS = 10  # expected_calibration_error: ten equal-width bins, as calibration_curve(strategy="uniform")
 
 
-def test_the_gate_judges_the_ece_of_the_documented_bins(mlflow_template, cohorts, tmp_path):
-    # A store of its own: the test above counts versions from 1 in the module's store.
-    with active_store(mlflow_template.new_store(tmp_path)) as store:
-        settings = settings_for(store)
+@pytest.fixture(scope="module")
+def held_out(mlflow_template, cohorts, tmp_path_factory) -> tuple[MlflowStore, TrainOutcome]:
+    """A first model, trained on the holdout path, in a store of its own; its pickled model broken.
+
+    The holdout path: the gate re-scores the model on its held-out clients (small-data mode judges OOF
+    risks). The gate scores the plain scorer files, as serving does: it must not need the pickled model.
+    """
+    with active_store(mlflow_template.new_store(tmp_path_factory.mktemp("held-out"))) as store:
         data = cohorts.files(900, seed=7)  # a cohort whose bins miss in both directions
-        # The holdout path: the gate re-scores the model on its held-out clients (small-data mode judges OOF risks).
-        outcome = train(data["sessions"], data["episodes"], settings, evaluation="holdout")
-        model = load_scorer(f"models:/{MODEL_NAME}/{outcome.model_version}")
-        # The gate scores the plain scorer files, as serving does: it must not need the pickled model.
+        outcome = train(data["sessions"], data["episodes"], settings_for(store), evaluation="holdout")
         pickled = Path(mlflow.artifacts.download_artifacts(f"models:/{MODEL_NAME}/{outcome.model_version}"))
         (pickled / "python_model.pkl").write_bytes(b"not a pickle")
+    return store, outcome
+
+
+def test_the_gate_judges_the_ece_of_the_documented_bins(held_out, tmp_path):
+    trained, outcome = held_out
+    with active_store(copy_store(trained, tmp_path)) as store:
+        settings = settings_for(store)
+        model = load_scorer(f"models:/{MODEL_NAME}/{outcome.model_version}")
         decision = promote(settings)
         assert decision.challenger_version == outcome.model_version and decision.champion_version is None
         with pytest.raises(Exception):  # noqa: B017, PT011 - the pickle really is broken
