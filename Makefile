@@ -46,19 +46,20 @@ browser:
 SOURCES := dropout_risk features training models serving cli tests benchmarks
 PACKAGES := cli features models serving training
 
-## Lint and formatting (ruff), then types (mypy), then the whole test suite: what CI runs. The tests that
-## start servers, kill processes, run Spark or drive Chromium run alone (their timings and ports are theirs);
-## the rest run on TEST_WORKERS processes, as in test-fast.
+## Lint and formatting (ruff), then types (mypy), then the whole test suite: what CI runs. The reliability
+## tests (real servers under load, kill -9, outages, fuzzing) run alone: their timings are theirs. The rest,
+## the Spark engine and the dashboard in Chromium included, run on TEST_WORKERS processes.
 TEST_WORKERS ?= 2
-FAST := not reliability and not spark and not browser
+ALONE := reliability
+FAST := not $(ALONE) and not spark and not browser
 ## The edit loop also leaves out the slow acceptance-size checks, which make test runs on the workers.
 EDIT_LOOP := $(FAST) and not slow
 ## Both parts build the champion and the two test models once, in SHARED (emptied first).
 SHARED := $(CURDIR)/.test-run
 test: venv browser lint typecheck
 	rm -rf $(SHARED)
-	DROPOUT_RISK_TEST_SHARED=$(SHARED) $(BIN)/python -m pytest -m "$(FAST)" -n $(TEST_WORKERS) --dist loadfile
-	DROPOUT_RISK_TEST_SHARED=$(SHARED) $(BIN)/python -m pytest -m "not ($(FAST))"
+	DROPOUT_RISK_TEST_SHARED=$(SHARED) $(BIN)/python -m pytest -m "not $(ALONE)" -n $(TEST_WORKERS) --dist loadfile
+	DROPOUT_RISK_TEST_SHARED=$(SHARED) $(BIN)/python -m pytest -m "$(ALONE)"
 
 ## The edit loop: lint, types, then every test but the reliability, Spark and browser ones, on TEST_WORKERS
 ## processes (pytest-xdist; a module's tests stay on one worker, so its fixtures are built once).
