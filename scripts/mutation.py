@@ -122,9 +122,10 @@ TARGETS: dict[str, Target] = {
     "training/splits.py": Target(("tests/training/test_splits.py",), cached=("cohorts",)),
     # The gate's models are trained once by the clean run (training never runs the gate; the suite's champion
     # was promoted by force, so a mutant breaking that is seen by the forced rollback in the tests): each
-    # mutant's tests only copy a registry and run the gate.
+    # mutant's tests only copy a registry and run the gate (small_data: a first model trained in small-data mode).
     "training/jobs/promote.py": Target(
-        ("tests/training/test_gate.py",), cached=("cohorts", "mlflow_template", "champion", "challenged", "held_out")
+        ("tests/training/test_gate.py",),
+        cached=("cohorts", "mlflow_template", "champion", "challenged", "held_out", "small_data"),
     ),
     "training/evaluation/bootstrap.py": Target(("tests/training/test_bootstrap.py",), cached=("cohorts",)),
 }

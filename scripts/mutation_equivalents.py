@@ -59,7 +59,17 @@ _SAME_LENGTH = "landmark_of is built from history itself: the two always have th
 _STORE = "dropout_risk.serving.store.x_"
 _COLUMN_DEFAULT = "the column's default (status 'ongoing', covariates {}): SQLAlchemy's insert fills it in"
 _ON_UPDATE = "clients.updated_at has onupdate=func.now(): an UPDATE that leaves it out still sets it"
+_PROMOTE = "dropout_risk.training.jobs.promote.x_"
+_SAME_CLIENT = "without a client the registry helpers make MlflowClient(): the same tracking and registry URIs"
+_PROMOTED_SET = "never read as first set: a forced decision sets True, the gate sets `not reasons`, a refusal raises"
+_MERGE_KEYS = "on=None merges on the shared columns, client_id and landmark (label is only the challenger's)"
 EQUIVALENT: dict[str, dict[str, str]] = {
+    "training/jobs/promote.py": {
+        **{f"{_PROMOTE}promote__mutmut_{n}": _PROMOTED_SET for n in (17, 25)},
+        **{f"{_PROMOTE}promote__mutmut_{n}": _SAME_CLIENT for n in (49, 52)},
+        **{f"{_PROMOTE}_versions__mutmut_{n}": _SAME_CLIENT for n in (4, 6, 20, 22)},
+        **{f"{_PROMOTE}_run_gate__mutmut_{n}": _MERGE_KEYS for n in (113, 115)},
+    },
     "serving/store.py": {
         f"{_STORE}lock_or_create_client__mutmut_13": "every reader reads a client's covariates as `covariates or {}`",
         **{f"{_STORE}lock_or_create_client__mutmut_{n}": _COLUMN_DEFAULT for n in (16, 17)},

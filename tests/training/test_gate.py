@@ -1,22 +1,38 @@
-"""The promotion gate on a real registry: first promotion, rejection, forced rollback, logging."""
+"""The promotion gate on a real registry: first promotion, rejection, forced rollback, logging.
+
+And what each decision leaves for its readers: the server reads the version's ``gate`` and
+``gate_reasons`` tags; people read the promotion run (its tags, the gate's settings as params, both
+models' figures as metrics, decision.json) and the refusals' messages. The models are trained once per
+module (``challenged``, ``held_out``, ``small_data``); each test copies a registry and runs the gate.
+"""
 
 from __future__ import annotations
 
+import json
+import math
+import shutil
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
+from mlflow.entities import Run
 
-from dropout_risk.models.registry import CHAMPION, MODEL_NAME, load_model, load_scorer, version_for_alias
+from dropout_risk.models.registry import CHALLENGER, CHAMPION, MODEL_NAME, load_model, load_scorer, version_for_alias
+from dropout_risk.training.cv_estimate import mean_over_repeats
+from dropout_risk.training.evaluation import monotonicity
 from dropout_risk.training.evaluation.metrics import expected_calibration_error
-from dropout_risk.training.gate_rules import judge
-from dropout_risk.training.jobs.promote import PromotionError, promote
-from dropout_risk.training.jobs.train import TEST_DATA_DIR, TrainOutcome, train
-from dropout_risk.training.settings import GateConfig
+from dropout_risk.training.evaluation.stratified_within import stratified_within_landmark_auc
+from dropout_risk.training.gate_rules import judge, model_figures
+from dropout_risk.training.jobs import promote as gate
+from dropout_risk.training.jobs.promote import Decision, PromotionError, promote
+from dropout_risk.training.jobs.train import OOF_FILE, TEST_DATA_DIR, TrainOutcome, train
+from dropout_risk.training.settings import GateConfig, TrainingSettings
 from tests.support.mlflow_store import MlflowStore, active_store
-from tests.support.training import TwoModels, copy_store, settings_for
+from tests.support.training import QUICK, TwoModels, copy_store, settings_for
 
 GOOD = {
     "within_landmark_auc": 0.66,
@@ -188,3 +204,305 @@ def test_the_gate_judges_the_ece_of_the_documented_bins(held_out, tmp_path):
     # every bin missed in the same direction: the ECE is then |mean(y - p)| whatever the bins).
     for other in (5, 8, 15, 20):
         assert abs(expected_calibration_error(y, p, n_bins=other) - gate_ece) > 1e-6, other
+
+
+def _promotion_runs(client: MlflowClient, settings: TrainingSettings) -> dict[str, Run]:
+    experiment = client.get_experiment_by_name(settings.training.experiment)
+    if experiment is None:  # the decision creates it
+        return {}
+    runs = client.search_runs([experiment.experiment_id], filter_string="tags.kind = 'promotion'")
+    return {run.info.run_id: run for run in runs}
+
+
+def _decide(settings: TrainingSettings, **options: Any) -> tuple[Decision, Run]:
+    """``promote`` and the one promotion run it logged."""
+    client = MlflowClient()
+    before = _promotion_runs(client, settings)
+    decision = promote(settings, **options)
+    (run,) = [run for run_id, run in _promotion_runs(client, settings).items() if run_id not in before]
+    return decision, run
+
+
+def _artifact_json(client: MlflowClient, run_id: str, name: str, tmp_path: Path) -> Any:
+    folder = tmp_path / run_id
+    folder.mkdir(exist_ok=True)
+    return json.loads(Path(client.download_artifacts(run_id, name, str(folder))).read_text())
+
+
+def _nan_as_none(value: Any) -> Any:
+    """NaN never equals itself: compare decisions with None in its place."""
+    if isinstance(value, dict):
+        return {k: _nan_as_none(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_nan_as_none(v) for v in value]
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def _gate_params(settings: TrainingSettings) -> dict[str, str]:
+    return {f"gate.{k}": str(v) for k, v in settings.gate.model_dump().items()}
+
+
+def _figure_metrics(decision: Decision) -> dict[str, float]:
+    figures = {f"challenger_{k}": v for k, v in decision.challenger.items()}
+    figures |= {f"champion_{k}": v for k, v in decision.champion.items()}
+    return {k: v for k, v in figures.items() if math.isfinite(v)}
+
+
+def _stored_test_clients(client: MlflowClient, run_id: str, tmp_path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    stored = Path(client.download_artifacts(run_id, TEST_DATA_DIR, str(tmp_path / "test-clients")))
+    return pd.read_parquet(stored / "test_sessions.parquet"), pd.read_parquet(stored / "test_episodes.parquet")
+
+
+def test_a_first_promotion_is_recorded_on_the_version_and_in_a_run_of_its_own(challenged, tmp_path, monkeypatch):
+    registry = challenged.copy_to(tmp_path / "registry")
+    checked: list[tuple[pd.DataFrame, pd.DataFrame | None]] = []
+
+    def recorded_check(scorer, sessions, episodes=None, **options):
+        checked.append((sessions, episodes))
+        return monotonicity.monotonicity_violations(scorer, sessions, episodes, **options)
+
+    monkeypatch.setattr(gate, "monotonicity_violations", recorded_check)
+    # The test clients' files are health data: the gate copies them only into folders it removes (on a local
+    # store MLflow would hand back the stored files without a folder; on a remote one it would leave a copy).
+    download = MlflowClient.download_artifacts
+    folders: list[str | None] = []
+
+    def recorded_download(self, run_id, path, dst_path=None):
+        folders.append(dst_path)
+        return download(self, run_id, path, dst_path)
+
+    monkeypatch.setattr(MlflowClient, "download_artifacts", recorded_download)
+    with active_store(registry.store):
+        client = MlflowClient()
+        client.delete_registered_model_alias(MODEL_NAME, CHAMPION)  # a registry with no champion yet
+        settings = settings_for(registry.store)
+        decision, run = _decide(settings, version=registry.first)
+        monkeypatch.undo()
+        tags = client.get_model_version(MODEL_NAME, registry.first).tags
+        training_run = client.get_model_version(MODEL_NAME, registry.first).run_id
+        report = _artifact_json(client, training_run, "report.json", tmp_path)
+        recorded = _artifact_json(client, run.info.run_id, "decision.json", tmp_path)
+        sessions, episodes = _stored_test_clients(client, training_run, tmp_path)
+        model = load_scorer(f"models:/{MODEL_NAME}/{registry.first}")
+
+    assert decision.promoted and decision.reasons == [] and decision.champion == {}
+    assert len(folders) == 2 and all(folder is not None and not Path(folder).exists() for folder in folders)
+    assert (tags["gate"], tags["gate_reasons"]) == ("promoted", "passed")
+    assert run.info.run_name == f"promotion-v{registry.first}"
+    assert (
+        run.data.tags.items()
+        >= {
+            "kind": "promotion",
+            "promoted": "True",
+            "forced": "False",
+            "challenger_version": registry.first,
+            "champion_version": "None",
+        }.items()
+    )
+    assert "reason" not in run.data.tags
+    assert run.data.params == _gate_params(settings)
+    assert run.data.metrics == _figure_metrics(decision) and "challenger_within_landmark_auc" in run.data.metrics
+    assert recorded == _nan_as_none(asdict(decision))
+    # intake_only's within-session AUC on these test clients, from the model's training report.
+    intake = report["baselines"]["intake_only"]["within_landmark_auc"]
+    assert decision.challenger["intake_only_within_landmark_auc"] == intake
+    # The monotonicity check ran on the stored test clients with their episodes (the covariates move the risk too).
+    ((checked_sessions, checked_episodes),) = checked
+    pd.testing.assert_frame_equal(checked_sessions, sessions)
+    assert checked_episodes is not None
+    pd.testing.assert_frame_equal(checked_episodes, episodes)
+    expected = monotonicity.monotonicity_violations(model, sessions, episodes)
+    assert decision.challenger["monotonicity_worst_rate"] == expected.worst_rate
+    assert decision.challenger["monotonicity_worst_rate_from_2"] == expected.worst_rate_from_2
+
+
+def test_a_rejection_is_recorded_with_its_reasons_and_both_models_figures(challenged, tmp_path):
+    decisions = []
+    # The second copy logs its decision into an experiment of its own, new, under the settings' artifact
+    # location, and its gate also wants a calibration slope no model has: two reasons.
+    for copy, experiment in (("a", None), ("b", "gate-decisions")):
+        registry = challenged.copy_to(tmp_path / copy)
+        with active_store(registry.store):
+            client = MlflowClient()
+            settings = settings_for(registry.store, **({"experiment": experiment} if experiment else {}))
+            if experiment:
+                settings = settings.model_copy(update={"gate": GateConfig(slope_min=5.0, slope_max=6.0)})
+            decision, run = _decide(settings)  # the challenger alias: the version trained last
+            tags = client.get_model_version(MODEL_NAME, registry.second).tags
+            recorded = _artifact_json(client, run.info.run_id, "decision.json", tmp_path)
+            champion = str(client.get_model_version_by_alias(MODEL_NAME, CHAMPION).version)
+            logged_into = client.get_experiment(run.info.experiment_id)
+        decisions.append(decision)
+
+        assert not decision.promoted and len(decision.reasons) >= 1
+        assert (decision.challenger_version, decision.champion_version) == (registry.second, registry.first)
+        assert champion == registry.first
+        assert (tags["gate"], tags["gate_reasons"]) == ("rejected", "; ".join(decision.reasons))
+        assert run.info.run_name == f"promotion-v{registry.second}"
+        assert (
+            run.data.tags.items()
+            >= {
+                "promoted": "False",
+                "forced": "False",
+                "challenger_version": registry.second,
+                "champion_version": registry.first,
+            }.items()
+        )
+        assert run.data.params == _gate_params(settings)
+        assert run.data.metrics == _figure_metrics(decision)
+        assert "champion_within_landmark_auc" in run.data.metrics
+        assert "challenger_vs_champion_within_delta_ci_lo" in run.data.metrics
+        assert recorded == _nan_as_none(asdict(decision))
+        assert logged_into.name == settings.training.experiment
+        assert Path(logged_into.artifact_location.removeprefix("file://")) == Path(settings.training.artifact_location)
+    assert len(decisions[0].reasons) == 1 and len(decisions[1].reasons) == 2
+    assert decisions[0].reasons[0] in decisions[1].reasons
+    # The gate's bootstrap draws from the configured seed: the same registry gets the same figures.
+    first, second = (_nan_as_none([d.challenger, d.champion]) for d in decisions)
+    assert first == second
+
+    # The champion is scored as the challenger is: on the challenger's test clients, with their episodes.
+    with active_store(registry.store):
+        client = MlflowClient()
+        training_run = client.get_model_version(MODEL_NAME, registry.second).run_id
+        sessions, episodes = _stored_test_clients(client, training_run, tmp_path)
+        models = [load_scorer(f"models:/{MODEL_NAME}/{v}") for v in (registry.first, registry.second)]
+    max_landmark = min(m.spec.max_landmark for m in models)
+    features = models[0].build_features(sessions[sessions["session_number"] <= max_landmark], episodes)
+    scored = features[["client_id", "landmark", "label"]].assign(champion=models[0].predict_features(features))
+    options = {
+        "min_class_clients": settings.evaluation.min_class_clients,
+        "n_resamples": settings.training.bootstrap_resamples,
+        "seed": settings.training.seed,
+    }
+    assert _nan_as_none(decision.champion) == _nan_as_none(model_figures(scored, "champion", **options))
+
+
+def test_a_forced_promotion_records_its_reason_and_no_figures(challenged, tmp_path):
+    registry = challenged.copy_to(tmp_path / "registry")
+    with active_store(registry.store):
+        client = MlflowClient()
+        settings = settings_for(registry.store)
+        decision, run = _decide(settings, version=registry.second, force=True, reason="  rollback drill ")
+        tags = client.get_model_version(MODEL_NAME, registry.second).tags
+        recorded = _artifact_json(client, run.info.run_id, "decision.json", tmp_path)
+        champion = str(client.get_model_version_by_alias(MODEL_NAME, CHAMPION).version)
+
+    assert decision.promoted and decision.forced and decision.reasons == ["forced: rollback drill"]
+    assert champion == registry.second
+    assert (tags["gate"], tags["gate_reasons"]) == ("promoted", "forced: rollback drill")
+    assert (
+        run.data.tags.items()
+        >= {
+            "promoted": "True",
+            "forced": "True",
+            "reason": "  rollback drill ",
+            "champion_version": registry.first,
+        }.items()
+    )
+    assert run.data.params == _gate_params(settings)
+    assert run.data.metrics == {}  # the gate did not run: no figures
+    assert recorded == asdict(decision) and recorded["challenger"] == recorded["champion"] == {}
+
+
+def _unregistered_version(client: MlflowClient, version: str, root: Path, *, scorer_json: str | None = None) -> str:
+    """A new version of ``version``'s model files (its scorer.json replaced if given), with no training run
+    unless its scorer is replaced (then ``version``'s run)."""
+    files = root / f"copy-of-{version}-{'damaged' if scorer_json else 'no-run'}"
+    shutil.copytree(mlflow.artifacts.download_artifacts(f"models:/{MODEL_NAME}/{version}"), files)
+    run_id = None
+    if scorer_json is not None:
+        (files / "artifacts" / "scorer" / "scorer.json").write_text(scorer_json)
+        run_id = client.get_model_version(MODEL_NAME, version).run_id
+    return str(client.create_model_version(MODEL_NAME, source=str(files), run_id=run_id).version)
+
+
+def test_refusals_say_what_is_wrong_and_leave_no_trace(challenged, tmp_path):
+    registry = challenged.copy_to(tmp_path / "registry")
+    with active_store(registry.store):
+        client = MlflowClient()
+        settings = settings_for(registry.store)
+        before = _promotion_runs(client, settings)
+        no_run = _unregistered_version(client, registry.second, tmp_path)
+        damaged = _unregistered_version(client, registry.second, tmp_path, scorer_json="{}")
+        refusals = {
+            "--force needs --reason: say why the gate is being overridden": {"force": True, "reason": "  "},
+            f"model {MODEL_NAME} has no version 9": {"version": "9"},
+            f"version {registry.first} is already the {CHAMPION}": {"version": registry.first},
+            f"version {no_run} has no training run to take its test clients from": {"version": no_run},
+            f"version {damaged}'s scorer cannot be read: scorer.json is not a dropout-risk scorer": {
+                "version": damaged
+            },
+        }
+        for message, options in refusals.items():
+            with pytest.raises(PromotionError) as refused:
+                promote(settings, **options)
+            assert str(refused.value) == message
+        client.delete_registered_model_alias(MODEL_NAME, CHALLENGER)
+        with pytest.raises(PromotionError) as refused:
+            promote(settings)
+        assert str(refused.value) == f"model {MODEL_NAME} has no {CHALLENGER} version: train one first"
+
+        assert _promotion_runs(client, settings).keys() == before.keys()
+        for version in (registry.second, no_run, damaged):
+            assert "gate" not in client.get_model_version(MODEL_NAME, version).tags
+        assert str(client.get_model_version_by_alias(MODEL_NAME, CHAMPION).version) == registry.first
+
+
+def test_a_training_report_without_intake_only_leaves_its_figure_unknown(challenged, tmp_path):
+    """A report without the baseline (or without report.json): NaN, which the first-model rule skips."""
+    registry = challenged.copy_to(tmp_path / "registry")
+    with active_store(registry.store):
+        client = MlflowClient()
+        client.delete_registered_model_alias(MODEL_NAME, CHAMPION)  # a first model: the rule that reads it
+        settings = settings_for(registry.store)
+        trained = client.get_model_version(MODEL_NAME, registry.second)
+        test_clients = client.download_artifacts(trained.run_id, TEST_DATA_DIR, str(tmp_path))
+        files = mlflow.artifacts.download_artifacts(f"models:/{MODEL_NAME}/{registry.second}")
+        experiment = client.get_experiment_by_name(settings.training.experiment)
+        assert experiment is not None
+        figures = []
+        for report in (None, {"model": "logistic"}, {"baselines": {"lightgbm": {"within_landmark_auc": 0.7}}}):
+            run_id = client.create_run(experiment.experiment_id).info.run_id
+            client.log_artifacts(run_id, test_clients, TEST_DATA_DIR)
+            if report is not None:
+                client.log_dict(run_id, report, "report.json")
+            version = client.create_model_version(MODEL_NAME, source=files, run_id=run_id).version
+            figures.append(promote(settings, version=str(version)).challenger["intake_only_within_landmark_auc"])
+    assert all(math.isnan(figure) for figure in figures)
+
+
+@pytest.fixture(scope="module")
+def small_data(mlflow_template, cohorts, tmp_path_factory) -> tuple[MlflowStore, TrainOutcome]:
+    """A first model trained in small-data mode (every client scored out of fold), in a store of its own."""
+    with active_store(mlflow_template.new_store(tmp_path_factory.mktemp("small-data"))) as store:
+        data = cohorts.files(400, seed=23)
+        outcome = train(data["sessions"], data["episodes"], settings_for(store, **QUICK), evaluation="cv")
+    return store, outcome
+
+
+def test_in_small_data_mode_the_gate_judges_the_out_of_fold_risks(small_data, tmp_path):
+    trained, outcome = small_data
+    with active_store(copy_store(trained, tmp_path / "registry")) as store:
+        client = MlflowClient()
+        settings = settings_for(store)
+        decision = promote(settings)
+        stored = Path(client.download_artifacts(outcome.run_id, TEST_DATA_DIR, str(tmp_path / "test")))
+        oof = pd.read_parquet(stored / OOF_FILE)
+        model = load_scorer(f"models:/{MODEL_NAME}/{outcome.model_version}")
+
+    options = {
+        "min_class_clients": settings.evaluation.min_class_clients,
+        "n_resamples": settings.training.bootstrap_resamples,
+        "seed": settings.training.seed,
+    }
+    # Up to the scorer's last landmark, each client's risk at a session averaged over the CV repeats.
+    kept = oof[oof["session_number"] <= model.spec.max_landmark]
+    assert (oof["session_number"] == model.spec.max_landmark).any()
+    scored = mean_over_repeats(kept, ["registered"]).rename(columns={"registered": "challenger"})
+    within = stratified_within_landmark_auc(kept, "registered", **options)
+    expected = model_figures(scored, "challenger", **options, within=within)
+    assert _nan_as_none({k: decision.challenger[k] for k in expected}) == _nan_as_none(expected)
+    # The within-session AUC is stratified by CV fold and repeat, not the pooled risks' own.
+    pooled = model_figures(scored, "challenger", **options)
+    assert decision.challenger["within_landmark_auc"] != pooled["within_landmark_auc"]
