@@ -396,7 +396,7 @@ def test_a_forced_promotion_records_its_reason_and_no_figures(challenged, tmp_pa
         >= {
             "promoted": "True",
             "forced": "True",
-            "reason": "  rollback drill ",
+            "reason": "rollback drill",  # trimmed, as in the reasons
             "champion_version": registry.first,
         }.items()
     )

@@ -113,7 +113,7 @@ def promote(
     _tag_version(client, decision)
     if decision.promoted:
         set_alias(CHAMPION, candidate.version, client=client)
-    _log_decision(decision, settings, reason)
+    _log_decision(decision, settings, forced_reason or None)  # the reason as the reasons hold it
     return decision
 
 
