@@ -66,7 +66,8 @@ TARGETS: dict[str, Target] = {
     "features/client_blocks.py": LANDMARK_TESTS,
     "features/score_features.py": LANDMARK_TESTS,
     "features/contract.py": Target(
-        ("tests/features/test_contract.py", "tests/training/test_data.py"), cached=("cohorts",)
+        ("tests/features/test_contract.py", "tests/features/test_contract_rules.py", "tests/training/test_data.py"),
+        cached=("cohorts",),
     ),
     "features/trajectories.py": Target(
         ("tests/features/test_trajectories.py", "tests/features/test_leakage.py"), cached=("cohorts",)

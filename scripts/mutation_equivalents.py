@@ -248,3 +248,50 @@ LANDMARK_EQUIVALENT: dict[str, dict[str, str]] = {
     },
 }
 EQUIVALENT.update(LANDMARK_EQUIVALENT)
+
+
+# Equivalent mutants of the data contract (features/contract.py), kept in a block of their own.
+_CONTRACT = "dropout_risk.features.contract.x"
+_PARSED_DTYPES = "pass 1 hands the schema each column in its dtype (string, float64, datetime64[ns]): the check is moot"
+_FALSY = "pandera reads None as False (nullable, required): the same column rule"
+_DEFAULT_ARG = "the argument's default is the value given (nullable=False, strict=False, keep='first')"
+_FIRST_ASSIGNMENT = "the problem list is still empty there: = and += give the same list"
+_INTEGER_NONE = "integer=None is falsy: parse_numeric's fractions stay allowed, as with integer=False"
+_STATUS_REREAD = "status is re-read from the raw column after the loop: whatever the loop made of it is replaced"
+_SCHEMA_COLUMNS = "the parsed frame holds only the schema's columns: strict=True finds no other column"
+_ROW_FAILURES = "every failure case names a row: the parsed frames always have the schemas' columns and dtypes"
+_ONE_FRAME = "failure_cases' columns are three columns of one frame: always the same length, strict or not"
+_UNIQUE_IDS = "one key, the client id: tied only when duplicated, and then not ok (frames unusable); kind is unread"
+_SHIFT_ALIGNED = "groupby(...).shift() returns values aligned to the rows whatever the group order"
+_ROWLESS_FIRST = "a rowless problem comes from the early return (all rowless) or has no column: it still sorts first"
+_LOWERCASE_AFTER = "a column-less problem sorts before the required-column ones either way: 'XXXX' < 'client_id' as ''"
+_MISSING_FILL = "blank_to_na reads None as missing, as it reads '': the same NaT"
+CONTRACT_EQUIVALENT: dict[str, dict[str, str]] = {
+    "features/contract.py": {
+        f"{_CONTRACT}ǁValidationResultǁsummary__mutmut_75": _NAN_TEXT,
+        f"{_CONTRACT}__parse_sessions__mutmut_2": "the index is reset before: assigned columns bring the same",
+        f"{_CONTRACT}__parse_sessions__mutmut_24": _FIRST_ASSIGNMENT,
+        f"{_CONTRACT}__parse_sessions__mutmut_106": _INTEGER_NONE,
+        f"{_CONTRACT}__parse_episodes__mutmut_10": _INTEGER_NONE,
+        **{f"{_CONTRACT}__parse_episodes__mutmut_{n}": _STATUS_REREAD for n in (43, 44)},
+        f"{_CONTRACT}__parse_ended_on__mutmut_7": _MISSING_FILL,
+        **{f"{_CONTRACT}_sessions_schema__mutmut_{n}": _PARSED_DTYPES for n in (4, 6, 13, 29, 31, 38, 56)},
+        **{f"{_CONTRACT}_sessions_schema__mutmut_{n}": _FALSY for n in (5, 15, 30, 41, 59)},
+        **{f"{_CONTRACT}_sessions_schema__mutmut_{n}": _DEFAULT_ARG for n in (7, 18, 32, 75)},
+        f"{_CONTRACT}_sessions_schema__mutmut_76": _SCHEMA_COLUMNS,
+        **{f"{_CONTRACT}_episodes_schema__mutmut_{n}": _PARSED_DTYPES for n in (7, 11, 23, 40)},
+        **{f"{_CONTRACT}_episodes_schema__mutmut_{n}": _FALSY for n in (8, 25, 43)},
+        **{f"{_CONTRACT}_episodes_schema__mutmut_{n}": _DEFAULT_ARG for n in (4, 12, 28)},
+        f"{_CONTRACT}__schema_problems__mutmut_15": _ROW_FAILURES,
+        **{f"{_CONTRACT}__schema_problems__mutmut_{n}": _ONE_FRAME for n in (28, 32, 39)},
+        **{f"{_CONTRACT}__session_order_problems__mutmut_{n}": _TWO_KEYS for n in (9, 11, 16, 17)},
+        **{f"{_CONTRACT}__session_order_problems__mutmut_{n}": _SHIFT_ALIGNED for n in (20, 22, 25, 59, 61, 64)},
+        f"{_CONTRACT}__session_order_problems__mutmut_31": _DEFAULT_ARG,
+        f"{_CONTRACT}__session_order_problems__mutmut_38": _FIRST_ASSIGNMENT,
+        **{f"{_CONTRACT}_validate_contract__mutmut_{n}": _TWO_KEYS for n in (96, 98, 103, 104)},
+        **{f"{_CONTRACT}_validate_contract__mutmut_{n}": _UNIQUE_IDS for n in (135, 137, 140, 141)},
+        f"{_CONTRACT}__order__mutmut_5": _ROWLESS_FIRST,
+        f"{_CONTRACT}__order__mutmut_7": _LOWERCASE_AFTER,
+    },
+}
+EQUIVALENT.update(CONTRACT_EQUIVALENT)
