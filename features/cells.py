@@ -12,6 +12,15 @@ import pandas as pd
 from dropout_risk.features.session_rules import FIRST_DATE, LAST_DATE
 
 
+def is_untyped_text(column: pd.Series) -> bool:
+    """Cells as a reader leaves text: object (pandas < 3) or pandas 3's ``str`` (missing is NaN).
+
+    Not the nullable ``string`` dtype (missing is ``pd.NA``): that marks a column already judged to be
+    text, as the Spark engine marks one that is text over the whole file, and it is never re-typed.
+    """
+    return column.dtype == object or column.dtype == "str"
+
+
 def blank_to_na(column: pd.Series) -> pd.Series:
     if column.dtype == object or pd.api.types.is_string_dtype(column):
         stripped = column.astype("string").str.strip()

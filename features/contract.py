@@ -27,7 +27,7 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.errors import SchemaErrors
 
-from dropout_risk.features.cells import blank_to_na, parse_dates, parse_numeric
+from dropout_risk.features.cells import blank_to_na, is_untyped_text, parse_dates, parse_numeric
 from dropout_risk.features.instruments import InstrumentRegistry
 from dropout_risk.features.session_rules import (
     DATE_GOES_BACK,
@@ -36,6 +36,7 @@ from dropout_risk.features.session_rules import (
     NUMBERING_GAP,
     NUMBERING_STARTS_AT_ONE,
 )
+from dropout_risk.features.spec import EPISODE_NON_COVARIATES
 
 STATUSES = ("dropout", "completed", "ongoing")
 SESSION_ID_COLUMNS = ("client_id", "session_number", "session_date")
@@ -140,8 +141,8 @@ def _parse_episodes(raw: pd.DataFrame) -> tuple[pd.DataFrame, list[Problem]]:
             problems += _type_problems("episodes", "age", bad, "must be a number")
         elif column == ENDED_ON:
             problems += _parse_ended_on(raw, out)
-        elif column not in ("client_id", "status") and raw[column].dtype == object:
-            # Other covariates: numeric when every given cell is a number, else text.
+        elif column not in EPISODE_NON_COVARIATES and is_untyped_text(raw[column]):
+            # Covariates: numeric when every given cell is a number, else text. Identifiers stay text.
             parsed = pd.to_numeric(blank_to_na(raw[column]), errors="coerce")
             given = blank_to_na(raw[column]).notna()
             out[column] = parsed if bool(parsed[given].notna().all()) and given.any() else blank_to_na(raw[column])

@@ -118,14 +118,19 @@ def test_object_covariates_are_numbers_when_every_given_cell_is_one_else_text():
     assert spec.categorical_covariates == {"site": ("3", "north")}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug, reported (issue 18 triage): pandas 3 reads CSV text as the str dtype, which the covariate "
-    "typing skips, so a numeric covariate from a CSV file is a category, unlike the same file as Parquet",
-)
-def test_a_numeric_covariate_read_from_csv_text_is_a_number():
-    result = validate_contract(_sessions(), _episodes(years=["12", ""]), REGISTRY)
+@pytest.mark.parametrize("dtype", ["str", object], ids=["pandas 3 text", "object text"])
+def test_a_numeric_covariate_read_as_text_is_a_number_and_identifiers_stay_text(dtype):
+    """A CSV file's cells arrive as text (pandas 3: the ``str`` dtype, as Parquet strings do): a covariate
+    whose every given cell is a number is a quantity, as in a typed file; clinic and therapist ids stay text."""
+    episodes = _episodes(years=["12", ""]).assign(clinic_id=["101", "102"], therapist_id=["7", "8"]).astype(dtype)
+    result = validate_contract(_sessions(), episodes, REGISTRY)
+    assert result.ok, result.problems
     assert pd.api.types.is_numeric_dtype(result.episodes["years"])
+    np.testing.assert_array_equal(result.episodes["years"].astype("float64"), [12.0, np.nan])
+    assert result.episodes["clinic_id"].tolist() == ["101", "102"]
+    assert result.episodes["therapist_id"].tolist() == ["7", "8"]
+    spec = infer_spec(result.sessions, result.episodes, REGISTRY, FeatureConfig())
+    assert spec.numeric_covariates == ("years",) and spec.categorical_covariates == {}
 
 
 def test_typed_integer_client_ids_are_read_as_text_in_both_files():

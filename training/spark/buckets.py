@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from dropout_risk.features.cells import is_untyped_text
 from dropout_risk.features.contract import ValidationResult, validate_contract
 from dropout_risk.features.instruments import InstrumentRegistry
 from dropout_risk.training.data import placeholder_episodes
@@ -56,14 +57,14 @@ def _arrived(frame: pd.DataFrame, columns: list[str], integers: tuple[str, ...])
 
 
 def _apply_kinds(episodes: pd.DataFrame, kinds: dict[str, str]) -> pd.DataFrame:
-    """Make an object-dtype episode column parse as it does over the whole file.
+    """Make a text episode column (as read: object or ``str``) parse as it does over the whole file.
 
-    The contract types an object column as numbers when *every* given cell of
-    it is a number: a file-wide rule that one bucket cannot see. Only pandas < 3
-    reads text as object; pandas 3 reads it as ``str``, which is never re-typed.
+    The contract types such a column as numbers when *every* given cell of it is
+    a number: a file-wide rule that one bucket cannot see. A column the whole
+    file shows is text becomes the nullable ``string`` dtype, which it keeps.
     """
     for name, kind in kinds.items():
-        if name not in episodes.columns or episodes[name].dtype != object:
+        if name not in episodes.columns or not is_untyped_text(episodes[name]):
             continue
         if kind == "text":
             episodes[name] = episodes[name].astype("string")
