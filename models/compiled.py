@@ -22,7 +22,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import lightgbm
 import numpy as np
 import pandas as pd
 from scipy.special import expit
@@ -142,6 +141,8 @@ class _LightGBMScorer:
     """LightGBM's booster, loaded from its own model text, fed a numpy matrix."""
 
     def __init__(self, params: LightGBMParams, columns: list[str], levels: dict[str, tuple[str, ...]]):
+        import lightgbm  # only a LightGBM scorer needs it (with scikit-learn and SciPy: about 1 s a server start)
+
         try:
             self.booster = lightgbm.Booster(model_str=params.booster)
         except Exception as exc:  # LightGBM raises its own error type, or a ValueError, on a damaged text

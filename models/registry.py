@@ -10,6 +10,7 @@ from __future__ import annotations
 import tempfile
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import mlflow
 import pandas as pd
@@ -20,10 +21,11 @@ from mlflow.models.model import ModelInfo
 
 from dropout_risk.models.artifact import SCORER_DIR
 from dropout_risk.models.compiled import CompiledModel
-from dropout_risk.models.extract import write_verified_artifact
 from dropout_risk.models.names import CHALLENGER, CHAMPION, MODEL_NAME, model_uri
-from dropout_risk.models.packaged import DropoutRiskModel
 from dropout_risk.models.profile import ReferenceProfile, write_profile
+
+if TYPE_CHECKING:  # serving reads the registry without the estimators' libraries (a faster server start)
+    from dropout_risk.models.packaged import DropoutRiskModel
 
 __all__ = [
     "CHALLENGER",
@@ -66,6 +68,8 @@ def log_model(
     and is neither logged nor registered. ``profile``, the training data's reference profile
     (``models.profile``), is stored beside the scorer files for monitoring. Returns MLflow's ModelInfo.
     """
+    from dropout_risk.models.extract import write_verified_artifact  # training only: it needs the estimators
+
     with tempfile.TemporaryDirectory() as tmp:
         scorer = write_verified_artifact(model, check_rows, Path(tmp) / SCORER_DIR)
         if profile is not None:

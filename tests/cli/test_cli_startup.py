@@ -30,6 +30,12 @@ def test_help_of_every_command_loads_no_heavy_library():
     assert _heavy_modules_after(code) == []
 
 
+def test_the_served_app_loads_no_training_library():
+    """A server reads the scorer's plain files: fitting libraries would only slow every start (about 1 s)."""
+    loaded = _heavy_modules_after("import dropout_risk.serving.app")
+    assert "sklearn" not in loaded and "lightgbm" not in loaded, loaded
+
+
 def test_the_help_text_names_the_default_feature_sets():
     from dropout_risk.cli.compare import DEFAULT_FEATURE_SETS_HELP
     from dropout_risk.training.comparison.feature_sets import DEFAULT_FEATURE_SETS
