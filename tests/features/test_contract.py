@@ -7,25 +7,9 @@ import pytest
 
 from dropout_risk.features.contract import ContractError, Problem, require_valid, validate_contract
 from dropout_risk.features.instruments import Instrument, default_registry
+from tests.support.contract import text_sessions
 
 REGISTRY = default_registry()
-
-
-def _sessions(overrides: dict | None = None) -> pd.DataFrame:
-    """Two clients as text, like a CSV read: A has 3 sessions, B has 2."""
-    frame = pd.DataFrame(
-        {
-            "client_id": ["A", "A", "A", "B", "B"],
-            "session_number": ["1", "2", "3", "1", "2"],
-            "session_date": ["2024-01-01", "2024-01-08", "2024-01-15", "2024-02-01", "2024-02-08"],
-            "missed_since_last": ["0", "1", "", "0", "0"],
-            "ors": ["18.5", "20", "", "30", "31.2"],
-            "srs": ["36", "38.1", "40", "", "35"],
-        }
-    )
-    for (row, column), value in (overrides or {}).items():
-        frame.loc[row, column] = value
-    return frame
 
 
 def _episodes() -> pd.DataFrame:
@@ -39,7 +23,7 @@ def _rules(result) -> set[tuple[str, int | None, str | None, str]]:
 
 
 def test_clean_files_are_typed_and_summarised():
-    result = validate_contract(_sessions(), _episodes(), REGISTRY)
+    result = validate_contract(text_sessions(), _episodes(), REGISTRY)
     assert result.ok, result.problems
     assert result.sessions["session_number"].dtype == "int64"
     assert str(result.sessions["session_date"].dtype) == "datetime64[ns]"
@@ -72,13 +56,13 @@ def test_clean_files_are_typed_and_summarised():
     ],
 )
 def test_cell_rules_name_row_column_and_rule(row, column, value, rule):
-    result = validate_contract(_sessions({(row, column): value}), _episodes(), REGISTRY)
+    result = validate_contract(text_sessions({(row, column): value}), _episodes(), REGISTRY)
     assert ("sessions", row + 1, column, rule) in _rules(result)
     assert all(value not in str(p) for p in result.problems if value not in ("", "inf"))
 
 
 def test_cross_row_rules():
-    sessions = _sessions({(2, "session_number"): "4", (4, "session_date"): "2024-01-01"})
+    sessions = text_sessions({(2, "session_number"): "4", (4, "session_date"): "2024-01-01"})
     sessions = pd.concat([sessions, sessions.iloc[[0]]], ignore_index=True)  # duplicate A/1 at row 6
     rules = _rules(validate_contract(sessions, _episodes(), REGISTRY))
     assert (
@@ -92,7 +76,7 @@ def test_cross_row_rules():
 
 
 def test_numbering_must_start_at_one():
-    sessions = _sessions({(3, "session_number"): "2", (4, "session_number"): "3"})
+    sessions = text_sessions({(3, "session_number"): "2", (4, "session_number"): "3"})
     rules = _rules(validate_contract(sessions, _episodes(), REGISTRY))
     assert ("sessions", 4, "session_number", "numbering must start at 1 for each client") in rules
 
@@ -101,7 +85,7 @@ def test_episode_rules_and_orphans_both_ways():
     episodes = pd.DataFrame(
         {"client_id": ["A", "A", "C"], "status": ["dropout", "quit", "ongoing"], "age": ["200", "x", "30"]}
     )
-    rules = _rules(validate_contract(_sessions(), episodes, REGISTRY))
+    rules = _rules(validate_contract(text_sessions(), episodes, REGISTRY))
     assert ("episodes", 2, "status", "must be one of dropout, completed, ongoing") in rules
     assert ("episodes", 2, "client_id", "must be unique: this client has more than one episode row") in rules
     assert ("episodes", 1, "age", "must be within 0-120") in rules
@@ -112,16 +96,18 @@ def test_episode_rules_and_orphans_both_ways():
 
 def test_missing_columns_and_empty_files():
     rules = _rules(
-        validate_contract(_sessions().drop(columns=["session_date"]), _episodes().drop(columns=["status"]), REGISTRY)
+        validate_contract(
+            text_sessions().drop(columns=["session_date"]), _episodes().drop(columns=["status"]), REGISTRY
+        )
     )
     assert ("sessions", None, "session_date", "required column is missing") in rules
     assert ("episodes", None, "status", "required column is missing") in rules
-    empty = validate_contract(_sessions().iloc[:0], _episodes(), REGISTRY)
+    empty = validate_contract(text_sessions().iloc[:0], _episodes(), REGISTRY)
     assert ("sessions", None, None, "file has no data rows") in _rules(empty)
 
 
 def test_no_instrument_is_a_problem_and_unknown_columns_warn():
-    sessions = _sessions().drop(columns=["ors", "srs"]).assign(bdi2="10")
+    sessions = text_sessions().drop(columns=["ors", "srs"]).assign(bdi2="10")
     result = validate_contract(sessions, _episodes(), REGISTRY)
     assert any(p.rule.startswith("no instrument column found") for p in result.problems)
     assert any("bdi2" in w for w in result.warnings)
@@ -142,13 +128,13 @@ def test_user_declared_instrument_is_range_checked():
             )
         ]
     )
-    sessions = _sessions().assign(bdi2=["20", "70", "", "", "5"])
+    sessions = text_sessions().assign(bdi2=["20", "70", "", "", "5"])
     result = validate_contract(sessions, _episodes(), registry)
     assert _rules(result) == {("sessions", 2, "bdi2", "must be within 0-63 (BDI-II)")}
 
 
 def test_typed_parquet_like_input_is_accepted():
-    typed = validate_contract(_sessions(), _episodes(), REGISTRY).sessions
+    typed = validate_contract(text_sessions(), _episodes(), REGISTRY).sessions
     again = validate_contract(typed, _episodes(), REGISTRY)
     assert again.ok
     pd.testing.assert_frame_equal(again.sessions, typed)
@@ -156,7 +142,7 @@ def test_typed_parquet_like_input_is_accepted():
 
 def test_require_valid_raises_with_every_problem_and_no_values():
     with pytest.raises(ContractError) as caught:
-        require_valid(_sessions({(0, "ors"): "77.7", (1, "srs"): "99.9"}), _episodes(), REGISTRY)
+        require_valid(text_sessions({(0, "ors"): "77.7", (1, "srs"): "99.9"}), _episodes(), REGISTRY)
     message = str(caught.value)
     assert "2 data contract problem(s)" in message
     assert "77.7" not in message and "99.9" not in message
@@ -174,19 +160,19 @@ DATE_RANGE_RULE = "must be a date from 1900-01-01 to 2100-12-31"
 @pytest.mark.parametrize("value", ["9999-12-31", "1600-01-01", "1899-12-31", "2101-01-01"])
 def test_dates_outside_the_documented_range_are_a_problem_without_the_value(value):
     """Beyond numpy's nanosecond range (1677-2262) this was a traceback that printed the date."""
-    result = validate_contract(_sessions({(1, "session_date"): value}), _episodes(), REGISTRY)
+    result = validate_contract(text_sessions({(1, "session_date"): value}), _episodes(), REGISTRY)
     assert ("sessions", 2, "session_date", DATE_RANGE_RULE) in _rules(result)
     assert all(value not in str(p) for p in result.problems)
 
 
 def test_typed_dates_outside_the_range_are_a_problem_too():
     """A Parquet date column arrives typed: microsecond or date objects, beyond nanoseconds' range."""
-    sessions = _sessions()
+    sessions = text_sessions()
     sessions["session_date"] = pd.to_datetime(sessions["session_date"]).astype("datetime64[us]")
     sessions.loc[3, "session_date"] = pd.Timestamp("9999-12-31")
     result = validate_contract(sessions, _episodes(), REGISTRY)
     assert ("sessions", 4, "session_date", DATE_RANGE_RULE) in _rules(result)
-    edges = _sessions({(0, "session_date"): "1900-01-01", (4, "session_date"): "2100-12-31"})
+    edges = text_sessions({(0, "session_date"): "1900-01-01", (4, "session_date"): "2100-12-31"})
     assert validate_contract(edges, _episodes(), REGISTRY).ok
 
 
@@ -195,14 +181,14 @@ def test_ended_on_is_an_optional_date_of_ended_episodes_and_never_a_covariate():
     from dropout_risk.features.spec import infer_spec
 
     episodes = _episodes().assign(ended_on=["2024-01-20", ""])
-    result = require_valid(_sessions(), episodes, REGISTRY)
+    result = require_valid(text_sessions(), episodes, REGISTRY)
     assert result.episodes["ended_on"].iloc[0] == pd.Timestamp("2024-01-20")
     assert pd.isna(result.episodes["ended_on"].iloc[1])
     spec = infer_spec(result.sessions, result.episodes, REGISTRY, FeatureConfig())
     assert "ended_on" not in (*spec.numeric_covariates, *spec.categorical_covariates)
 
     bad = _episodes().assign(status=["dropout", "ongoing"], ended_on=["20/01/2024", "2024-02-20"])
-    assert _rules(validate_contract(_sessions(), bad, REGISTRY)) == {
+    assert _rules(validate_contract(text_sessions(), bad, REGISTRY)) == {
         ("episodes", 1, "ended_on", "must be an ISO date (YYYY-MM-DD)"),
         (
             "episodes",
@@ -223,7 +209,7 @@ def test_ended_on_is_an_optional_date_of_ended_episodes_and_never_a_covariate():
 )
 def test_the_summary_counts_each_outcome_even_when_one_is_absent(statuses, counts, rate):
     episodes = pd.DataFrame({"client_id": ["A", "B"][: len(statuses)], "status": statuses})
-    summary = validate_contract(_sessions(), episodes, REGISTRY).summary(REGISTRY)
+    summary = validate_contract(text_sessions(), episodes, REGISTRY).summary(REGISTRY)
     assert (summary["dropout"], summary["completed"], summary["ongoing"]) == counts
     assert summary["dropout_rate"] == rate if rate is not None else summary["dropout_rate"] != summary["dropout_rate"]
 
@@ -238,7 +224,7 @@ def test_a_contract_error_lists_fifty_problems_one_a_line_then_how_many_more():
 
 
 def test_problems_are_listed_sessions_first_then_by_row_and_column():
-    sessions = _sessions({(1, "srs"): "x", (1, "ors"): "y", (0, "ors"): "z"}).assign(bdi2="1")
+    sessions = text_sessions({(1, "srs"): "x", (1, "ors"): "y", (0, "ors"): "z"}).assign(bdi2="1")
     episodes = pd.DataFrame({"client_id": ["A", "B"], "status": ["quit", "completed"]})
     problems = validate_contract(sessions, episodes, REGISTRY).problems
     assert [(p.file, p.row, p.column) for p in problems] == [
@@ -247,7 +233,7 @@ def test_problems_are_listed_sessions_first_then_by_row_and_column():
         ("sessions", 2, "srs"),
         ("episodes", 1, "status"),
     ]
-    no_rows = validate_contract(_sessions().iloc[:0], _episodes().iloc[:0], REGISTRY).problems
+    no_rows = validate_contract(text_sessions().iloc[:0], _episodes().iloc[:0], REGISTRY).problems
     assert [(p.file, p.row, p.column, p.rule) for p in no_rows] == [
         ("sessions", None, None, "file has no data rows"),
         ("episodes", None, None, "file has no data rows"),
