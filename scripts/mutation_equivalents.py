@@ -257,7 +257,6 @@ _FALSY = "pandera reads None as False (nullable, required): the same column rule
 _DEFAULT_ARG = "the argument's default is the value given (nullable=False, strict=False, keep='first')"
 _FIRST_ASSIGNMENT = "the problem list is still empty there: = and += give the same list"
 _INTEGER_NONE = "integer=None is falsy: parse_numeric's fractions stay allowed, as with integer=False"
-_STATUS_REREAD = "status is re-read from the raw column after the loop: whatever the loop made of it is replaced"
 _SCHEMA_COLUMNS = "the parsed frame holds only the schema's columns: strict=True finds no other column"
 _ROW_FAILURES = "every failure case names a row: the parsed frames always have the schemas' columns and dtypes"
 _ONE_FRAME = "failure_cases' columns are three columns of one frame: always the same length, strict or not"
@@ -273,7 +272,6 @@ CONTRACT_EQUIVALENT: dict[str, dict[str, str]] = {
         f"{_CONTRACT}__parse_sessions__mutmut_24": _FIRST_ASSIGNMENT,
         f"{_CONTRACT}__parse_sessions__mutmut_106": _INTEGER_NONE,
         f"{_CONTRACT}__parse_episodes__mutmut_10": _INTEGER_NONE,
-        **{f"{_CONTRACT}__parse_episodes__mutmut_{n}": _STATUS_REREAD for n in (43, 44)},
         f"{_CONTRACT}__parse_ended_on__mutmut_7": _MISSING_FILL,
         **{f"{_CONTRACT}_sessions_schema__mutmut_{n}": _PARSED_DTYPES for n in (4, 6, 13, 29, 31, 38, 56)},
         **{f"{_CONTRACT}_sessions_schema__mutmut_{n}": _FALSY for n in (5, 15, 30, 41, 59)},
