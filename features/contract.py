@@ -36,14 +36,11 @@ from dropout_risk.features.session_rules import (
     NUMBERING_GAP,
     NUMBERING_STARTS_AT_ONE,
 )
-from dropout_risk.features.spec import EPISODE_NON_COVARIATES
+from dropout_risk.features.spec import EPISODE_NON_COVARIATES, SESSION_ID_COLUMNS, SESSION_OPTIONAL_COLUMNS
 
 STATUSES = ("dropout", "completed", "ongoing")
-SESSION_ID_COLUMNS = ("client_id", "session_number", "session_date")
-SESSION_OPTIONAL_COLUMNS = ("missed_since_last",)
 EPISODE_REQUIRED_COLUMNS = ("client_id", "status")
 ENDED_ON = "ended_on"  # optional: the day an ended episode ended (the service records it when one is closed)
-EPISODE_ID_COLUMNS = ("client_id", "status", "clinic_id", "therapist_id", ENDED_ON)
 ENDED_ON_ONGOING = "must be blank for an ongoing episode (ended_on is the day an ended episode ended)"
 ISO_DATE = "must be an ISO date (YYYY-MM-DD)"
 AGE_RANGE = (0, 120)

@@ -43,6 +43,9 @@ OUTCOME_SUFFIXES = (
 )
 ALLIANCE_SUFFIXES = ("current", "min", "mean", "change_first", "change_last", "n_below_cutoff", "any_drop")
 
+# The sessions file's columns besides the instruments' scores (the data contract, features.contract).
+SESSION_ID_COLUMNS = ("client_id", "session_number", "session_date")
+SESSION_OPTIONAL_COLUMNS = ("missed_since_last",)
 # Episode columns that describe the episode rather than the client: never covariates.
 EPISODE_NON_COVARIATES = ("client_id", "status", "clinic_id", "therapist_id", "ended_on")
 # Columns of the feature frame that are not model inputs; a feature may not reuse these names.

@@ -13,7 +13,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import binomtest, chisquare
 
 from dropout_risk.models.profile import Histogram
 
@@ -45,6 +44,8 @@ def distribution_drift(reference: Histogram, values: np.ndarray, min_values: int
     shares = np.maximum(counts / n, SHARE_FLOOR)
     expected = np.maximum(np.asarray(reference.proportions), SHARE_FLOOR)
     psi = float(np.sum((shares - expected) * np.log(shares / expected)))
+    from scipy.stats import chisquare  # scipy.stats is about a second of the server's start: only a check needs it
+
     p_value = float(chisquare(counts, expected / expected.sum() * n).pvalue)
     return Drift(psi, p_value if math.isfinite(p_value) else 0.0, n, reference.n)
 
@@ -54,5 +55,7 @@ def missing_drift(reference: Histogram, missing: int, rows: int, min_values: int
     if rows < min_values:
         return None
     rate = min(max(reference.missing_rate, 0.0), 1.0)
+    from scipy.stats import binomtest  # as in distribution_drift: not at the server's start
+
     p_value = float(binomtest(missing, rows, rate).pvalue) if 0 < rate < 1 else (1.0 if missing == rows * rate else 0.0)
     return MissingDrift(reference.missing_rate, missing / rows, p_value, rows)

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import numpy as np
 from scipy.special import logit
-from scipy.stats import norm, rankdata
 
 from dropout_risk.models.logistic_fits import newton_logistic
 
@@ -61,7 +61,7 @@ def observed_expected(y: np.ndarray, p: np.ndarray, client: np.ndarray, confiden
         return Ratio(observed, expected, ratio, (math.nan, math.nan))
     residual = np.bincount(codes, weights=y - ratio * p)
     se_log = math.sqrt(float(np.sum(residual**2))) / observed
-    z = float(norm.ppf(0.5 + confidence / 2))
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
     return Ratio(observed, expected, ratio, (ratio * math.exp(-z * se_log), ratio * math.exp(z * se_log)))
 
 
@@ -88,6 +88,8 @@ def intercept_shift(y: np.ndarray, offset: np.ndarray) -> float:
 def auc_with_se(y: np.ndarray, p: np.ndarray) -> tuple[float, float]:
     """Mann-Whitney ROC AUC (ties count half) and its Hanley-McNeil standard error."""
     positives, negatives = int(y.sum()), int(y.size - y.sum())
+    from scipy.stats import rankdata  # scipy.stats is about a second of the server's start: only a check needs it
+
     ranks = rankdata(p)
     auc = (float(ranks[y == 1].sum()) - positives * (positives + 1) / 2) / (positives * negatives)
     q1, q2 = auc / (2 - auc), 2 * auc**2 / (1 + auc)
@@ -114,5 +116,5 @@ def within_landmark_auc(
     if not aucs:
         return WithinAUC(math.nan, (math.nan, math.nan), ())
     mean, se = float(np.mean(aucs)), float(np.mean(errors))
-    z = float(norm.ppf(0.5 + confidence / 2))
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
     return WithinAUC(mean, (mean - z * se, mean + z * se), tuple(used))

@@ -11,11 +11,11 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Mapping
 
-from dropout_risk.features.contract import EPISODE_ID_COLUMNS, SESSION_ID_COLUMNS, SESSION_OPTIONAL_COLUMNS
-from dropout_risk.features.spec import ID_COLUMNS
+# features.spec, not features.contract: the contract's validation library (pandera) is not needed to serve.
+from dropout_risk.features.spec import EPISODE_NON_COVARIATES, ID_COLUMNS, SESSION_ID_COLUMNS, SESSION_OPTIONAL_COLUMNS
 
 # therapist_id is an episode column that PUT stores among the covariates itself (like age and gender).
-RESERVED = frozenset({*EPISODE_ID_COLUMNS, *SESSION_ID_COLUMNS, *SESSION_OPTIONAL_COLUMNS, *ID_COLUMNS}) - {
+RESERVED = frozenset({*EPISODE_NON_COVARIATES, *SESSION_ID_COLUMNS, *SESSION_OPTIONAL_COLUMNS, *ID_COLUMNS}) - {
     "therapist_id"
 }
 MAX_COVARIATES = 50
