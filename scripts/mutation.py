@@ -170,8 +170,6 @@ MUTMUT = Path(sys.executable).with_name("mutmut")
 def mutmut(where: Path, *args: str, cached: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
     env["MUTATION_CACHED_FIXTURES"] = ",".join(cached)
-    # The tests find the real trial data beside the checkout, not beside the staging tree.
-    env.setdefault("DROPOUT_RISK_SHARED_DATA", str(ROOT.parent / "shared" / "data"))
     # pytest's temporary folders in the staging tree, not the machine's shared pytest-of-USER folder: any other
     # pytest run there prunes all but its newest three, the clean run's among them, and a cached fixture's
     # files (the MLflow template, a champion's store) would vanish under the mutants, failing them all.
