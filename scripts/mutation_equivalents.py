@@ -152,7 +152,7 @@ EQUIVALENT: dict[str, dict[str, str]] = {
         f"{_COMPILED}__codes__mutmut_1": "comparing or flooring NaN and inf raises no floating-point warning",
         f"{_COMPILED}__codes__mutmut_9": "a code equal to n_levels, valid or not, becomes n_levels (missing)",
         f"{_COMPILED}__is_missing__mutmut_5": (
-            "only a list of 0 or 2+ items makes pd.isna raise: no number (to_numeric gives NaN) and no level's text"
+            "only a list (or array) of 0 or 2+ items makes pd.isna raise: no number (NaN either way), no level"
         ),
         **{f"{_LOGISTIC}__init____mutmut_{n}": _SAME_LENGTH_POSITIONS for n in (7, 10, 15)},
         **{
