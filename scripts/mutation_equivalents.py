@@ -37,6 +37,15 @@ _NONE_IS_NAN = "None stored into a float array is NaN: the same missing value as
 _JSON_SERIES = (
     "for every JSON value (str, list, dict: numbers take the branch above) the series is the same type either way"
 )
+_LOGISTIC = f"{_COMPILED}ǁ_LogisticScorerǁ"
+_CALIBRATOR_C = f"{_COMPILED}ǁ_Calibratorǁ"
+_MATRIX = f"{_COMPILED}ǁCompiledModelǁmatrix__mutmut_"
+_SAME_LENGTH_POSITIONS = "_positions returns one position per feature (or raises): zip of equal lengths by construction"
+_ARTIFACT_FLOATS = "the artifact reads every number with float() (artifact._number): a list of floats is float64 anyway"
+_INT_LISTS = "a non-empty list of Python ints (positions, design columns, -1) is an int64 (intp) array anyway"
+_NO_COLUMN = "any negative entry means no design column (active >= 0 picks the rest): -2 is as much none as -1"
+_COMMON_KEYS = "without on, merge joins on the common columns: client_id and landmark, the same keys"
+_INTERP_CLAMPS = "np.interp returns y[0] below x[0] and y[-1] above x[-1]: the clip's missing bound changes nothing"
 _SPLITS = "dropout_risk.training.splits.x"
 _CALLERS_PASS_SEED = "a default never used: every caller of the product passes its seed (training.seed, compare.seed)"
 _BOOTSTRAP = "dropout_risk.training.evaluation.bootstrap.x"
@@ -140,6 +149,40 @@ EQUIVALENT: dict[str, dict[str, str]] = {
         f"{_ROW}30": "astype(None) is astype(float64): numpy's default dtype",
         f"{_ROW}36": _JSON_SERIES,
         f"{_ROW}38": _JSON_SERIES,
+        f"{_COMPILED}__codes__mutmut_1": "comparing or flooring NaN and inf raises no floating-point warning",
+        f"{_COMPILED}__codes__mutmut_9": "a code equal to n_levels, valid or not, becomes n_levels (missing)",
+        f"{_COMPILED}__is_missing__mutmut_5": (
+            "only a list (or array) of 0 or 2+ items makes pd.isna raise: no number (NaN either way), no level"
+        ),
+        **{f"{_LOGISTIC}__init____mutmut_{n}": _SAME_LENGTH_POSITIONS for n in (7, 10, 15)},
+        **{
+            f"{_LOGISTIC}__init____mutmut_{n}": _ARTIFACT_FLOATS
+            for n in (51, 53, 56, 58, 75, 77, 97, 99, 102, 104, 145, 147, 159, 161)
+        },
+        **{f"{_LOGISTIC}__init____mutmut_{n}": _NO_COLUMN for n in (126, 130, 137)},
+        f"{_LOGISTIC}__init____mutmut_127": "fill is None: where.get(None, -1) is -1, the keys are category texts",
+        **{f"{_LOGISTIC}__init____mutmut_{n}": _INT_LISTS for n in (140, 142)},
+        f"{_LOGISTIC}__init____mutmut_152": "a 1-D coef: design @ coef is (n,), as (n, 1) reshaped to (n,) is",
+        f"{_LOGISTIC}__init____mutmut_154": _RESHAPE,
+        f"{_COMPILED}ǁ_LogisticScorerǁraw_probability__mutmut_6": _RESHAPE,
+        **{f"{_CALIBRATOR_C}__init____mutmut_{n}": _ARTIFACT_FLOATS for n in (7, 9, 11, 13)},
+        f"{_CALIBRATOR_C}logit_intercepts__mutmut_5": "np.zeros(()) is 0.0: added to the baseline, it broadcasts",
+        **{
+            f"{_CALIBRATOR_C}__call____mutmut_{n}": "p is the scorer's float64 output: logit, clip take it as is"
+            for n in (4, 6)
+        },
+        f"{_CALIBRATOR_C}__call____mutmut_8": _RESHAPE,
+        **{f"{_CALIBRATOR_C}__call____mutmut_{n}": _INTERP_CLAMPS for n in (24, 25)},
+        f"{_MATRIX}11": "astype(None) is astype(float64): numpy's default dtype",
+        **{f"{_MATRIX}{n}": _NONE_IS_NAN for n in (32, 34)},
+        f"{_MATRIX}37": "the codes are floats and NaN: stored into the float64 matrix, any array of them is the same",
+        **{f"{_COMPILED}_risk_per_session__mutmut_{n}": _COMMON_KEYS for n in (23, 27)},
+        f"{_COMPILED}ǁCompiledModelǁbuild_features__mutmut_6": (
+            "the default episodes frame is empty: no client matches whatever its client_id's dtype (object or string)"
+        ),
+        f"{_COMPILED}ǁCompiledModelǁpredict__mutmut_3": (
+            "_check has made it p > 0 columns; 0 rows then give an empty array through either scorer and calibrator"
+        ),
     },
     "serving/keys.py": {
         "dropout_risk.serving.keys.x_digest__mutmut_4": "'UTF-8' and 'utf-8' name the same codec",

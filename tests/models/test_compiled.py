@@ -11,11 +11,19 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy.special import expit
+from sklearn.isotonic import IsotonicRegression
 
 from dropout_risk.models import extract as extraction
-from dropout_risk.models.artifact import BOOSTER_TXT, SCORER_JSON, ArtifactError, ScorerArtifact, write_artifact
+from dropout_risk.models.artifact import (
+    BOOSTER_TXT,
+    SCORER_JSON,
+    ArtifactError,
+    Calibration,
+    ScorerArtifact,
+    write_artifact,
+)
 from dropout_risk.models.clinical_rule import ClinicalRuleClassifier
-from dropout_risk.models.compiled import CompiledModel
+from dropout_risk.models.compiled import CompiledModel, risk_per_session
 from dropout_risk.models.estimators import make_candidate
 from dropout_risk.models.extract import ArtifactMismatchError, compile_model, discrepancy, extract
 from dropout_risk.models.logodds import logit
@@ -522,3 +530,178 @@ def test_a_version_2_artifact_is_read_with_its_pooled_intercept(cohort, models, 
     expected = expit(model.calibrator.logit_slope * logit(old.raw_probability(X)) + pooled)
     np.testing.assert_allclose(old.predict(X), expected, rtol=0, atol=1e-9)
     assert max_abs(old.predict(X), compile_model(model).predict(X)) > 1e-4  # the per-landmark scorer differs
+
+
+# --- edges the equality tests do not reach (mutation testing) -------------------------------------------
+
+
+def _term_of_the_wrong_type(document: dict) -> None:
+    value = next(t for t in document["logistic"]["terms"] if t["input"] == "value")
+    value["feature"] = REFERRAL  # a categorical covariate read as a number
+
+
+LOGISTIC_DAMAGE = {
+    "a value term on a categorical feature": (
+        _term_of_the_wrong_type,
+        "^a logistic term does not match its feature's type in the spec$",
+    ),
+    "trajectories without their curves": (
+        lambda j: j["trajectories"].pop("curves"),
+        r"^the feature spec or trajectories cannot be read \(KeyError\)$",
+    ),
+    "a reference without its means": (
+        lambda j: j["reference"].pop("means"),
+        r"^the concept reference cannot be read \(KeyError\)$",
+    ),
+}
+
+
+@pytest.mark.parametrize("damage", list(LOGISTIC_DAMAGE))
+def test_a_damaged_logistic_artifact_names_its_fault(models, damage, tmp_path):
+    directory = write_artifact(extract(models["logistic-sigmoid"]), tmp_path / "scorer")
+    CompiledModel.from_directory(directory)  # intact, it loads
+    edit, message = LOGISTIC_DAMAGE[damage]
+    _edit_json(directory, edit)
+    with pytest.raises(ArtifactError, match=message):
+        CompiledModel.from_directory(directory)
+
+
+def test_infinity_is_refused_with_scikit_learns_message(cohort, models):
+    compiled = compile_model(models["logistic-sigmoid"])
+    with pytest.raises(ValueError, match="^Input X contains infinity$"):
+        compiled.predict(compiled.matrix(cohort.rows.head(3).assign(age=np.inf)))
+
+
+def test_the_compiled_model_keeps_its_kind_and_scores_no_rows(cohort, pair):
+    model, compiled = pair
+    assert compiled.kind == model.kind
+    X = compiled.matrix(cohort.rows.head(0))
+    assert X.shape == (0, len(compiled.columns))
+    assert compiled.predict(X).shape == (0,)
+
+
+def test_a_matrix_of_python_values_with_none_scores_as_nan(cohort, pair):
+    """A JSON-like matrix (lists of numbers, None for missing) is read as the float matrix with NaN."""
+    _model, compiled = pair
+    X = compiled.matrix(cohort.rows.head(20))
+    assert np.isnan(X).any()
+    as_json = [[None if np.isnan(v) else float(v) for v in row] for row in X]
+    np.testing.assert_array_equal(compiled.predict(as_json), compiled.predict(X))
+
+
+def test_concept_effects_equal_the_packaged_model(cohort, pair):
+    model, compiled = pair
+    rows = cohort.rows.dropna(subset=["landmark"])  # every scored row has its landmark
+    expected = model.concept_effects(rows)
+    got = compiled.concept_effects(compiled.matrix(rows))
+    np.testing.assert_allclose(got.baseline, expected.baseline, rtol=0, atol=1e-8)
+    assert set(got.effects) == set(expected.effects)
+    for concept, effect in expected.effects.items():
+        np.testing.assert_allclose(got.effects[concept], effect, rtol=0, atol=1e-8)
+
+
+@pytest.mark.parametrize("name", ["logistic-sigmoid", "lightgbm-isotonic"])
+def test_the_calibrator_takes_a_column_of_probabilities(models, name):
+    compiled = compile_model(models[name])
+    p = np.array([0.01, 0.2, 0.5, 0.93])
+    landmark = np.array([1.0, 2.0, 3.0, 4.0])
+    flat = compiled.calibrate(p, landmark)
+    assert flat.shape == (4,)
+    np.testing.assert_array_equal(compiled.calibrate(p.reshape(-1, 1), landmark), flat)
+
+
+@pytest.mark.parametrize("name", ["logistic-isotonic", "lightgbm-isotonic"])
+def test_isotonic_is_scikit_learns_even_when_its_first_step_is_one_point(models, name):
+    """Between the first two thresholds the curve is interpolated, not held at the second one's value."""
+    isotonic = IsotonicRegression(out_of_bounds="clip").fit([0.1, 0.5, 0.9], [0.0, 0.4, 1.0])
+    x, y = tuple(map(float, isotonic.X_thresholds_)), tuple(map(float, isotonic.y_thresholds_))
+    assert x == (0.1, 0.5, 0.9) and y[0] < y[1] < y[2]
+    artifact = extract(models[name])
+    compiled = CompiledModel(replace(artifact, calibration=Calibration(method="isotonic", x=x, y=y)))
+    p = np.array([0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 1.0])
+    np.testing.assert_allclose(compiled.calibrate(p, np.ones(p.size)), isotonic.predict(p), rtol=0, atol=1e-15)
+
+
+def _with_terms(artifact: ScorerArtifact, terms, **changes) -> CompiledModel:
+    estimator = replace(artifact.estimator, terms=tuple(terms), **changes)
+    return CompiledModel(replace(artifact, estimator=estimator))
+
+
+def test_the_order_of_logistic_terms_does_not_change_the_scores(cohort, models):
+    artifact = extract(models["logistic-sigmoid"])
+    terms = artifact.estimator.terms
+    categories_first = sorted(terms, key=lambda t: t.input != "category")
+    assert categories_first[0].input == "category" and terms[0].input != "category"
+    compiled, reordered = CompiledModel(artifact), _with_terms(artifact, categories_first)
+    X = compiled.matrix(cohort.rows)
+    np.testing.assert_allclose(reordered.predict(X), compiled.predict(X), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(reordered.contributions(X)[0], compiled.contributions(X)[0], rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("inputs", [("level",), ("value", "missing")])
+def test_terms_of_zero_weight_can_be_left_out(cohort, models, inputs):
+    """A logistic model without level terms, or without numeric terms, scores as one whose such terms weigh 0."""
+    artifact = extract(models["logistic-sigmoid"])
+    terms = artifact.estimator.terms
+    assert any(t.input in inputs for t in terms)
+    zeroed = _with_terms(artifact, [replace(t, coef=0.0) if t.input in inputs else t for t in terms])
+    without = _with_terms(artifact, [t for t in terms if t.input not in inputs])
+    X = zeroed.matrix(cohort.rows)
+    np.testing.assert_allclose(without.predict(X), zeroed.predict(X), rtol=0, atol=1e-12)
+    assert max_abs(zeroed.predict(X), CompiledModel(artifact).predict(X)) > 1e-3  # the terms mattered
+
+
+@pytest.mark.parametrize("fill", [None, "school"])
+def test_a_missing_category_without_a_term_to_fill_scores_as_no_category(cohort, models, fill):
+    """Missing imputed as nothing, or as a level with no term ("school", never seen): every indicator 0."""
+    artifact = extract(models["logistic-sigmoid"])
+    assert not any(t.input == "category" and t.category == "school" for t in artifact.estimator.terms)
+    missing_category = {k: v for k, v in artifact.estimator.missing_category.items() if k != REFERRAL}
+    if fill is not None:
+        missing_category[REFERRAL] = fill
+    compiled = _with_terms(artifact, artifact.estimator.terms, missing_category=missing_category)
+    rows = cohort.rows.head(30)
+    missing = compiled.predict(compiled.matrix(rows.assign(**{REFERRAL: None})))
+    school = compiled.predict(compiled.matrix(rows.assign(**{REFERRAL: "school"})))
+    np.testing.assert_array_equal(missing, school)
+    filled = CompiledModel(artifact).predict(compiled.matrix(rows.assign(**{REFERRAL: None})))
+    assert max_abs(missing, filled) > 1e-6  # the fitted fill is a level with a term
+
+
+def test_histories_without_episodes_score_as_the_packaged_model(clinic, models):
+    model = models["logistic-sigmoid"]
+    compiled = compile_model(model)
+    clients = clinic.sessions["client_id"].drop_duplicates().head(12)
+    sessions = clinic.sessions[clinic.sessions["client_id"].isin(clients)].reset_index(drop=True)
+    sessions = sessions.assign(**{REFERRAL: "gp", BLANK: np.nan})
+    expected = model.build_features(sessions)
+    pd.testing.assert_frame_equal(compiled.build_features(sessions), expected)
+    assert len(expected) > 12
+    pd.testing.assert_frame_equal(compiled.score_history(sessions), model.score_history(sessions))
+
+
+def test_risk_per_session_keeps_every_session_and_refuses_two_rows_of_a_landmark():
+    sessions = pd.DataFrame({"client_id": ["a", "a", "a", "b", "b"], "session_number": [1, 2, 9, 1, 2]})
+    features = pd.DataFrame({"client_id": ["b", "a", "a", "b"], "landmark": [1, 1, 2, 3]})
+    risk = np.array([0.1, 0.2, 0.3, 0.4])
+    scored = risk_per_session(sessions, features, risk, max_landmark=3)
+    assert scored.columns.tolist() == ["client_id", "session_number", "landmark", "risk"]
+    np.testing.assert_array_equal(scored["landmark"], [1, 2, 3, 1, 2])
+    np.testing.assert_array_equal(scored["risk"], [0.2, 0.3, np.nan, 0.1, np.nan])  # no row: no risk
+    twice = pd.concat([features, features.tail(1)], ignore_index=True)
+    with pytest.raises(pd.errors.MergeError):
+        risk_per_session(sessions, twice, np.append(risk, 0.5), max_landmark=3)
+
+
+def test_a_missing_category_is_not_the_level_spelled_none_or_nan(cohort, models):
+    """A level whose text is "None" or "nan" is a category like any other; None and NaN stay missing."""
+    artifact = extract(models["logistic-sigmoid"])
+    spec = json.loads(json.dumps(artifact.spec))
+    spec["categorical_covariates"][REFERRAL] = ["court", "gp", "None", "nan", "self"]
+    compiled = CompiledModel(replace(artifact, spec=spec))
+    column = compiled.columns.index(REFERRAL)
+    for missing in (None, np.nan, pd.NA):
+        assert np.isnan(compiled.row({REFERRAL: missing})[0, column])
+    assert np.isnan(compiled.matrix(pd.DataFrame({REFERRAL: [None, np.nan, pd.NA]}))[:, column]).all()
+    assert compiled.row({REFERRAL: "None"})[0, column] == 2.0 and compiled.row({REFERRAL: "nan"})[0, column] == 3.0
+    np.testing.assert_array_equal(compiled.matrix(pd.DataFrame({REFERRAL: ["None", "nan"]}))[:, column], [2.0, 3.0])
