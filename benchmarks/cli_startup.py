@@ -35,7 +35,7 @@ app()
 """
 
 
-def _timed(command: list[str], repeats: int) -> tuple[float, float, float]:
+def timed_runs(command: list[str], repeats: int) -> tuple[float, float, float]:
     """Median and best wall seconds, and the median CPU seconds (user + system) of the process.
 
     CPU time hardly moves when other processes share the cores, so it is the steadier figure on a
@@ -60,11 +60,11 @@ def main(repeats: int = 15) -> dict[str, float]:
         "dropout-risk --help": [str(BIN / "dropout-risk"), "--help"],
         "dropout-risk validate --help": [str(BIN / "dropout-risk"), "validate", "--help"],
     }
-    _timed(commands["dropout-risk --help"], 2)  # warm the file cache and bytecode
+    timed_runs(commands["dropout-risk --help"], 2)  # warm the file cache and bytecode
     medians = {}
     print(f"repeats={repeats} load_average={os.getloadavg()[0]:.2f} target_seconds={TARGET_SECONDS}")
     for name, command in commands.items():
-        median, best, cpu = _timed(command, repeats)
+        median, best, cpu = timed_runs(command, repeats)
         medians[name] = median
         print(f"{name:<30} median_seconds={median:.3f} best_seconds={best:.3f} median_cpu_seconds={cpu:.3f}")
     floor = medians["one-command Typer app --help"]
