@@ -93,6 +93,7 @@ lock: venv
 ## Speed figures (see benchmarks/README.md).
 bench: venv
 	$(BIN)/python benchmarks/cli_startup.py
+	$(BIN)/python benchmarks/serving_start.py
 	$(BIN)/python benchmarks/simulate_speed.py
 	$(BIN)/python benchmarks/features_build.py
 	$(BIN)/python benchmarks/train_speed.py
