@@ -91,6 +91,8 @@ TARGETS: dict[str, Target] = {
             # never runs the scorer's serving code: cached), and two clients read end to end.
             "tests/serving/test_reasons.py",
             "tests/serving/test_issue16_histories.py",
+            # The risk names the clinic's recalibration it applied (score_history's "recalibration").
+            "tests/serving/test_monitoring_api.py::test_a_recalibration_moves_its_clinics_risks_only_and_says_so",
         ),
         tuple(SQLITE_ONLY),
         (*SERVING_FIXTURES, "clinic", "split", "compiled"),
