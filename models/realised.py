@@ -28,6 +28,11 @@ from dropout_risk.models.logistic_fits import newton_logistic
 EPS = 1e-6
 
 
+def _two_sided_z(confidence: float) -> float:
+    """The normal quantile of a two-sided interval at ``confidence`` (1.96 at 0.95)."""
+    return NormalDist().inv_cdf(0.5 + confidence / 2)
+
+
 @dataclass(frozen=True)
 class Ratio:
     observed: float
@@ -61,7 +66,7 @@ def observed_expected(y: np.ndarray, p: np.ndarray, client: np.ndarray, confiden
         return Ratio(observed, expected, ratio, (math.nan, math.nan))
     residual = np.bincount(codes, weights=y - ratio * p)
     se_log = math.sqrt(float(np.sum(residual**2))) / observed
-    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    z = _two_sided_z(confidence)
     return Ratio(observed, expected, ratio, (ratio * math.exp(-z * se_log), ratio * math.exp(z * se_log)))
 
 
@@ -116,5 +121,5 @@ def within_landmark_auc(
     if not aucs:
         return WithinAUC(math.nan, (math.nan, math.nan), ())
     mean, se = float(np.mean(aucs)), float(np.mean(errors))
-    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    z = _two_sided_z(confidence)
     return WithinAUC(mean, (mean - z * se, mean + z * se), tuple(used))
