@@ -22,10 +22,13 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from mutation_equivalents import EQUIVALENT  # scripts/ is on sys.path: this script is run as a file
+# scripts/ is on sys.path: this script is run as a file
+from mutation_equivalents import EQUIVALENT
+from mutation_pinned_equivalents import function_of
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGING = ROOT / ".mutation"
@@ -136,10 +139,17 @@ TARGETS: dict[str, Target] = {
 # Surviving mutants that cannot change behaviour, with their reasons: scripts/mutation_equivalents.py.
 
 
-CACHE_PLUGIN = "mutation_fixture_cache.py"
-# The plugin, and no pruning of old pytest temporary folders: a cached fixture's files (a champion's
+# pytest plugins of these runs only (scripts/), copied into the staging tree's tests/support/.
+PLUGINS = ("mutation_fixture_cache", "mutation_pinned_equivalents")
+# The plugins, and no pruning of old pytest temporary folders: a cached fixture's files (a champion's
 # MLflow store) stay in the clean run's folder, which every mutant's session would otherwise prune.
-CACHE_ARGS = ("-p", "tests.support.mutation_fixture_cache", "-o", "tmp_path_retention_count=1000000")
+PLUGIN_ARGS = (
+    *(arg for name in PLUGINS for arg in ("-p", f"tests.support.{name}")),
+    "-o",
+    "tmp_path_retention_count=1000000",
+)
+# Each listed equivalent's function hash when it last survived all its tests (scripts/mutation_pinned_equivalents.py).
+PINS = ROOT / "scripts" / "mutation_pins.json"
 
 
 def stage(module: str, target: Target) -> Path:
@@ -152,12 +162,13 @@ def stage(module: str, target: Target) -> Path:
     for name in PACKAGES:
         shutil.copytree(ROOT / name, package / name, ignore=IGNORED)
     shutil.copytree(ROOT / "tests", where / "tests", ignore=IGNORED)
-    shutil.copy2(ROOT / "scripts" / CACHE_PLUGIN, where / "tests" / "support" / CACHE_PLUGIN)
+    for name in PLUGINS:
+        shutil.copy2(ROOT / "scripts" / f"{name}.py", where / "tests" / "support" / f"{name}.py")
     settings = {
         "source_paths": ["dropout_risk"],
         "only_mutate": [f"dropout_risk/{module}"],
         "pytest_add_cli_args_test_selection": list(target.tests),
-        "pytest_add_cli_args": ["-q", "-p", "no:cacheprovider", *CACHE_ARGS, *target.pytest_args],
+        "pytest_add_cli_args": ["-q", "-p", "no:cacheprovider", *PLUGIN_ARGS, *target.pytest_args],
         "use_git_change_detection": False,
     }
     table = "\n".join(f"{key} = {json.dumps(value)}" for key, value in settings.items())
@@ -169,9 +180,8 @@ def stage(module: str, target: Target) -> Path:
 MUTMUT = Path(sys.executable).with_name("mutmut")
 
 
-def mutmut(where: Path, *args: str, cached: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
-    env["MUTATION_CACHED_FIXTURES"] = ",".join(cached)
+def mutmut(where: Path, *args: str, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ) | (extra_env or {})
     # pytest's temporary folders in the staging tree, not the machine's shared pytest-of-USER folder: any other
     # pytest run there prunes all but its newest three, the clean run's among them, and a cached fixture's
     # files (the MLflow template, a champion's store) would vanish under the mutants, failing them all.
@@ -189,44 +199,91 @@ class Score:
     total: int
     survivors: list[str]
     equivalent: list[str]
+    pinned: int  # equivalents not re-run: their functions are unchanged since they last survived in full
+    minutes: float
 
     @property
     def percent(self) -> float:
         counted = self.total - len(self.equivalent)
         return 100.0 * self.caught / counted if counted else 100.0
 
+    def __str__(self) -> str:
+        caught = f"{self.percent:.1f}% caught ({self.caught} caught of {self.total} mutants"
+        equivalent = f", {len(self.equivalent)} equivalent, {self.pinned} of them pinned)" if self.equivalent else ")"
+        return f"{self.module}: {caught}{equivalent}, {self.minutes:.1f} min"
 
-def run(module: str, jobs: int) -> Score:
+
+def meta_file(where: Path, module: str) -> Path:
+    """mutmut's record of the mutated file: each mutant's verdict, each function's source hash."""
+    return where / "mutants" / "dropout_risk" / f"{module}.meta"
+
+
+def function_hashes(where: Path, module: str) -> dict[str, str]:
+    """mutmut's hash of each mutated function's source, by its key (``x_name``, ``xǁClassǁname``)."""
+    hashes: dict[str, str] = json.loads(meta_file(where, module).read_text())["hash_by_function_name"]
+    return hashes
+
+
+def read_pins() -> dict[str, dict[str, str]]:
+    return json.loads(PINS.read_text()) if PINS.is_file() else {}
+
+
+def run(module: str, jobs: int, full: bool) -> Score:
+    """Mutate ``module``, run each mutant's tests, and pin the equivalents that survived."""
     target = TARGETS[module]
     where = stage(module, target)
-    done = mutmut(where, "run", "--max-children", str(jobs), cached=target.cached)
+    listed_equivalents = EQUIVALENT.get(module, {})
+    pins = {} if full else {name: h for name, h in read_pins().get(module, {}).items() if name in listed_equivalents}
+    (where / "pins.json").write_text(json.dumps(pins))
+    env = {
+        "MUTATION_CACHED_FIXTURES": ",".join(target.cached),
+        "MUTATION_PINS": str(where / "pins.json"),
+        "MUTATION_META": str(meta_file(where, module)),
+    }
+    started = time.monotonic()
+    done = mutmut(where, "run", "--max-children", str(jobs), extra_env=env)
     (where / "run.log").write_text(done.stdout + done.stderr)
     if done.returncode != 0:
         raise SystemExit(f"mutmut failed on {module} (see {where / 'run.log'})")
+    minutes = (time.monotonic() - started) / 60
     mutmut(where, "export-cicd-stats")
     stats = json.loads((where / "mutants" / "mutmut-cicd-stats.json").read_text())
     listed = mutmut(where, "results").stdout.splitlines()
     not_caught = [line.strip().split(":")[0] for line in listed if line.strip()]
-    equivalent = [name for name in not_caught if name in EQUIVALENT.get(module, {})]
+    equivalent = [name for name in not_caught if name in listed_equivalents]
     survivors = [name for name in not_caught if name not in equivalent]
+    hashes = function_hashes(where, module)
+    pinned = sum(1 for name in equivalent if pins.get(name) == hashes.get(function_of(name)))
+    save_pins(module, {name: hashes[function_of(name)] for name in equivalent})
     caught = stats["killed"] + stats["timeout"]
-    return Score(module, caught, stats["total"] - stats["skipped"], survivors, equivalent)
+    return Score(module, caught, stats["total"] - stats["skipped"], survivors, equivalent, pinned, minutes)
+
+
+def save_pins(module: str, pins: dict[str, str]) -> None:
+    everything = read_pins() | {module: dict(sorted(pins.items()))}
+    PINS.write_text(json.dumps(dict(sorted(everything.items())), indent=1, ensure_ascii=False) + "\n")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("modules", nargs="*", help=f"default: all of {', '.join(TARGETS)}")
     parser.add_argument("--jobs", type=int, default=1, help="mutants tested at once (default 1)")
+    parser.add_argument("--full", action="store_true", help="run the pinned equivalents' tests too")
     options = parser.parse_args()
     unknown = sorted(set(options.modules) - set(TARGETS))
     if unknown:
         parser.error(f"not a mutation target: {', '.join(unknown)} (known: {', '.join(TARGETS)})")
     if not MUTMUT.exists():
         raise SystemExit(f"mutmut is not installed beside {sys.executable}: pip install 'mutmut>=3.8,<4'")
-    scores = [run(module, options.jobs) for module in options.modules or TARGETS]
+    modules = options.modules or list(TARGETS)
+    scores = []
+    for number, module in enumerate(modules, start=1):
+        print(f"[{number}/{len(modules)}] {module} ...", flush=True)
+        scores.append(run(module, options.jobs, options.full))
+        print(f"    {scores[-1]}", flush=True)
+    print(f"\nAll {len(scores)} modules in {sum(score.minutes for score in scores):.1f} min:")
     for score in scores:
-        print(f"{score.module}: {score.percent:.1f}% caught ({score.caught} caught of {score.total} mutants", end="")
-        print(f", {len(score.equivalent)} equivalent)" if score.equivalent else ")")
+        print(score)
         for name in score.survivors:
             print(f"    survived: {name}")
 

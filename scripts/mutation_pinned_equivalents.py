@@ -1,0 +1,43 @@
+"""A pytest plugin for mutation runs only: a pinned equivalent mutant of unchanged code runs no test.
+
+An equivalent mutant survives by definition, and a survivor runs every test that reaches its
+function, so the few listed equivalents took most of a full run (``features/landmarks.py``: 33
+survivors, 300 of the 409 seconds its 374 mutants took). ``scripts/mutation.py`` pins each listed
+equivalent to the hash mutmut gives its function's source once it has survived a run of all its
+tests. While that hash is unchanged the mutant is the same edit of the same function, and its
+process here answers at once with the verdict that run gave (survived), which the score leaves
+out anyway. A changed function's equivalents run in full again, as every mutant does with
+``scripts/mutation.py --full``.
+
+``MUTATION_PINS`` names the module's pins (JSON: mutant name -> function hash) and
+``MUTATION_META`` mutmut's record of the mutated file, which holds the current hashes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+
+def function_of(mutant: str) -> str:
+    """The key mutmut hashes a function under: ``x_name`` or ``xǁClassǁname`` (no module, no number)."""
+    return mutant.partition("__mutmut_")[0].rpartition(".")[2]
+
+
+def _pinned_and_unchanged() -> bool:
+    mutant = os.environ.get("MUTANT_UNDER_TEST", "")
+    pins_file, meta_file = os.environ.get("MUTATION_PINS"), os.environ.get("MUTATION_META")
+    if "__mutmut_" not in mutant or not pins_file or not meta_file:
+        return False  # the clean run, the statistics run, the forced failure: always run
+    pinned = json.loads(Path(pins_file).read_text()).get(mutant)
+    current = json.loads(Path(meta_file).read_text())["hash_by_function_name"].get(function_of(mutant))
+    return pinned is not None and pinned == current
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> int | None:
+    """Exit 0 (the survivor's verdict) before any collection or fixture, or let pytest run."""
+    return int(pytest.ExitCode.OK) if _pinned_and_unchanged() else None
