@@ -107,6 +107,8 @@ TARGETS: dict[str, Target] = {
             "tests/serving/test_stored_risk.py",
             "tests/serving/test_caseload_nulls.py",
             "tests/serving/test_store.py",
+            # served_risk: the risk a FHIR RiskAssessment read returns, the clinic's own only.
+            "tests/serving/test_fhir_risk_assessment.py",
         ),
         # SQLite alone: the PostgreSQL twins double the time; the PostgreSQL-only lines (the upsert's dialect,
         # FOR UPDATE) are checked against those twins by hand (docs/testing.md).

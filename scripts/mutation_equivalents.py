@@ -86,6 +86,11 @@ EQUIVALENT: dict[str, dict[str, str]] = {
         f"{_STORE}lock_or_create_client__mutmut_9": "no other unique column a new client could clash on (id generated)",
         f"{_STORE}set_current_risk__mutmut_13": _ON_UPDATE,
         f"{_STORE}set_episode__mutmut_9": _ON_UPDATE,
+        **{
+            f"{_STORE}served_risk__mutmut_{n}": "without an ON clause SQLAlchemy joins on the one foreign key, "
+            "sessions.client_pk = clients.id"
+            for n in (8, 10)
+        },
     },
     "serving/scoring.py": {
         **{f"{_SCORING}_client_history__mutmut_{n}": _TYPED_LISTS for n in (14, 16, 25, 27, 33, 35)},
