@@ -27,14 +27,29 @@ def function_of(mutant: str) -> str:
     return mutant.partition("__mutmut_")[0].rpartition(".")[2]
 
 
+def _load(variable: str, key: str | None = None) -> dict[str, str]:
+    """The JSON object a variable names (or its ``key``), or nothing when it cannot be read: then every test runs."""
+    try:
+        data = json.loads(Path(os.environ[variable]).read_text())
+        loaded: dict[str, str] = data[key] if key else data
+        return loaded
+    except (KeyError, OSError, ValueError):
+        return {}
+
+
+# Read once, when mutmut's own process loads this plugin for its statistics run, before any mutant's process
+# is forked: mutmut rewrites its record of the file after every mutant, and a mutant's process reading it then
+# read half a file and died, a failure mutmut counts as caught (seen on 2 jobs).
+_PINS = _load("MUTATION_PINS")
+_HASHES = _load("MUTATION_META", "hash_by_function_name")
+
+
 def _pinned_and_unchanged() -> bool:
     mutant = os.environ.get("MUTANT_UNDER_TEST", "")
-    pins_file, meta_file = os.environ.get("MUTATION_PINS"), os.environ.get("MUTATION_META")
-    if "__mutmut_" not in mutant or not pins_file or not meta_file:
+    if "__mutmut_" not in mutant:
         return False  # the clean run, the statistics run, the forced failure: always run
-    pinned = json.loads(Path(pins_file).read_text()).get(mutant)
-    current = json.loads(Path(meta_file).read_text())["hash_by_function_name"].get(function_of(mutant))
-    return pinned is not None and pinned == current
+    pinned = _PINS.get(mutant)
+    return pinned is not None and pinned == _HASHES.get(function_of(mutant))
 
 
 @pytest.hookimpl(tryfirst=True)

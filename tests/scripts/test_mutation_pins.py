@@ -38,3 +38,18 @@ def test_an_unpinned_mutant_and_the_clean_run_run_their_tests(tmp_path: Path) ->
     other = "dropout_risk.features.landmarks.x__labels__mutmut_12"
     assert _pytest_exit_code(tmp_path, other, pinned="abc123", current="abc123") == pytest.ExitCode.TESTS_FAILED
     assert _pytest_exit_code(tmp_path, "", pinned="abc123", current="abc123") == pytest.ExitCode.TESTS_FAILED
+
+
+def test_an_unreadable_record_runs_the_tests_and_does_not_crash(tmp_path: Path) -> None:
+    """mutmut rewrites its record after every mutant: a half-written one must not read as a caught mutant."""
+    (tmp_path / "test_fails.py").write_text("def test_fails():\n    assert False\n")
+    (tmp_path / "pins.json").write_text(json.dumps({MUTANT: "abc123"}))
+    (tmp_path / "landmarks.py.meta").write_text('{"hash_by_function_name": {"x__lab')
+    env = dict(os.environ, PYTHONPATH=str(SCRIPTS), MUTANT_UNDER_TEST=MUTANT)
+    env |= {"MUTATION_PINS": str(tmp_path / "pins.json"), "MUTATION_META": str(tmp_path / "landmarks.py.meta")}
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "mutation_pinned_equivalents"]
+    done = subprocess.run(
+        [*command, "test_fails.py"], cwd=tmp_path, env=env, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == pytest.ExitCode.TESTS_FAILED
+    assert "1 failed" in done.stdout  # the test ran: a crash also exits 1, and mutmut counts either as caught
