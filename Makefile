@@ -80,7 +80,7 @@ typecheck: venv
 ## Mutation testing (mutmut) of the modules where a silent bug costs most, each against its own tests;
 ## not part of CI. One module: make mutation MODULES=models/calibration.py (docs/testing.md).
 MODULES ?=
-MUTATION_JOBS ?= 1
+MUTATION_JOBS ?= 2
 mutation: venv
 	$(BIN)/python scripts/mutation.py --jobs $(MUTATION_JOBS) $(MODULES)
 
