@@ -28,7 +28,7 @@ from pathlib import Path
 
 # scripts/ is on sys.path: this script is run as a file
 from mutation_equivalents import EQUIVALENT
-from mutation_pinned_equivalents import function_of
+from mutation_pinned_equivalents import function_of, pinned_and_unchanged
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGING = ROOT / ".mutation"
@@ -255,7 +255,7 @@ def run(module: str, jobs: int, full: bool) -> Score:
     equivalent = [name for name in not_caught if name in listed_equivalents]
     survivors = [name for name in not_caught if name not in equivalent]
     hashes = function_hashes(where, module)
-    pinned = sum(1 for name in equivalent if pins.get(name) == hashes.get(function_of(name)))
+    pinned = sum(1 for name in equivalent if pinned_and_unchanged(name, pins, hashes))
     save_pins(module, {name: hashes[function_of(name)] for name in equivalent})
     caught = stats["killed"] + stats["timeout"]
     return Score(module, caught, stats["total"] - stats["skipped"], survivors, equivalent, pinned, minutes)

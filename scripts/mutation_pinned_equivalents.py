@@ -44,15 +44,20 @@ _PINS = _load("MUTATION_PINS")
 _HASHES = _load("MUTATION_META", "hash_by_function_name")
 
 
-def _pinned_and_unchanged() -> bool:
+def pinned_and_unchanged(mutant: str, pins: dict[str, str], hashes: dict[str, str]) -> bool:
+    """Whether ``mutant`` is pinned to the hash its function has now (``scripts/mutation.py`` counts them so)."""
+    pinned = pins.get(mutant)
+    return pinned is not None and pinned == hashes.get(function_of(mutant))
+
+
+def _skips_its_tests() -> bool:
     mutant = os.environ.get("MUTANT_UNDER_TEST", "")
     if "__mutmut_" not in mutant:
         return False  # the clean run, the statistics run, the forced failure: always run
-    pinned = _PINS.get(mutant)
-    return pinned is not None and pinned == _HASHES.get(function_of(mutant))
+    return pinned_and_unchanged(mutant, _PINS, _HASHES)
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_cmdline_main(config: pytest.Config) -> int | None:
     """Exit 0 (the survivor's verdict) before any collection or fixture, or let pytest run."""
-    return int(pytest.ExitCode.OK) if _pinned_and_unchanged() else None
+    return int(pytest.ExitCode.OK) if _skips_its_tests() else None

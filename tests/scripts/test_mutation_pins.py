@@ -15,15 +15,20 @@ SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 MUTANT = "dropout_risk.features.landmarks.x__labels__mutmut_11"
 
 
-def _pytest_exit_code(folder: Path, mutant: str, pinned: str, current: str) -> int:
-    """pytest's exit code on a file whose one test fails, under the plugin, as a mutant's process."""
+def _run_as_mutant(folder: Path, mutant: str, pinned: str, record: str) -> subprocess.CompletedProcess[str]:
+    """pytest on a file whose one test fails, under the plugin, as a mutant's process; ``record`` is mutmut's."""
     (folder / "test_fails.py").write_text("def test_fails():\n    assert False\n")
     (folder / "pins.json").write_text(json.dumps({MUTANT: pinned}))
-    (folder / "landmarks.py.meta").write_text(json.dumps({"hash_by_function_name": {"x__labels": current}}))
+    (folder / "landmarks.py.meta").write_text(record)
     env = dict(os.environ, PYTHONPATH=str(SCRIPTS), MUTANT_UNDER_TEST=mutant)
     env |= {"MUTATION_PINS": str(folder / "pins.json"), "MUTATION_META": str(folder / "landmarks.py.meta")}
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "mutation_pinned_equivalents"]
-    return subprocess.run([*command, "test_fails.py"], cwd=folder, env=env, capture_output=True, check=False).returncode
+    return subprocess.run([*command, "test_fails.py"], cwd=folder, env=env, capture_output=True, text=True, check=False)
+
+
+def _pytest_exit_code(folder: Path, mutant: str, pinned: str, current: str) -> int:
+    record = json.dumps({"hash_by_function_name": {"x__labels": current}})
+    return _run_as_mutant(folder, mutant, pinned, record).returncode
 
 
 def test_a_pinned_equivalent_of_an_unchanged_function_runs_no_test(tmp_path: Path) -> None:
@@ -42,14 +47,6 @@ def test_an_unpinned_mutant_and_the_clean_run_run_their_tests(tmp_path: Path) ->
 
 def test_an_unreadable_record_runs_the_tests_and_does_not_crash(tmp_path: Path) -> None:
     """mutmut rewrites its record after every mutant: a half-written one must not read as a caught mutant."""
-    (tmp_path / "test_fails.py").write_text("def test_fails():\n    assert False\n")
-    (tmp_path / "pins.json").write_text(json.dumps({MUTANT: "abc123"}))
-    (tmp_path / "landmarks.py.meta").write_text('{"hash_by_function_name": {"x__lab')
-    env = dict(os.environ, PYTHONPATH=str(SCRIPTS), MUTANT_UNDER_TEST=MUTANT)
-    env |= {"MUTATION_PINS": str(tmp_path / "pins.json"), "MUTATION_META": str(tmp_path / "landmarks.py.meta")}
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "mutation_pinned_equivalents"]
-    done = subprocess.run(
-        [*command, "test_fails.py"], cwd=tmp_path, env=env, capture_output=True, text=True, check=False
-    )
+    done = _run_as_mutant(tmp_path, MUTANT, pinned="abc123", record='{"hash_by_function_name": {"x__lab')
     assert done.returncode == pytest.ExitCode.TESTS_FAILED
     assert "1 failed" in done.stdout  # the test ran: a crash also exits 1, and mutmut counts either as caught
