@@ -10,12 +10,18 @@ from dropout_risk.models.registry import CHAMPION, version_for_alias
 from dropout_risk.training.jobs.promote import promote
 from dropout_risk.training.jobs.train import train
 from tests.support.mlflow_store import MlflowStore, active_store
+from tests.support.postgres import fresh_postgres_database
 from tests.support.training import settings_for
 
 
 @pytest.fixture
-def postgres_store(postgres_database, tmp_path):
-    with active_store(MlflowStore(postgres_database, tmp_path / "artifacts")) as store:
+def postgres_store(tmp_path):
+    # A database of its own: MLflow's schema keeps its Alembic revision in `alembic_version`, the table the
+    # service's own migrations use in the suite's shared `postgres_database`; sharing it failed whichever ran second.
+    with (
+        fresh_postgres_database("dropout_risk_mlflow") as url,
+        active_store(MlflowStore(url, tmp_path / "artifacts")) as store,
+    ):
         yield store
 
 
