@@ -20,7 +20,9 @@ def _run_as_mutant(folder: Path, mutant: str, pinned: str, record: str) -> subpr
     (folder / "test_fails.py").write_text("def test_fails():\n    assert False\n")
     (folder / "pins.json").write_text(json.dumps({MUTANT: pinned}))
     (folder / "landmarks.py.meta").write_text(record)
-    env = dict(os.environ, PYTHONPATH=str(SCRIPTS), MUTANT_UNDER_TEST=mutant)
+    # Only the plugin under test: the installed plugins (schemathesis, hypothesis, ...) cost most of a second
+    # a process at start and play no part here.
+    env = dict(os.environ, PYTHONPATH=str(SCRIPTS), MUTANT_UNDER_TEST=mutant, PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")
     env |= {"MUTATION_PINS": str(folder / "pins.json"), "MUTATION_META": str(folder / "landmarks.py.meta")}
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "mutation_pinned_equivalents"]
     return subprocess.run([*command, "test_fails.py"], cwd=folder, env=env, capture_output=True, text=True, check=False)
