@@ -8,6 +8,10 @@ CLIENTS ?= 5000
 SEED ?= 42
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# Python's bytecode caches (git-ignored __pycache__), even where the environment turns them off: without
+# them every test worker, and every server or CLI process a test starts, compiles the project again and
+# pytest rewrites every test module's asserts again (about 3 s a process).
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: run test test-fast lint typecheck lock audit venv browser bench mutation clean
 
@@ -58,13 +62,13 @@ EDIT_LOOP := $(FAST) and not slow
 SHARED := $(CURDIR)/.test-run
 test: venv browser lint typecheck
 	rm -rf $(SHARED)
-	DROPOUT_RISK_TEST_SHARED=$(SHARED) $(BIN)/python -m pytest -m "not $(ALONE)" -n $(TEST_WORKERS) --dist loadfile
+	DROPOUT_RISK_TEST_SHARED=$(SHARED) $(BIN)/python -m pytest -m "not $(ALONE)" -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 	DROPOUT_RISK_TEST_SHARED=$(SHARED) $(BIN)/python -m pytest -m "$(ALONE)"
 
 ## The edit loop: lint, types, then every test but the reliability, Spark and browser ones, on TEST_WORKERS
 ## processes (pytest-xdist; a module's tests stay on one worker, so its fixtures are built once).
 test-fast: venv lint typecheck
-	$(BIN)/python -m pytest -m "$(EDIT_LOOP)" -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -m "$(EDIT_LOOP)" -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 lint: venv
 	$(BIN)/ruff check $(SOURCES)

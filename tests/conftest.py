@@ -7,16 +7,44 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.support.cohorts import Cohorts
-from tests.support.mlflow_store import MlflowStore, StoreTemplate, active_store
 from tests.support.postgres import fresh_postgres_database
-from tests.support.training import Champion, TwoModels, train_champion, train_two_models
+from tests.support.scheduling import CACHE_KEY, FileSeconds, order_for_workers
 from tests.support.workers import exclusive, run_directory
 
+if TYPE_CHECKING:
+    from tests.support.cohorts import Cohorts
+    from tests.support.mlflow_store import MlflowStore, StoreTemplate
+    from tests.support.training import Champion, TwoModels
+
+# The helpers that import MLflow, scikit-learn and the training code are imported inside the fixtures
+# that use them: pytest-xdist's controller loads this file before it starts the workers, and never
+# runs a fixture, so importing them here delayed every worker's start by about 4 s.
+
 TRIAL_DATA = Path(__file__).resolve().parent / "data" / "antidepressant-trial"
+
+
+FILE_SECONDS = FileSeconds()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Files that train a model first, one per worker, then files that need none, the longest first
+    (tests/support/scheduling.py)."""
+    cache = getattr(config, "cache", None)  # absent under -p no:cacheprovider
+    items[:] = order_for_workers(items, cache.get(CACHE_KEY, None) if cache else None)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    FILE_SECONDS.add(report.nodeid, report.duration)  # under xdist the controller gets every worker's reports
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    cache = getattr(session.config, "cache", None)
+    if cache is not None and not hasattr(session.config, "workerinput"):  # the controller, or a run without xdist
+        cache.set(CACHE_KEY, FILE_SECONDS.merged_into(cache.get(CACHE_KEY, {})))
 
 
 @pytest.fixture(scope="session")
@@ -31,6 +59,8 @@ def trial_dir() -> Path:
 @pytest.fixture(scope="session")
 def mlflow_template(tmp_path_factory) -> StoreTemplate:
     """MLflow's schema, migrated once per run (whatever the xdist workers); fresh stores are copies of it."""
+    from tests.support.mlflow_store import StoreTemplate
+
     directory = run_directory(tmp_path_factory) / "mlflow-template"
     with exclusive(directory.with_suffix(".lock")):
         return StoreTemplate(directory)  # the first worker migrates; the others find it done
@@ -39,6 +69,8 @@ def mlflow_template(tmp_path_factory) -> StoreTemplate:
 @pytest.fixture(scope="module")
 def mlflow_store(mlflow_template, tmp_path_factory) -> Iterator[MlflowStore]:
     """A fresh SQLite-backed store per test module, active for that module."""
+    from tests.support.mlflow_store import active_store
+
     with active_store(mlflow_template.new_store(tmp_path_factory.mktemp("mlflow"))) as store:
         yield store
 
@@ -53,6 +85,8 @@ def postgres_database() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def cohorts(tmp_path_factory) -> Cohorts:
     """Simulated cohorts by parameters, each simulated and written once per session (tests/support/cohorts.py)."""
+    from tests.support.cohorts import Cohorts
+
     return Cohorts(tmp_path_factory.mktemp("cohorts"))
 
 
@@ -64,6 +98,8 @@ def champion(mlflow_template, cohorts, tmp_path_factory) -> Champion:
     not left active: a test or fixture that uses it activates it (``active_store``). Nothing
     writes to that store after training, so the champion is version 1.
     """
+    from tests.support.training import Champion, train_champion
+
     root = run_directory(tmp_path_factory) / "champion"
     with exclusive(root.with_suffix(".lock")):
         record = root / "champion.json"
@@ -78,6 +114,8 @@ def champion(mlflow_template, cohorts, tmp_path_factory) -> Champion:
 @pytest.fixture(scope="session")
 def two_models_trained(mlflow_template, cohorts, tmp_path_factory) -> TwoModels:
     """Two quick models, the first champion, trained once per run (whatever the xdist workers); use ``two_models``."""
+    from tests.support.training import TwoModels, train_two_models
+
     root = run_directory(tmp_path_factory) / "two-models"
     with exclusive(root.with_suffix(".lock")):
         record = root / "two-models.json"

@@ -11,6 +11,7 @@ from mlflow.store.db.utils import _get_latest_schema_revision
 from dropout_risk.training.simulation.cohort import SimulationConfig, simulate_cohort, write_cohort
 from tests.support.cohorts import Cohorts
 from tests.support.mlflow_store import MlflowStore
+from tests.support.scheduling import FileSeconds, order_for_workers
 
 
 def _client(store: MlflowStore) -> MlflowClient:
@@ -62,3 +63,57 @@ def test_cohorts_are_simulated_once_and_handed_out_as_copies(tmp_path):
     changed = cohorts.simulate(60, seed=4)
     changed.sessions["session_number"] = 0  # a test may change its frames ...
     assert (cohorts.simulate(60, seed=4).sessions["session_number"] >= 1).all()  # ... the next one gets them unchanged
+
+
+class _Item:
+    def __init__(self, nodeid: str, *fixtures: str) -> None:
+        self.nodeid, self.fixturenames = nodeid, list(fixtures)
+
+
+def _order(*items: _Item) -> list[str]:
+    ordered = [item.nodeid for item in order_for_workers(items)]
+    assert sorted(ordered) == sorted(item.nodeid for item in items)  # nothing lost or repeated
+    return ordered
+
+
+def test_the_first_users_of_each_trained_model_lead_then_files_that_need_none_largest_first():
+    ordered = _order(
+        _Item("a.py::one", "champion"),
+        _Item("b.py::one"),
+        _Item("c.py::one", "two_models_trained"),
+        _Item("d.py::one"),
+        _Item("d.py::two"),
+        _Item("e.py::one", "champion"),
+        _Item("e.py::two"),
+        _Item("f.py::one"),
+    )
+    assert ordered == [
+        "e.py::one",
+        "e.py::two",
+        "c.py::one",
+        "d.py::one",
+        "d.py::two",
+        "b.py::one",
+        "f.py::one",
+        "a.py::one",
+    ]
+
+
+def test_a_file_that_needs_both_models_leads_alone_and_keeps_its_tests_in_order():
+    ordered = _order(_Item("a.py::two", "champion"), _Item("a.py::one", "two_models_trained"), _Item("b.py::one"))
+    assert ordered == ["a.py::two", "a.py::one", "b.py::one"]
+
+
+def test_with_last_runs_seconds_the_longest_files_go_first_and_unrecorded_ones_before_them():
+    items = [_Item("a.py::one"), _Item("b.py::one"), _Item("c.py::one"), _Item("c.py::two"), _Item("d.py::one")]
+    seconds = {"a.py": 1.0, "b.py": 9.0, "c.py": 3.0}  # d.py is new: no record
+    assert [item.nodeid for item in order_for_workers(items, seconds)] == [
+        "d.py::one", "b.py::one", "c.py::one", "c.py::two", "a.py::one",
+    ]  # fmt: skip
+
+
+def test_file_seconds_add_up_each_files_phases_and_replace_only_the_files_that_ran():
+    record = FileSeconds()
+    for nodeid, duration in [("a.py::one", 1.0), ("a.py::one", 0.5), ("a.py::two[x]", 2.0), ("b.py::one", 0.25)]:
+        record.add(nodeid, duration)
+    assert record.merged_into({"a.py": 99.0, "z.py": 4.0}) == {"a.py": 3.5, "b.py": 0.25, "z.py": 4.0}
