@@ -66,8 +66,11 @@ def test_cohorts_are_simulated_once_and_handed_out_as_copies(tmp_path):
 
 
 class _Item:
-    def __init__(self, nodeid: str, *fixtures: str) -> None:
-        self.nodeid, self.fixturenames = nodeid, list(fixtures)
+    def __init__(self, nodeid: str, *fixtures: str, slow: bool = False) -> None:
+        self.nodeid, self.fixturenames, self.slow = nodeid, list(fixtures), slow
+
+    def get_closest_marker(self, name: str) -> object | None:
+        return name if name == "slow" and self.slow else None
 
 
 def _order(*items: _Item) -> list[str]:
@@ -117,3 +120,11 @@ def test_file_seconds_add_up_each_files_phases_and_replace_only_the_files_that_r
     for nodeid, duration in [("a.py::one", 1.0), ("a.py::one", 0.5), ("a.py::two[x]", 2.0), ("b.py::one", 0.25)]:
         record.add(nodeid, duration)
     assert record.merged_into({"a.py": 99.0, "z.py": 4.0}) == {"a.py": 3.5, "b.py": 0.25, "z.py": 4.0}
+
+
+def test_without_a_record_files_with_a_slow_test_go_first_in_their_group():
+    items = [_Item("a.py::one"), _Item("a.py::two"), _Item("b.py::one", slow=True), _Item("c.py::one", "champion")]
+    items += [_Item("d.py::one", "champion"), _Item("d.py::two", "champion", slow=True)]
+    assert [item.nodeid for item in order_for_workers(items)] == [
+        "d.py::one", "d.py::two", "b.py::one", "a.py::one", "a.py::two", "c.py::one",
+    ]  # fmt: skip

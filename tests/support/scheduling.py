@@ -10,7 +10,8 @@ other worker has work of its own while a model trains.
 Within each group the longest files go first, so the run does not end on one worker finishing a
 long file alone. "Longest" is the seconds a file took in the last run that ran it, which
 ``FileSeconds`` keeps in pytest's cache (``.pytest_cache``, git-ignored); a file with no record (a
-fresh clone, a new file) goes before those with one, the larger first.
+fresh clone, as in CI, or a new file) goes before those with one: those with a test marked ``slow``
+first, then the larger.
 """
 
 from __future__ import annotations
@@ -37,8 +38,12 @@ def order_for_workers(items: Sequence[Item], seconds: Mapping[str, float] | None
     for item in items:
         files.setdefault(file_of(item.nodeid), []).append(item)
     known = seconds or {}
-    # Stable sorts: collection order breaks ties.
-    longest = sorted(files, key=lambda name: (name in known, -known.get(name, 0.0), -len(files[name])))
+    slow = {name for name, tests in files.items() if any(_marked_slow(item) for item in tests)}
+
+    def longest_first(name: str) -> tuple[bool, float, bool, int]:
+        return name in known, -known.get(name, 0.0), name not in slow, -len(files[name])
+
+    longest = sorted(files, key=longest_first)  # stable: collection order breaks ties
     needs = {name: {f for item in tests for f in TRAINED if f in _fixtures(item)} for name, tests in files.items()}
     first = [next(name for name in longest if fixture in needs[name]) for fixture in TRAINED if _used(needs, fixture)]
     heads = list(dict.fromkeys(first))
@@ -60,6 +65,11 @@ class FileSeconds:
     def merged_into(self, previous: Mapping[str, float]) -> dict[str, float]:
         """The earlier record with this run's files replaced: a run of a few files keeps the others' figures."""
         return {**previous, **{name: round(value, 3) for name, value in self.seconds.items()}}
+
+
+def _marked_slow(item: Item) -> bool:
+    closest = getattr(item, "get_closest_marker", None)
+    return closest is not None and closest("slow") is not None
 
 
 def _fixtures(item: Item) -> list[str]:
