@@ -30,8 +30,9 @@ TRIAL_DATA = Path(__file__).resolve().parent / "data" / "antidepressant-trial"
 FILE_SECONDS = FileSeconds()
 
 
+@pytest.hookimpl(trylast=True)  # after -m has deselected: a deselected file must not be chosen to go first
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Files that train a model first, one per worker, then files that need none, the longest first
+    """The file that trains the champion first, then files that need no trained model, the longest first
     (tests/support/scheduling.py)."""
     cache = getattr(config, "cache", None)  # absent under -p no:cacheprovider
     items[:] = order_for_workers(items, cache.get(CACHE_KEY, None) if cache else None)

@@ -79,11 +79,11 @@ def _order(*items: _Item) -> list[str]:
     return ordered
 
 
-def test_the_first_users_of_each_trained_model_lead_then_files_that_need_none_largest_first():
+def test_the_longest_champion_file_leads_then_files_that_need_no_trained_model_largest_first():
     ordered = _order(
         _Item("a.py::one", "champion"),
         _Item("b.py::one"),
-        _Item("c.py::one", "two_models_trained"),
+        _Item("c.py::one", "two_models_trained"),  # needs a trained model: not among the free files
         _Item("d.py::one"),
         _Item("d.py::two"),
         _Item("e.py::one", "champion"),
@@ -93,18 +93,19 @@ def test_the_first_users_of_each_trained_model_lead_then_files_that_need_none_la
     assert ordered == [
         "e.py::one",
         "e.py::two",
-        "c.py::one",
         "d.py::one",
         "d.py::two",
         "b.py::one",
         "f.py::one",
         "a.py::one",
+        "c.py::one",
     ]
 
 
-def test_a_file_that_needs_both_models_leads_alone_and_keeps_its_tests_in_order():
+def test_the_leading_file_keeps_its_tests_in_order_and_a_run_without_the_champion_has_no_lead():
     ordered = _order(_Item("a.py::two", "champion"), _Item("a.py::one", "two_models_trained"), _Item("b.py::one"))
     assert ordered == ["a.py::two", "a.py::one", "b.py::one"]
+    assert _order(_Item("a.py::one", "two_models_trained"), _Item("b.py::one")) == ["b.py::one", "a.py::one"]
 
 
 def test_with_last_runs_seconds_the_longest_files_go_first_and_unrecorded_ones_before_them():

@@ -3,9 +3,11 @@
 With ``--dist loadfile`` each worker takes whole files, in the order of the collected items when
 ``--no-loadscope-reorder`` is given. Left to itself xdist sorts files by their number of tests, so
 on two workers both often start with files that need the suite's trained champion: one worker
-trains it and the other waits on the lock, idle, for the whole training. Here the first file that
-needs each trained model goes first, one per worker, and files that need neither follow, so the
-other worker has work of its own while a model trains.
+trains it and the other waits on the lock, idle, for the whole training. Here the longest file that
+needs the champion goes first and trains it; the files that need no trained model (neither the
+champion nor the two test models) follow, so the other worker has work of its own meanwhile; the
+rest come last, when the champion is there. (The two test models are trained by the first file
+that needs them: work, not a wait, as long as no other worker is training them.)
 
 Within each group the longest files go first, so the run does not end on one worker finishing a
 long file alone. "Longest" is the seconds a file took in the last run that ran it, which
@@ -19,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-# The session fixtures that train a model, first needed by the file that trains it.
+# The session fixtures that train a model, first needed by the file that trains it; the first leads.
 TRAINED = ("champion", "two_models_trained")
 CACHE_KEY = "dropout_risk/file_seconds"
 
@@ -45,8 +47,7 @@ def order_for_workers(items: Sequence[Item], seconds: Mapping[str, float] | None
 
     longest = sorted(files, key=longest_first)  # stable: collection order breaks ties
     needs = {name: {f for item in tests for f in TRAINED if f in _fixtures(item)} for name, tests in files.items()}
-    first = [next(name for name in longest if fixture in needs[name]) for fixture in TRAINED if _used(needs, fixture)]
-    heads = list(dict.fromkeys(first))
+    heads = [name for name in longest if TRAINED[0] in needs[name]][:1]
     free = [name for name in longest if not needs[name] and name not in heads]
     rest = [name for name in longest if name not in heads and name not in free]
     return [item for name in heads + free + rest for item in files[name]]
@@ -74,7 +75,3 @@ def _marked_slow(item: Item) -> bool:
 
 def _fixtures(item: Item) -> list[str]:
     return getattr(item, "fixturenames", [])  # every fixture a test function needs, directly or not
-
-
-def _used(needs: dict[str, set[str]], fixture: str) -> bool:
-    return any(fixture in used for used in needs.values())
