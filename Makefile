@@ -60,15 +60,18 @@ FAST := not $(ALONE) and not spark and not browser
 EDIT_LOOP := $(FAST) and not slow
 ## Both parts build the champion and the two test models once, in SHARED (emptied first).
 SHARED := $(CURDIR)/.test-run
+## Whole files to each worker, in the order tests/support/scheduling.py sets (xdist keeps it only with
+## --no-loadscope-reorder).
+ON_WORKERS := -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 test: venv browser lint typecheck
 	rm -rf $(SHARED)
-	DROPOUT_RISK_TEST_SHARED=$(SHARED) $(BIN)/python -m pytest -m "not $(ALONE)" -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+	DROPOUT_RISK_TEST_SHARED=$(SHARED) $(BIN)/python -m pytest -m "not $(ALONE)" $(ON_WORKERS)
 	DROPOUT_RISK_TEST_SHARED=$(SHARED) $(BIN)/python -m pytest -m "$(ALONE)"
 
 ## The edit loop: lint, types, then every test but the reliability, Spark and browser ones, on TEST_WORKERS
 ## processes (pytest-xdist; a module's tests stay on one worker, so its fixtures are built once).
 test-fast: venv lint typecheck
-	$(BIN)/python -m pytest -m "$(EDIT_LOOP)" -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+	$(BIN)/python -m pytest -m "$(EDIT_LOOP)" $(ON_WORKERS)
 
 lint: venv
 	$(BIN)/ruff check $(SOURCES)

@@ -73,8 +73,8 @@ class _Item:
         return name if name == "slow" and self.slow else None
 
 
-def _order(*items: _Item) -> list[str]:
-    ordered = [item.nodeid for item in order_for_workers(items)]
+def _order(*items: _Item, seconds: dict[str, float] | None = None) -> list[str]:
+    ordered = [item.nodeid for item in order_for_workers(items, seconds)]
     assert sorted(ordered) == sorted(item.nodeid for item in items)  # nothing lost or repeated
     return ordered
 
@@ -111,7 +111,7 @@ def test_the_leading_file_keeps_its_tests_in_order_and_a_run_without_the_champio
 def test_with_last_runs_seconds_the_longest_files_go_first_and_unrecorded_ones_before_them():
     items = [_Item("a.py::one"), _Item("b.py::one"), _Item("c.py::one"), _Item("c.py::two"), _Item("d.py::one")]
     seconds = {"a.py": 1.0, "b.py": 9.0, "c.py": 3.0}  # d.py is new: no record
-    assert [item.nodeid for item in order_for_workers(items, seconds)] == [
+    assert _order(*items, seconds=seconds) == [
         "d.py::one", "b.py::one", "c.py::one", "c.py::two", "a.py::one",
     ]  # fmt: skip
 
@@ -126,6 +126,6 @@ def test_file_seconds_add_up_each_files_phases_and_replace_only_the_files_that_r
 def test_without_a_record_files_with_a_slow_test_go_first_in_their_group():
     items = [_Item("a.py::one"), _Item("a.py::two"), _Item("b.py::one", slow=True), _Item("c.py::one", "champion")]
     items += [_Item("d.py::one", "champion"), _Item("d.py::two", "champion", slow=True)]
-    assert [item.nodeid for item in order_for_workers(items)] == [
+    assert _order(*items) == [
         "d.py::one", "d.py::two", "b.py::one", "a.py::one", "a.py::two", "c.py::one",
     ]  # fmt: skip
